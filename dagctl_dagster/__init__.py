@@ -1,0 +1,44 @@
+"""dagctl-dagster: run SQLMesh and dbt projects in production on Dagster.
+
+Public API (everything else may move)::
+
+    from dagctl_dagster import load_definitions
+    defs = load_definitions(".dagctl/config.yaml")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Imported on first use so that `import dagctl_dagster` stays cheap (run workers,
+# the CLI, the Kubernetes launcher in the daemon) and one area's heavy imports
+# do not load with another's.
+_PUBLIC = {
+    "load_definitions": "dagctl_dagster.definitions",
+    "load_config": "dagctl_dagster.config",
+    "ConfigError": "dagctl_dagster.config",
+    "ProjectLoadError": "dagctl_dagster.errors",
+    "sqlmesh_assets": "dagctl_dagster.sqlmesh.asset_factory",
+    "DagsterSQLMeshTranslator": "dagctl_dagster.sqlmesh.translator",
+    "dbt_assets": "dagctl_dagster.dbt.asset_factory",
+    "claim_aware_executor": "dagctl_dagster.execution.executor",
+    "ClaimStore": "dagctl_dagster.execution.claims",
+    "DagctlK8sRunLauncher": "dagctl_dagster.k8s.launcher",
+}
+
+__all__ = sorted(_PUBLIC)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dagctl_dagster.config import ConfigError, load_config
+    from dagctl_dagster.definitions import load_definitions
+    from dagctl_dagster.errors import ProjectLoadError
+
+
+def __getattr__(name: str) -> Any:
+    module_path = _PUBLIC.get(name)
+    if module_path is None:
+        raise AttributeError(f"module 'dagctl_dagster' has no attribute '{name}'")
+    return getattr(importlib.import_module(module_path), name)

@@ -1,0 +1,44 @@
+"""The `dagctl-dagster` command: validate, claims, k8s render, bench.
+
+Each area registers its own sub-commands (``register(subparsers)`` in its ``cli`` module),
+so this file only assembles them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# module path -> registers sub-commands on the top-level parser
+COMMAND_MODULES = (
+    "dagctl_dagster.cli_validate",
+    "dagctl_dagster.execution.cli",
+    "dagctl_dagster.k8s.cli",
+    "dagctl_dagster.bench_cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dagctl-dagster", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_path in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_path:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

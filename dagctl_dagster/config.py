@@ -1,0 +1,376 @@
+"""The `.dagctl/config.yaml` schema, loading and validation errors.
+
+A config file lists the projects a code location serves::
+
+    version: 3
+    projects:
+      - name: analytics
+        framework: sqlmesh
+        path: sqlmesh/analytics
+        schedule: "*/15 * * * *"
+      - name: marts
+        framework: dbt
+        path: dbt/marts
+        target: prod
+
+Paths are relative to the repository root: the directory that holds `.dagctl/`
+(or, for a config file stored elsewhere, the file's own directory).
+
+Every problem surfaces as one :class:`ConfigError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROJECT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DEFAULT_SQLMESH_SCHEDULE = "*/15 * * * *"
+DEFAULT_JANITOR_SCHEDULE = "0 2 * * 0"
+DEFAULT_STATE_BACKUP_SCHEDULE = "0 3 * * *"
+
+
+class ConfigError(ValueError):
+    """A `.dagctl/config.yaml` (or a project it names) is invalid.
+
+    The message always starts with the file, then the field, then what to do.
+    """
+
+    def __init__(self, path: Path | str, message: str, field: str | None = None):
+        self.path = Path(path)
+        self.field = field
+        self.detail = message
+        where = f"{self.path}: {field}: " if field else f"{self.path}: "
+        super().__init__(where + message)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GitSyncConfig(_Strict):
+    """Where a Kubernetes run pod clones the project's code from (SQLMesh projects)."""
+
+    repository: str
+    ref: str = "main"
+    image: str = "registry.k8s.io/git-sync/git-sync:v4.4.0"
+    credentials_secret: str | None = Field(
+        default=None,
+        description="Secret with GITSYNC_USERNAME / GITSYNC_PASSWORD keys for private repositories.",
+    )
+    mount_path: str = "/opt/dagster/projects"
+
+
+class ResourceQuantities(_Strict):
+    cpu: str | None = None
+    memory: str | None = None
+
+
+class ResourcesConfig(_Strict):
+    requests: ResourceQuantities = ResourceQuantities()
+    limits: ResourceQuantities = ResourceQuantities()
+
+
+class SecretKeyRef(_Strict):
+    secret: str
+    key: str
+
+
+class K8sConfig(_Strict):
+    """What the Kubernetes run launcher injects into this project's run Jobs."""
+
+    namespace: str | None = None
+    image: str | None = None
+    service_account: str | None = None
+    git_sync: GitSyncConfig | None = None
+    env_config_maps: list[str] = []
+    env_secrets: list[str] = []
+    state_db_password: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the SQLMesh state database password, exposed as SQLMESH_STATE_PASSWORD.",
+    )
+    resources: ResourcesConfig = ResourcesConfig()
+    ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+
+
+class AlertThresholds(_Strict):
+    run_duration_factor: float = Field(default=2.0, gt=0)
+    model_duration_factor: float = Field(default=3.0, gt=0)
+    state_growth_ratio: float = Field(default=0.2, gt=0)
+    history_days: int = Field(default=7, ge=1)
+
+
+class AlertsConfig(_Strict):
+    """Slack channels per tier, thresholds and cooldown. Every field may be overridden per project."""
+
+    failure_channel: str | None = None
+    page_channel: str | None = None
+    warning_channel: str | None = None
+    info_channel: str | None = None
+    thresholds: AlertThresholds = AlertThresholds()
+    cooldown_minutes: int = Field(default=60, ge=0)
+
+
+class StateBackupConfig(_Strict):
+    enabled: bool = True
+    schedule: str = DEFAULT_STATE_BACKUP_SCHEDULE
+    directory: str = ".dagctl/state-backups"
+    keep_days: int = Field(default=7, ge=1)
+
+
+class ProjectConfig(_Strict):
+    """One SQLMesh or dbt project served by the code location."""
+
+    name: str = Field(pattern=PROJECT_NAME_PATTERN)
+    framework: Literal["sqlmesh", "dbt"]
+    path: str
+    # SQLMesh
+    gateway: str | None = None
+    environment: str = "prod"
+    max_backfill_intervals: int = Field(default=1000, ge=1)
+    protected: bool = False
+    janitor_schedule: str | None = DEFAULT_JANITOR_SCHEDULE
+    state_backup: StateBackupConfig = StateBackupConfig()
+    # dbt
+    target: str | None = None
+    profiles_dir: str | None = None
+    # automation
+    schedule: str | None = None
+    timezone: str | None = None
+    overlap: Literal["allow", "forbid"] = "allow"
+    # deployment and alerts
+    k8s: K8sConfig = K8sConfig()
+    alerts: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the top-level `alerts:` block."
+    )
+
+    @field_validator("schedule", "janitor_schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not _is_cron(value):
+            raise ValueError(f"'{value}' is not a cron expression (five fields, e.g. '*/15 * * * *')")
+        return value
+
+    @model_validator(mode="after")
+    def _framework_fields(self) -> ProjectConfig:
+        if self.framework == "dbt" and self.gateway is not None:
+            raise ValueError("`gateway` is a SQLMesh setting; dbt projects choose a `target`")
+        if self.framework == "sqlmesh" and self.target is not None:
+            raise ValueError("`target` is a dbt setting; SQLMesh projects choose a `gateway`")
+        return self
+
+    @property
+    def effective_schedule(self) -> str | None:
+        if self.schedule is not None:
+            return self.schedule
+        return DEFAULT_SQLMESH_SCHEDULE if self.framework == "sqlmesh" else None
+
+
+class DagctlConfig(_Strict):
+    """The whole `.dagctl/config.yaml`."""
+
+    version: str | int
+    timezone: str = "UTC"
+    alerts: AlertsConfig = AlertsConfig()
+    projects: list[ProjectConfig] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        _check_timezone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DagctlConfig:
+        seen: set[str] = set()
+        for index, project in enumerate(self.projects):
+            if project.name in seen:
+                raise _FieldProblem(
+                    f"projects[{index}].name",
+                    f"duplicate project name '{project.name}'; each project needs its own name",
+                )
+            seen.add(project.name)
+            if project.timezone:
+                try:
+                    _check_timezone(project.timezone)
+                except ValueError as exc:
+                    raise _FieldProblem(f"projects[{index}].timezone", str(exc)) from None
+        return self
+
+    def project(self, name: str) -> ProjectConfig:
+        for project in self.projects:
+            if project.name == name:
+                return project
+        raise KeyError(f"no project named '{name}' (known: {', '.join(p.name for p in self.projects)})")
+
+    def alerts_for(self, project: ProjectConfig) -> AlertsConfig:
+        """The project's alert settings: the top-level block with the project's overrides."""
+        if not project.alerts:
+            return self.alerts
+        merged = self.alerts.model_dump()
+        for key, value in project.alerts.items():
+            if key == "thresholds" and isinstance(value, dict):
+                merged["thresholds"] = {**merged["thresholds"], **value}
+            else:
+                merged[key] = value
+        return AlertsConfig.model_validate(merged)
+
+
+class _FieldProblem(ValueError):
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+class LoadedConfig:
+    """A validated config with the paths it was read from."""
+
+    def __init__(self, path: Path, config: DagctlConfig):
+        self.path = path
+        self.config = config
+
+    @property
+    def root(self) -> Path:
+        return repository_root(self.path)
+
+    def project_dir(self, project: ProjectConfig) -> Path:
+        return (self.root / project.path).resolve()
+
+    @property
+    def projects(self) -> Sequence[ProjectConfig]:
+        return self.config.projects
+
+    @property
+    def version(self) -> str:
+        return str(self.config.version)
+
+
+def repository_root(config_path: Path) -> Path:
+    """The directory project paths are relative to."""
+    config_path = Path(config_path).resolve()
+    if config_path.parent.name == ".dagctl":
+        return config_path.parent.parent
+    return config_path.parent
+
+
+def load_config(path: str | Path, *, check_paths: bool = True) -> LoadedConfig:
+    """Read, parse and validate a `.dagctl/config.yaml`.
+
+    Raises:
+        ConfigError: naming the file and the field, for unreadable YAML, an unknown or
+            missing key, a wrong type, an unknown framework, a duplicate project name, or
+            (with ``check_paths``) a project path that does not exist.
+    """
+    path = Path(path).resolve()
+    raw = _read_yaml(path)
+    config = parse_config(raw, path)
+    loaded = LoadedConfig(path, config)
+    if check_paths:
+        for index, project in enumerate(config.projects):
+            project_dir = loaded.project_dir(project)
+            if not project_dir.is_dir():
+                raise ConfigError(
+                    path,
+                    f"project '{project.name}': directory '{project_dir}' does not exist; "
+                    "paths are relative to the repository root (the directory holding .dagctl/)",
+                    field=f"projects[{index}].path",
+                )
+    return loaded
+
+
+def parse_config(raw: Any, path: Path) -> DagctlConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "the file must hold a mapping with `version` and `projects`")
+    try:
+        return DagctlConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error_from_validation(exc, raw, path) from None
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(path, "config file not found; create it or point DAGCTL_CONFIG at it")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, f"not valid YAML{where}: {problem}") from None
+
+
+def _config_error_from_validation(exc: ValidationError, raw: dict, path: Path) -> ConfigError:
+    error = exc.errors()[0]
+    location = list(error["loc"])
+    ctx_error = (error.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _FieldProblem):
+        return ConfigError(path, str(ctx_error), field=ctx_error.field)
+    field = _format_location(location)
+    field = _name_project(field, location, raw)
+    return ConfigError(path, _describe(error), field=field or None)
+
+
+def _format_location(location: list[Any]) -> str:
+    parts: list[str] = []
+    for item in location:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("function-after", "function-before") or str(item).startswith("literal["):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _name_project(field: str, location: list[Any], raw: dict) -> str:
+    if len(location) >= 2 and location[0] == "projects" and isinstance(location[1], int):
+        projects = raw.get("projects") or []
+        if location[1] < len(projects) and isinstance(projects[location[1]], dict):
+            name = projects[location[1]].get("name")
+            if name:
+                return f"{field} (project '{name}')"
+    return field
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    given = error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling against the README's config reference"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        expected = (error.get("ctx") or {}).get("expected", "")
+        return f"'{given}' is not allowed; use one of {expected}"
+    if kind == "string_pattern_mismatch":
+        return f"'{given}' is not a valid name; use letters, digits and underscores, not starting with a digit"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return message
+
+
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+
+def _is_cron(value: str) -> bool:
+    if value.startswith("@"):
+        return value in {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
+    fields = value.split()
+    return len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields)
+
+
+def _check_timezone(value: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not an IANA timezone (e.g. 'UTC', 'Europe/Berlin')") from None

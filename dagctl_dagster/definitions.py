@@ -1,0 +1,89 @@
+"""`load_definitions()`: a `.dagctl/config.yaml` becomes a `dg.Definitions`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from dagctl_dagster.config import LoadedConfig, ProjectConfig, load_config
+from dagctl_dagster.project import CodeLocationContext, ProjectDefinitions, run_job_name
+
+DEFAULT_CONFIG_PATH = ".dagctl/config.yaml"
+
+
+def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
+    """Build the code location for every project in a `.dagctl/config.yaml`.
+
+    Each project contributes one asset per model (with checks), a `<project>_run` job
+    selecting all its models, and its schedules; the claim-aware executor is the default
+    executor of every job. Either the whole code location loads or a
+    :class:`~dagctl_dagster.ConfigError` / :class:`~dagctl_dagster.ProjectLoadError`
+    names the file and what to fix; nothing is half-built.
+
+    Example (``definitions.py``)::
+
+        from dagctl_dagster import load_definitions
+
+        defs = load_definitions(".dagctl/config.yaml")
+
+    Args:
+        config_path: the config file; defaults to ``$DAGCTL_CONFIG`` or
+            ``.dagctl/config.yaml`` in the working directory.
+    """
+    loaded = load_config(config_path or os.environ.get("DAGCTL_CONFIG") or DEFAULT_CONFIG_PATH)
+    projects = [build_project(loaded, project) for project in loaded.projects]
+    location = CodeLocationContext(loaded=loaded, projects=projects)
+
+    from dagctl_dagster.alerts import build_alerting
+    from dagctl_dagster.automation import build_automation
+    from dagctl_dagster.execution.executor import claim_aware_executor
+
+    alerting = build_alerting(location)
+    automation = build_automation(location)
+
+    assets: list = []
+    jobs: list = []
+    schedules: list = []
+    sensors: list = []
+    resources: dict[str, object] = {}
+    for project_defs in projects:
+        assets.extend(project_defs.assets)
+        jobs.append(
+            dg.define_asset_job(
+                run_job_name(project_defs.project),
+                selection=dg.AssetSelection.assets(*project_defs.model_keys),
+                description=f"Runs every model of {project_defs.project.framework} project "
+                f"'{project_defs.name}' that is due.",
+                tags={"dagctl/project": project_defs.name},
+                hooks=alerting.step_hooks_for(project_defs.project),
+            )
+        )
+        jobs.extend(project_defs.jobs)
+        schedules.extend(project_defs.schedules)
+        sensors.extend(project_defs.sensors)
+        resources.update(project_defs.resources)
+
+    return dg.Definitions.merge(
+        dg.Definitions(
+            assets=assets,
+            jobs=jobs,
+            schedules=schedules,
+            sensors=sensors,
+            resources=resources,
+            executor=claim_aware_executor,
+        ),
+        automation.definitions,
+        alerting.definitions,
+    )
+
+
+def build_project(loaded: LoadedConfig, project: ProjectConfig) -> ProjectDefinitions:
+    if project.framework == "sqlmesh":
+        from dagctl_dagster.sqlmesh.asset_factory import build_sqlmesh_project
+
+        return build_sqlmesh_project(loaded, project)
+    from dagctl_dagster.dbt.asset_factory import build_dbt_project
+
+    return build_dbt_project(loaded, project)

@@ -1,0 +1,47 @@
+"""What each framework factory hands to `load_definitions` for one project."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from dagctl_dagster.config import LoadedConfig, ProjectConfig
+
+PROJECT_TAG = "dagctl/project"
+FRAMEWORK_TAG = "dagctl/framework"
+
+
+def run_job_name(project: ProjectConfig) -> str:
+    return f"{project.name}_run"
+
+
+@dataclass
+class ProjectDefinitions:
+    """The Dagster objects one SQLMesh or dbt project contributes.
+
+    ``model_keys`` are the keys of the assets a `<project>_run` job selects (the models,
+    not external sources); ``run_job`` selects exactly them.
+    """
+
+    project: ProjectConfig
+    project_dir: Path
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = field(default_factory=list)
+    model_keys: list[dg.AssetKey] = field(default_factory=list)
+    jobs: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = field(default_factory=list)
+    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
+    sensors: list[dg.SensorDefinition] = field(default_factory=list)
+    resources: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.project.name
+
+
+@dataclass
+class CodeLocationContext:
+    """Everything built so far, for the automation and alert builders."""
+
+    loaded: LoadedConfig
+    projects: list[ProjectDefinitions]

