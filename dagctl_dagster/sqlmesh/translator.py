@@ -1,0 +1,132 @@
+"""SQLMesh model → Dagster asset: keys, groups, metadata, checks.
+
+Subclass :class:`DagsterSQLMeshTranslator` to change any of them::
+
+    class MyTranslator(DagsterSQLMeshTranslator):
+        def get_asset_key(self, model) -> dg.AssetKey:
+            return super().get_asset_key(model).with_prefix("warehouse")
+
+    defs = dg.Definitions(assets=sqlmesh_assets(project_dir="analytics", translator=MyTranslator()))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+from sqlglot import exp
+
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+_CHECK_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+class DagsterSQLMeshTranslator:
+    """Holds the rules that turn SQLMesh models into Dagster asset specs.
+
+    Every method takes the SQLMesh ``Model`` (``sqlmesh.core.model.Model``); the default
+    key is the model name without its catalog, split on dots
+    (``sqlmesh_example.full_model`` → ``["sqlmesh_example", "full_model"]``).
+    """
+
+    def __init__(self, project_name: str | None = None):
+        self.project_name = project_name
+
+    def get_asset_key(self, model: Any) -> dg.AssetKey:
+        table = model.fully_qualified_table if hasattr(model, "fully_qualified_table") else exp.to_table(model.fqn)
+        parts = [part.name for part in (table.args.get("db"), table.this) if part is not None]
+        return dg.AssetKey([p for p in parts if p])
+
+    def get_group_name(self, model: Any) -> str | None:
+        return self.project_name
+
+    def get_description(self, model: Any) -> str | None:
+        return model.description
+
+    def get_owners(self, model: Any) -> Sequence[str]:
+        owner = getattr(model, "owner", None)
+        if not owner:
+            return []
+        return [owner if "@" in owner or owner.startswith("team:") else f"team:{_TAG_UNSAFE.sub('_', owner)}"]
+
+    def get_tags(self, model: Any) -> Mapping[str, str]:
+        return {_TAG_UNSAFE.sub("_", tag)[:63]: "" for tag in getattr(model, "tags", []) or []}
+
+    def get_kinds(self, model: Any) -> set[str]:
+        return {"sqlmesh", model.dialect or "sql"}
+
+    def get_table_name(self, model: Any) -> str:
+        """The name users query: the environment's view, ``catalog.schema.table``."""
+        return ".".join(part.name for part in model.fully_qualified_table.parts)
+
+    def get_metadata(self, model: Any) -> Mapping[str, Any]:
+        metadata: dict[str, Any] = {
+            "dagster/table_name": self.get_table_name(model),
+            "sqlmesh/kind": model.kind.name,
+            "sqlmesh/cron": model.cron,
+            "sqlmesh/dialect": model.dialect or "",
+        }
+        schema = self.get_column_schema(model)
+        if schema is not None:
+            metadata["dagster/column_schema"] = schema
+        if model._path:
+            metadata["sqlmesh/file"] = str(model._path)
+        return metadata
+
+    def get_column_schema(self, model: Any) -> dg.TableSchema | None:
+        columns = model.columns_to_types or {}
+        if not columns:
+            return None
+        descriptions = getattr(model, "column_descriptions", None) or {}
+        return dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    name=name,
+                    type=data_type.sql(dialect=model.dialect) if data_type is not None else "unknown",
+                    description=descriptions.get(name),
+                )
+                for name, data_type in columns.items()
+            ]
+        )
+
+    def get_check_name(self, audit_name: str, args: Mapping[str, Any]) -> str:
+        return _CHECK_UNSAFE.sub("_", audit_name)
+
+    def get_check_specs(self, model: Any, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+        specs: list[dg.AssetCheckSpec] = []
+        used: set[str] = set()
+        for audit, args in audits_with_args(model):
+            name = unique_check_name(self.get_check_name(audit.name, args), used)
+            specs.append(
+                dg.AssetCheckSpec(
+                    name=name,
+                    asset=asset_key,
+                    blocking=bool(audit.blocking),
+                    description=f"SQLMesh audit `{audit.name}`"
+                    + (f" ({_render_args(args)})" if args else "")
+                    + ("; blocking" if audit.blocking else "; non-blocking"),
+                )
+            )
+        return specs
+
+
+def audits_with_args(model: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """The model's audits in declaration order, as SQLMesh resolves them."""
+    return list(getattr(model, "audits_with_args", []) or [])
+
+
+def unique_check_name(name: str, used: set[str]) -> str:
+    candidate, suffix = name, 2
+    while candidate in used:
+        candidate = f"{name}_{suffix}"
+        suffix += 1
+    used.add(candidate)
+    return candidate
+
+
+def _render_args(args: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{key} := {value.sql() if isinstance(value, exp.Expression) else value}"
+        for key, value in args.items()
+    )
