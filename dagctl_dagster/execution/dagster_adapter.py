@@ -1,0 +1,181 @@
+"""The only place that touches Dagster's private execution API.
+
+The claim-aware executor needs what Dagster's in-process executor uses internally:
+the plan's active-execution state machine, per-step event sequences, hooks, compute log
+capture. They are private (``dagster._core``), so they are imported here only, and
+:data:`TESTED_DAGSTER_MINOR` names the version whose behaviour
+``tests/test_dagster_adapter.py`` pins down. Upgrading Dagster means re-running that
+test and adjusting this file, nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.api import ExecuteRunWithPlanIterable
+from dagster._core.execution.compute_logs import create_compute_log_file_key
+from dagster._core.execution.context.system import (
+    PlanExecutionContext,
+    PlanOrchestrationContext,
+    StepExecutionContext,
+)
+from dagster._core.execution.context_creation_job import PlanExecutionContextManager
+from dagster._core.execution.plan.active import ActiveExecution
+from dagster._core.execution.plan.execute_plan import _trigger_hook, dagster_event_sequence_for_step
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.plan.step import ExecutionStep
+from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster._core.executor.base import Executor
+from dagster._utils.error import serializable_error_info_from_exc_info
+
+TESTED_DAGSTER_MINOR = "1.13"
+
+if ".".join(dg.__version__.split(".")[:2]) != TESTED_DAGSTER_MINOR:  # pragma: no cover
+    warnings.warn(
+        f"dagctl-dagster's executor adapter was tested with Dagster {TESTED_DAGSTER_MINOR}.x; "
+        f"this is Dagster {dg.__version__}. Run tests/test_dagster_adapter.py before relying on it.",
+        stacklevel=1,
+    )
+
+__all__ = [
+    "ActiveExecution",
+    "DagsterEvent",
+    "DagsterExecutionInterruptedError",
+    "ExecutionPlan",
+    "ExecutionStep",
+    "Executor",
+    "PlanExecutionContext",
+    "PlanOrchestrationContext",
+    "RetryMode",
+    "StepExecutionContext",
+    "asset_keys_of_step",
+    "captured_compute_logs",
+    "engine_event",
+    "get_retries_config",
+    "hook_events",
+    "resource_instances",
+    "run_with_execution_context",
+    "started_plan",
+    "step_events",
+    "step_skipped",
+]
+
+
+def run_with_execution_context(
+    plan_context: PlanOrchestrationContext, executor: Executor, iterator: Any
+) -> Iterator[DagsterEvent]:
+    """Build the run's execution context (resources initialised once) and run ``iterator``."""
+    return iter(
+        ExecuteRunWithPlanIterable(
+            execution_plan=plan_context.execution_plan,
+            iterator=iterator,
+            execution_context_manager=PlanExecutionContextManager(
+                job=plan_context.job,
+                retry_mode=plan_context.retry_mode,
+                execution_plan=plan_context.execution_plan,
+                run_config=plan_context.run_config,
+                dagster_run=plan_context.dagster_run,
+                instance=plan_context.instance,
+                raise_on_error=plan_context.raise_on_error,
+                output_capture=plan_context.output_capture,
+                step_dependency_config=executor.step_dependency_config,
+            ),
+        )
+    )
+
+
+@contextmanager
+def started_plan(job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> Iterator[ActiveExecution]:
+    with InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency:
+        with execution_plan.start(
+            retry_mode=job_context.retry_mode,
+            instance_concurrency_context=concurrency,
+            step_dependency_config=job_context.step_dependency_config,
+        ) as active_execution:
+            yield active_execution
+
+
+@contextmanager
+def captured_compute_logs(job_context: PlanExecutionContext, step_keys: Sequence[str]):
+    """Process-wide stdout/stderr capture for the run, as the in-process executor does.
+
+    Yields the events to emit (the capture announcement, or an engine event on failure).
+    """
+    compute_log_manager = job_context.instance.compute_log_manager
+    events: list[DagsterEvent] = []
+    with ExitStack() as stack:
+        try:
+            log_key = compute_log_manager.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
+            log_context = stack.enter_context(compute_log_manager.capture_logs(log_key))
+            events.append(DagsterEvent.capture_logs(job_context, list(step_keys), log_key, log_context))
+        except Exception:
+            events.append(engine_event(job_context, "Exception while setting up compute log capture", error=True))
+        yield events
+
+
+def step_events(step_context: StepExecutionContext) -> Iterator[DagsterEvent]:
+    """The step's event sequence; each event is written to the event log as it is created."""
+    return dagster_event_sequence_for_step(step_context)
+
+
+def hook_events(step_context: StepExecutionContext, step_event_list: Sequence[DagsterEvent]) -> Iterator[DagsterEvent]:
+    return _trigger_hook(step_context, step_event_list)
+
+
+def step_skipped(step_context: StepExecutionContext, message: str) -> DagsterEvent:
+    step_context.log.info(message)
+    return DagsterEvent.step_skipped_event(step_context)
+
+
+def engine_event(
+    context: PlanExecutionContext | PlanOrchestrationContext | StepExecutionContext,
+    message: str,
+    metadata: dict[str, Any] | None = None,
+    *,
+    error: bool = False,
+) -> DagsterEvent:
+    """An engine event on the run, or on a step when given a step context."""
+    import sys
+
+    data = EngineEventData(
+        metadata=metadata or {},
+        error=serializable_error_info_from_exc_info(sys.exc_info()) if error else None,
+    )
+    return DagsterEvent.engine_event(context, message, event_specific_data=data)
+
+
+def asset_keys_of_step(job_context: PlanExecutionContext, step: ExecutionStep) -> list[dg.AssetKey]:
+    """The asset keys a step materializes in this run (its selected keys)."""
+    asset_layer = job_context.job_def.asset_layer
+    keys = asset_layer.get_selected_entity_keys_for_node(step.node_handle)
+    selected = job_context.dagster_run.asset_selection
+    return sorted(
+        (k for k in keys if isinstance(k, dg.AssetKey) and (selected is None or k in selected)),
+        key=lambda k: k.to_user_string(),
+    )
+
+
+def resource_instances(job_context: PlanExecutionContext) -> list[Any]:
+    """The run's initialised resource objects (the executor asks them questions)."""
+    return list(job_context.scoped_resources_builder.resource_instance_dict.values())
+
+
+def abandoned_step_keys(active_execution: ActiveExecution) -> set[str]:
+    """Steps not executed because an upstream step failed (Dagster calls them abandoned)."""
+    return set(active_execution._abandoned)
+
+
+def failed_step_keys(active_execution: ActiveExecution) -> set[str]:
+    return set(active_execution._failed)
+
+
+def current_pid() -> int:
+    return os.getpid()

@@ -1,0 +1,415 @@
+"""The claim-aware executor: model steps run concurrently in threads of the run worker.
+
+Within a run, ready steps start at once, at most ``max_concurrent`` at a time
+(``MAX_CONCURRENT_MODELS``, default 5); a failed step blocks its downstream while
+independent steps go on. Across runs, the run claims all its models in one batch before
+any starts; a model held by another live run is skipped here (an event names the holder)
+and so is everything downstream of it in this run, to be done by the next run. That rule
+never runs a model twice and never waits, so it cannot deadlock. Claims are leases,
+renewed while the run lives, released as each model finishes and all at the end.
+
+If a framework reports that its environment changed mid-run (a new SQLMesh plan), no new
+step starts, running steps finish, and the rest are skipped ("environment changed").
+
+Example (the default executor of everything ``load_definitions`` builds)::
+
+    defs = dg.Definitions(assets=..., executor=claim_aware_executor)
+
+    # one run with another bound:
+    # execution: {config: {max_concurrent: 2}}
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from dagctl_dagster.execution import dagster_adapter as adapter
+from dagctl_dagster.execution.claims import ClaimStore, LeaseHeartbeat
+
+MAX_CONCURRENT_ENV = "MAX_CONCURRENT_MODELS"
+DEFAULT_MAX_CONCURRENT = 5
+DEFAULT_LEASE_SECONDS = 60.0
+ENVIRONMENT_POLL_SECONDS = 0.5
+RUN_SUMMARY_MESSAGE = "dagctl run summary"
+
+
+class ExecutorConfigError(dg.DagsterError):
+    """The executor's settings are invalid; the run fails before any model starts."""
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    max_concurrent: int
+    lease_seconds: float
+    claims_url: str | None = None
+
+    @classmethod
+    def resolve(cls, config: dict[str, Any], environ: dict[str, str] | None = None) -> ExecutorSettings:
+        environ = dict(os.environ if environ is None else environ)
+        max_concurrent = config.get("max_concurrent")
+        if max_concurrent is None:
+            max_concurrent = parse_max_concurrent(environ.get(MAX_CONCURRENT_ENV), source=f"env var {MAX_CONCURRENT_ENV}")
+        else:
+            max_concurrent = parse_max_concurrent(max_concurrent, source="executor config `max_concurrent`")
+        lease = config.get("lease_seconds", DEFAULT_LEASE_SECONDS)
+        if not isinstance(lease, (int, float)) or isinstance(lease, bool) or lease <= 0:
+            raise ExecutorConfigError(
+                f"executor config `lease_seconds` must be a positive number of seconds (got {lease!r})"
+            )
+        return cls(max_concurrent=max_concurrent, lease_seconds=float(lease), claims_url=config.get("claims_url"))
+
+
+def parse_max_concurrent(value: Any, *, source: str) -> int:
+    """A positive integer, or an :class:`ExecutorConfigError` naming where the value came from."""
+    if value is None or value == "":
+        return DEFAULT_MAX_CONCURRENT
+    if isinstance(value, bool):
+        raise ExecutorConfigError(f"{source} must be a positive integer (got {value!r})")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("+").isdigit():
+            raise ExecutorConfigError(
+                f"{source} must be a positive integer such as 5 (got {value!r}); fix it and launch the run again"
+            )
+        value = int(text)
+    if not isinstance(value, int) or value < 1:
+        raise ExecutorConfigError(
+            f"{source} must be a positive integer such as 5 (got {value!r}); fix it and launch the run again"
+        )
+    return value
+
+
+@dg.executor(
+    name="claim_aware",
+    config_schema={
+        "max_concurrent": dg.Field(
+            dg.Noneable(int),
+            is_required=False,
+            default_value=None,
+            description=f"Most model steps at once; default: env {MAX_CONCURRENT_ENV}, else {DEFAULT_MAX_CONCURRENT}.",
+        ),
+        "lease_seconds": dg.Field(
+            float,
+            is_required=False,
+            default_value=DEFAULT_LEASE_SECONDS,
+            description="Claim lease; a dead run worker's claims become free after it.",
+        ),
+        "claims_url": dg.Field(
+            dg.Noneable(dg.StringSource),
+            is_required=False,
+            default_value=None,
+            description="Claim store URL (use {env: VAR}); default: DAGCTL_CLAIMS_URL, the instance's "
+            "PostgreSQL, else SQLite in DAGSTER_HOME.",
+        ),
+        "retries": adapter.get_retries_config(),
+    },
+)
+def claim_aware_executor(init_context: dg.InitExecutorContext) -> adapter.Executor:
+    """Runs model steps concurrently in one process, claiming models across overlapping runs."""
+    config = dict(init_context.executor_config)
+    settings = ExecutorSettings.resolve(config)
+    retries = adapter.RetryMode.from_config(config.get("retries") or {"enabled": {}})
+    return ClaimAwareExecutor(settings, retries)
+
+
+class ClaimAwareExecutor(adapter.Executor):
+    def __init__(self, settings: ExecutorSettings, retries: adapter.RetryMode):
+        self.settings = settings
+        self._retries = retries
+
+    @property
+    def retries(self) -> adapter.RetryMode:
+        return self._retries
+
+    def execute(self, plan_context, execution_plan) -> Iterator[adapter.DagsterEvent]:
+        yield adapter.engine_event(
+            plan_context,
+            f"Claim-aware executor: up to {self.settings.max_concurrent} model steps at once "
+            f"in process {os.getpid()}",
+            {"max_concurrent": self.settings.max_concurrent, "pid": os.getpid()},
+        )
+        yield from adapter.run_with_execution_context(plan_context, self, self._iterate)
+
+    def _iterate(self, job_context, execution_plan) -> Iterator[adapter.DagsterEvent]:
+        store = ClaimStore.from_environment(
+            instance=job_context.instance, url=self.settings.claims_url, lease_seconds=self.settings.lease_seconds
+        )
+        try:
+            yield from _RunExecution(job_context, execution_plan, self.settings, store).events()
+        finally:
+            store.dispose()
+
+
+@dataclass
+class _StepMessage:
+    kind: str  # "event" | "hook" | "done" | "crash"
+    step_key: str
+    event: Any = None
+
+
+@dataclass
+class _Counts:
+    executed: set[str] = field(default_factory=set)
+    claimed_elsewhere: set[str] = field(default_factory=set)
+    environment_changed: set[str] = field(default_factory=set)
+    skipped_downstream: set[str] = field(default_factory=set)
+    blocked: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+
+
+class _RunExecution:
+    """One run's execution loop: claims, a bounded thread pool, the plan's state machine."""
+
+    def __init__(self, job_context, execution_plan, settings: ExecutorSettings, store: ClaimStore):
+        self.job_context = job_context
+        self.plan = execution_plan
+        self.settings = settings
+        self.store = store
+        self.run_id = job_context.run_id
+        self.messages: queue.Queue[_StepMessage] = queue.Queue()
+        self.in_flight: dict[str, Any] = {}
+        self.retrying: set[str] = set()
+        self.counts = _Counts()
+        self.stop_reason: str | None = None
+        self._last_environment_check = 0.0
+
+    def events(self) -> Iterator[adapter.DagsterEvent]:
+        steps = self.plan.get_steps_to_execute_in_topo_order()
+        self.models_by_step = {
+            step.key: [k.to_user_string() for k in adapter.asset_keys_of_step(self.job_context, step)]
+            for step in steps
+        }
+        started = time.perf_counter()
+        with adapter.started_plan(self.job_context, self.plan) as active:
+            with adapter.captured_compute_logs(self.job_context, [s.key for s in steps]) as capture_events:
+                yield from capture_events
+                try:
+                    self.held_by_step = yield from self._claim_models()
+                    with LeaseHeartbeat(self.store, self.run_id, interval=self.settings.lease_seconds / 3):
+                        yield from self._loop(active)
+                finally:
+                    self.store.release(self.run_id)
+        yield self._summary(time.perf_counter() - started)
+
+    def _claim_models(self) -> Iterator[adapter.DagsterEvent]:
+        models = sorted({m for ms in self.models_by_step.values() for m in ms})
+        instance = self.job_context.instance
+
+        def is_run_finished(run_id: str) -> bool:
+            run = instance.get_run_by_id(run_id)
+            return run is not None and run.is_finished
+
+        result = self.store.claim(self.run_id, models, is_run_finished=is_run_finished)
+        held_by_step: dict[str, dict[str, str]] = {}
+        for step_key, step_models in self.models_by_step.items():
+            holders = {m: result.held[m].run_id for m in step_models if m in result.held}
+            if holders:
+                held_by_step[step_key] = holders
+        message = f"Claimed {len(result.won)} of {len(models)} models for run {self.run_id}"
+        if result.held:
+            message += f"; {len(result.held)} held by other runs: " + ", ".join(
+                f"{m} (run {c.run_id})" for m, c in sorted(result.held.items())
+            )
+        yield adapter.engine_event(
+            self.job_context,
+            message,
+            {"claimed": len(result.won), "held_elsewhere": len(result.held)},
+        )
+        return held_by_step
+
+    def _loop(self, active) -> Iterator[adapter.DagsterEvent]:
+        while not active.is_complete:
+            if active.check_for_interrupts():
+                active.mark_interrupted()
+                yield from self._interrupt()
+            yield from self._drain(active, block=bool(self.in_flight))
+            self._poll_environment()
+            launched = yield from self._launch_ready(active)
+            yield from active.concurrency_event_iterator(self.job_context)
+            if not launched and not self.in_flight and not active.is_complete:
+                active.sleep_til_ready()
+
+    def _launch_ready(self, active) -> Iterator[adapter.DagsterEvent]:
+        free_slots = self.settings.max_concurrent - len(self.in_flight)
+        if free_slots <= 0:
+            return 0
+        launched = 0
+        for step in active.get_steps_to_execute(limit=free_slots):
+            step_context = self.job_context.for_step(step, active.get_known_state())
+            holders = self.held_by_step.get(step.key)
+            if holders:
+                self.counts.claimed_elsewhere.add(step.key)
+                names = ", ".join(f"{model} is claimed by run {run_id}" for model, run_id in holders.items())
+                yield adapter.step_skipped(
+                    step_context,
+                    f"Skipping {step.key}: {names}. Its downstream steps in this run are skipped "
+                    "too; the next run does what is still due.",
+                )
+                active.mark_skipped(step.key)
+                yield from self._after_step(active, step.key)
+            elif self.stop_reason:
+                self.counts.environment_changed.add(step.key)
+                yield adapter.step_skipped(
+                    step_context, f"Skipping {step.key}: environment changed ({self.stop_reason}); the next run does it."
+                )
+                active.mark_skipped(step.key)
+                yield from self._after_step(active, step.key)
+            else:
+                self.in_flight[step.key] = step_context
+                self.retrying.discard(step.key)
+                threading.Thread(
+                    target=_run_step,
+                    args=(step_context, step.key, self.messages),
+                    name=f"dagctl-step-{step.key}",
+                    daemon=True,
+                ).start()
+                launched += 1
+        return launched
+
+    def _drain(self, active, *, block: bool) -> Iterator[adapter.DagsterEvent]:
+        timeout = ENVIRONMENT_POLL_SECONDS if block else 0
+        try:
+            message = self.messages.get(timeout=timeout) if block else self.messages.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            yield from self._handle(active, message)
+            try:
+                message = self.messages.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, active, message: _StepMessage) -> Iterator[adapter.DagsterEvent]:
+        if message.kind == "event":
+            event = message.event
+            yield event
+            active.handle_event(event)
+            if event.is_step_up_for_retry:
+                self.retrying.add(message.step_key)
+            elif event.is_step_failure:
+                self.counts.failed.add(message.step_key)
+            elif event.is_step_success:
+                self.counts.executed.add(message.step_key)
+        elif message.kind == "hook":
+            yield message.event
+        elif message.kind == "crash":
+            yield adapter.engine_event(
+                self.in_flight.get(message.step_key, self.job_context),
+                f"Step {message.step_key} crashed in the executor: {message.event}",
+            )
+        elif message.kind == "done":
+            self.in_flight.pop(message.step_key, None)
+            active.verify_complete(self.job_context, message.step_key)
+            if message.step_key not in self.retrying:
+                self.store.release(self.run_id, self.models_by_step.get(message.step_key, []))
+            yield from self._after_step(active, message.step_key)
+
+    def _after_step(self, active, step_key: str) -> Iterator[adapter.DagsterEvent]:
+        """Skip and block what can no longer run, naming the reason, and free its claims."""
+        abandoned_before = adapter.abandoned_step_keys(active)
+        skipped_events = list(active.plan_events_iterator(self.job_context))
+        for event in skipped_events:
+            if event.is_step_skipped:
+                self.counts.skipped_downstream.add(event.step_key)
+                self.store.release(self.run_id, self.models_by_step.get(event.step_key, []))
+            yield event
+        failed = adapter.failed_step_keys(active)
+        for blocked_key in sorted(adapter.abandoned_step_keys(active) - abandoned_before):
+            self.counts.blocked.add(blocked_key)
+            self.store.release(self.run_id, self.models_by_step.get(blocked_key, []))
+            upstream = self._failed_upstream_models(blocked_key, failed)
+            yield adapter.engine_event(
+                self.job_context,
+                f"Blocked {', '.join(self.models_by_step.get(blocked_key, [blocked_key]))}: "
+                f"upstream {', '.join(upstream) or 'step'} failed; not executed in this run.",
+                {"blocked_step": blocked_key, "failed_upstream": ", ".join(upstream)},
+            )
+
+    def _failed_upstream_models(self, step_key: str, failed: set[str]) -> list[str]:
+        seen: set[str] = set()
+        stack = [step_key]
+        found: list[str] = []
+        while stack:
+            step = self.plan.get_step_by_key(stack.pop())
+            for upstream_key in {k for step_input in step.step_inputs for k in step_input.dependency_keys}:
+                if upstream_key in seen:
+                    continue
+                seen.add(upstream_key)
+                if upstream_key in failed:
+                    found.extend(self.models_by_step.get(upstream_key, [upstream_key]))
+                else:
+                    stack.append(upstream_key)
+        return sorted(found)
+
+    def _poll_environment(self) -> None:
+        if self.stop_reason is not None:
+            return
+        now = time.monotonic()
+        if now - self._last_environment_check < ENVIRONMENT_POLL_SECONDS:
+            return
+        self._last_environment_check = now
+        for resource in adapter.resource_instances(self.job_context):
+            probe: Callable[[], str | None] | None = getattr(resource, "environment_changed", None)
+            if not callable(probe):
+                continue
+            try:
+                reason = probe()
+            except Exception as exc:  # a flaky state read must not kill the run
+                self.job_context.log.warning(f"Could not check whether the environment changed: {exc}")
+                continue
+            if reason:
+                self.stop_reason = reason
+                self.job_context.log.warning(
+                    f"{reason}: no new model starts in this run; running models finish and the rest "
+                    "are skipped for the next run."
+                )
+                return
+
+    def _interrupt(self) -> Iterator[adapter.DagsterEvent]:
+        yield adapter.engine_event(
+            self.job_context,
+            f"Run terminated: not starting new steps; {len(self.in_flight)} running step(s) abandoned; "
+            "claims released.",
+        )
+        raise adapter.DagsterExecutionInterruptedError()
+
+    def _summary(self, duration_s: float) -> adapter.DagsterEvent:
+        counts = self.counts
+        metadata = {
+            "duration_s": round(duration_s, 3),
+            "executed": len(counts.executed),
+            "failed": len(counts.failed),
+            "blocked": len(counts.blocked),
+            "skipped_claimed_elsewhere": len(counts.claimed_elsewhere),
+            "skipped_environment_changed": len(counts.environment_changed),
+            "skipped_downstream": len(counts.skipped_downstream),
+        }
+        return adapter.engine_event(
+            self.job_context,
+            f"{RUN_SUMMARY_MESSAGE}: " + ", ".join(f"{k}={v}" for k, v in metadata.items()),
+            metadata,
+        )
+
+
+def _run_step(step_context, step_key: str, messages: queue.Queue) -> None:
+    """Thread body: the step's events, then its hooks, then a done marker, always."""
+    step_event_list: list[Any] = []
+    try:
+        for event in adapter.step_events(step_context):
+            step_event_list.append(event)
+            messages.put(_StepMessage("event", step_key, event))
+        for event in adapter.hook_events(step_context, step_event_list):
+            messages.put(_StepMessage("hook", step_key, event))
+    except BaseException as exc:  # reported by the main loop; the step is then marked unknown
+        messages.put(_StepMessage("crash", step_key, f"{type(exc).__name__}: {exc}"))
+    finally:
+        messages.put(_StepMessage("done", step_key))
+
