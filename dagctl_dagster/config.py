@@ -63,7 +63,17 @@ class GitSyncConfig(_Strict):
         default=None,
         description="Secret with GITSYNC_USERNAME / GITSYNC_PASSWORD keys for private repositories.",
     )
-    mount_path: str = "/opt/dagster/projects"
+    mount_path: str = Field(
+        default="/opt/dagster/projects",
+        pattern=r"^/",
+        description="Absolute path of the emptyDir the clone lands in (git-sync's --root).",
+    )
+    link: str = Field(
+        default="repo",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Name of the checkout under mount_path (git-sync's --link); the code location "
+        "must load the project from <mount_path>/<link>, as its own git-sync sidecar does.",
+    )
 
 
 class ResourceQuantities(_Strict):
@@ -95,6 +105,12 @@ class K8sConfig(_Strict):
         description="Secret key holding the SQLMesh state database password, exposed as SQLMESH_STATE_PASSWORD.",
     )
     resources: ResourcesConfig = ResourcesConfig()
+    max_concurrent_models: int = Field(
+        default=5, ge=1, description="Exposed to the run worker as MAX_CONCURRENT_MODELS."
+    )
+    run_as_user: int = Field(
+        default=1000, ge=1, description="Non-root UID (and GID, fsGroup) of every container in the run pod."
+    )
     ttl_seconds_after_finished: int = Field(default=3600, ge=0)
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
@@ -164,6 +180,8 @@ class ProjectConfig(_Strict):
             raise ValueError("`gateway` is a SQLMesh setting; dbt projects choose a `target`")
         if self.framework == "sqlmesh" and self.target is not None:
             raise ValueError("`target` is a dbt setting; SQLMesh projects choose a `gateway`")
+        if self.framework == "dbt" and self.k8s.git_sync is not None:
+            raise ValueError("`k8s.git_sync` is for SQLMesh projects; dbt projects run from their image (`k8s.image`)")
         return self
 
     @property

@@ -1,0 +1,148 @@
+"""`DagctlK8sRunLauncher`: dagster-k8s's run launcher plus per-project platform injections.
+
+Configure it in ``dagster.yaml`` (or the Helm chart's ``runLauncher.config.customRunLauncher``)::
+
+    run_launcher:
+      module: dagctl_dagster.k8s.launcher
+      class: DagctlK8sRunLauncher
+      config:
+        dagctl_config_path: /opt/dagster/dagctl/config.yaml   # or env DAGCTL_CONFIG
+        # ...every K8sRunLauncher setting (instance_config_map, postgres_password_secret, ...)
+
+A run belongs to the project named by its ``dagctl/project`` tag (jobs built by
+``load_definitions`` carry it), else to the project whose name prefixes the job name
+(``<project>_...``). Runs of no project are launched exactly as dagster-k8s does.
+Health checks, termination and resume are dagster-k8s's own; they see the project's
+namespace because :meth:`get_container_context_for_run` includes the project.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster import Field, Noneable, StringSource
+from dagster_k8s import K8sRunLauncher
+from dagster_k8s.container_context import K8sContainerContext
+from dagster_k8s.utils import get_deployment_id_label
+
+from dagctl_dagster.config import LoadedConfig, ProjectConfig, load_config
+from dagctl_dagster.k8s.manifest import build_run_job, context_for_project
+from dagctl_dagster.project import PROJECT_TAG
+
+CONFIG_ENV_VAR = "DAGCTL_CONFIG"
+# dagster's DOCKER_IMAGE_TAG (kept literal: dagster._core is off limits outside execution/).
+_IMAGE_TAG = "dagster/image"
+
+
+class DagctlLaunchError(Exception):
+    """A run cannot be matched to its project's Kubernetes settings."""
+
+
+class DagctlK8sRunLauncher(K8sRunLauncher):
+    """Launches each run as a Kubernetes Job carrying its project's ``k8s:`` settings.
+
+    On top of :class:`dagster_k8s.K8sRunLauncher`: a git-sync init container for SQLMesh
+    projects (image-based dbt projects get none), ``envFrom`` the project's ConfigMaps and
+    Secrets, the SQLMesh state DB password as a ``secretKeyRef``, resources,
+    ``MAX_CONCURRENT_MODELS``, ``dagctl.io/*`` labels and annotations, a non-root
+    securityContext, ``backoffLimit: 0`` and ``ttlSecondsAfterFinished``.
+
+    Args:
+        dagctl_config_path: the ``.dagctl/config.yaml`` to read projects from; defaults to
+            ``$DAGCTL_CONFIG``. Re-read whenever the file changes.
+        **kwargs: every :class:`~dagster_k8s.K8sRunLauncher` argument.
+    """
+
+    def __init__(self, dagctl_config_path: str | None = None, **kwargs: Any):
+        config_path = dagctl_config_path or os.environ.get(CONFIG_ENV_VAR)
+        if not config_path:
+            raise DagctlLaunchError(
+                "DagctlK8sRunLauncher needs the dagctl config: set `dagctl_config_path` in the "
+                f"run launcher's config or the {CONFIG_ENV_VAR} environment variable"
+            )
+        self.dagctl_config_path = Path(config_path)
+        self._loaded: tuple[int, LoadedConfig] | None = None
+        super().__init__(**kwargs)
+
+    @classmethod
+    def config_type(cls):
+        return {
+            **K8sRunLauncher.config_type(),
+            "dagctl_config_path": Field(
+                Noneable(StringSource),
+                is_required=False,
+                default_value=None,
+                description=f"Path of .dagctl/config.yaml; defaults to ${CONFIG_ENV_VAR}.",
+            ),
+        }
+
+    def dagctl_config(self) -> LoadedConfig:
+        """The config file, parsed again only when it changed on disk."""
+        try:
+            mtime = self.dagctl_config_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = -1  # load_config raises the ConfigError that names the file
+        if self._loaded is None or self._loaded[0] != mtime:
+            self._loaded = (mtime, load_config(self.dagctl_config_path, check_paths=False))
+        return self._loaded[1]
+
+    def project_for_run(self, run: dg.DagsterRun) -> ProjectConfig | None:
+        """The run's project: its ``dagctl/project`` tag, else the job-name prefix, else None."""
+        loaded = self.dagctl_config()
+        tagged = run.tags.get(PROJECT_TAG)
+        if tagged is not None:
+            try:
+                return loaded.config.project(tagged)
+            except KeyError as exc:
+                raise DagctlLaunchError(
+                    f"run {run.run_id} of job '{run.job_name}' has tag {PROJECT_TAG}={tagged}, but "
+                    f"{loaded.path}: {exc.args[0]}; fix the tag or add the project to the config"
+                ) from None
+        prefixed = [p for p in loaded.projects if run.job_name.startswith(f"{p.name}_")]
+        return max(prefixed, key=lambda p: len(p.name)) if prefixed else None
+
+    def get_container_context_for_run(self, dagster_run: dg.DagsterRun) -> K8sContainerContext:
+        base = super().get_container_context_for_run(dagster_run)
+        return context_for_project(base, self.project_for_run(dagster_run))
+
+    def _launch_k8s_job_with_args(
+        self, job_name: str, args: Sequence[str] | None, run: dg.DagsterRun
+    ) -> None:
+        project = self.project_for_run(run)
+        container_context = context_for_project(super().get_container_context_for_run(run), project)
+        job_origin = run.job_code_origin
+        if job_origin is None:
+            raise DagctlLaunchError(
+                f"run {run.run_id} has no code origin; only runs of a code location can be launched"
+            )
+        labels: dict[str, str] = {}
+        deployment_name = get_deployment_id_label(container_context.run_k8s_config)
+        if deployment_name:
+            labels["dagster/deployment-name"] = deployment_name
+        if run.remote_job_origin:
+            labels["dagster/code-location"] = (
+                run.remote_job_origin.repository_origin.code_location_origin.location_name
+            )
+
+        job = build_run_job(
+            project=project,
+            container_context=container_context,
+            job_config=container_context.get_k8s_job_config(
+                job_image=job_origin.repository_origin.container_image, run_launcher=self
+            ),
+            run_id=run.run_id,
+            dagster_job_name=job_origin.job_name,
+            args=args,
+            k8s_job_name=job_name,
+            extra_labels=labels,
+        )
+        self._instance.add_run_tags(run.run_id, {_IMAGE_TAG: job.spec.template.spec.containers[0].image})
+        namespace = container_context.namespace or "default"
+        self._report_run_worker_creating(run, job_name, namespace)
+        self._api_client.create_namespaced_job_with_retries(body=job, namespace=namespace)
+        self._report_run_worker_created(run)
+
