@@ -1,0 +1,532 @@
+"""The claim store: which run holds which model, as leases in PostgreSQL or SQLite.
+
+A run claims all its models in one batch before executing any. It wins every model that
+is free, whose lease has expired, or that it already holds (re-claiming renews the lease);
+the rest are reported with their holder. Each model is won by at most one run at a time,
+also under concurrent claims from many threads, processes and hosts: the batch is a single
+``INSERT ... ON CONFLICT (model) DO UPDATE ... WHERE <lease expired or same run> RETURNING``
+statement, and the database decides every row. With PostgreSQL, lease times come from the
+database server's clock, so run workers with skewed clocks agree on what has expired.
+
+Usage::
+
+    store = ClaimStore.from_environment(instance=context.instance)
+    result = store.claim(run_id, ["shop.orders", "shop.customers"])
+    result.won    # ["shop.orders"]
+    result.held   # {"shop.customers": Claim(run_id="9f3c...", expires_at=...)}
+    with LeaseHeartbeat(store, run_id):   # renews the leases until the block exits
+        ...
+    store.release(run_id, ["shop.orders"])
+    store.dispose()
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+logger = logging.getLogger(__name__)
+
+CLAIMS_URL_ENV = "DAGCTL_CLAIMS_URL"
+SQLITE_FILE_NAME = "dagctl_claims.sqlite"
+DEFAULT_LEASE_SECONDS = 60.0
+
+# Arbitrary constant key: serialises concurrent CREATE TABLE in PostgreSQL.
+_SCHEMA_LOCK_KEY = 0x64616763
+# Rounds of "claim, then free the claims of finished holder runs, then claim again".
+_MAX_CLAIM_ROUNDS = 4
+_MODELS_PER_STATEMENT = 2000
+_RETRIES_ON_DEADLOCK = 5
+_SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+metadata = sa.MetaData()
+claims_table = sa.Table(
+    "dagctl_claims",
+    metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("host", sa.Text, nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Index("ix_dagctl_claims_run_id", "run_id"),
+)
+
+
+class ClaimStoreError(Exception):
+    """The claim store cannot be reached or used; the message names the (masked) URL."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One model's lease: held by ``run_id`` from ``claimed_at`` until ``expires_at``."""
+
+    model: str
+    run_id: str
+    claimed_at: datetime
+    expires_at: datetime
+    host: str | None = None
+    pid: int | None = None
+    expired: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """The outcome of one ``claim`` batch: models won, and the holder of each other model."""
+
+    won: list[str]
+    held: dict[str, Claim]
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, also when it cannot be parsed."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _retrying_deadlocks(method: Callable) -> Callable:
+    """Re-run a store operation PostgreSQL aborted as a deadlock victim (it changed nothing)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        for attempt in range(_RETRIES_ON_DEADLOCK):
+            try:
+                return method(*args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if not _is_deadlock(exc) or attempt == _RETRIES_ON_DEADLOCK - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+class ClaimStore:
+    """Model claims as leases in a ``dagctl_claims`` table (PostgreSQL, or SQLite locally).
+
+    Example::
+
+        store = ClaimStore("postgresql://dagster:***@db:5432/dagster", lease_seconds=60)
+        result = store.claim(run_id, ["shop.orders"], is_run_finished=lambda r: False)
+
+    Connections are opened on first use; the table is created then if missing.
+    """
+
+    def __init__(self, url: str, lease_seconds: float = DEFAULT_LEASE_SECONDS):
+        lease_seconds = float(lease_seconds)
+        if not lease_seconds > 0:
+            raise ClaimStoreError(f"lease_seconds must be a positive number of seconds, got {lease_seconds!r}")
+        self.lease_seconds = lease_seconds
+        self.masked_url = mask_url(url)
+        self._engine = self._create_engine(url)
+        self._is_postgres = self._engine.dialect.name == "postgresql"
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._host = socket.gethostname()
+
+    @classmethod
+    def from_environment(
+        cls,
+        instance: Any | None = None,
+        url: str | None = None,
+        dagster_home: str | os.PathLike[str] | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> ClaimStore:
+        """The store this deployment uses, from the first of these that is set:
+
+        1. ``url``;
+        2. env var ``DAGCTL_CLAIMS_URL``;
+        3. the Dagster instance's PostgreSQL database, when its storage is dagster-postgres
+           (``instance``, else the ``dagster.yaml`` in ``dagster_home`` / ``$DAGSTER_HOME``);
+        4. the SQLite file ``<dagster home>/dagctl_claims.sqlite``.
+        """
+        chosen = url or os.environ.get(CLAIMS_URL_ENV)
+        if not chosen:
+            home = dagster_home or _instance_home(instance) or os.environ.get("DAGSTER_HOME")
+            if instance is None and home:
+                chosen = _postgres_url_from_dagster_yaml(Path(home))
+            elif instance is not None:
+                chosen = _postgres_url_of_instance(instance)
+            if not chosen:
+                if not home:
+                    raise ClaimStoreError(
+                        "no claim store configured: set DAGCTL_CLAIMS_URL (a SQLAlchemy URL), "
+                        "use a Dagster instance with dagster-postgres storage, or set DAGSTER_HOME "
+                        f"to keep claims in $DAGSTER_HOME/{SQLITE_FILE_NAME}"
+                    )
+                chosen = f"sqlite:///{Path(home).resolve() / SQLITE_FILE_NAME}"
+        return cls(chosen, lease_seconds=lease_seconds)
+
+    # -- public operations -------------------------------------------------------------
+
+    def claim(
+        self,
+        run_id: str,
+        models: Sequence[str],
+        *,
+        is_run_finished: Callable[[str], bool] | None = None,
+    ) -> ClaimResult:
+        """Claim ``models`` for ``run_id`` in one batch; see the module docstring for the rules.
+
+        ``is_run_finished(holder_run_id)`` (optional) lets a finished holder's claims be
+        freed at once instead of waiting for its leases to expire.
+        """
+        pending = sorted(set(models))
+        won: list[str] = []
+        held: dict[str, Claim] = {}
+        finished_checked: dict[str, bool] = {}
+        for _ in range(_MAX_CLAIM_ROUNDS):
+            if not pending:
+                break
+            round_won, round_held = self._claim_round(run_id, pending)
+            won.extend(round_won)
+            held = {**held, **round_held}
+            # A model neither won nor held was released between the two statements: retry it.
+            pending = [m for m in pending if m not in round_won and m not in round_held]
+            finished_holders = self._finished_holders(round_held, is_run_finished, finished_checked)
+            if finished_holders:
+                self._release_runs(finished_holders)
+                freed = [m for m, c in round_held.items() if c.run_id in finished_holders]
+                for model in freed:
+                    held.pop(model)
+                pending = sorted({*pending, *freed})
+        return ClaimResult(won=sorted(won), held=dict(sorted(held.items())))
+
+    @_retrying_deadlocks
+    def release(self, run_id: str, models: Sequence[str] | None = None) -> int:
+        """Delete ``run_id``'s claims (only those on ``models`` if given); returns how many."""
+        table = claims_table
+        statement = sa.delete(table).where(table.c.run_id == run_id)
+        if models is not None:
+            if not models:
+                return 0
+            statement = statement.where(table.c.model.in_(sorted(set(models))))
+        with self._write() as conn:
+            return conn.execute(statement).rowcount
+
+    @_retrying_deadlocks
+    def renew(self, run_id: str) -> int:
+        """Extend every lease ``run_id`` holds to a full lease from now; returns how many."""
+        statement = (
+            sa.update(claims_table)
+            .where(claims_table.c.run_id == run_id)
+            .values(expires_at=self._now_and_expiry()[1])
+        )
+        with self._write() as conn:
+            return conn.execute(statement).rowcount
+
+    def list_claims(self) -> list[Claim]:
+        """Every claim row, expired ones included (``Claim.expired``), ordered by model."""
+        return self._select_claims(None, live_only=False)
+
+    def holders(self, models: Sequence[str]) -> dict[str, Claim]:
+        """The live (unexpired) claim on each of ``models`` that has one."""
+        if not models:
+            return {}
+        return {c.model: c for c in self._select_claims(sorted(set(models)), live_only=True)}
+
+    def ensure_schema(self) -> None:
+        """Create the ``dagctl_claims`` table if missing; safe when many processes start at once."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with self._transaction() as conn:
+                if self._is_postgres:
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
+                metadata.create_all(conn, checkfirst=True)
+            self._schema_ready = True
+
+    def dispose(self) -> None:
+        """Close the store's pooled connections (it reconnects if used again)."""
+        self._engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"ClaimStore({self.masked_url!r}, lease_seconds={self.lease_seconds})"
+
+    # -- statements --------------------------------------------------------------------
+
+    @_retrying_deadlocks
+    def _claim_round(self, run_id: str, models: list[str]) -> tuple[list[str], dict[str, Claim]]:
+        """One upsert of the whole batch, then the holders of the models it did not win."""
+        with self._write() as conn:
+            won: set[str] = set()
+            # Chunks stay under the drivers' bound-parameter limits; sorted, so concurrent
+            # batches lock rows in the same order and cannot deadlock each other.
+            for start in range(0, len(models), _MODELS_PER_STATEMENT):
+                statement = self._upsert_statement(run_id, models[start : start + _MODELS_PER_STATEMENT])
+                won.update(row.model for row in conn.execute(statement))
+            lost = [m for m in models if m not in won]
+            held = self._select_claims(lost, live_only=False, conn=conn) if lost else []
+        return sorted(won), {c.model: c for c in held}
+
+    def _upsert_statement(self, run_id: str, models: list[str]) -> sa.Insert:
+        """``INSERT ... ON CONFLICT (model) DO UPDATE ... WHERE <expired or same run> RETURNING model``."""
+        now, expires = self._now_and_expiry()
+        insert = postgresql.insert if self._is_postgres else sqlite.insert
+        statement = insert(claims_table).values(
+            [
+                {"model": m, "run_id": run_id, "claimed_at": now, "expires_at": expires, "host": self._host, "pid": os.getpid()}
+                for m in models
+            ]
+        )
+        current, proposed = claims_table.c, statement.excluded
+        same_run = current.run_id == proposed.run_id
+        return statement.on_conflict_do_update(
+            index_elements=[current.model],
+            set_={
+                "run_id": proposed.run_id,
+                # a re-claim by the holder renews the lease but keeps the original claim time
+                "claimed_at": sa.case((same_run, current.claimed_at), else_=proposed.claimed_at),
+                "expires_at": proposed.expires_at,
+                "host": proposed.host,
+                "pid": proposed.pid,
+            },
+            where=sa.or_(current.expires_at < proposed.claimed_at, same_run),
+        ).returning(current.model)
+
+    @_retrying_deadlocks
+    def _release_runs(self, run_ids: set[str]) -> None:
+        with self._write() as conn:
+            conn.execute(sa.delete(claims_table).where(claims_table.c.run_id.in_(sorted(run_ids))))
+
+    def _select_claims(
+        self, models: list[str] | None, *, live_only: bool, conn: sa.Connection | None = None
+    ) -> list[Claim]:
+        table = claims_table
+        expired = (table.c.expires_at < self._now()).label("expired")
+        statement = sa.select(table, expired).order_by(table.c.model)
+        if models is not None:
+            statement = statement.where(table.c.model.in_(models))
+        if live_only:
+            statement = statement.where(table.c.expires_at >= self._now())
+        if conn is not None:
+            return [_claim_from_row(row) for row in conn.execute(statement)]
+        with self._read() as read_conn:
+            return [_claim_from_row(row) for row in read_conn.execute(statement)]
+
+    @staticmethod
+    def _finished_holders(
+        held: Mapping[str, Claim],
+        is_run_finished: Callable[[str], bool] | None,
+        checked: dict[str, bool],
+    ) -> set[str]:
+        if is_run_finished is None:
+            return set()
+        for holder in sorted({c.run_id for c in held.values()} - checked.keys()):
+            checked[holder] = bool(is_run_finished(holder))
+        return {c.run_id for c in held.values() if checked[c.run_id]}
+
+    # -- time: the database server's clock for PostgreSQL; this host's for a (local) SQLite file
+
+    def _now(self) -> Any:
+        if self._is_postgres:
+            return sa.func.statement_timestamp(type_=sa.DateTime(timezone=True))
+        return datetime.now(UTC).replace(tzinfo=None)
+
+    def _now_and_expiry(self) -> tuple[Any, Any]:
+        """Now and now + one lease; both the same instant (``statement_timestamp()`` in PostgreSQL)."""
+        if self._is_postgres:
+            expiry = sa.literal_column(
+                f"(statement_timestamp() + make_interval(secs => {self.lease_seconds!r}))",
+                type_=sa.DateTime(timezone=True),
+            )
+            return self._now(), expiry
+        now = self._now()
+        return now, now + timedelta(seconds=self.lease_seconds)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _create_engine(self, url: str) -> sa.Engine:
+        try:
+            parsed = _with_default_driver(sa.engine.make_url(url))
+            if parsed.get_backend_name() == "sqlite":
+                return self._create_sqlite_engine(parsed)
+            if parsed.get_backend_name() != "postgresql":
+                raise ClaimStoreError(
+                    f"claim store URL {self.masked_url}: unsupported database "
+                    f"'{parsed.get_backend_name()}'; use a postgresql:// or sqlite:/// URL"
+                )
+            # QueuePool opens connections lazily, on first checkout.
+            return sa.create_engine(parsed, pool_size=2, max_overflow=8, pool_pre_ping=True, pool_recycle=1800)
+        except ClaimStoreError:
+            raise
+        except Exception as exc:
+            raise ClaimStoreError(f"invalid claim store URL {self.masked_url}: {_describe(exc)}") from None
+
+    def _create_sqlite_engine(self, parsed: sa.URL) -> sa.Engine:
+        if parsed.database in (None, "", ":memory:"):
+            raise ClaimStoreError(
+                f"claim store URL {self.masked_url}: an in-memory SQLite database cannot be shared "
+                "between runs; use a file, e.g. sqlite:////path/to/dagctl_claims.sqlite"
+            )
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed, pool_size=2, max_overflow=8, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_SECONDS}
+        )
+
+        # pysqlite's own implicit BEGIN is deferred; take the write lock up front instead, so
+        # a transaction never fails half-way trying to upgrade a read lock (SQLAlchemy's recipe).
+        @sa.event.listens_for(engine, "connect")
+        def _disable_pysqlite_begin(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError) and not _is_deadlock(exc):
+                raise ClaimStoreError(f"claim store {self.masked_url} failed: {_describe(exc)}") from None
+            raise
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        self.ensure_schema()
+        with self._transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        self.ensure_schema()
+        with self._transaction() as conn:
+            yield conn
+
+
+class LeaseHeartbeat:
+    """Renews every lease of ``run_id`` every ``interval`` seconds until the block exits.
+
+    Example::
+
+        with LeaseHeartbeat(store, run_id):      # interval: a third of the lease
+            run_models()
+
+    Database errors are logged and retried at the next beat; they never stop the run.
+    """
+
+    def __init__(self, store: ClaimStore, run_id: str, interval: float | None = None):
+        self.store = store
+        self.run_id = run_id
+        self.interval = float(interval) if interval is not None else store.lease_seconds / 3
+        if not self.interval > 0:
+            raise ValueError(f"heartbeat interval must be positive, got {self.interval!r}")
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name=f"dagctl-lease-{self.run_id[:8]}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            # A renew in flight finishes first; it is bounded by the pool and busy timeouts.
+            self._thread.join(timeout=self.interval + _SQLITE_BUSY_TIMEOUT_SECONDS)
+            self._thread = None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.store.renew(self.run_id)
+                self.beats += 1
+            except Exception as exc:  # keep beating: the next renew may succeed within the lease
+                logger.warning("could not renew the claims of run %s: %s", self.run_id, _describe(exc))
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _claim_from_row(row: sa.Row) -> Claim:
+    return Claim(
+        model=row.model,
+        run_id=row.run_id,
+        claimed_at=_as_utc(row.claimed_at),
+        expires_at=_as_utc(row.expires_at),
+        host=row.host,
+        pid=row.pid,
+        expired=bool(row.expired),
+    )
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _is_deadlock(exc: sa.exc.DBAPIError) -> bool:
+    # 40P01 deadlock_detected, 40001 serialization_failure
+    return getattr(exc.orig, "pgcode", None) in ("40P01", "40001")
+
+
+def _with_default_driver(parsed: sa.URL) -> sa.URL:
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; this project ships psycopg2
+    # (as dagster-postgres does), so a URL without a driver uses it.
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def _describe(exc: BaseException) -> str:
+    """The driver's own message, without SQL text, parameters or SQLAlchemy's links."""
+    cause = getattr(exc, "orig", None) or exc
+    return " ".join(str(cause).split()) or type(cause).__name__
+
+
+def _instance_home(instance: Any | None) -> str | None:
+    if instance is None or not getattr(instance, "is_persistent", False):
+        return None
+    return getattr(instance, "root_directory", None)
+
+
+def _postgres_url_of_instance(instance: Any) -> str | None:
+    """The PostgreSQL URL of a Dagster instance whose run storage is dagster-postgres."""
+    return getattr(instance.run_storage, "postgres_url", None)
+
+
+def _postgres_url_from_dagster_yaml(home: Path) -> str | None:
+    """Load the instance only when its dagster.yaml uses PostgreSQL storage (loading a SQLite
+    instance would create its storage files as a side effect)."""
+    config_file = home / "dagster.yaml"
+    if not config_file.is_file():
+        return None
+    import yaml
+
+    config = yaml.safe_load(config_file.read_text()) or {}
+    storage = config.get("storage") or {}
+    run_storage = config.get("run_storage") or {}
+    uses_postgres = "postgres" in storage or str(run_storage.get("module", "")).startswith("dagster_postgres")
+    if not uses_postgres:
+        return None
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        return _postgres_url_of_instance(instance)
+    finally:
+        instance.dispose()
