@@ -121,6 +121,9 @@ class AlertThresholds(_Strict):
     model_duration_factor: float = Field(default=3.0, gt=0)
     state_growth_ratio: float = Field(default=0.2, gt=0)
     history_days: int = Field(default=7, ge=1)
+    min_history: int = Field(
+        default=3, ge=1, description="Earlier runs / materializations an average needs before it is compared."
+    )
 
 
 class AlertsConfig(_Strict):

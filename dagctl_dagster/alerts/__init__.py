@@ -1,4 +1,17 @@
-"""Slack failure hooks, the run-failure sensor, tiered alerts, metrics."""
+"""Slack failure hooks, the run-failure sensor, tiered alerts and run metrics.
+
+``load_definitions`` calls :func:`build_alerting` once per code location::
+
+    alerting = build_alerting(location)
+    job = dg.define_asset_job("analytics_run", ..., hooks=alerting.step_hooks_for(project))
+    defs = dg.Definitions.merge(..., alerting.definitions)
+
+``alerting.definitions`` holds the ``slack`` resource
+(:class:`~dagctl_dagster.alerts.slack.DagctlSlackResource`), the run-failure sensor, the
+tiered-alert sensor, each SQLMesh project's ``[<project>, "sqlmesh_state"]`` observable asset
+with its hourly observation schedule, the ``dagctl_alerts`` / ``dagctl_runs`` record assets,
+and, with ``DAGCTL_LOG_FORMAT=json``, the JSON console logger.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +20,64 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from dagctl_dagster.config import ProjectConfig
-from dagctl_dagster.project import CodeLocationContext
+from dagctl_dagster.project import CodeLocationContext, run_job_name
 
 
 @dataclass
 class Alerting:
     definitions: dg.Definitions = field(default_factory=dg.Definitions)
+    hooks: dict[str, set[dg.HookDefinition]] = field(default_factory=dict)
 
     def step_hooks_for(self, project: ProjectConfig) -> set[dg.HookDefinition]:
-        return set()
+        """The failure hooks to attach to the project's jobs (one Slack hook)."""
+        return set(self.hooks.get(project.name, set()))
 
 
 def build_alerting(location: CodeLocationContext) -> Alerting:
-    """Hooks and sensors for every project (filled in by the alerts module)."""
-    return Alerting()
+    """Hooks, sensors, observable assets, resource and logger for every project."""
+    from dagctl_dagster.alerts.hooks import SLACK_RESOURCE_KEY, model_failure_hook, models_by_op
+    from dagctl_dagster.alerts.projects import ProjectLookup
+    from dagctl_dagster.alerts.run_failure import slack_run_failure_sensor
+    from dagctl_dagster.alerts.slack import DagctlSlackResource
+    from dagctl_dagster.alerts.state_size import state_key, state_size_observation
+    from dagctl_dagster.alerts.tiered import alerts_key, runs_key, tiered_alert_sensor
+    from dagctl_dagster.logging import json_console_logger, json_logs_enabled
+
+    lookup = ProjectLookup(location.loaded.config)
+    model_names: dict[str, str] = {}
+    hooks: dict[str, set[dg.HookDefinition]] = {}
+    for project_defs in location.projects:
+        names = models_by_op(project_defs.assets)
+        model_names.update(names)
+        channel = lookup.alerts_for(project_defs.name).failure_channel
+        hooks[project_defs.name] = {model_failure_hook(project_defs.name, channel, names)}
+
+    sqlmesh_projects = {
+        p.name: (p.project_dir, p.project) for p in location.projects if p.project.framework == "sqlmesh"
+    }
+    state_assets, state_jobs, state_schedules = state_size_observation(sqlmesh_projects)
+    record_assets = [
+        dg.AssetSpec(key, group_name=p.name, description=description)
+        for p in location.projects
+        for key, description in (
+            (alerts_key(p.name), f"Alerts raised for project '{p.name}' (tier, cause, summary)."),
+            (runs_key(p.name), f"One observation per finished {run_job_name(p.project)}: duration and model counts."),
+        )
+    ]
+    sensors = [
+        slack_run_failure_sensor(lookup, hooked_jobs={run_job_name(p.project) for p in location.projects}),
+        tiered_alert_sensor(
+            lookup,
+            model_keys={p.name: list(p.model_keys) for p in location.projects},
+            state_keys={name: state_key(name) for name in sqlmesh_projects},
+        ),
+    ]
+    definitions = dg.Definitions(
+        assets=[*state_assets, *record_assets],
+        jobs=state_jobs,
+        schedules=state_schedules,
+        sensors=sensors,
+        resources={SLACK_RESOURCE_KEY: DagctlSlackResource()},
+        loggers={"console": json_console_logger(model_names)} if json_logs_enabled() else None,
+    )
+    return Alerting(definitions=definitions, hooks=hooks)

@@ -1,0 +1,72 @@
+"""The Slack failure hook on every model step, built on dagster-slack's ``slack_on_failure``.
+
+Example::
+
+    hook = model_failure_hook("analytics", "#data-alerts", {"analytics__db__orders": "db/orders"})
+    job = dg.define_asset_job("analytics_run", selection=..., hooks={hook})
+
+The hook needs the ``slack`` resource (:class:`~dagctl_dagster.alerts.slack.DagctlSlackResource`),
+whose client posts from a background thread; the message function never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import dagster as dg
+from dagster_slack import slack_on_failure
+
+from dagctl_dagster.alerts.messages import StepFailure, step_failure_text
+
+logger = logging.getLogger("dagctl_dagster.alerts")
+
+SLACK_RESOURCE_KEY = "slack"
+SQLMESH_MODEL_TAG = "dagctl/sqlmesh_model"
+
+
+def model_failure_hook(
+    project: str, channel: str | None, models_by_op: Mapping[str, str]
+) -> dg.HookDefinition:
+    """A failure hook posting project, model, run id, the error's first line and a run link."""
+
+    def message(context: dg.HookContext) -> str:
+        try:
+            return step_failure_text(
+                StepFailure(
+                    project=project,
+                    model=model_of_step(context, models_by_op),
+                    run_id=context.run_id,
+                    job_name=context.job_name,
+                    error=error_of(context.op_exception),
+                )
+            )
+        except Exception:  # a hook must never raise: fall back to the bare facts
+            logger.exception("building the failure message for run %s failed", context.run_id)
+            return f":red_circle: *{project}* step {context.step_key} failed in run {context.run_id}"
+
+    # Without a channel the client logs the message instead of sending it.
+    return slack_on_failure(channel=channel or "", message_fn=message)
+
+
+def model_of_step(context: dg.HookContext, models_by_op: Mapping[str, str]) -> str:
+    op_name = context.op.name
+    return models_by_op.get(op_name) or context.op.tags.get(SQLMESH_MODEL_TAG) or op_name
+
+
+def error_of(exc: BaseException | None) -> str:
+    if exc is None:
+        return "(no error captured)"
+    if isinstance(exc, dg.Failure) and exc.description:
+        return exc.description
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def models_by_op(assets: list) -> dict[str, str]:
+    """Op name → model asset key (``a/b``) of single-model assets definitions."""
+    names: dict[str, str] = {}
+    for asset in assets:
+        if isinstance(asset, dg.AssetsDefinition) and asset.is_executable and len(asset.keys) == 1:
+            names[asset.op.name] = next(iter(asset.keys)).to_user_string()
+    return names

@@ -1,0 +1,78 @@
+"""Every Slack message dagctl sends is worded here.
+
+Example::
+
+    step_failure_text(StepFailure("analytics", "db.orders", "3f2a…", "analytics_run",
+                                  "division by zero"))
+    # ':red_circle: *analytics* model `db.orders` failed in run 3f2a… (job analytics_run)
+    #  > division by zero
+    #  <http://dagster.internal/runs/3f2a…|Open the run in Dagster>'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from dagctl_dagster.alerts.redact import redact
+
+WEBSERVER_URL_ENV_VAR = "DAGSTER_WEBSERVER_URL"
+TIER_ICONS = {"page": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    project: str
+    model: str
+    run_id: str
+    job_name: str
+    error: str
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    project: str | None
+    run_id: str
+    job_name: str
+    error: str
+
+
+def first_line(text: str | None, *, limit: int = 300) -> str:
+    """The first non-empty line of an error message, shortened and redacted."""
+    line = next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
+    line = redact(line) or "(no error message)"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def run_link(run_id: str) -> str | None:
+    """A Slack link to the run when ``$DAGSTER_WEBSERVER_URL`` is set."""
+    base = os.environ.get(WEBSERVER_URL_ENV_VAR, "").rstrip("/")
+    return f"<{base}/runs/{run_id}|Open the run in Dagster>" if base else None
+
+
+def step_failure_text(failure: StepFailure) -> str:
+    lines = [
+        f":red_circle: *{failure.project}* model `{failure.model}` failed in run {failure.run_id} "
+        f"(job {failure.job_name})",
+        f"> {first_line(failure.error)}",
+    ]
+    return _with_link(lines, failure.run_id)
+
+
+def run_failure_text(failure: RunFailure) -> str:
+    project = f"*{failure.project}* " if failure.project else ""
+    lines = [
+        f":red_circle: {project}run {failure.run_id} (job {failure.job_name}) failed outside any model step",
+        f"> {first_line(failure.error)}",
+    ]
+    return _with_link(lines, failure.run_id)
+
+
+def tier_alert_text(tier: str, project: str, summary: str, run_id: str | None = None) -> str:
+    lines = [f"{TIER_ICONS.get(tier, '')} [{tier}] *{project}*: {redact(summary)}".strip()]
+    return _with_link(lines, run_id) if run_id else "\n".join(lines)
+
+
+def _with_link(lines: list[str], run_id: str) -> str:
+    link = run_link(run_id)
+    return "\n".join([*lines, link] if link else lines)

@@ -1,0 +1,200 @@
+"""The tiered-alert sensor: reads new run, materialization and state-size records, applies
+:mod:`~dagctl_dagster.alerts.rules`, posts per tier with a cooldown, and records every
+alert and every run summary in Dagster.
+
+Example::
+
+    sensor = tiered_alert_sensor(lookup, model_keys={"analytics": [...]}, state_keys={...})
+    defs = dg.Definitions(sensors=[sensor], resources={"slack": DagctlSlackResource()})
+
+Recorded in Dagster (whether or not Slack is configured): each alert as an observation of
+``[<project>, "dagctl_alerts"]`` (tier, cause, summary) and each finished ``<project>_run``
+as an observation of ``[<project>, "dagctl_runs"]`` (duration, executed / skipped / blocked /
+failed models) plus run tags ``dagctl/models_*``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import dagster as dg
+
+from dagctl_dagster.alerts import rules
+from dagctl_dagster.alerts.cursor import AlertCursor
+from dagctl_dagster.alerts.messages import tier_alert_text
+from dagctl_dagster.alerts.projects import ProjectLookup
+from dagctl_dagster.alerts.redact import redact
+from dagctl_dagster.alerts.run_summary import summarize_run
+from dagctl_dagster.alerts.slack import DagctlSlackResource
+
+TIERED_ALERT_SENSOR_NAME = "dagctl_tiered_alerts"
+# Without a cursor (first tick), only this recent past is alerted on.
+FIRST_TICK_LOOKBACK_S = 3600
+_PAGE = 500
+
+
+def alerts_key(project: str) -> dg.AssetKey:
+    return dg.AssetKey([project, "dagctl_alerts"])
+
+
+def runs_key(project: str) -> dg.AssetKey:
+    return dg.AssetKey([project, "dagctl_runs"])
+
+
+def tiered_alert_sensor(
+    projects: ProjectLookup,
+    model_keys: Mapping[str, Sequence[dg.AssetKey]],
+    state_keys: Mapping[str, dg.AssetKey],
+    *,
+    minimum_interval_seconds: int = 60,
+) -> dg.SensorDefinition:
+    """One sensor for the code location; its cursor holds the read position and cooldowns."""
+
+    @dg.sensor(
+        name=TIERED_ALERT_SENSOR_NAME,
+        description="Page / warning / info alerts of the SQLMesh production runbook, and run summaries.",
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def _sensor(context: dg.SensorEvaluationContext, slack: DagctlSlackResource) -> dg.SensorResult:
+        cursor = AlertCursor.parse(context.cursor)
+        evaluation = _Evaluation(context, projects, cursor, time.time())
+        evaluation.finished_runs()
+        for project, keys in model_keys.items():
+            for key in keys:
+                evaluation.materializations(project, key)
+        for project, key in state_keys.items():
+            evaluation.state_observations(project, key)
+        evaluation.deliver(slack)
+        if cursor.storage_id is None:  # nothing recorded yet: read from the start next time
+            cursor.storage_id = 0
+        return dg.SensorResult(cursor=cursor.serialize())
+
+    return _sensor
+
+
+class _Evaluation:
+    def __init__(
+        self, context: dg.SensorEvaluationContext, projects: ProjectLookup, cursor: AlertCursor, now: float
+    ):
+        self.context = context
+        self.instance = context.instance
+        self.projects = projects
+        self.cursor = cursor
+        self.start_storage_id = cursor.storage_id
+        self.now = now
+        self.alerts: list[rules.Alert] = []
+
+    def finished_runs(self) -> None:
+        for event_type in (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE):
+            for record in self._new_records(
+                self.instance.fetch_run_status_changes,
+                lambda after, t=event_type: dg.RunStatusChangeRecordsFilter(t, after_storage_id=after),
+            ):
+                self._finished_run(record.run_id, event_type)
+
+    def _finished_run(self, run_id: str, event_type: dg.DagsterEventType) -> None:
+        run_record = self.instance.get_run_record_by_id(run_id)
+        if run_record is None:
+            return
+        run = run_record.dagster_run
+        project = self.projects.project_of(run.job_name, run.tags)
+        if project is None:
+            return
+        kind = self.projects.job_kind(run.job_name, run.tags)
+        thresholds = self.projects.alerts_for(project).thresholds
+        if kind == "run":
+            self._record_run_summary(project, run_record)
+        if event_type == dg.DagsterEventType.RUN_FAILURE:
+            self._add(rules.scheduled_run_failed(project, run))
+            return
+        self._add(rules.slow_run(project, self.instance, run_record, thresholds))
+        environment = self.projects.config.project(project).environment
+        self._add(rules.informational(project, kind, run, environment))
+
+    def materializations(self, project: str, key: dg.AssetKey) -> None:
+        thresholds = self.projects.alerts_for(project).thresholds
+        for record in self._new_records(
+            self.instance.fetch_materializations,
+            lambda after: dg.AssetRecordsFilter(asset_key=key, after_storage_id=after),
+        ):
+            self._add(rules.slow_model(project, self.instance, record, thresholds))
+
+    def state_observations(self, project: str, key: dg.AssetKey) -> None:
+        thresholds = self.projects.alerts_for(project).thresholds
+        for record in self._new_records(
+            self.instance.fetch_observations,
+            lambda after: dg.AssetRecordsFilter(asset_key=key, after_storage_id=after),
+        ):
+            self._add(rules.state_unreachable(project, record))
+            self._add(rules.state_growth(project, self.instance, record, thresholds))
+
+    def deliver(self, slack: DagctlSlackResource) -> None:
+        client = None
+        for alert in self.alerts:
+            settings = self.projects.alerts_for(alert.project)
+            if self.cursor.cooling_down(alert.cause, self.now, settings.cooldown_minutes * 60):
+                self.context.log.info(f"{alert.cause}: in cooldown, not posted again")
+                continue
+            self.cursor.mark_sent(alert.cause, self.now)
+            self._record_alert(alert)
+            channel = _channel_for(alert.tier, settings)
+            text = tier_alert_text(alert.tier, alert.project, alert.summary, alert.run_id)
+            if alert.tier == "info" and channel is None:
+                self.context.log.info(f"{alert.cause}: recorded ({text})")
+                continue
+            client = client or slack.get_client()
+            client.chat_postMessage(channel=channel, text=text)
+            self.context.log.info(f"{alert.cause}: posted to {channel or '(log only)'}")
+
+    def _record_alert(self, alert: rules.Alert) -> None:
+        metadata: dict[str, object] = {
+            "tier": alert.tier,
+            "cause": alert.cause,
+            "summary": redact(alert.summary),
+        }
+        if alert.run_id:
+            metadata["run_id"] = alert.run_id
+        self.instance.report_runless_asset_event(
+            dg.AssetObservation(asset_key=alerts_key(alert.project), metadata=metadata)
+        )
+
+    def _record_run_summary(self, project: str, record: dg.RunRecord) -> None:
+        summary = summarize_run(self.instance, record)
+        self.instance.add_run_tags(summary.run_id, summary.run_tags())
+        self.instance.report_runless_asset_event(
+            dg.AssetObservation(asset_key=runs_key(project), metadata=summary.metadata())
+        )
+
+    def _add(self, alert: rules.Alert | None) -> None:
+        if alert is not None:
+            self.alerts.append(alert)
+
+    def _new_records(self, fetch: Callable[..., dg.EventRecordsResult], make_filter: Callable) -> Iterable:
+        """Records after the cursor, oldest first; on the first tick, only the recent past."""
+        if self.start_storage_id is None:
+            records = list(fetch(make_filter(None), limit=_PAGE, ascending=False).records)
+            for record in records:
+                self.cursor.advance(record.storage_id)
+            since = self.now - FIRST_TICK_LOOKBACK_S
+            return [r for r in reversed(records) if r.timestamp >= since]
+        found: list = []
+        page_cursor = None
+        while True:
+            result = fetch(make_filter(self.start_storage_id), limit=_PAGE, cursor=page_cursor, ascending=True)
+            found.extend(result.records)
+            if not result.has_more:
+                break
+            page_cursor = result.cursor
+        for record in found:
+            self.cursor.advance(record.storage_id)
+        return found
+
+
+def _channel_for(tier: str, settings) -> str | None:
+    if tier == "page":
+        return settings.page_channel or settings.failure_channel
+    if tier == "warning":
+        return settings.warning_channel or settings.failure_channel
+    return settings.info_channel
