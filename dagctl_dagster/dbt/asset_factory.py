@@ -1,0 +1,223 @@
+"""dbt project → Dagster assets, on dagster-dbt's ``@dbt_assets``, ``DbtProject`` and ``DbtCliResource``.
+
+Example::
+
+    import dagster as dg
+    from dagctl_dagster import dbt_assets
+
+    defs = dg.Definitions(assets=[dbt_assets("path/to/dbt_project", name="marts", target="prod")])
+
+Every model, seed and snapshot is an asset keyed ``[<project>, <name>]`` in group
+``<project>``; dbt tests are asset checks. One step runs ``dbt build`` for the selected
+models with ``--threads`` = ``MAX_CONCURRENT_MODELS`` (default 5) and the project's target,
+in its own target directory (``target/<op>-<run id>-<uuid>``, made by dagster-dbt), so
+concurrent runs never share artifacts. Each materialization carries ``status``,
+``execution_time_s`` and ``rows_affected`` from ``run_results.json``; a failed model fails
+the step with a message naming it and the models dbt skipped because of it, while the
+independent models it did build stay materialized.
+
+How the manifest is prepared (development) and shipped (production images) is described
+in :mod:`dagctl_dagster.dbt.manifest`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import dagster_dbt
+from dagster import AssetExecutionContext
+from dagster_dbt import DbtCliResource, DbtProject
+
+from dagctl_dagster.config import LoadedConfig, ProjectConfig
+from dagctl_dagster.dbt.manifest import dbt_cli_resource, open_dbt_project, prepare_manifest
+from dagctl_dagster.dbt.run_results import RunResults
+from dagctl_dagster.dbt.translator import FRAMEWORK, DagctlDbtTranslator
+from dagctl_dagster.errors import ProjectLoadError
+from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
+
+MAX_CONCURRENT_ENV = "MAX_CONCURRENT_MODELS"
+DEFAULT_MAX_CONCURRENT = 5
+# Full rebuilds: the new table holds exactly the rows the statement wrote.
+_REBUILT_MATERIALIZATIONS = frozenset({"table", "seed"})
+_OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+def resource_key(project_name: str) -> str:
+    """The key of a project's ``DbtCliResource`` (unique per project within a code location)."""
+    return f"dbt_{project_name}"
+
+
+def dbt_assets(
+    project_dir: str | Path,
+    *,
+    name: str | None = None,
+    target: str | None = None,
+    profiles_dir: str | Path | None = None,
+    translator: DagctlDbtTranslator | None = None,
+) -> dg.AssetsDefinition:
+    """The assets of every model, seed and snapshot of a dbt project, ready for ``dg.Definitions``.
+
+    Args:
+        project_dir: the dbt project (the directory holding ``dbt_project.yml``).
+        name: the project name (asset key prefix, group, tags); defaults to the directory name.
+        target: the ``profiles.yml`` target runs use; defaults to the profile's own default.
+        profiles_dir: where ``profiles.yml`` lives; defaults to the project directory.
+        translator: rules for keys, groups, metadata and checks.
+
+    The project's ``DbtCliResource`` is bound to the returned assets, so ``Definitions``
+    needs no resource for it.
+
+    Raises:
+        ProjectLoadError: the directory, ``dbt_project.yml`` or ``profiles.yml`` is missing, or
+            ``dbt parse`` failed (the message names the file).
+    """
+    project_dir = Path(project_dir).resolve()
+    project = ProjectConfig(
+        name=name or _OP_UNSAFE.sub("_", project_dir.name),
+        framework="dbt",
+        path=str(project_dir),
+        target=target,
+        profiles_dir=str(profiles_dir) if profiles_dir else None,
+    )
+    built = _build(project, project_dir, Path(profiles_dir).resolve() if profiles_dir else None, translator)
+    (bound,) = dg.with_resources([built.assets_def], {built.resource_key: built.resource})
+    return bound
+
+
+def build_dbt_project(loaded: LoadedConfig, project: ProjectConfig) -> ProjectDefinitions:
+    """The assets, model keys and ``DbtCliResource`` of one configured dbt project."""
+    project_dir = loaded.project_dir(project)
+    profiles_dir = (loaded.root / project.profiles_dir).resolve() if project.profiles_dir else None
+    built = _build(project, project_dir, profiles_dir, None)
+    return ProjectDefinitions(
+        project=project,
+        project_dir=project_dir,
+        assets=[built.assets_def],
+        model_keys=sorted(built.assets_def.keys, key=lambda key: key.to_user_string()),
+        resources={built.resource_key: built.resource},
+    )
+
+
+def max_concurrent_models(environ: Mapping[str, str] | None = None) -> int:
+    """``MAX_CONCURRENT_MODELS`` as a positive integer (default 5), the ``--threads`` of dbt."""
+    raw = (os.environ if environ is None else environ).get(MAX_CONCURRENT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_CONCURRENT
+    if not raw.isdigit() or int(raw) < 1:
+        raise dg.Failure(
+            description=f"env var {MAX_CONCURRENT_ENV} must be a positive integer such as "
+            f"{DEFAULT_MAX_CONCURRENT} (got {raw!r}); it sets dbt's --threads. Fix it and launch the run again."
+        )
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class _BuiltProject:
+    assets_def: dg.AssetsDefinition
+    resource_key: str
+    resource: DbtCliResource
+
+
+def _build(
+    project: ProjectConfig,
+    project_dir: Path,
+    profiles_dir: Path | None,
+    translator: DagctlDbtTranslator | None,
+) -> _BuiltProject:
+    dbt_project = open_dbt_project(project.name, project_dir, target=project.target, profiles_dir=profiles_dir)
+    manifest_path = prepare_manifest(project.name, dbt_project)
+    key = resource_key(project.name)
+    try:
+        assets_def = _define_assets(project.name, dbt_project, manifest_path, translator, key)
+    except (dg.DagsterError, ValueError, KeyError) as exc:
+        raise ProjectLoadError(project.name, f"{type(exc).__name__}: {exc}", manifest_path) from exc
+    return _BuiltProject(assets_def, key, dbt_cli_resource(dbt_project))
+
+
+def _define_assets(
+    project_name: str,
+    dbt_project: DbtProject,
+    manifest_path: Path,
+    translator: DagctlDbtTranslator | None,
+    dbt_resource_key: str,
+) -> dg.AssetsDefinition:
+    translator = translator or DagctlDbtTranslator(project_name)
+
+    @dagster_dbt.dbt_assets(
+        manifest=manifest_path,
+        project=dbt_project,
+        name=f"{project_name}_dbt_build",
+        dagster_dbt_translator=translator,
+        op_tags={PROJECT_TAG: project_name, FRAMEWORK_TAG: FRAMEWORK},
+        required_resource_keys={dbt_resource_key},
+    )
+    def _dbt_build(context) -> Iterator[Any]:  # annotated, dagster rejects the postponed hint
+        dbt: DbtCliResource = getattr(context.resources, dbt_resource_key)
+        yield from run_dbt_build(context, dbt, project_name)
+
+    return _dbt_build
+
+
+def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_name: str) -> Iterator[Any]:
+    """``dbt build`` of the selected nodes; dagster-dbt's events with run_results metadata.
+
+    dagster-dbt's event iterator turns dbt's structured log into outputs and check results
+    and counts the rows of each built table. ``run_results.json`` exists only once dbt has
+    exited (with DuckDB, dagster-dbt waits for that anyway: the row counts need dbt's write
+    lock released), so the Dagster events follow dbt's exit while dbt's log lines stream to
+    the compute logs as they happen.
+    """
+    threads = max_concurrent_models()
+    invocation = dbt.cli(["build", "--threads", str(threads)], context=context, raise_on_error=False)
+    events = list(invocation.stream().fetch_row_counts())
+    run_results_path = invocation.target_path / "run_results.json"
+    if not run_results_path.is_file():
+        error = invocation.get_error()
+        raise dg.Failure(
+            description=f"dbt build of project '{project_name}' wrote no run_results.json: {error or 'no error reported'}"
+        )
+    results = RunResults.read(run_results_path)
+    manifest = invocation.manifest
+    for event in events:
+        yield _with_run_result(event, results, manifest)
+
+    outcome = results.outcome(manifest)
+    if not outcome.succeeded:
+        raise dg.Failure(
+            description=outcome.failure_message(project_name),
+            metadata={
+                "failed": dg.MetadataValue.text(", ".join(sorted(n.name for n in outcome.failed))),
+                "skipped": dg.MetadataValue.text(
+                    ", ".join(sorted(uid.split(".")[2] for uid in outcome.skipped_because))
+                ),
+                "run_results": dg.MetadataValue.path(str(run_results_path)),
+            },
+        )
+    error = invocation.get_error()
+    if error is not None:
+        raise error
+
+
+def _with_run_result(event: Any, results: RunResults, manifest: Mapping[str, Any]) -> Any:
+    if not isinstance(event, (dg.Output, dg.AssetMaterialization)):
+        return event
+    unique_id = _metadata_value(event.metadata.get("unique_id"))
+    node = results.node(unique_id) if unique_id else None
+    if node is None:
+        return event
+    metadata = {**event.metadata, **node.materialization_metadata()}
+    materialized = manifest.get("nodes", {}).get(unique_id, {}).get("config", {}).get("materialized")
+    row_count = _metadata_value(event.metadata.get("dagster/row_count"))
+    if "rows_affected" not in metadata and materialized in _REBUILT_MATERIALIZATIONS and row_count is not None:
+        metadata["rows_affected"] = dg.MetadataValue.int(int(row_count))
+    return event.with_metadata(metadata)
+
+
+def _metadata_value(value: Any) -> Any:
+    return value.value if isinstance(value, dg.MetadataValue) else value

@@ -1,0 +1,56 @@
+"""dbt node → Dagster asset: keys prefixed by the project, group = project, dagctl tags.
+
+Example::
+
+    from dagctl_dagster.dbt.translator import DagctlDbtTranslator
+
+    class MyTranslator(DagctlDbtTranslator):
+        def get_description(self, dbt_resource_props):
+            return dbt_resource_props.get("description") or "undocumented"
+
+    assets = dbt_assets("dbt/marts", name="marts", translator=MyTranslator("marts"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
+
+from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG
+
+FRAMEWORK = "dbt"
+
+
+class DagctlDbtTranslator(DagsterDbtTranslator):
+    """dagster-dbt's translator with the conventions every dagctl project shares.
+
+    - Models, seeds and snapshots get the key ``[<project>, *<dagster-dbt default key>]``,
+      so two projects (dbt or SQLMesh) may both have a ``customers`` model. Sources keep
+      dagster-dbt's key, so they can point at assets another project builds.
+    - The group is the project name; tags ``dagctl/project`` and ``dagctl/framework``.
+    - dbt tests become asset checks (``enable_asset_checks``); kinds stay dagster-dbt's
+      (``dbt`` and the adapter, e.g. ``duckdb``).
+    """
+
+    def __init__(self, project_name: str, settings: DagsterDbtTranslatorSettings | None = None):
+        super().__init__(settings or DagsterDbtTranslatorSettings(enable_asset_checks=True))
+        self.project_name = project_name
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        default_key = super().get_asset_key(dbt_resource_props)
+        if dbt_resource_props.get("resource_type") == "source":
+            return default_key
+        return default_key.with_prefix(self.project_name)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return self.project_name
+
+    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
+        return {
+            **super().get_tags(dbt_resource_props),
+            PROJECT_TAG: self.project_name,
+            FRAMEWORK_TAG: FRAMEWORK,
+        }
