@@ -1,0 +1,85 @@
+"""Command-line options of the benchmark, shared by `dagctl-dagster bench` and `python benchmarks/run.py`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default="100,500", help="model counts for the run-time comparison (default 100,500)")
+    parser.add_argument("--width", type=int, default=10, help="models per DAG layer (default 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="repetitions of each contender (default 3)")
+    parser.add_argument("--multiprocess-models", type=int, default=100, help="project size of the multiprocess row (default 100)")
+    parser.add_argument("--load-models", type=int, default=1000, help="project size of the load-time row (default 1000)")
+    parser.add_argument("--rss-models", type=int, default=1000, help="project size of the peak-RSS row (default 1000)")
+    parser.add_argument("--claim-clients", type=int, default=8, help="concurrent claim-store clients (default 8)")
+    parser.add_argument("--claim-seconds", type=float, default=10.0, help="duration of the claim-store load (default 10)")
+    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: run,multiprocess,load,rss,claims")
+    parser.add_argument("--quick", action="store_true", help="smoke check: every section at 20 models, width 5, one repetition")
+    parser.add_argument("--workdir", type=Path, help="where generated projects go (default: a temporary directory, removed)")
+    parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory for inspection")
+    parser.add_argument("--postgres-url", help="PostgreSQL server for the multiprocess and claims rows "
+                        "(default: $DAGCTL_BENCH_POSTGRES_URL, else an embedded server)")
+    parser.add_argument("--write-results", action="store_true", help=f"update {RESULTS_PATH.name} with the table and machine")
+
+
+def options_from_args(args: argparse.Namespace):
+    from benchmarks.harness import BenchOptions
+
+    try:
+        models = [int(part) for part in str(args.models).split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"--models: expected comma-separated integers such as 100,500 (got {args.models!r})")
+    skip = {part.strip() for part in args.skip.split(",") if part.strip()}
+    common = dict(
+        skip=skip,
+        workdir=args.workdir,
+        keep_workdir=args.keep_workdir,
+        postgres_url=args.postgres_url,
+        claim_clients=args.claim_clients,
+    )
+    try:
+        if args.quick:
+            return BenchOptions.quick(**common)
+        return BenchOptions(
+            models=models,
+            width=args.width,
+            repeats=args.repeats,
+            multiprocess_models=args.multiprocess_models,
+            load_models=args.load_models,
+            rss_models=args.rss_models,
+            claim_seconds=args.claim_seconds,
+            **common,
+        )
+    except ValueError as exc:
+        raise SystemExit(str(exc))
+
+
+def run_from_args(args: argparse.Namespace, *, command: str) -> int:
+    """Run the benchmark, print the table, and with --write-results update RESULTS.md."""
+    from benchmarks.contenders import ContenderFailed
+    from benchmarks.harness import run_benchmarks
+    from benchmarks.report import markdown_table, results_section, write_results
+
+    options = options_from_args(args)
+    try:
+        results = run_benchmarks(options)
+    except ContenderFailed as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    print(markdown_table(results.rows))
+    for note in results.notes:
+        print(f"- {note}")
+    if args.write_results:
+        write_results(RESULTS_PATH, results_section(results.rows, command=command, notes=results.notes))
+        print(f"updated {RESULTS_PATH}", file=sys.stderr)
+    return 0
+
+
+def command_line(argv: list[str], program: str) -> str:
+    return " ".join([program, *(shlex.quote(a) for a in argv)])

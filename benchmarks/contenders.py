@@ -1,0 +1,340 @@
+"""The contenders: each starts the way a user starts it, in a subprocess, and is then checked.
+
+A contender's number only counts when its result is right: every model table holds
+:data:`~benchmarks.generate.ROWS` rows, and for Dagster, the run succeeded with one
+materialization per model. Anything else raises :class:`ContenderFailed`.
+
+Example::
+
+    state = DuckDBState(repo)
+    state.prepare()             # plan prod once, keep a copy of warehouse + state
+    state.restore()             # before every repetition: back to "planned, nothing computed"
+    result = run_native_sqlmesh(repo)
+    verify_duckdb_warehouse(repo)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.generate import CONCURRENT_TASKS, JOB_NAME, ROWS, SCHEMA, GeneratedRepository
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+PROBES = Path(__file__).resolve().parent / "probes.py"
+DEFAULT_TIMEOUT_S = 3600.0
+
+
+class ContenderFailed(RuntimeError):
+    """A contender exited non-zero, timed out, or left a wrong result behind."""
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    seconds: float
+    peak_rss_bytes: int
+    output: str
+
+    @property
+    def last_line(self) -> str:
+        lines = self.output.strip().splitlines()
+        return lines[-1] if lines else ""
+
+
+def venv_command(name: str) -> str:
+    candidate = VENV_BIN / name
+    return str(candidate) if candidate.exists() else name
+
+
+def run_timed(
+    command: Sequence[str],
+    *,
+    label: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ProcessResult:
+    """Run ``command`` to completion; its wall time and its peak RSS (``wait4``'s ``ru_maxrss``).
+
+    ``ru_maxrss`` is the largest resident set of the process or of any descendant it waited
+    for; ``dagster job execute`` runs the job in its own process, so for it this is the run
+    worker's peak.
+    """
+    import subprocess
+
+    with tempfile.TemporaryFile(mode="w+") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(command),
+            env=dict(env) if env is not None else None,
+            cwd=str(cwd) if cwd else None,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        status, rusage = _wait4(process, timeout_s, label)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        output = log.read()
+    if process.returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-30:])
+        raise ContenderFailed(f"{label}: `{' '.join(command)}` exited with {process.returncode}:\n{tail}")
+    return ProcessResult(seconds=seconds, peak_rss_bytes=rusage.ru_maxrss * 1024, output=output)
+
+
+def _wait4(process, timeout_s: float, label: str):
+    outcome: list = []
+    waiter = threading.Thread(target=lambda: outcome.append(os.wait4(process.pid, 0)), daemon=True)
+    waiter.start()
+    waiter.join(timeout_s)
+    if waiter.is_alive():
+        os.killpg(process.pid, 9)  # the session this contender's process leads, nothing else
+        waiter.join(30)
+        raise ContenderFailed(f"{label}: did not finish within {timeout_s:.0f}s; killed")
+    _, status, rusage = outcome[0]
+    return status, rusage
+
+
+# -- starting states ---------------------------------------------------------------------
+
+
+class DuckDBState:
+    """The DuckDB warehouse + state right after ``plan prod --skip-backfill``, restorable."""
+
+    def __init__(self, repo: GeneratedRepository):
+        self.repo = repo
+        self.template_dir = repo.root / ".template"
+
+    def prepare(self) -> None:
+        for path in self._files():
+            path.unlink(missing_ok=True)
+        run_timed(
+            [sys.executable, str(PROBES), "plan", str(self.repo.project_dir), "local"],
+            label=f"plan prod (N={self.repo.models})",
+        )
+        self.template_dir.mkdir(exist_ok=True)
+        for path in self._files():
+            if path.exists():
+                shutil.copy2(path, self.template_dir / path.name)
+
+    def restore(self) -> None:
+        for path in self._files():
+            path.unlink(missing_ok=True)
+            saved = self.template_dir / path.name
+            if saved.exists():
+                shutil.copy2(saved, path)
+
+    def _files(self) -> list[Path]:
+        files = [self.repo.warehouse, self.repo.state_db]
+        return files + [path.with_name(path.name + ".wal") for path in files]
+
+
+class PostgresState:
+    """Warehouse + state in one PostgreSQL database, restored from a template database.
+
+    The database keeps its name across repetitions: SQLMesh uses it as the catalog of
+    every model, so a copy under another name would not match the state.
+    """
+
+    def __init__(self, repo: GeneratedRepository, server_url: str, database: str = "bench"):
+        import sqlalchemy as sa
+
+        self.repo = repo
+        self.server = sa.engine.make_url(server_url)
+        self.database = database
+        self.template = f"{database}_template"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "BENCH_PG_HOST": self.server.host or "127.0.0.1",
+            "BENCH_PG_PORT": str(self.server.port or 5432),
+            "BENCH_PG_USER": self.server.username or "postgres",
+            "BENCH_PG_PASSWORD": self.server.password or "",
+            "BENCH_PG_DATABASE": self.database,
+        }
+
+    @property
+    def url(self) -> str:
+        return self.server.set(database=self.database).render_as_string(hide_password=False)
+
+    def prepare(self) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+        self._recreate(template=None)
+        run_timed(
+            [sys.executable, str(PROBES), "plan", str(self.repo.project_dir), "postgres"],
+            label=f"plan prod on PostgreSQL (N={self.repo.models})",
+            env={**os.environ, **self.env},
+        )
+        self._execute(f'CREATE DATABASE "{self.template}" TEMPLATE "{self.database}"')
+
+    def restore(self) -> None:
+        self._recreate(template=self.template)
+
+    def drop(self) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        self._execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+
+    def _recreate(self, template: str | None) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        self._execute(f'CREATE DATABASE "{self.database}"{suffix}')
+
+    def _execute(self, statement: str) -> None:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.server, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text(statement))
+        finally:
+            engine.dispose()
+
+
+# -- contenders --------------------------------------------------------------------------
+
+
+def run_native_sqlmesh(repo: GeneratedRepository, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> ProcessResult:
+    """``sqlmesh -p <project> run`` with ``concurrent_tasks: 5``, Context load included."""
+    return run_timed(
+        [venv_command("sqlmesh"), "-p", str(repo.project_dir), "run"],
+        label=f"native sqlmesh run (N={repo.models})",
+        cwd=repo.root,
+        timeout_s=timeout_s,
+    )
+
+
+def run_dagster_job(
+    repo: GeneratedRepository,
+    definitions: Path,
+    *,
+    label: str,
+    extra_env: Mapping[str, str] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ProcessResult:
+    """``dagster job execute -f <definitions> -j bench_run`` with a fresh SQLite DAGSTER_HOME.
+
+    The run is then checked in that instance: it succeeded and materialized every model.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench_dagster_home_") as home:
+        Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": home,
+            "MAX_CONCURRENT_MODELS": str(CONCURRENT_TASKS),
+            **(extra_env or {}),
+        }
+        env.pop("DAGCTL_CLAIMS_URL", None)  # claims go to the run's own SQLite instance
+        result = run_timed(
+            [venv_command("dagster"), "job", "execute", "-f", str(definitions), "-j", JOB_NAME],
+            label=label,
+            env=env,
+            cwd=repo.root,
+            timeout_s=timeout_s,
+        )
+        verify_dagster_run(Path(home), expected_materializations=repo.models, label=label)
+    return result
+
+
+def verify_dagster_run(home: Path, *, expected_materializations: int, label: str) -> None:
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        runs = instance.get_runs()
+        if len(runs) != 1:
+            raise ContenderFailed(f"{label}: expected one run in {home}, found {len(runs)}")
+        run = runs[0]
+        if run.status != dg.DagsterRunStatus.SUCCESS:
+            raise ContenderFailed(f"{label}: run {run.run_id} ended {run.status.value}, not SUCCESS")
+        materialized = {
+            record.asset_materialization.asset_key
+            for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+            if record.asset_materialization is not None
+        }
+        if len(materialized) != expected_materializations:
+            raise ContenderFailed(
+                f"{label}: run {run.run_id} materialized {len(materialized)} assets, "
+                f"expected {expected_materializations}"
+            )
+    finally:
+        instance.dispose()
+
+
+# -- result checks -----------------------------------------------------------------------
+
+
+def row_count_query(tables: Sequence[str]) -> str:
+    """One query returning (table, rows) for each ``bench`` model."""
+    return "\nUNION ALL\n".join(
+        f"SELECT '{table}' AS model, COUNT(*) AS row_count FROM {SCHEMA}.{table}" for table in tables
+    )
+
+
+def check_row_counts(counts: Mapping[str, int], expected_tables: Sequence[str], *, label: str) -> None:
+    """Every expected model exists and holds :data:`ROWS` rows."""
+    missing = [table for table in expected_tables if table not in counts]
+    wrong = {table: rows for table, rows in counts.items() if rows != ROWS}
+    if missing or wrong:
+        examples = ", ".join(f"{t}={r}" for t, r in list(wrong.items())[:5])
+        raise ContenderFailed(
+            f"{label}: wrong result: {len(missing)} model tables missing, {len(wrong)} with a row count "
+            f"other than {ROWS}{' (' + examples + ')' if examples else ''}"
+        )
+
+
+def verify_duckdb_warehouse(repo: GeneratedRepository, *, label: str) -> None:
+    import duckdb
+
+    tables = [name.split(".", 1)[1] for name in repo.model_names()]
+    connection = duckdb.connect(str(repo.warehouse), read_only=True)
+    try:
+        counts = _counts(lambda sql: connection.execute(sql).fetchall(), tables, label=label)
+    finally:
+        connection.close()
+    check_row_counts(counts, tables, label=label)
+
+
+def verify_postgres_warehouse(repo: GeneratedRepository, url: str, *, label: str) -> None:
+    import sqlalchemy as sa
+
+    tables = [name.split(".", 1)[1] for name in repo.model_names()]
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            counts = _counts(lambda sql: connection.execute(sa.text(sql)).fetchall(), tables, label=label)
+    finally:
+        engine.dispose()
+    check_row_counts(counts, tables, label=label)
+
+
+def _counts(fetch, tables: Sequence[str], *, label: str, chunk: int = 200) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for start in range(0, len(tables), chunk):
+        try:
+            rows_by_model = fetch(row_count_query(tables[start : start + chunk]))
+        except Exception as exc:  # a missing model table makes the whole query fail
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ContenderFailed(f"{label}: wrong result: counting model rows failed: {first_line}") from exc
+        for model, rows in rows_by_model:
+            counts[model] = int(rows)
+    return counts
+
+
+def run_load_probe(command: Sequence[str], *, label: str, cwd: Path) -> tuple[float, float]:
+    """Whole-process wall time and the in-process load time the probe printed."""
+    result = run_timed(command, label=label, cwd=cwd)
+    try:
+        inner = float(result.last_line)
+    except ValueError:
+        raise ContenderFailed(f"{label}: probe did not print its load time; output ended with {result.last_line!r}")
+    return result.seconds, inner

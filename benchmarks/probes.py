@@ -1,0 +1,55 @@
+"""Small programs the harness starts in fresh processes (run by path, no imports from the harness).
+
+    python benchmarks/probes.py plan <project_dir> <gateway>
+    python benchmarks/probes.py context-load <project_dir> <gateway>
+    python benchmarks/probes.py definitions-load <dagctl_config>
+
+``plan`` creates the prod environment without computing any interval (tables exist, nothing
+is backfilled), the state every run contender starts from. The two ``*-load`` probes print
+the seconds the load itself took (after imports) as their last line.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def plan(project_dir: str, gateway: str) -> None:
+    from sqlmesh import Context
+
+    context = Context(paths=[project_dir], gateway=gateway)
+    try:
+        context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
+    finally:
+        context.close()
+
+
+def context_load(project_dir: str, gateway: str) -> None:
+    from sqlmesh import Context
+
+    started = time.perf_counter()
+    context = Context(paths=[project_dir], gateway=gateway)
+    models = len(context.models)
+    context.close()
+    print(f"models={models}")
+    print(f"{time.perf_counter() - started:.4f}")
+
+
+def definitions_load(config_path: str) -> None:
+    from dagctl_dagster import load_definitions
+
+    started = time.perf_counter()
+    defs = load_definitions(config_path)
+    # What a code server does next: resolve jobs and the asset graph.
+    repository = defs.get_repository_def()
+    assets = len(repository.asset_graph.get_all_asset_keys())
+    print(f"assets={assets}")
+    print(f"{time.perf_counter() - started:.4f}")
+
+
+PROBES = {"plan": plan, "context-load": context_load, "definitions-load": definitions_load}
+
+if __name__ == "__main__":
+    name, *arguments = sys.argv[1:]
+    PROBES[name](*arguments)
