@@ -1,0 +1,247 @@
+"""DagctlK8sRunLauncher through a real DagsterInstance and the real `kubernetes` client over HTTP.
+
+The Kubernetes API is the stub in ``k8s_stub.py``; everything else is real: the instance
+(SQLite storage in a temp dir) builds the launcher from ``run_launcher`` config as a
+Helm-deployed ``dagster.yaml`` would, runs are created from real jobs with code origins,
+and the launcher talks to the stub through dagster-k8s's API client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import kubernetes_validate
+import pytest
+from k8s_stub import FULL_CONFIG, SECRET_VALUES, KubernetesApiStub, write_config
+
+from dagctl_dagster.k8s.launcher import DagctlK8sRunLauncher
+
+pytestmark = pytest.mark.timeout(120)
+
+RUN_CONFIG = {"ops": {"evaluate": {"config": {"state_password": {"env": "SQLMESH_STATE_PASSWORD"}}}}}
+
+
+@dg.op(config_schema={"state_password": dg.StringSource})
+def evaluate(context) -> None:
+    context.log.info("evaluated")
+
+
+@dg.job(tags={"dagctl/project": "analytics"})
+def analytics_models() -> None:
+    """Tagged: the launcher finds the project from `dagctl/project`."""
+    evaluate()
+
+
+@dg.job
+def marts_run() -> None:
+    """Untagged: the launcher finds the project from the `marts_` prefix."""
+    evaluate()
+
+
+@dg.job
+def housekeeping() -> None:
+    """No project at all: launched exactly as dagster-k8s does."""
+    evaluate()
+
+
+@dg.job(tags={"dagctl/project": "finance"})
+def finance_run() -> None:
+    evaluate()
+
+
+@pytest.fixture
+def stub() -> Iterator[KubernetesApiStub]:
+    with KubernetesApiStub() as server:
+        yield server
+
+
+@pytest.fixture
+def instance(tmp_path: Path, stub: KubernetesApiStub, monkeypatch) -> Iterator[dg.DagsterInstance]:
+    for name, value in SECRET_VALUES.items():
+        monkeypatch.setenv(name, value)  # the daemon's own environment holds the secrets
+    config_path = write_config(tmp_path / "repo", FULL_CONFIG)
+    kubeconfig = stub.write_kubeconfig(tmp_path / "kubeconfig")
+    launcher_config = {
+        "dagctl_config_path": str(config_path),
+        "load_incluster_config": False,
+        "kubeconfig_file": str(kubeconfig),
+        "job_namespace": "dagster",
+        "service_account_name": "dagster",
+        "instance_config_map": "dagster-instance",
+        "postgres_password_secret": "dagster-postgresql-secret",
+        "dagster_home": "/opt/dagster/dagster_home",
+        "job_image": "registry.example.com/code:7",
+        "env_secrets": ["dagster-shared-env"],
+    }
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(
+        overrides={
+            "run_launcher": {
+                "module": "dagctl_dagster.k8s.launcher",
+                "class": "DagctlK8sRunLauncher",
+                "config": launcher_config,
+            }
+        },
+        temp_dir=str(home),
+    ) as test_instance:
+        yield test_instance
+
+
+def _launch(instance: dg.DagsterInstance, job: dg.JobDefinition) -> dg.DagsterRun:
+    run = instance.create_run_for_job(
+        job_def=job,
+        run_config=RUN_CONFIG,
+        tags=dict(job.tags),
+        job_code_origin=dg.reconstructable(job).get_python_origin(),
+    )
+    instance.launch_run(run.run_id, workspace=None)
+    return instance.get_run_by_id(run.run_id)
+
+
+def _created_jobs(stub: KubernetesApiStub):
+    return stub.requests_for("POST", "/apis/batch/v1/")
+
+
+def test_instance_builds_the_dagctl_launcher_from_config(instance):
+    launcher = instance.run_launcher
+    assert isinstance(launcher, DagctlK8sRunLauncher)
+    assert launcher.dagctl_config_path.name == "config.yaml"
+    assert launcher.job_namespace == "dagster"
+
+
+def test_launch_run_creates_one_job_with_the_projects_injections(instance, stub):
+    run = _launch(instance, analytics_models)
+
+    [request] = _created_jobs(stub)
+    assert request.path == "/apis/batch/v1/namespaces/data/jobs"
+    job = request.body
+    kubernetes_validate.validate(job, "1.37", strict=True)
+    assert job["metadata"]["name"] == f"dagster-run-{run.run_id}"
+    assert job["metadata"]["labels"]["dagctl.io/project"] == "analytics"
+    assert job["metadata"]["labels"]["dagctl.io/run-id"] == run.run_id
+    assert job["metadata"]["annotations"]["dagctl.io/framework"] == "sqlmesh"
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["ttlSecondsAfterFinished"] == 600
+    pod = job["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["git-sync"]
+    assert pod["serviceAccountName"] == "analytics-runner"
+    [container] = pod["containers"]
+    assert container["image"] == "registry.example.com/code:7"
+    assert container["args"][:3] == ["dagster", "api", "execute_run"]
+    # the launcher's own envFrom and the project's, both kept
+    assert container["envFrom"] == [
+        {"secretRef": {"name": "dagster-shared-env"}},
+        {"configMapRef": {"name": "analytics-env"}},
+        {"secretRef": {"name": "analytics-secrets"}},
+        {"secretRef": {"name": "slack-bot"}},
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SQLMESH_STATE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "sqlmesh-state-db", "key": "password"}
+    assert env["MAX_CONCURRENT_MODELS"]["value"] == "8"
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+    assert run.status == dg.DagsterRunStatus.STARTING
+    assert run.tags["dagster/image"] == "registry.example.com/code:7"
+    messages = [e.message for e in instance.all_logs(run.run_id)]
+    assert "[DagctlK8sRunLauncher] Creating Kubernetes run worker job" in messages
+    assert "[DagctlK8sRunLauncher] Kubernetes run worker job created" in messages
+
+
+def test_project_found_from_the_job_name_prefix(instance, stub):
+    _launch(instance, marts_run)
+    [request] = _created_jobs(stub)
+    # marts sets no namespace: the launcher's job_namespace
+    assert request.path == "/apis/batch/v1/namespaces/dagster/jobs"
+    pod = request.body["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert pod["containers"][0]["image"] == "registry.example.com/marts:1.0"
+    assert request.body["metadata"]["labels"]["dagctl.io/framework"] == "dbt"
+    kubernetes_validate.validate(request.body, "1.37", strict=True)
+
+
+def test_run_of_no_project_is_launched_as_dagster_k8s_does(instance, stub):
+    _launch(instance, housekeeping)
+    [request] = _created_jobs(stub)
+    assert request.path == "/apis/batch/v1/namespaces/dagster/jobs"
+    labels = request.body["metadata"]["labels"]
+    assert "dagctl.io/project" not in labels
+    assert request.body["spec"]["backoffLimit"] == 0  # dagster-k8s's own default
+    kubernetes_validate.validate(request.body, "1.37", strict=True)
+
+
+def test_unknown_project_tag_fails_the_launch_naming_config_and_tag(instance, stub):
+    with pytest.raises(Exception, match=r"dagctl/project=finance.*config\.yaml: no project named 'finance'"):
+        _launch(instance, finance_run)
+    assert _created_jobs(stub) == []
+
+
+def test_check_run_worker_health_maps_job_status(instance, stub):
+    run = _launch(instance, analytics_models)
+    launcher = instance.run_launcher
+    job_name = f"dagster-run-{run.run_id}"
+
+    stub.set_job_status("data", job_name, active=1)
+    assert launcher.check_run_worker_health(run).status.value == "RUNNING"
+
+    stub.set_job_status("data", job_name, succeeded=1)
+    assert launcher.check_run_worker_health(run).status.value == "SUCCESS"
+
+    stub.set_job_status("data", job_name, failed=1)
+    health = launcher.check_run_worker_health(run)
+    assert (health.status.value, health.msg) == ("FAILED", "K8s job failed")
+
+    # a run that its worker marked STARTED whose pod died (OOM, eviction): monitoring fails it
+    started = run.with_status(dg.DagsterRunStatus.STARTED)
+    health = launcher.check_run_worker_health(started)
+    assert (health.status.value, health.msg) == ("FAILED", "Run has not completed but K8s job has no active pods")
+
+    status_reads = stub.requests_for("GET", f"/apis/batch/v1/namespaces/data/jobs/{job_name}/status")
+    assert len(status_reads) == 4
+
+
+def test_check_run_worker_health_is_unknown_when_the_job_is_gone(instance, stub):
+    run = _launch(instance, analytics_models)
+    del stub.jobs[("data", f"dagster-run-{run.run_id}")]
+    health = instance.run_launcher.check_run_worker_health(run)
+    assert health.status.value == "UNKNOWN"
+    assert "could not be found" in health.msg
+
+
+def test_terminate_deletes_the_job_and_its_pod_in_the_project_namespace(instance, stub):
+    run = _launch(instance, analytics_models)
+    job_name = f"dagster-run-{run.run_id}"
+
+    assert instance.run_launcher.terminate(run.run_id) is True
+
+    assert ("data", job_name) not in stub.jobs
+    deleted = [r.path for r in stub.requests_for("DELETE")]
+    assert deleted[0] == f"/apis/batch/v1/namespaces/data/jobs/{job_name}"
+    assert len(deleted) == 2 and deleted[1].startswith(f"/api/v1/namespaces/data/pods/{job_name}-")
+    assert not [key for key in stub.pods if key[0] == "data"]
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELING
+    assert "[DagctlK8sRunLauncher] Run was terminated successfully." in [e.message for e in instance.all_logs(run.run_id)]
+
+
+def test_no_secret_value_in_manifests_run_config_or_event_log(instance, stub):
+    runs = [_launch(instance, job) for job in (analytics_models, marts_run, housekeeping)]
+    for run in runs:
+        instance.run_launcher.terminate(run.run_id)
+
+    haystacks = [request.raw_body for request in stub.requests]
+    for run in runs:
+        stored = instance.get_run_by_id(run.run_id)
+        haystacks.append(dg.serialize_value(stored))
+        haystacks.append(repr(stored.run_config))
+        haystacks.extend(dg.serialize_value(entry) for entry in instance.all_logs(run.run_id))
+
+    assert len(_created_jobs(stub)) == 3
+    for value in SECRET_VALUES.values():
+        leaks = [text[:80] for text in haystacks if value in text]
+        assert leaks == [], f"secret value found in {leaks}"
+    # the references are there instead
+    assert any("sqlmesh-state-db" in text for text in haystacks)
+    assert runs[0].run_config == RUN_CONFIG
