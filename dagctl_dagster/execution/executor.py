@@ -71,20 +71,19 @@ def parse_max_concurrent(value: Any, *, source: str) -> int:
     """A positive integer, or an :class:`ExecutorConfigError` naming where the value came from."""
     if value is None or value == "":
         return DEFAULT_MAX_CONCURRENT
+    problem = ExecutorConfigError(
+        f"{source} must be a positive integer such as 5 (got {value!r}); fix it and launch the run again"
+    )
     if isinstance(value, bool):
-        raise ExecutorConfigError(f"{source} must be a positive integer (got {value!r})")
+        raise problem
+    number = value
     if isinstance(value, str):
-        text = value.strip()
-        if not text.lstrip("+").isdigit():
-            raise ExecutorConfigError(
-                f"{source} must be a positive integer such as 5 (got {value!r}); fix it and launch the run again"
-            )
-        value = int(text)
-    if not isinstance(value, int) or value < 1:
-        raise ExecutorConfigError(
-            f"{source} must be a positive integer such as 5 (got {value!r}); fix it and launch the run again"
-        )
-    return value
+        if not value.strip().lstrip("+").isdigit():
+            raise problem
+        number = int(value.strip())
+    if not isinstance(number, int) or number < 1:
+        raise problem
+    return number
 
 
 @dg.executor(
