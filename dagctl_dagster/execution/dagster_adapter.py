@@ -130,9 +130,9 @@ def hook_events(step_context: StepExecutionContext, step_event_list: Sequence[Da
     return _trigger_hook(step_context, step_event_list)
 
 
-def step_skipped(step_context: StepExecutionContext, message: str) -> DagsterEvent:
-    step_context.log.info(message)
-    return DagsterEvent.step_skipped_event(step_context)
+def step_skipped(step_context: StepExecutionContext, message: str) -> list[DagsterEvent]:
+    """The reason (an engine event on the step, shown in its logs) and the skip itself."""
+    return [engine_event(step_context, message), DagsterEvent.step_skipped_event(step_context)]
 
 
 def engine_event(

@@ -247,7 +247,7 @@ class _RunExecution:
             if holders:
                 self.counts.claimed_elsewhere.add(step.key)
                 names = ", ".join(f"{model} is claimed by run {run_id}" for model, run_id in holders.items())
-                yield adapter.step_skipped(
+                yield from adapter.step_skipped(
                     step_context,
                     f"Skipping {step.key}: {names}. Its downstream steps in this run are skipped "
                     "too; the next run does what is still due.",
@@ -256,7 +256,7 @@ class _RunExecution:
                 yield from self._after_step(active, step.key)
             elif self.stop_reason:
                 self.counts.environment_changed.add(step.key)
-                yield adapter.step_skipped(
+                yield from adapter.step_skipped(
                     step_context, f"Skipping {step.key}: environment changed ({self.stop_reason}); the next run does it."
                 )
                 active.mark_skipped(step.key)

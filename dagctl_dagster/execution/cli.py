@@ -1,0 +1,91 @@
+"""`dagctl-dagster claims`: inspect and free model claims.
+
+    dagctl-dagster claims list [--url URL]
+    dagctl-dagster claims release --run-id RUN_ID [--url URL]
+
+Without ``--url`` the store is found as a run worker finds it: ``DAGCTL_CLAIMS_URL``, else
+the PostgreSQL storage of the instance in ``$DAGSTER_HOME/dagster.yaml``, else
+``$DAGSTER_HOME/dagctl_claims.sqlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("claims", help="list or release model claims")
+    commands = parser.add_subparsers(dest="claims_command", required=True)
+
+    list_parser = commands.add_parser("list", help="show every claim: model, run id, since, expires")
+    _add_url_argument(list_parser)
+    list_parser.set_defaults(handler=_list)
+
+    release_parser = commands.add_parser("release", help="free every claim of one run")
+    release_parser.add_argument("--run-id", required=True, help="the Dagster run id whose claims to free")
+    _add_url_argument(release_parser)
+    release_parser.set_defaults(handler=_release)
+
+
+def _add_url_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        help="SQLAlchemy URL of the claim store (default: DAGCTL_CLAIMS_URL, the Dagster instance, DAGSTER_HOME)",
+    )
+
+
+def _list(args: argparse.Namespace) -> int:
+    from dagctl_dagster.execution.claims import ClaimStoreError
+
+    try:
+        store = _open_store(args.url)
+        try:
+            claims = store.list_claims()
+        finally:
+            store.dispose()
+    except ClaimStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(claims)} claim(s) in {store.masked_url}")
+    if claims:
+        rows = [
+            (c.model, c.run_id, _format_time(c.claimed_at), _format_time(c.expires_at) + (" (expired)" if c.expired else ""))
+            for c in claims
+        ]
+        print(_table(("MODEL", "RUN ID", "SINCE", "EXPIRES"), rows))
+    return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from dagctl_dagster.execution.claims import ClaimStoreError
+
+    try:
+        store = _open_store(args.url)
+        try:
+            released = store.release(args.run_id)
+        finally:
+            store.dispose()
+    except ClaimStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"released {released} claim(s) of run {args.run_id}")
+    return 0
+
+
+def _open_store(url: str | None):
+    from dagctl_dagster.execution.claims import ClaimStore
+
+    return ClaimStore(url) if url else ClaimStore.from_environment()
+
+
+def _format_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    lines = [header, *rows]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
