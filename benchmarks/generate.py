@@ -86,6 +86,7 @@ def model_table_names(models: int, width: int) -> list[str]:
 
 def upstream_tables(models: int, width: int) -> dict[str, tuple[str, ...]]:
     """Each model's table name → the tables it joins (none for layer 0)."""
+    _check_shape(models, width)
     graph: dict[str, tuple[str, ...]] = {}
     for index in range(models):
         layer, position = divmod(index, width)
