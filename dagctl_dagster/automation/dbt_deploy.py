@@ -1,0 +1,99 @@
+"""The `<project>_deploy` job of a dbt project: ``dbt build --select <scope>`` from the files on disk.
+
+The deploy sensor launches it with the scope it computed from the git diff
+(:mod:`dagctl_dagster.dbt.deploy_scope`); an empty ``select`` builds the whole project::
+
+    ops:
+      dbt_deploy:
+        config:
+          select: "stg_orders+ customers+"
+
+It runs the project's own ``DbtCliResource`` (resource ``dbt_<project>``, from the dbt asset
+factory) without the code location's parsed manifest, so a model added in the deployed
+commit is built even before the code location reloads and shows it as an asset.
+"""
+
+
+from collections import Counter
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from dagctl_dagster.config import ProjectConfig
+from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG
+
+
+class DbtDeployConfig(dg.Config):
+    select: str = Field(default="", description="dbt --select argument; empty builds every node.")
+    changed_files: list[str] = Field(
+        default_factory=list, description="The files the deploy changed (set by the deploy sensor, for the record)."
+    )
+
+
+def deploy_job_name(project: ProjectConfig) -> str:
+    return f"{project.name}_deploy"
+
+
+def build_dbt_deploy_job(project: ProjectConfig) -> dg.JobDefinition:
+    """The `<project>_deploy` op job of one dbt project."""
+    from dagctl_dagster.dbt.asset_factory import resource_key
+
+    dbt_resource_key = resource_key(project.name)
+
+    @dg.op(name="dbt_deploy", required_resource_keys={dbt_resource_key}, tags={PROJECT_TAG: project.name})
+    def dbt_deploy_op(context: dg.OpExecutionContext, config: DbtDeployConfig) -> dg.Output[dict]:
+        dbt = getattr(context.resources, dbt_resource_key)
+        return _deploy(context, dbt, project, config.select.strip(), config.changed_files)
+
+    @dg.job(
+        name=deploy_job_name(project),
+        description=f"Builds what a deploy of dbt project '{project.name}' changed (dbt build --select).",
+        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: "dbt"},
+        executor_def=dg.in_process_executor,
+    )
+    def _deploy_job():
+        dbt_deploy_op()
+
+    return _deploy_job
+
+
+def _deploy(
+    context: dg.OpExecutionContext, dbt: Any, project: ProjectConfig, select: str, changed_files: list[str]
+) -> dg.Output[dict]:
+    from dagctl_dagster.dbt.asset_factory import max_concurrent_models
+    from dagctl_dagster.dbt.run_results import RunResults
+
+    args = ["build", "--threads", str(max_concurrent_models())]
+    if select:
+        args += ["--select", *select.split()]
+    context.log.info(f"dbt {' '.join(args)} (project '{project.name}')")
+    invocation = dbt.cli(args, raise_on_error=False)
+    invocation.wait()
+    run_results_path = invocation.target_path / "run_results.json"
+    if not run_results_path.is_file():
+        raise dg.Failure(
+            description=f"dbt deploy of project '{project.name}' wrote no run_results.json: "
+            f"{invocation.get_error() or 'no error reported'}"
+        )
+    results = RunResults.read(run_results_path)
+    statuses = Counter(node.status for node in results.nodes.values())
+    built = sorted(n.name for n in results.nodes.values() if n.resource_type != "test" and not n.failed and not n.skipped)
+    metadata = {
+        "select": select or "(full build)",
+        "changed_files": dg.MetadataValue.json(changed_files),
+        "built": dg.MetadataValue.json(built),
+        "statuses": dg.MetadataValue.json(dict(statuses)),
+        "run_results": dg.MetadataValue.path(str(run_results_path)),
+    }
+    outcome = results.outcome(invocation.manifest if _has_manifest(invocation) else {})
+    if not outcome.succeeded:
+        raise dg.Failure(description=outcome.failure_message(project.name), metadata=metadata)
+    return dg.Output({"select": select, "built": built}, metadata=metadata)
+
+
+def _has_manifest(invocation: Any) -> bool:
+    try:
+        return bool(invocation.manifest)
+    except Exception:  # no manifest.json when dbt failed before parsing
+        return False

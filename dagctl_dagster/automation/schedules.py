@@ -1,0 +1,106 @@
+"""Schedules from `.dagctl/config.yaml`: each project's run schedule and the SQLMesh housekeeping.
+
+Every schedule is RUNNING by default: the config file is where a platform engineer turns
+a schedule on or off (``schedule:`` / ``janitor_schedule: null`` /
+``state_backup.enabled: false``); a toggle in the UI still overrides it until the next
+deploy of the code location. Times are in the project's ``timezone``, else the config's
+top-level ``timezone`` (UTC by default).
+
+``overlap: forbid`` skips a tick while a run of the same job is queued or in progress,
+naming that run, like a Kubernetes CronJob's ``concurrencyPolicy: Forbid``. With
+``overlap: allow`` (the default) a tick always starts a run; the claim store makes sure
+overlapping runs never execute the same model twice.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagctl_dagster.config import DagctlConfig, ProjectConfig
+from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, run_job_name
+
+IN_PROGRESS_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def project_timezone(config: DagctlConfig, project: ProjectConfig) -> str:
+    return project.timezone or config.timezone
+
+
+def run_schedule_name(project: ProjectConfig) -> str:
+    return f"{project.name}_run_schedule"
+
+
+def build_run_schedule(config: DagctlConfig, project: ProjectConfig) -> dg.ScheduleDefinition | None:
+    """The schedule of `<project>_run`, or None for a project without one (dbt without ``schedule``)."""
+    cron = project.effective_schedule
+    if cron is None:
+        return None
+    job_name = run_job_name(project)
+    tags = {PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework}
+
+    @dg.schedule(
+        name=run_schedule_name(project),
+        cron_schedule=cron,
+        job_name=job_name,
+        execution_timezone=project_timezone(config, project),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Runs the due models of '{project.name}' ({cron}, overlap: {project.overlap}).",
+        tags=tags,
+    )
+    def _run_schedule(context: dg.ScheduleEvaluationContext):
+        if project.overlap == "forbid":
+            running = in_progress_run_id(context.instance, job_name)
+            if running is not None:
+                return dg.SkipReason(
+                    f"run {running} of {job_name} is still in progress; project '{project.name}' has "
+                    "overlap: forbid, so this tick is skipped"
+                )
+        return dg.RunRequest(tags=tags)
+
+    return _run_schedule
+
+
+def in_progress_run_id(instance: dg.DagsterInstance, job_name: str) -> str | None:
+    """The id of the newest queued or running run of ``job_name``, if any."""
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS_STATUSES), limit=1
+    )
+    return records[0].dagster_run.run_id if records else None
+
+
+def build_maintenance_schedules(config: DagctlConfig, project: ProjectConfig) -> list[dg.ScheduleDefinition]:
+    """The janitor (weekly by default) and state-backup (daily) schedules of a SQLMesh project."""
+    from dagctl_dagster.sqlmesh.maintenance import janitor_job_name, state_backup_job_name
+
+    timezone = project_timezone(config, project)
+    tags = {PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework}
+    schedules: list[dg.ScheduleDefinition] = []
+    if project.janitor_schedule:
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{project.name}_janitor_schedule",
+                cron_schedule=project.janitor_schedule,
+                job_name=janitor_job_name(project),
+                execution_timezone=timezone,
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+                tags=tags,
+            )
+        )
+    if project.state_backup.enabled:
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{project.name}_state_backup_schedule",
+                cron_schedule=project.state_backup.schedule,
+                job_name=state_backup_job_name(project),
+                execution_timezone=timezone,
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+                tags=tags,
+            )
+        )
+    return schedules
