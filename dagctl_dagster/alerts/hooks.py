@@ -46,7 +46,8 @@ def model_failure_hook(
             return f":red_circle: *{project}* step {context.step_key} failed in run {context.run_id}"
 
     # Without a channel the client logs the message instead of sending it.
-    return slack_on_failure(channel=channel or "", message_fn=message)
+    hook = slack_on_failure(channel=channel or "", message_fn=message)
+    return hook._replace(name=f"dagctl_slack_on_failure_{project}")
 
 
 def model_of_step(context: dg.HookContext, models_by_op: Mapping[str, str]) -> str:

@@ -28,7 +28,8 @@ MAX_RETRIES_TAG = "dagster/max_retries"
 RETRY_NUMBER_TAG = "dagster/retry_number"
 WILL_RETRY_TAG = "dagster/will_retry"
 
-DURATION_KEY = "duration_s"
+# SQLMesh materializations report `duration_s`, dbt's (from run_results.json) `execution_time_s`.
+DURATION_KEYS = ("duration_s", "execution_time_s")
 STATE_SIZE_KEY = "size_bytes"
 STATE_REACHABLE_KEY = "reachable"
 _DAY_S = 24 * 3600
@@ -104,7 +105,7 @@ def slow_run(
 def slow_model(
     project: str, instance: dg.DagsterInstance, record: dg.EventLogRecord, thresholds: AlertThresholds
 ) -> Alert | None:
-    duration = _number(record, DURATION_KEY)
+    duration = _duration_of(record)
     key = record.asset_key
     if duration is None or key is None:
         return None
@@ -116,7 +117,7 @@ def slow_model(
         ),
         limit=100,
     ).records
-    earlier = [d for r in history if (d := _number(r, DURATION_KEY)) is not None]
+    earlier = [d for r in history if (d := _duration_of(r)) is not None]
     if len(earlier) < thresholds.min_history:
         return None
     average = fmean(earlier)
@@ -197,6 +198,10 @@ def _duration(record: dg.RunRecord) -> float | None:
 def _metadata(record: dg.EventLogRecord) -> dict[str, Any]:
     event = record.asset_materialization or record.asset_observation
     return dict(event.metadata) if event is not None else {}
+
+
+def _duration_of(record: dg.EventLogRecord) -> float | None:
+    return next((d for key in DURATION_KEYS if (d := _number(record, key)) is not None), None)
 
 
 def _number(record: dg.EventLogRecord, key: str) -> float | None:

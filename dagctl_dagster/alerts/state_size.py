@@ -11,6 +11,7 @@ tables' total relation size) and ``reachable``; an unreachable database is obser
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,12 @@ def _postgres_size(connection: Any, schema: str) -> StateSize:
 
 
 def state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAsset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _state_size_asset(project, project_dir)
+
+
+def _state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAsset:
     @dg.observable_source_asset(
         key=state_key(project.name),
         group_name=project.name,
