@@ -1,0 +1,102 @@
+"""`dagctl-dagster claims list|release`, run as the installed console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import venv_command
+
+from dagctl_dagster.execution.claims import ClaimStore
+
+
+def dagctl_claims(*args: str, dagster_home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGCTL_CLAIMS_URL", "DAGSTER_HOME")}
+    if dagster_home is not None:
+        env["DAGSTER_HOME"] = str(dagster_home)
+    return subprocess.run(
+        [venv_command("dagctl-dagster"), "claims", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def table_rows(stdout: str) -> list[list[str]]:
+    """The table's rows under the MODEL header, split on runs of two or more spaces."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("MODEL"))
+    assert lines[start].split() == ["MODEL", "RUN", "ID", "SINCE", "EXPIRES"]
+    return [[cell for cell in line.split("  ") if cell.strip()] for line in lines[start + 1 :]]
+
+
+def formatted(store: ClaimStore, model: str) -> tuple[str, str]:
+    claim = {c.model: c for c in store.list_claims()}[model]
+    return claim.claimed_at.strftime("%Y-%m-%d %H:%M:%S UTC"), claim.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@pytest.mark.timeout(240)
+def test_list_and_release_the_sqlite_store_in_dagster_home(dagster_home: Path):
+    store = ClaimStore.from_environment(dagster_home=dagster_home, lease_seconds=600)
+    store.claim("run-a", ["shop.orders", "shop.customers"])
+    store.claim("run-b", ["shop.payments"])
+    since, expires = formatted(store, "shop.orders")
+
+    listed = dagctl_claims("list", dagster_home=dagster_home)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0] == f"3 claim(s) in sqlite:///{dagster_home.resolve() / 'dagctl_claims.sqlite'}"
+    rows = table_rows(listed.stdout)
+    assert [[cell.strip() for cell in row[:2]] for row in rows] == [
+        ["shop.customers", "run-a"],
+        ["shop.orders", "run-a"],
+        ["shop.payments", "run-b"],
+    ]
+    assert [cell.strip() for cell in rows[1][2:]] == [since, expires]
+
+    released = dagctl_claims("release", "--run-id", "run-a", dagster_home=dagster_home)
+    assert (released.returncode, released.stdout) == (0, "released 2 claim(s) of run run-a\n")
+    again = dagctl_claims("release", "--run-id", "run-a", dagster_home=dagster_home)
+    assert again.stdout == "released 0 claim(s) of run run-a\n"
+    assert [(c.model, c.run_id) for c in store.list_claims()] == [("shop.payments", "run-b")]
+    store.dispose()
+
+
+@pytest.mark.timeout(240)
+def test_list_and_release_postgresql_by_url_and_through_the_dagster_instance(postgres_url: str, tmp_path: Path):
+    store = ClaimStore(postgres_url, lease_seconds=600)
+    store.claim("run-a", ["shop.orders"])
+    short_lease = ClaimStore(postgres_url, lease_seconds=0.001)
+    short_lease.claim("run-old", ["shop.items"])
+    short_lease.dispose()
+    since, expires = formatted(store, "shop.orders")
+    _, old_expiry = formatted(store, "shop.items")
+
+    listed = dagctl_claims("list", "--url", postgres_url)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0] == f"2 claim(s) in {store.masked_url}"
+    assert [[cell.strip() for cell in row] for row in table_rows(listed.stdout)] == [
+        ["shop.items", "run-old", formatted(store, "shop.items")[0], f"{old_expiry} (expired)"],
+        ["shop.orders", "run-a", since, expires],
+    ]
+
+    # no --url: the instance's dagster-postgres storage in DAGSTER_HOME/dagster.yaml is used
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {postgres_url}\n")
+    released = dagctl_claims("release", "--run-id", "run-a", dagster_home=home)
+    assert (released.returncode, released.stdout) == (0, "released 1 claim(s) of run run-a\n"), released.stderr
+    assert [(c.model, c.run_id) for c in store.list_claims()] == [("shop.items", "run-old")]
+    store.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_unreachable_store_is_named_with_its_password_masked(tmp_path: Path):
+    failed = dagctl_claims("list", "--url", "postgresql://dagster:hunter2@127.0.0.1:1/dagster")
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(
+        "error: claim store postgresql://dagster:***@127.0.0.1:1/dagster failed: connection to server at"
+    )
+    assert "hunter2" not in failed.stdout + failed.stderr
+
+    unconfigured = dagctl_claims("release", "--run-id", "run-a")
+    assert unconfigured.returncode == 1
+    assert "error: no claim store configured: set DAGCTL_CLAIMS_URL" in unconfigured.stderr
