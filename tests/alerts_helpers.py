@@ -65,3 +65,31 @@ def backdated_run(
     }[status]
     instance.report_dagster_event(dg.DagsterEvent(end_type.value, job_name=job.name), run.run_id, timestamp=end)
     return instance.get_run_by_id(run.run_id)
+
+
+def backdated_observation(
+    instance: dg.DagsterInstance, key: dg.AssetKey, metadata: dict, timestamp: float
+) -> None:
+    """An observation recorded as if it had happened at ``timestamp`` (e.g. a week ago)."""
+    # Dagster's public `report_runless_asset_event` always stamps "now"; history needs the
+    # event type's data class, which Dagster does not export.
+    from dagster._core.events import AssetObservationData
+
+    event = dg.DagsterEvent(
+        dg.DagsterEventType.ASSET_OBSERVATION.value,
+        job_name="__backdated__",
+        event_specific_data=AssetObservationData(dg.AssetObservation(asset_key=key, metadata=metadata)),
+    )
+    run = instance.create_run_for_job(small_job("__backdated__"))
+    instance.report_dagster_event(event, run.run_id, timestamp=timestamp)
+
+
+def evaluate(sensor: dg.SensorDefinition, instance, defs: dg.Definitions, cursor: str | None):
+    """One tick of ``sensor``, as the daemon would run it; returns the new cursor."""
+    from dagctl_dagster.alerts.slack import DagctlSlackResource
+
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources={"slack": DagctlSlackResource()}
+    )
+    result = sensor.evaluate_tick(context)
+    return result.cursor
