@@ -43,6 +43,7 @@ FINGERPRINT_FILE_NAME = "dagctl_manifest_fingerprint"
 PARSE_LOCK_TIMEOUT_S = 300
 _SOURCE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".py", ".md", ".jinja"}
 _NEVER_SOURCES = {"target", "logs", "dbt_packages", "__pycache__"}
+_ENV_VAR_CALL = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
 _FILE_IN_MESSAGE = re.compile(r"[\w./\\-]+\.(?:sql|yml|yaml|csv|py|md)\b")
 
 
@@ -122,17 +123,26 @@ def _parse(project_name: str, dbt_project: DbtProject) -> None:
 
 
 def project_fingerprint(dbt_project: DbtProject) -> str:
-    """A hash of everything ``dbt parse`` reads: source files, profiles, dbt version, target."""
+    """A hash of what ``dbt parse`` reads: source files, profiles, the ``env_var()`` values
+    they use, the dbt version and the target."""
     from dbt.version import __version__ as dbt_version
 
     digest = hashlib.sha256(f"dbt {dbt_version}\0target {dbt_project.target}\0".encode())
     project_dir = dbt_project.project_dir
-    for path in sorted(_source_files(project_dir)):
-        digest.update(path.relative_to(project_dir).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    files = sorted(_source_files(project_dir))
     profiles = Path(dbt_project.profiles_dir) / "profiles.yml"
-    if profiles.is_file():
-        digest.update(b"profiles\0" + profiles.read_bytes())
+    if profiles.is_file() and profiles not in files:
+        files.append(profiles)
+    env_vars: set[str] = set()
+    for path in files:
+        content = path.read_bytes()
+        env_vars.update(_ENV_VAR_CALL.findall(content.decode("utf-8", errors="replace")))
+        digest.update(os.path.relpath(path, project_dir).encode() + b"\0")
+        digest.update(hashlib.sha256(content).digest())
+    # env_var() values shape the manifest (e.g. the DuckDB path names the database), as in
+    # dbt's own partial parsing. Only their hash is stored, never a value.
+    for name in sorted(env_vars):
+        digest.update(f"env {name}={os.environ.get(name)}\0".encode())
     return digest.hexdigest()
 
 
