@@ -1,0 +1,134 @@
+"""A SQLMesh project on PostgreSQL (warehouse and state) for tests of overlapping runs.
+
+Every model is a Python model that sleeps briefly, then appends (model, pid, interval) to
+`overlap_audit.log`, then returns its one row: the audit table shows every evaluation
+of every interval. `OVERLAP_SLOW_MODEL` + `OVERLAP_SLOW_MARKER` make one model create the
+marker file and sleep `OVERLAP_SLOW_SECONDS` the first time it runs (a window in which a
+test kills the run or re-plans the environment).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import date, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+LAYERS = 3
+WIDTH = 3
+DAYS = 2
+
+
+def model_names() -> list[str]:
+    return [f"m_{layer}_{i}" for layer in range(LAYERS) for i in range(WIDTH)]
+
+
+def parents(name: str) -> list[str]:
+    _, layer, i = name.split("_")
+    layer, i = int(layer), int(i)
+    if layer == 0:
+        return []
+    return sorted({f"m_{layer - 1}_{i}", f"m_{layer - 1}_{(i + 1) % WIDTH}"})
+
+
+MODEL_TEMPLATE = '''
+import os
+import time
+
+import pandas as pd
+from sqlmesh import ExecutionContext, model
+from sqlmesh.core.model.kind import ModelKindName
+
+
+@model(
+    "overlap.{name}",
+    kind=dict(name=ModelKindName.INCREMENTAL_BY_TIME_RANGE, time_column="ds", batch_size=1),
+    columns={{"ds": "date", "model": "text", "version": "int"}},
+    depends_on=[{depends_on}],
+    start="{start}",
+    cron="@daily",
+)
+def execute(context: ExecutionContext, start, end, execution_time, **kwargs) -> pd.DataFrame:
+    marker = os.environ.get("OVERLAP_SLOW_MARKER")
+    if marker and os.environ.get("OVERLAP_SLOW_MODEL") == "{name}" and not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(float(os.environ.get("OVERLAP_SLOW_SECONDS", "60")))
+    time.sleep(float(os.environ.get("OVERLAP_SLEEP_SECONDS", "0.3")))
+    context.engine_adapter.execute(
+        "INSERT INTO overlap_audit.log (model, pid, interval_start, interval_end) VALUES "
+        f"('{name}', {{os.getpid()}}, '{{start.isoformat()}}', '{{end.isoformat()}}')"
+    )
+    return pd.DataFrame({{"ds": [start.date()], "model": ["{name}"], "version": [{version}]}})
+'''
+
+CONFIG_TEMPLATE = '''
+import os
+
+import sqlalchemy as sa
+from sqlmesh.core.config import Config, GatewayConfig, ModelDefaultsConfig, PostgresConnectionConfig
+
+url = sa.engine.make_url(os.environ["OVERLAP_PG_URL"])
+config = Config(
+    gateways={
+        "pg": GatewayConfig(
+            connection=PostgresConnectionConfig(
+                host=url.host or url.query.get("host"), port=url.port or int(url.query.get("port", 5432)),
+                user=url.username, password=url.password or "",
+                database=url.database, concurrent_tasks=5,
+            )
+        )
+    },
+    default_gateway="pg",
+    model_defaults=ModelDefaultsConfig(dialect="postgres"),
+)
+'''
+
+
+def write_model(project_dir: Path, name: str, version: int = 1) -> None:
+    depends_on = ", ".join(f'"overlap.{p}"' for p in parents(name))
+    start = (date.today() - timedelta(days=DAYS)).isoformat()
+    (project_dir / "models" / f"{name}.py").write_text(
+        MODEL_TEMPLATE.format(name=name, depends_on=depends_on, start=start, version=version)
+    )
+
+
+def create_repository(root: Path, postgres_url: str) -> Path:
+    """A repository with `.dagctl/config.yaml`, `definitions.py` and the project; audit table created."""
+    project_dir = root / "overlap_project"
+    (project_dir / "models").mkdir(parents=True)
+    (project_dir / "config.py").write_text(textwrap.dedent(CONFIG_TEMPLATE))
+    for name in model_names():
+        write_model(project_dir, name)
+    (root / ".dagctl").mkdir()
+    (root / ".dagctl" / "config.yaml").write_text(
+        "version: 1\nprojects:\n  - name: overlap\n    framework: sqlmesh\n    path: overlap_project\n"
+    )
+    (root / "definitions.py").write_text(
+        "from pathlib import Path\nfrom dagctl_dagster import load_definitions\n"
+        "defs = load_definitions(Path(__file__).parent / '.dagctl' / 'config.yaml')\n"
+    )
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS overlap_audit"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE overlap_audit.log (model TEXT, pid INT, interval_start TEXT, interval_end TEXT, "
+                "recorded_at TIMESTAMPTZ DEFAULT clock_timestamp())"
+            )
+        )
+    engine.dispose()
+    return root
+
+
+def expected_intervals() -> set[tuple[str, str]]:
+    first = date.today() - timedelta(days=DAYS)
+    return {(name, (first + timedelta(days=d)).isoformat()) for name in model_names() for d in range(DAYS)}
+
+
+def audit_rows(postgres_url: str) -> list[tuple[str, int, str]]:
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT model, pid, interval_start FROM overlap_audit.log")).fetchall()
+    engine.dispose()
+    return [(model, pid, start[:10]) for model, pid, start in rows]

@@ -1,0 +1,207 @@
+"""Overlapping runs in separate processes on PostgreSQL: claims keep every interval single.
+
+Each run is `dagster job execute` in its own process, on a Dagster instance stored in
+PostgreSQL (so claims live there too), with the SQLMesh warehouse and state in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from conftest import venv_command
+from dagctl_dagster.execution.claims import ClaimStore
+from projects import overlap_project
+
+JOB = "overlap_run"
+
+
+@pytest.fixture
+def overlap_repo(tmp_path: Path, postgres_url: str, monkeypatch) -> Path:
+    repo = overlap_project.create_repository(tmp_path / "repo", postgres_url)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: '{postgres_url}'\n"
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("OVERLAP_PG_URL", postgres_url)
+    monkeypatch.delenv("MAX_CONCURRENT_MODELS", raising=False)
+    monkeypatch.delenv("DAGCTL_CLAIMS_URL", raising=False)
+    _plan_environment(repo)
+    return repo
+
+
+def _plan_environment(repo: Path) -> None:
+    """Create the prod environment without computing anything: runs do all the work."""
+    from sqlmesh import Context
+
+    context = Context(paths=[str(repo / "overlap_project")])
+    try:
+        context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
+    finally:
+        context.close()
+
+
+def launch(repo: Path, *, run_config: Path | None = None, **env_overrides: str) -> subprocess.Popen:
+    env = {**os.environ, **env_overrides}
+    args = [venv_command("dagster"), "job", "execute", "-f", "definitions.py", "-j", JOB]
+    if run_config:
+        args += ["-c", str(run_config)]
+    return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    return output
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def runs_by_pid(instance: DagsterInstance) -> dict[int, str]:
+    """The executor announces its process id; map audit-table pids back to run ids."""
+    mapping = {}
+    for run in instance.get_runs(RunsFilter(job_name=JOB)):
+        for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
+            data = record.dagster_event.event_specific_data
+            if data and "pid" in (data.metadata or {}):
+                mapping[data.metadata["pid"].value] = run.run_id
+    return mapping
+
+
+def skip_reasons(instance: DagsterInstance, run_id: str) -> list[str]:
+    return [
+        record.message
+        for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+        if record.message.startswith("Skipping")
+    ]
+
+
+def assert_every_interval_exactly_once(postgres_url: str) -> list[tuple[str, int, str]]:
+    rows = overlap_project.audit_rows(postgres_url)
+    counts = collections.Counter((model, day) for model, _, day in rows)
+    duplicates = {key: n for key, n in counts.items() if n > 1}
+    assert not duplicates, f"intervals evaluated more than once: {duplicates}"
+    assert set(counts) == overlap_project.expected_intervals()
+    return rows
+
+
+@pytest.mark.timeout(600)
+def test_three_overlapping_runs_never_evaluate_an_interval_twice(overlap_repo: Path, postgres_url: str):
+    processes = [launch(overlap_repo) for _ in range(3)]
+    outputs = [finish(p) for p in processes]
+    assert all(p.returncode == 0 for p in processes), "\n".join(o[-2000:] for o in outputs)
+    final = launch(overlap_repo)
+    final_output = finish(final)
+    assert final.returncode == 0, final_output[-3000:]
+
+    rows = assert_every_interval_exactly_once(postgres_url)
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs(RunsFilter(job_name=JOB))
+        assert len(runs) == 4
+        assert all(run.status == DagsterRunStatus.SUCCESS for run in runs)
+        pid_to_run = runs_by_pid(instance)
+        workers = {pid_to_run[pid] for _, pid, _ in rows}
+        assert workers <= {run.run_id for run in runs}
+        # Every run that skipped a model named the run holding it.
+        for run in runs:
+            for reason in skip_reasons(instance, run.run_id):
+                holder = reason.split("claimed by run ")[1].split(".")[0].split(",")[0]
+                assert holder in {r.run_id for r in runs} and holder != run.run_id
+        assert ClaimStore.from_environment(instance=instance).list_claims() == []
+
+
+@pytest.mark.timeout(600)
+def test_killed_run_holds_its_claims_until_the_lease_expires(overlap_repo: Path, postgres_url: str, tmp_path: Path):
+    marker = tmp_path / "slow.marker"
+    run_config = tmp_path / "run_config.yaml"
+    run_config.write_text("execution:\n  config:\n    lease_seconds: 30\n")
+    victim = launch(
+        overlap_repo,
+        run_config=run_config,
+        MAX_CONCURRENT_MODELS="1",
+        OVERLAP_SLOW_MODEL="m_1_0",
+        OVERLAP_SLOW_MARKER=str(marker),
+        OVERLAP_SLOW_SECONDS="120",
+    )
+    try:
+        wait_for(marker.exists, 240, "the victim run to reach its slow model")
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=60)
+
+    with DagsterInstance.get() as instance:
+        [dead_run] = instance.get_runs(RunsFilter(job_name=JOB))
+        store = ClaimStore.from_environment(instance=instance)
+        held = {c.model for c in store.list_claims() if c.run_id == dead_run.run_id}
+        assert "overlap/m_1_0" in held
+
+        blocked_run = launch(overlap_repo)
+        assert blocked_run.wait(timeout=300) == 0
+        second = next(r for r in instance.get_runs(RunsFilter(job_name=JOB)) if r.run_id != dead_run.run_id)
+        reasons = skip_reasons(instance, second.run_id)
+        assert any(f"overlap/m_1_0 is claimed by run {dead_run.run_id}" in r for r in reasons), reasons
+
+        def dead_claims_expired() -> bool:
+            now = time.time()
+            return all(
+                c.expires_at.timestamp() < now for c in store.list_claims() if c.run_id == dead_run.run_id
+            )
+
+        wait_for(dead_claims_expired, 90, "the dead run's leases to expire")
+        recovery = launch(overlap_repo)
+        output = finish(recovery)
+        assert recovery.returncode == 0, output[-3000:]
+        store.dispose()
+    rows = assert_every_interval_exactly_once(postgres_url)
+    assert any(model == "m_1_0" for model, _, _ in rows)
+
+
+@pytest.mark.timeout(600)
+def test_environment_change_mid_run_stops_new_models(overlap_repo: Path, postgres_url: str, tmp_path: Path):
+    marker = tmp_path / "slow.marker"
+    run = launch(
+        overlap_repo,
+        MAX_CONCURRENT_MODELS="1",
+        OVERLAP_SLOW_MODEL="m_0_0",
+        OVERLAP_SLOW_MARKER=str(marker),
+        OVERLAP_SLOW_SECONDS="8",
+    )
+    wait_for(marker.exists, 240, "the run to reach its slow model")
+    overlap_project.write_model(overlap_repo / "overlap_project", "m_2_2", version=2)
+    _plan_environment(overlap_repo)
+    output = finish(run)
+    assert run.returncode == 0, output[-3000:]
+
+    with DagsterInstance.get() as instance:
+        [first] = instance.get_runs(RunsFilter(job_name=JOB))
+        reasons = skip_reasons(instance, first.run_id)
+        assert any("environment changed" in r for r in reasons), reasons
+        succeeded = {
+            record.step_key
+            for record in instance.all_logs(first.run_id, of_type=DagsterEventType.STEP_SUCCESS)
+        }
+    evaluated_in_first = {model for model, _, _ in overlap_project.audit_rows(postgres_url)}
+    # the running model finished; nothing new started after the plan was applied
+    assert "overlap__overlap__m_0_0" in succeeded
+    assert "m_0_0" in evaluated_in_first
+    assert len(evaluated_in_first) < len(overlap_project.model_names())
+
+    follow_up = launch(overlap_repo)
+    output = finish(follow_up)
+    assert follow_up.returncode == 0, output[-3000:]
+    assert_every_interval_exactly_once(postgres_url)
