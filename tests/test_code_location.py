@@ -41,7 +41,7 @@ def example_env(repo: Path, dagster_home: Path) -> dict[str, str]:
     return env
 
 
-def dagster(args: list[str], repo: Path, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
+def dagster(args: list[str], repo: Path, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [venv_command("dagster"), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -58,7 +58,7 @@ def materializations(instance: DagsterInstance, key: str) -> list:
     return [r.event_log_entry.asset_materialization for r in records]
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_cli_materializes_every_model_of_both_examples(example_repo: Path, dagster_home: Path):
     env = example_env(example_repo, dagster_home)
     selection = "group:sqlmesh_example or group:dbt_example"
