@@ -1,7 +1,18 @@
 """Run logs as one JSON object per line on stdout, for a log collector.
 
-With ``DAGCTL_LOG_FORMAT=json`` in the code location's and run workers' environment,
-``load_definitions`` makes :data:`json_console_logger` every job's ``console`` logger::
+Dagster only builds the loggers a run's config names, so a job's default logger cannot be
+swapped without run config. The handler that reaches every run's log lines is an instance
+``python_logs`` handler; add it to ``dagster.yaml`` (the Helm chart's ``pythonLogs``) once::
+
+    python_logs:
+      dagster_handler_config:
+        handlers:
+          dagctl_json:
+            class: dagctl_dagster.logging.JsonStdoutHandler
+
+It writes only when ``DAGCTL_LOG_FORMAT=json`` is set in the run worker's environment. With
+that variable set, ``load_definitions`` also registers :func:`json_console_logger` as the
+``console`` logger, for runs whose config selects it (``loggers: {console: {}}``). A line::
 
     {"ts": "2026-11-21T10:00:00.123Z", "level": "ERROR", "message": "...", "run_id": "3f2a…",
      "job": "analytics_run", "project": "analytics", "model": "db/orders", "step": "analytics__db__orders",
@@ -60,6 +71,26 @@ class JsonFormatter(logging.Formatter):
             "event": event.event_type_value if event is not None else None,
         }
         return json.dumps(line, default=str)
+
+
+_models_by_step: dict[str, str] = {}
+
+
+def register_models(models_by_step: Mapping[str, str]) -> None:
+    """Tell :class:`JsonStdoutHandler` which model each step runs (``load_definitions`` does)."""
+    _models_by_step.update(models_by_step)
+
+
+class JsonStdoutHandler(logging.StreamHandler):
+    """A ``python_logs`` handler: JSON lines on stdout when ``DAGCTL_LOG_FORMAT=json``, else silent."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+        self.setFormatter(JsonFormatter(_models_by_step))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if json_logs_enabled():
+            super().emit(record)
 
 
 def json_console_logger(models_by_step: Mapping[str, str] | None = None) -> dg.LoggerDefinition:

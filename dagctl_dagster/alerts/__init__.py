@@ -41,7 +41,7 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
     from dagctl_dagster.alerts.slack import DagctlSlackResource
     from dagctl_dagster.alerts.state_size import state_key, state_size_observation
     from dagctl_dagster.alerts.tiered import alerts_key, runs_key, tiered_alert_sensor
-    from dagctl_dagster.logging import json_console_logger, json_logs_enabled
+    from dagctl_dagster.logging import json_console_logger, json_logs_enabled, register_models
 
     lookup = ProjectLookup(location.loaded.config)
     model_names: dict[str, str] = {}
@@ -52,6 +52,7 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
         channel = lookup.alerts_for(project_defs.name).failure_channel
         hooks[project_defs.name] = {model_failure_hook(project_defs.name, channel, names)}
 
+    register_models(model_names)
     sqlmesh_projects = {
         p.name: (p.project_dir, p.project) for p in location.projects if p.project.framework == "sqlmesh"
     }

@@ -113,7 +113,8 @@ def _state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAss
         try:
             size = measure_state_size(project_dir, project)
         except Exception as exc:  # an unreachable database is an observation, paged by the alert sensor
-            error = first_line(f"{type(exc).__name__}: {exc}")
+            # the whole message on one line: SQLMesh config errors put the cause on line two
+            error = first_line(" ".join(f"{type(exc).__name__}: {exc}".split()))
             context.log.error(f"state database of '{project.name}' unreachable: {error}")
             return dg.ObserveResult(metadata={"reachable": False, "error": error})
         metadata: dict[str, Any] = {
