@@ -175,7 +175,10 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     """
     threads = max_concurrent_models()
     invocation = dbt.cli(["build", "--threads", str(threads)], context=context, raise_on_error=False)
-    events = list(invocation.stream().fetch_row_counts())
+    try:
+        events = list(invocation.stream().fetch_row_counts())
+    finally:
+        _release_warehouse(invocation.adapter)
     run_results_path = invocation.target_path / "run_results.json"
     if not run_results_path.is_file():
         error = invocation.get_error()
@@ -202,6 +205,21 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     error = invocation.get_error()
     if error is not None:
         raise error
+
+
+def _release_warehouse(adapter: Any) -> None:
+    """Close the connections dagster-dbt's row counts opened in this process.
+
+    dbt-duckdb keeps its DuckDB instance open (``keep_open``) at class level; left open, it
+    would hold the warehouse's single-writer lock for as long as the run worker lives, and
+    the next dbt process on that file would fail.
+    """
+    if adapter is None:
+        return
+    adapter.cleanup_connections()
+    close_all = getattr(type(adapter.connections), "close_all_connections", None)
+    if close_all is not None:
+        close_all()
 
 
 def _with_run_result(event: Any, results: RunResults, manifest: Mapping[str, Any]) -> Any:
