@@ -225,7 +225,9 @@ class _RunExecution:
         return held_by_step
 
     def _loop(self, active) -> Iterator[adapter.DagsterEvent]:
-        while not active.is_complete:
+        # A step's thread reports hooks and its done marker after the step's final event,
+        # which may already complete the plan: wait for every thread to say done.
+        while not active.is_complete or self.in_flight:
             if active.check_for_interrupts():
                 active.mark_interrupted()
                 yield from self._interrupt()
