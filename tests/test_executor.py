@@ -151,3 +151,36 @@ def test_models_claimed_by_another_run_are_skipped_with_their_downstream(record:
     skip_logs = [e.message for e in result.all_events if e.step_key == "exec__w0" and e.message]
     assert any("claimed by run other-live-run" in m for m in skip_logs)
     assert remaining == {"exec/w0": "other-live-run"}  # ours released, theirs untouched
+
+
+@pytest.mark.timeout(240)
+def test_terminating_a_run_stops_new_steps_and_releases_claims(record: Path, dagster_home: Path, tmp_path: Path):
+    """Dagster terminates a local run worker with SIGINT; the executor must stop cleanly."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import REPO_ROOT, venv_command
+
+    env = {**os.environ, "DAGCTL_TEST_SLEEP": "3", "MAX_CONCURRENT_MODELS": "2", "PYTHONPATH": str(REPO_ROOT / "tests")}
+    process = subprocess.Popen(
+        [venv_command("dagster"), "job", "execute", "-m", "projects.executor_jobs", "-a", "defs", "-j", "wide"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while not started_models(record) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert started_models(record), "the run never started a model"
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+
+    with DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        claims = ClaimStore.from_environment(instance=instance).list_claims()
+    assert run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
+    assert len(started_models(record)) < 12
+    assert claims == []

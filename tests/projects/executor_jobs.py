@@ -18,7 +18,7 @@ import dagster as dg
 from dagctl_dagster.execution.executor import claim_aware_executor
 
 _write_lock = threading.Lock()
-SLEEP_SECONDS = 0.4
+SLEEP_SECONDS = float(os.environ.get("DAGCTL_TEST_SLEEP", "0.4"))
 
 
 def _record(model: str, event: str) -> None:
