@@ -372,3 +372,38 @@ def test_from_environment_prefers_url_then_env_then_postgres_instance_then_sqlit
     finally:
         found.dispose()
         pg_store.dispose()
+
+
+@pytest.mark.timeout(60)
+def test_a_large_batch_is_claimed_in_one_call(make_store):
+    store = make_store()
+    models = [f"warehouse.model_{i:05d}" for i in range(3000)]
+    assert store.claim("run-a", models).won == models
+    second = store.claim("run-b", [*models[:10], "warehouse.extra"])
+    assert (second.won, len(second.held)) == (["warehouse.extra"], 10)
+    assert {c.run_id for c in second.held.values()} == {"run-a"}
+    assert store.release("run-a") == 3000
+
+
+@pytest.mark.timeout(60)
+def test_a_dropped_pooled_connection_is_replaced_transparently(postgres_url: str):
+    """No pre-ping on checkout: a connection the server dropped is retried once on a new one."""
+    import sqlalchemy as sa
+
+    store = ClaimStore(postgres_url)
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        store.claim("run-a", ["shop.orders", "shop.customers"])
+        with admin.connect() as conn:
+            terminated = conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert terminated >= 1
+        assert store.release("run-a", ["shop.orders"]) == 1
+        assert [(c.model, c.run_id) for c in store.list_claims()] == [("shop.customers", "run-a")]
+    finally:
+        store.dispose()
+        admin.dispose()

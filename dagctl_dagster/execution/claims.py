@@ -219,14 +219,11 @@ class ClaimStore:
     @_database_operation
     def release(self, run_id: str, models: Sequence[str] | None = None) -> int:
         """Delete ``run_id``'s claims (only those on ``models`` if given); returns how many."""
-        table = claims_table
-        statement = sa.delete(table).where(table.c.run_id == run_id)
-        if models is not None:
-            if not models:
-                return 0
-            statement = statement.where(table.c.model.in_(sorted(set(models))))
-        with self._write(durable=False) as conn:
-            return conn.execute(statement).rowcount
+        if models is not None and not models:
+            return 0
+        statement = self._release_of_models if models is not None else self._release_of_run
+        with self._write() as conn:
+            return conn.execute(statement, {"run_id": run_id, "models": sorted(set(models or ()))}).rowcount
 
     @_database_operation
     def renew(self, run_id: str) -> int:
@@ -323,6 +320,29 @@ class ClaimStore:
                 sa.bindparam("now", type_=sa.DateTime()), sa.bindparam("expires", type_=sa.DateTime())
             )
         return statement.columns(model=sa.Text)
+
+    @functools.cached_property
+    def _release_of_run(self) -> sa.Executable:
+        return self._release_statement(by_model=False)
+
+    @functools.cached_property
+    def _release_of_models(self) -> sa.Executable:
+        return self._release_statement(by_model=True)
+
+    def _release_statement(self, by_model: bool) -> sa.Executable:
+        """PostgreSQL: the DELETE does not wait for its commit to reach disk (both statements
+        run as one implicit transaction). Were the server to crash just then, the claim would
+        only stay until its lease ends; the flush cost about as much as claim+release else."""
+        if self._is_postgres:
+            models = " AND model = ANY(CAST(:models AS TEXT[]))" if by_model else ""
+            return sa.text(
+                "SET LOCAL synchronous_commit TO OFF; "
+                f"DELETE FROM dagctl_claims WHERE run_id = :run_id{models}"
+            )
+        statement = sa.delete(claims_table).where(claims_table.c.run_id == sa.bindparam("run_id"))
+        if by_model:
+            statement = statement.where(claims_table.c.model.in_(sa.bindparam("models", expanding=True)))
+        return statement
 
     @_database_operation
     def _release_runs(self, run_ids: set[str]) -> None:
@@ -429,26 +449,19 @@ class ClaimStore:
                 yield conn
 
     @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[sa.Connection]:
+    def _write(self) -> Iterator[sa.Connection]:
         """A connection for one store operation.
 
         PostgreSQL: each statement commits on its own (autocommit), saving the BEGIN and
         COMMIT round trips; every operation is one statement, or statements that need not
-        be atomic together. ``durable=False`` (releases) does not wait for the commit to
-        reach disk: should the server crash just then, the claim would only stay until its
-        lease ends, and the flush cost about as much as the rest of claim+release together.
-        SQLite: one BEGIN IMMEDIATE transaction.
+        be atomic together. SQLite: one BEGIN IMMEDIATE transaction.
         """
         self.ensure_schema()
-        if not self._is_postgres:
-            with self._transaction() as conn:
-                yield conn
-        elif durable:
+        if self._is_postgres:
             with self._engine.connect() as conn:
                 yield conn
         else:
             with self._transaction() as conn:
-                conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
                 yield conn
 
     _read = _write
