@@ -47,8 +47,9 @@ DEFAULT_LEASE_SECONDS = 60.0
 
 # Arbitrary constant key: serialises concurrent CREATE TABLE in PostgreSQL.
 _SCHEMA_LOCK_KEY = 0x64616763
-# Rounds of "claim, then free the claims of finished holder runs, then claim again".
-_MAX_CLAIM_ROUNDS = 4
+# Rounds of "claim; free the claims of finished holder runs, retry models released
+# mid-claim; claim again". Each round settles almost everything; the bound only stops churn.
+_MAX_CLAIM_ROUNDS = 8
 _ATTEMPTS = 5
 _SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -214,6 +215,11 @@ class ClaimStore:
                 for model in freed:
                     held.pop(model)
                 pending = sorted({*pending, *freed})
+        if pending:  # never seen; would need the models to change hands every round
+            raise ClaimStoreError(
+                f"claim store {self.masked_url}: models {pending[:5]} kept changing hands while run "
+                f"{run_id} claimed them ({_MAX_CLAIM_ROUNDS} rounds); try again"
+            )
         return ClaimResult(won=sorted(won), held=dict(sorted(held.items())))
 
     @_database_operation
