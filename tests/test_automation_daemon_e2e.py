@@ -18,7 +18,7 @@ from tests.conftest import venv_command
 NEVER = "0 0 1 1 *"  # keeps the run schedules from firing during the test
 # The SQLMesh project joins once its assets serialize for the daemon (today the translator's
 # `sqlmesh/kind` metadata is a ModelKindName enum, which Dagster refuses); add "sqlmesh_example" then.
-DEPLOYED_PROJECTS = {"dbt_example": "dbt_example_deploy"}
+DEPLOYED_PROJECTS = {"dbt_example": "dbt_example_deploy", "sqlmesh_example": "sqlmesh_example_plan"}
 
 
 def _sensor_cursor(instance: dg.DagsterInstance) -> str | None:

@@ -63,7 +63,7 @@ class DagsterSQLMeshTranslator:
     def get_metadata(self, model: Any) -> Mapping[str, Any]:
         metadata: dict[str, Any] = {
             "dagster/table_name": self.get_table_name(model),
-            "sqlmesh/kind": model.kind.name,
+            "sqlmesh/kind": str(getattr(model.kind.name, "value", model.kind.name)),
             "sqlmesh/cron": model.cron,
             "sqlmesh/dialect": model.dialect or "",
         }
