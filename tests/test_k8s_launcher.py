@@ -20,6 +20,21 @@ from dagctl_dagster.k8s.launcher import DagctlK8sRunLauncher
 
 pytestmark = pytest.mark.timeout(120)
 
+DBT_LOCATION_CONFIG = """\
+version: 1
+projects:
+  - name: dbt_example
+    framework: dbt
+    path: examples/dbt_project
+    target: dev
+    k8s:
+      namespace: marts
+      image: registry.example.com/marts:2.0
+      env_secrets: [slack-bot]
+      resources:
+        limits: {memory: 1Gi}
+"""
+
 RUN_CONFIG = {"ops": {"evaluate": {"config": {"state_password": {"env": "SQLMESH_STATE_PASSWORD"}}}}}
 
 
@@ -245,3 +260,86 @@ def test_no_secret_value_in_manifests_run_config_or_event_log(instance, stub):
     # the references are there instead
     assert any("sqlmesh-state-db" in text for text in haystacks)
     assert runs[0].run_config == RUN_CONFIG
+
+
+@pytest.mark.timeout(300)
+def test_dagster_cli_launches_a_load_definitions_job_through_the_launcher(example_repo, tmp_path, stub, monkeypatch):
+    """End to end: `dagster job launch` of a load_definitions job, the instance's launcher, the stub.
+
+    The code location serves the bundled dbt example (image-based, with a `k8s:` block).
+    """
+    import os
+    import subprocess
+
+    import yaml
+    from conftest import venv_command
+
+    write_config(example_repo, DBT_LOCATION_CONFIG)
+    home = tmp_path / "cli_home"
+    home.mkdir()
+    launcher_config = {
+        "dagctl_config_path": str(example_repo / ".dagctl" / "config.yaml"),
+        "load_incluster_config": False,
+        "kubeconfig_file": str(stub.write_kubeconfig(tmp_path / "kubeconfig")),
+        "job_namespace": "dagster",
+        "service_account_name": "dagster",
+        "instance_config_map": "dagster-instance",
+        "postgres_password_secret": "dagster-postgresql-secret",
+        "dagster_home": "/opt/dagster/dagster_home",
+        "job_image": "registry.example.com/dagctl-dagster:0.1.0",
+    }
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "telemetry": {"enabled": False},
+                "run_launcher": {
+                    "module": "dagctl_dagster.k8s.launcher",
+                    "class": "DagctlK8sRunLauncher",
+                    "config": launcher_config,
+                },
+            }
+        )
+    )
+    env = {**os.environ, **SECRET_VALUES, "DAGSTER_HOME": str(home)}
+    result = subprocess.run(
+        [venv_command("dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "dbt_example_run"],
+        cwd=example_repo, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        # the CLI submits to the QueuedRunCoordinator (as in the Helm deployment); dequeue it
+        # the way the daemon's run queue does
+        [queued] = instance.get_runs()
+        assert queued.status == dg.DagsterRunStatus.QUEUED
+        assert _created_jobs(stub) == []
+        instance.launch_run(queued.run_id, workspace=None)
+
+    [request] = _created_jobs(stub)
+    assert request.path == "/apis/batch/v1/namespaces/marts/jobs"
+    job = request.body
+    kubernetes_validate.validate(job, "1.37", strict=True)
+    labels = job["metadata"]["labels"]
+    assert (labels["dagctl.io/project"], labels["dagctl.io/framework"]) == ("dbt_example", "dbt")
+    assert labels["dagster/code-location"] == "dagctl"
+    pod = job["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    [container] = pod["containers"]
+    assert container["image"] == "registry.example.com/marts:2.0"
+    assert container["envFrom"] == [{"secretRef": {"name": "slack-bot"}}]
+    assert container["resources"] == {"limits": {"memory": "1Gi"}}
+    assert {"name": "MAX_CONCURRENT_MODELS", "value": "5"} in container["env"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        assert run.job_name == "dbt_example_run"
+        assert run.tags["dagctl/project"] == "dbt_example"
+        assert labels["dagctl.io/run-id"] == run.run_id
+        stub.set_job_status("marts", f"dagster-run-{run.run_id}", active=1)
+        assert instance.run_launcher.check_run_worker_health(run).status.value == "RUNNING"
+        logged = [dg.serialize_value(entry) for entry in instance.all_logs(run.run_id)]
+        haystacks = [request.raw_body, dg.serialize_value(run), *logged]
+    for value in SECRET_VALUES.values():
+        assert not [text for text in haystacks if value in text]
