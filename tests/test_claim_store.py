@@ -407,3 +407,27 @@ def test_a_dropped_pooled_connection_is_replaced_transparently(postgres_url: str
     finally:
         store.dispose()
         admin.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_benchmark_run_reports_its_numbers_and_drops_its_database(postgres_server_url: str):
+    import sqlalchemy as sa
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.bench_claims import markdown_row, run
+
+    result = run(url=postgres_server_url, clients=4, operations=200, batch_size=3, models=20)
+    assert (result["backend"], result["clients"], result["operations"], result["double_wins"]) == (
+        "postgresql",
+        4,
+        200,
+        0,
+    )
+    assert result["held_by_another"] > 0  # 4 clients on 20 models do collide
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert markdown_row(result).startswith("| postgresql | 4 | 3 | 200 | ")
+    admin = sa.create_engine(postgres_server_url)
+    with admin.connect() as conn:
+        left = conn.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'dagctl_bench_claims_%'")).all()
+    admin.dispose()
+    assert left == []
