@@ -26,7 +26,6 @@ import functools
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -96,8 +95,9 @@ def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``, also when it cannot be parsed."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    except Exception:  # unparsable: keep only the scheme and what follows the last "@"
+        scheme, colon, rest = url.partition(":")
+        return f"{scheme}{colon}//***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
 
 
 def _database_operation(method: Callable) -> Callable:
