@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import duckdb
@@ -71,8 +72,9 @@ def step_failure_description(result: dg.ExecuteInProcessResult) -> str:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """The example parsed and built once: (repo, project definitions, result, warehouse path)."""
+    """The example parsed and built once: repo, project definitions, run result, warehouse path."""
     repo = dbt_only_repo(tmp_path_factory.mktemp("dbt") / "repo")
+    working_dir = os.getcwd()
     with pytest.MonkeyPatch.context() as env:
         # A relative path: dagster-dbt runs dbt in the project directory, so it lands there.
         env.setenv("DBT_EXAMPLE_DB", "module_warehouse.duckdb")
@@ -80,12 +82,18 @@ def built(tmp_path_factory):
         env.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
         project_defs = load_project(repo)
         result = dg.materialize(project_defs.assets, resources=project_defs.resources, raise_on_error=False)
-    return repo, project_defs, result, repo / "examples" / "dbt_project" / "module_warehouse.duckdb"
+    return SimpleNamespace(
+        repo=repo,
+        project_defs=project_defs,
+        result=result,
+        warehouse=repo / "examples" / "dbt_project" / "module_warehouse.duckdb",
+        working_dir=working_dir,
+    )
 
 
 @pytest.mark.timeout(600)
 def test_every_model_and_seed_is_an_asset_with_dbt_lineage(built):
-    _, project_defs, _, _ = built
+    project_defs = built.project_defs
     (assets_def,) = project_defs.assets
 
     assert project_defs.model_keys == sorted((key(n) for n in MODEL_NAMES), key=lambda k: k.to_user_string())
@@ -104,7 +112,7 @@ def test_every_model_and_seed_is_an_asset_with_dbt_lineage(built):
 
 @pytest.mark.timeout(600)
 def test_dbt_tests_become_asset_checks(built):
-    _, project_defs, _, _ = built
+    project_defs = built.project_defs
     (assets_def,) = project_defs.assets
     checks = {(check.asset_key, check.name) for check in assets_def.check_keys}
 
@@ -121,7 +129,7 @@ def test_dbt_tests_become_asset_checks(built):
 
 @pytest.mark.timeout(600)
 def test_build_materializes_every_model_with_run_results_metadata(built):
-    _, _, result, warehouse = built
+    result, warehouse = built.result, built.warehouse
     assert result.success
 
     metadata = {
@@ -146,9 +154,11 @@ def test_build_materializes_every_model_with_run_results_metadata(built):
 
 @pytest.mark.timeout(600)
 def test_warehouse_holds_built_tables_in_the_project_directory(built):
-    repo, _, _, warehouse = built
+    warehouse = built.warehouse
     assert warehouse.is_file()
-    assert not Path(os.getcwd(), "module_warehouse.duckdb").exists()
+    # dbt ran in the project directory; the test process is back where it started.
+    assert os.getcwd() == built.working_dir
+    assert not Path(built.working_dir, "module_warehouse.duckdb").exists()
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         counts = {
             name: conn.execute(f"select count(*) from main.{name}").fetchone()[0]
@@ -162,7 +172,7 @@ def test_warehouse_holds_built_tables_in_the_project_directory(built):
 
 @pytest.mark.timeout(600)
 def test_dbt_build_runs_with_max_concurrent_models_threads_and_project_target(built):
-    repo, _, result, _ = built
+    repo, result = built.repo, built.result
     target_dir = repo / "examples" / "dbt_project" / "target"
     # dagster-dbt gives every invocation its own target directory: <op>-<run id>-<uuid>.
     (invocation_dir,) = target_dir.glob(f"{OP_NAME}-{result.run_id[:7]}-*")
@@ -175,7 +185,7 @@ def test_dbt_build_runs_with_max_concurrent_models_threads_and_project_target(bu
 
 @pytest.mark.timeout(600)
 def test_unchanged_project_reuses_its_manifest(built, monkeypatch):
-    repo, project_defs, _, _ = built
+    repo, project_defs = built.repo, built.project_defs
     manifest = repo / "examples" / "dbt_project" / "target" / "manifest.json"
     before = manifest.stat().st_mtime_ns
     assert (manifest.parent / FINGERPRINT_FILE_NAME).is_file()
@@ -248,15 +258,11 @@ def test_model_that_fails_to_compile_is_a_project_load_error(tmp_path, monkeypat
 
 @pytest.mark.timeout(60)
 def test_missing_project_directory_is_a_clear_error(tmp_path):
-    repo = dbt_only_repo(tmp_path / "repo")
-    config = repo / ".dagctl" / "config.yaml"
-    config.write_text(DBT_ONLY_CONFIG.replace("examples/dbt_project", "examples/no_such_project"))
-
     with pytest.raises(ProjectLoadError) as raised:
-        load_project(repo)
+        dbt_assets(tmp_path / "no_such_project", name="gone")
 
-    assert raised.value.project == PROJECT
-    assert f"dbt project directory {repo / 'examples' / 'no_such_project'} does not exist" in str(raised.value)
+    assert raised.value.project == "gone"
+    assert f"dbt project directory {tmp_path / 'no_such_project'} does not exist" in str(raised.value)
     assert "fix the project's `path`" in str(raised.value)
 
 
@@ -271,7 +277,7 @@ def test_directory_without_dbt_project_yml_names_the_file(tmp_path):
 
 @pytest.mark.timeout(600)
 def test_invalid_max_concurrent_models_fails_the_run_before_dbt_starts(built, monkeypatch):
-    repo, project_defs, _, _ = built
+    repo, project_defs = built.repo, built.project_defs
     monkeypatch.setenv("MAX_CONCURRENT_MODELS", "five")
     invocations_before = set((repo / "examples" / "dbt_project" / "target").glob(f"{OP_NAME}-*"))
 

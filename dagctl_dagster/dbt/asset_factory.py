@@ -174,11 +174,16 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     the compute logs as they happen.
     """
     threads = max_concurrent_models()
+    working_dir = os.getcwd()
     invocation = dbt.cli(["build", "--threads", str(threads)], context=context, raise_on_error=False)
+    # dagster-dbt's row-count threads each `pushd` into the project; interleaved, they can
+    # leave the whole run worker in it. One thread keeps them ordered; chdir back regardless.
+    invocation.postprocessing_threadpool_num_threads = 1
     try:
         events = list(invocation.stream().fetch_row_counts())
     finally:
         _release_warehouse(invocation.adapter)
+        os.chdir(working_dir)
     run_results_path = invocation.target_path / "run_results.json"
     if not run_results_path.is_file():
         error = invocation.get_error()
