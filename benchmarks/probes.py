@@ -37,6 +37,8 @@ def context_load(project_dir: str, gateway: str) -> None:
 
 
 def definitions_load(config_path: str) -> None:
+    import sqlmesh  # noqa: F401  imported before the clock starts, as in context_load
+
     from dagctl_dagster import load_definitions
 
     started = time.perf_counter()
