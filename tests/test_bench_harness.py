@@ -201,3 +201,19 @@ def test_dagctl_dagster_bench_is_registered():
 
     args = build_parser().parse_args(["bench", "--quick"])
     assert args.quick is True and args.handler.__module__ == "dagctl_dagster.bench_cli"
+
+
+def test_contenders_alternate_who_goes_first_and_reset_before_each():
+    from benchmarks.harness import _alternate
+
+    calls: list[str] = []
+    a, b = Series("a", 10, "s"), Series("b", 10, "s")
+    _alternate(
+        [(a, lambda: calls.append("a") or 1.0), (b, lambda: calls.append("b") or 2.0)],
+        lambda: calls.append("reset"),
+        3,
+        lambda message: None,
+    )
+
+    assert calls == ["reset", "a", "reset", "b", "reset", "b", "reset", "a", "reset", "a", "reset", "b"]
+    assert (a.samples, b.samples) == ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0])
