@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -42,6 +43,7 @@ class ProcessResult:
     seconds: float
     peak_rss_bytes: int
     output: str
+    run_seconds: float | None = None  # Dagster contenders: run start → end, from the run record
 
     @property
     def last_line(self) -> str:
@@ -242,11 +244,12 @@ def run_dagster_job(
             cwd=repo.root,
             timeout_s=timeout_s,
         )
-        verify_dagster_run(Path(home), expected_materializations=repo.models, label=label)
-    return result
+        run_seconds = verify_dagster_run(Path(home), expected_materializations=repo.models, label=label)
+    return dataclasses.replace(result, run_seconds=run_seconds)
 
 
-def verify_dagster_run(home: Path, *, expected_materializations: int, label: str) -> None:
+def verify_dagster_run(home: Path, *, expected_materializations: int, label: str) -> float | None:
+    """Check the one run in ``home``; return its in-run seconds (start → end) when recorded."""
     import dagster as dg
 
     instance = dg.DagsterInstance.from_config(str(home))
@@ -267,6 +270,10 @@ def verify_dagster_run(home: Path, *, expected_materializations: int, label: str
                 f"{label}: run {run.run_id} materialized {len(materialized)} assets, "
                 f"expected {expected_materializations}"
             )
+        record = instance.get_run_record_by_id(run.run_id)
+        if record is None or record.start_time is None or record.end_time is None:
+            return None
+        return record.end_time - record.start_time
     finally:
         instance.dispose()
 
