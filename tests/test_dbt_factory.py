@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import dagster as dg
 import duckdb
 import pytest
+from dagster_dbt import DbtCliResource
 from conftest import copy_repository
 
 from dagctl_dagster.config import load_config
@@ -289,3 +290,17 @@ def test_invalid_max_concurrent_models_fails_the_run_before_dbt_starts(built, mo
         "it sets dbt's --threads. Fix it and launch the run again."
     )
     assert set((repo / "examples" / "dbt_project" / "target").glob(f"{OP_NAME}-*")) == invocations_before
+
+
+@pytest.mark.timeout(600)
+def test_load_definitions_serves_the_dbt_project_with_its_run_job(built, monkeypatch):
+    from dagctl_dagster import load_definitions
+
+    monkeypatch.setenv("DBT_EXAMPLE_DB", "module_warehouse.duckdb")
+    defs = load_definitions(built.repo / ".dagctl" / "config.yaml")
+
+    job = defs.resolve_job_def(f"{PROJECT}_run")
+    assert set(job.asset_layer.selected_asset_keys) == {key(n) for n in MODEL_NAMES}
+    assert job.executor_def.name == "claim_aware"
+    assert isinstance(defs.resources[f"dbt_{PROJECT}"], DbtCliResource)
+    assert defs.resolve_assets_def(key("orders")).op.name == OP_NAME
