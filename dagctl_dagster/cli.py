@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "dagctl_dagster.cli_validate",
     "dagctl_dagster.execution.cli",
     "dagctl_dagster.k8s.cli",
+    "dagctl_dagster.dbt.cli",
     "dagctl_dagster.bench_cli",
 )
 

@@ -17,6 +17,7 @@ import pytest
 from dagster_dbt import DbtCliResource
 from conftest import copy_repository
 
+from dagctl_dagster.cli import main as cli_main
 from dagctl_dagster.config import load_config
 from dagctl_dagster.dbt.asset_factory import build_dbt_project, dbt_assets
 from dagctl_dagster.dbt.manifest import FINGERPRINT_FILE_NAME
@@ -185,7 +186,7 @@ def test_dbt_build_runs_with_max_concurrent_models_threads_and_project_target(bu
 
 
 @pytest.mark.timeout(600)
-def test_unchanged_project_reuses_its_manifest(built, monkeypatch):
+def test_unchanged_project_reuses_its_manifest(built, monkeypatch, capsys):
     repo, project_defs = built.repo, built.project_defs
     manifest = repo / "examples" / "dbt_project" / "target" / "manifest.json"
     before = manifest.stat().st_mtime_ns
@@ -194,13 +195,15 @@ def test_unchanged_project_reuses_its_manifest(built, monkeypatch):
     monkeypatch.setenv("DBT_EXAMPLE_DB", "module_warehouse.duckdb")
     monkeypatch.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
     again = load_project(repo)
+    assert cli_main(["dbt", "prepare", "--config", str(repo / ".dagctl" / "config.yaml")]) == 0
 
     assert manifest.stat().st_mtime_ns == before
     assert again.model_keys == project_defs.model_keys
+    assert capsys.readouterr().out.endswith(f"{PROJECT}: up to date: {manifest}\n")
 
 
 @pytest.mark.timeout(600)
-def test_failing_model_fails_the_step_naming_it_and_its_skipped_downstream(tmp_path, monkeypatch):
+def test_failing_model_fails_the_step_naming_it_and_its_skipped_downstream(tmp_path, monkeypatch, capsys):
     repo = dbt_only_repo(tmp_path / "repo")
     project_dir = repo / "examples" / "dbt_project"
     # Parses fine, fails in DuckDB: 'credit_card' is no integer.
@@ -210,9 +213,17 @@ def test_failing_model_fails_the_step_naming_it_and_its_skipped_downstream(tmp_p
     )
     monkeypatch.setenv("DBT_EXAMPLE_DB", str(tmp_path / "failing.duckdb"))
     monkeypatch.delenv("MAX_CONCURRENT_MODELS", raising=False)
+    monkeypatch.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
+
+    # Prepared ahead, as in an image build; loading then reuses that manifest.
+    assert cli_main(["dbt", "prepare", "--config", str(repo / ".dagctl" / "config.yaml")]) == 0
+    manifest = project_dir / "target" / "manifest.json"
+    assert capsys.readouterr().out == f"{PROJECT}: parsed: {manifest}\n"
+    prepared_at = manifest.stat().st_mtime_ns
 
     # The public factory: its DbtCliResource comes bound, so no resources are passed.
     assets_def = dbt_assets(project_dir, name=PROJECT, target="dev")
+    assert manifest.stat().st_mtime_ns == prepared_at
     result = dg.materialize([assets_def], raise_on_error=False)
 
     assert not result.success

@@ -11,10 +11,10 @@ dagster-dbt builds assets from ``target/manifest.json``. Where that file comes f
   workers and ``dagster api grpc`` from a stale manifest, and costs nothing when nothing
   changed.
 - **Production images.** Prepare at build time, as dagster-dbt's
-  ``dagster-dbt project prepare-and-package`` does: run ``dbt parse`` (or simply load the
-  code location once, e.g. ``python -c "import definitions"``) in the image build so that
-  ``target/manifest.json`` and its fingerprint ship in the image. At start-up the
-  fingerprint matches and no dbt process runs.
+  ``dagster-dbt project prepare-and-package`` does: run ``dagctl-dagster dbt prepare`` in
+  the image build, so that ``target/manifest.json`` and its fingerprint ship in the image.
+  At start-up the fingerprint matches and no dbt process runs (set the same ``env_var()``
+  values the runtime uses, since they are part of the fingerprint).
 - ``DAGSTER_DBT_PARSE_PROJECT_ON_LOAD=1`` forces a parse at every load (the switch
   dagster-dbt's project scaffold used), e.g. when models read ``env_var()`` values that
   change the manifest.
@@ -82,7 +82,7 @@ def prepare_manifest(project_name: str, dbt_project: DbtProject) -> Path:
         ProjectLoadError: ``dbt parse`` failed; names the file dbt reports.
     """
     fingerprint = project_fingerprint(dbt_project)
-    fingerprint_path = dbt_project.manifest_path.with_name(FINGERPRINT_FILE_NAME)
+    fingerprint_path = _fingerprint_path(dbt_project)
     if not _parse_forced() and _is_current(dbt_project.manifest_path, fingerprint_path, fingerprint):
         return dbt_project.manifest_path
     dbt_project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +92,12 @@ def prepare_manifest(project_name: str, dbt_project: DbtProject) -> Path:
             _parse(project_name, dbt_project)
             _write_atomically(fingerprint_path, fingerprint)
     return dbt_project.manifest_path
+
+
+def manifest_is_current(dbt_project: DbtProject) -> bool:
+    """Whether loading would reuse ``target/manifest.json`` rather than run ``dbt parse``."""
+    fingerprint = project_fingerprint(dbt_project)
+    return not _parse_forced() and _is_current(dbt_project.manifest_path, _fingerprint_path(dbt_project), fingerprint)
 
 
 def dbt_executable() -> str:
@@ -153,6 +159,10 @@ def _source_files(project_dir: Path):
         for name in files:
             if Path(name).suffix in _SOURCE_SUFFIXES:
                 yield Path(root, name)
+
+
+def _fingerprint_path(dbt_project: DbtProject) -> Path:
+    return dbt_project.manifest_path.with_name(FINGERPRINT_FILE_NAME)
 
 
 def _parse_forced() -> bool:
