@@ -157,7 +157,7 @@ def _define_assets(
         op_tags={PROJECT_TAG: project_name, FRAMEWORK_TAG: FRAMEWORK},
         required_resource_keys={dbt_resource_key},
     )
-    def _dbt_build(context) -> Iterator[Any]:  # annotated, dagster rejects the postponed hint
+    def _dbt_build(context) -> Iterator[Any]:  # no hint: dagster cannot resolve postponed ones here
         dbt: DbtCliResource = getattr(context.resources, dbt_resource_key)
         yield from run_dbt_build(context, dbt, project_name)
 
