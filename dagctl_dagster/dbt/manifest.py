@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
@@ -101,9 +102,9 @@ def manifest_is_current(dbt_project: DbtProject) -> bool:
 
 
 def dbt_executable() -> str:
-    """``dbt`` on PATH, else the one installed next to this Python (an unactivated virtualenv)."""
+    """The ``dbt`` of this Python's environment (the dbt-core dagster-dbt imports), else PATH's."""
     beside_python = Path(sys.executable).with_name("dbt")
-    return shutil.which("dbt") or (str(beside_python) if beside_python.exists() else "dbt")
+    return str(beside_python) if beside_python.exists() else shutil.which("dbt") or "dbt"
 
 
 def dbt_cli_resource(dbt_project: DbtProject) -> DbtCliResource:
@@ -135,7 +136,7 @@ def project_fingerprint(dbt_project: DbtProject) -> str:
 
     digest = hashlib.sha256(f"dbt {dbt_version}\0target {dbt_project.target}\0".encode())
     project_dir = dbt_project.project_dir
-    files = sorted(_source_files(project_dir))
+    files = sorted(_source_files(project_dir, skip=Path(dbt_project.target_path).parts[0]))
     profiles = Path(dbt_project.profiles_dir) / "profiles.yml"
     if profiles.is_file() and profiles not in files:
         files.append(profiles)
@@ -152,10 +153,9 @@ def project_fingerprint(dbt_project: DbtProject) -> str:
     return digest.hexdigest()
 
 
-def _source_files(project_dir: Path):
-    target_dir = Path(os.environ.get("DBT_TARGET_PATH", "target")).name
+def _source_files(project_dir: Path, *, skip: str) -> Iterator[Path]:
     for root, dirs, files in os.walk(project_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _NEVER_SOURCES | {target_dir}]
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _NEVER_SOURCES | {skip}]
         for name in files:
             if Path(name).suffix in _SOURCE_SUFFIXES:
                 yield Path(root, name)
