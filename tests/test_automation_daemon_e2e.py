@@ -55,7 +55,7 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
     env = {
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),
-        "SQLMESH_EXAMPLE_DB": str(tmp_path / "sqlmesh.duckdb"),
+        "SQLMESH_EXAMPLE_DB": str(tmp_path / "sqlmesh_warehouse.duckdb"),  # a file named sqlmesh.duckdb would clash with the state schema
         "DBT_EXAMPLE_DB": str(tmp_path / "dbt.duckdb"),
         "DAGCTL_SENSOR_INTERVAL_SECONDS": "5",
     }
@@ -85,7 +85,12 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
             runs = {r.dagster_run.job_name: r.dagster_run for r in records}
             assert sorted(runs) == sorted(DEPLOYED_PROJECTS.values())
             for run in runs.values():
-                assert run.status == dg.DagsterRunStatus.SUCCESS, f"{run.job_name} {run.status}"
+                failures = [
+                    str(e.dagster_event.event_specific_data)[:3000]
+                    for e in instance.all_logs(run.run_id)
+                    if e.dagster_event and e.dagster_event.is_failure
+                ]
+                assert run.status == dg.DagsterRunStatus.SUCCESS, f"{run.job_name} {run.status} {failures}"
             if "sqlmesh_example_plan" in runs:
                 assert runs["sqlmesh_example_plan"].tags["dagster/run_key"] == "deploy:sqlmesh_example:2"
                 assert runs["sqlmesh_example_plan"].run_config["ops"]["plan"]["config"]["auto_apply"] is True
