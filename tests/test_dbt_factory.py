@@ -224,7 +224,8 @@ def test_failing_model_fails_the_step_naming_it_and_its_skipped_downstream(tmp_p
     # The public factory: its DbtCliResource comes bound, so no resources are passed.
     assets_def = dbt_assets(project_dir, name=PROJECT, target="dev")
     assert manifest.stat().st_mtime_ns == prepared_at
-    result = dg.materialize([assets_def], raise_on_error=False)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([assets_def], instance=instance, raise_on_error=False)
 
     assert not result.success
     description = step_failure_description(result)
@@ -235,6 +236,11 @@ def test_failing_model_fails_the_step_naming_it_and_its_skipped_downstream(tmp_p
         "skipped downstream: customers (upstream stg_payments failed); "
         "daily_revenue (upstream stg_payments failed); orders (upstream stg_payments failed)"
     ) in description
+
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id) if entry.dagster_event is None]
+    assert "dbt skipped model orders: upstream stg_payments failed" in logged
+    assert "dbt skipped model customers: upstream stg_payments failed" in logged
+    assert any(m.startswith("dbt model stg_payments error: Runtime Error in model stg_payments") for m in logged)
 
     materialized = {event.materialization.asset_key for event in result.get_asset_materialization_events()}
     assert materialized == {key(n) for n in [*SEEDS, "stg_customers", "stg_orders"]}

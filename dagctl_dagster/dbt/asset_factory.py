@@ -196,6 +196,11 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
         yield _with_run_result(event, results, manifest)
 
     outcome = results.outcome(manifest)
+    for node in outcome.failed:
+        context.log.error(f"dbt {node.resource_type} {node.name} {node.status}: {node.message}")
+    for unique_id, causes in sorted(outcome.skipped_because.items()):
+        because = f": upstream {', '.join(c.split('.')[2] for c in causes)} failed" if causes else ""
+        context.log.warning(f"dbt skipped {unique_id.split('.')[0]} {unique_id.split('.')[2]}{because}")
     if not outcome.succeeded:
         raise dg.Failure(
             description=outcome.failure_message(project_name),
