@@ -63,14 +63,18 @@ def options_from_args(args: argparse.Namespace):
 def run_from_args(args: argparse.Namespace, *, command: str) -> int:
     """Run the benchmark, print the table, and with --write-results update RESULTS.md."""
     from benchmarks.contenders import ContenderFailed
-    from benchmarks.harness import run_benchmarks
+    from benchmarks.harness import BenchResults, run_benchmarks
     from benchmarks.report import markdown_table, results_section, write_results
 
     options = options_from_args(args)
+    results = BenchResults()
     try:
-        results = run_benchmarks(options)
-    except ContenderFailed as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
+        run_benchmarks(options, results=results)
+    except (ContenderFailed, KeyboardInterrupt) as exc:
+        print(f"benchmark failed: {exc or 'interrupted'}", file=sys.stderr)
+        if results.rows:
+            print("Sections finished before the failure (not written to RESULTS.md):", file=sys.stderr)
+            print(markdown_table(results.rows), file=sys.stderr)
         return 1
     print(markdown_table(results.rows))
     for note in results.notes:

@@ -84,10 +84,19 @@ class BenchResults:
     notes: list[str] = field(default_factory=list)
 
 
-def run_benchmarks(options: BenchOptions, *, progress: Callable[[str], None] | None = None) -> BenchResults:
-    """Run every section not in ``options.skip``; raises :class:`ContenderFailed` on a wrong result."""
+def run_benchmarks(
+    options: BenchOptions,
+    *,
+    progress: Callable[[str], None] | None = None,
+    results: BenchResults | None = None,
+) -> BenchResults:
+    """Run every section not in ``options.skip``; raises :class:`ContenderFailed` on a wrong result.
+
+    Rows are added to ``results`` as each section finishes, so a caller passing its own
+    keeps the finished sections when a later one fails or is interrupted.
+    """
     say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
-    results = BenchResults()
+    results = results if results is not None else BenchResults()
     load_before = os.getloadavg()
     with _workdir(options) as workdir:
         repos = _Repositories(workdir, options.width)
