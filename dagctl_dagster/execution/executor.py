@@ -32,7 +32,6 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.execution import dagster_adapter as adapter
-from dagctl_dagster.execution.claims import ClaimStore, LeaseHeartbeat
 
 MAX_CONCURRENT_ENV = "MAX_CONCURRENT_MODELS"
 DEFAULT_MAX_CONCURRENT = 5
@@ -138,6 +137,10 @@ class ClaimAwareExecutor(adapter.Executor):
         yield from adapter.run_with_execution_context(plan_context, self, self._iterate)
 
     def _iterate(self, job_context, execution_plan) -> Iterator[adapter.DagsterEvent]:
+        # Imported here, not at module level: SQLAlchemy is only needed by run workers, and
+        # every code location load imports this module.
+        from dagctl_dagster.execution.claims import ClaimStore
+
         store = ClaimStore.from_environment(
             instance=job_context.instance, url=self.settings.claims_url, lease_seconds=self.settings.lease_seconds
         )
@@ -167,7 +170,7 @@ class _Counts:
 class _RunExecution:
     """One run's execution loop: claims, a bounded thread pool, the plan's state machine."""
 
-    def __init__(self, job_context, execution_plan, settings: ExecutorSettings, store: ClaimStore):
+    def __init__(self, job_context, execution_plan, settings: ExecutorSettings, store):
         self.job_context = job_context
         self.plan = execution_plan
         self.settings = settings
@@ -192,6 +195,8 @@ class _RunExecution:
                 yield from capture_events
                 try:
                     self.held_by_step = yield from self._claim_models()
+                    from dagctl_dagster.execution.claims import LeaseHeartbeat
+
                     with LeaseHeartbeat(self.store, self.run_id, interval=self.settings.lease_seconds / 3):
                         yield from self._loop(active)
                 finally:

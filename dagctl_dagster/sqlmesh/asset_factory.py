@@ -31,6 +31,7 @@ from dagctl_dagster.sqlmesh.translator import (
     DagsterSQLMeshTranslator,
     _render_args,
     audits_with_args,
+    schema_and_table,
     unique_check_name,
 )
 
@@ -160,10 +161,7 @@ def _dep_key(
         return keys[dep_fqn]
     # A table the project reads without declaring it in external_models.yaml.
     if dep_fqn not in external:
-        from sqlglot import exp
-
-        table = exp.to_table(dep_fqn)
-        external[dep_fqn] = dg.AssetKey([p.name for p in (table.args.get("db"), table.this) if p is not None])
+        external[dep_fqn] = dg.AssetKey(schema_and_table(dep_fqn))
     return external[dep_fqn]
 
 

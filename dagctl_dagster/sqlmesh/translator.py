@@ -34,9 +34,7 @@ class DagsterSQLMeshTranslator:
         self.project_name = project_name
 
     def get_asset_key(self, model: Any) -> dg.AssetKey:
-        table = model.fully_qualified_table if hasattr(model, "fully_qualified_table") else exp.to_table(model.fqn)
-        parts = [part.name for part in (table.args.get("db"), table.this) if part is not None]
-        return dg.AssetKey([p for p in parts if p])
+        return dg.AssetKey(schema_and_table(model.fqn))
 
     def get_group_name(self, model: Any) -> str | None:
         return self.project_name
@@ -83,7 +81,7 @@ class DagsterSQLMeshTranslator:
             columns=[
                 dg.TableColumn(
                     name=name,
-                    type=data_type.sql(dialect=model.dialect) if data_type is not None else "unknown",
+                    type=_type_name(data_type, model.dialect),
                     description=descriptions.get(name),
                 )
                 for name, data_type in columns.items()
@@ -109,6 +107,30 @@ class DagsterSQLMeshTranslator:
                 )
             )
         return specs
+
+
+_QUOTED_PART = re.compile(r'"((?:[^"]|"")*)"')
+
+
+def schema_and_table(fqn: str) -> list[str]:
+    """``"catalog"."schema"."table"`` → ``["schema", "table"]`` (no catalog).
+
+    SQLMesh's FQNs are normalized and quoted, so splitting the string is exact and costs far
+    less than parsing it with sqlglot (it is done for every model at load).
+    """
+    parts = [p.replace('""', '"') for p in _QUOTED_PART.findall(fqn)]
+    if not parts:
+        table = exp.to_table(fqn)
+        parts = [p.name for p in (table.args.get("catalog"), table.args.get("db"), table.this) if p is not None]
+    return [p for p in parts[-2:] if p]
+
+
+def _type_name(data_type: Any, dialect: str | None) -> str:
+    if data_type is None:
+        return "unknown"
+    if not data_type.expressions and not data_type.args.get("nested"):
+        return str(getattr(data_type.this, "value", data_type.this))
+    return data_type.sql(dialect=dialect)
 
 
 def audits_with_args(model: Any) -> list[tuple[Any, dict[str, Any]]]:
