@@ -45,3 +45,21 @@ class CodeLocationContext:
 
     loaded: LoadedConfig
     projects: list[ProjectDefinitions]
+
+
+def single_op_job(name: str, op: dg.OpDefinition, project: ProjectConfig, description: str) -> dg.JobDefinition:
+    """A one-op maintenance job (plan, deploy, janitor, backup) tagged with its project.
+
+    These jobs run in process: one op gains nothing from the claim-aware executor.
+    """
+
+    @dg.job(
+        name=name,
+        description=description,
+        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework},
+        executor_def=dg.in_process_executor,
+    )
+    def _job():
+        op()
+
+    return _job

@@ -21,7 +21,7 @@ import dagster as dg
 from pydantic import Field
 
 from dagctl_dagster.config import ProjectConfig
-from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG
+from dagctl_dagster.project import PROJECT_TAG, single_op_job
 
 
 class DbtDeployConfig(dg.Config):
@@ -46,16 +46,12 @@ def build_dbt_deploy_job(project: ProjectConfig) -> dg.JobDefinition:
         dbt = getattr(context.resources, dbt_resource_key)
         return _deploy(context, dbt, project, config.select.strip(), config.changed_files)
 
-    @dg.job(
-        name=deploy_job_name(project),
-        description=f"Builds what a deploy of dbt project '{project.name}' changed (dbt build --select).",
-        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: "dbt"},
-        executor_def=dg.in_process_executor,
+    return single_op_job(
+        deploy_job_name(project),
+        dbt_deploy_op,
+        project,
+        f"Builds what a deploy of dbt project '{project.name}' changed (dbt build --select).",
     )
-    def _deploy_job():
-        dbt_deploy_op()
-
-    return _deploy_job
 
 
 def _deploy(

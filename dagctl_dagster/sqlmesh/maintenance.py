@@ -24,7 +24,7 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG
+from dagctl_dagster.project import PROJECT_TAG, single_op_job
 
 BACKUP_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -180,13 +180,4 @@ def build_state_backup_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.J
 
 
 def _single_op_job(name: str, op: dg.OpDefinition, project: ProjectConfig, description: str) -> dg.JobDefinition:
-    @dg.job(
-        name=name,
-        description=f"{description} (project '{project.name}')",
-        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: "sqlmesh"},
-        executor_def=dg.in_process_executor,
-    )
-    def _job():
-        op()
-
-    return _job
+    return single_op_job(name, op, project, f"{description} (project '{project.name}')")

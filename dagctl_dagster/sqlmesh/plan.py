@@ -31,7 +31,7 @@ import dagster as dg
 from pydantic import Field
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG
+from dagctl_dagster.project import PROJECT_TAG, single_op_job
 
 ENVIRONMENT_CHANGED = "environment changed since the plan; plan again"
 
@@ -205,16 +205,12 @@ def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefini
     def plan_op(context: dg.OpExecutionContext, config: PlanConfig) -> dg.Output[dict]:
         return _run_plan(context, config, loaded, project)
 
-    @dg.job(
-        name=plan_job_name(project),
-        description=f"Plans SQLMesh project '{project.name}' against an environment; applies on request.",
-        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: "sqlmesh"},
-        executor_def=dg.in_process_executor,
+    return single_op_job(
+        plan_job_name(project),
+        plan_op,
+        project,
+        f"Plans SQLMesh project '{project.name}' against an environment; applies on request.",
     )
-    def _plan_job():
-        plan_op()
-
-    return _plan_job
 
 
 def _run_plan(
