@@ -112,7 +112,8 @@ def test_invalid_run_config_value_fails_before_any_model(record: Path, dagster_h
 
 
 @pytest.mark.timeout(180)
-def test_failure_blocks_exactly_its_downstream(record: Path, dagster_home: Path, monkeypatch):
+def test_failure_blocks_exactly_its_downstream(record: Path, dagster_home: Path, monkeypatch, postgres_url: str):
+    monkeypatch.setenv("DAGCTL_CLAIMS_URL", postgres_url)  # claims in PostgreSQL, as in production
     monkeypatch.setenv("DAGCTL_TEST_FAIL", "bad")
     monkeypatch.setenv("DAGCTL_TEST_FLAKY", "good")
     with DagsterInstance.get() as instance:
@@ -136,7 +137,12 @@ def test_failure_blocks_exactly_its_downstream(record: Path, dagster_home: Path,
 
 
 @pytest.mark.timeout(180)
-def test_models_claimed_by_another_run_are_skipped_with_their_downstream(record: Path, dagster_home: Path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_models_claimed_by_another_run_are_skipped_with_their_downstream(
+    record: Path, dagster_home: Path, monkeypatch, backend: str, request
+):
+    if backend == "postgresql":
+        monkeypatch.setenv("DAGCTL_CLAIMS_URL", request.getfixturevalue("postgres_url"))
     with DagsterInstance.get() as instance:
         store = ClaimStore.from_environment(instance=instance)
         assert store.claim("other-live-run", ["exec/w0"]).won == ["exec/w0"]
