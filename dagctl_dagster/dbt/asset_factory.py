@@ -40,9 +40,8 @@ from dagctl_dagster.dbt.run_results import RunResults
 from dagctl_dagster.dbt.translator import FRAMEWORK, DagctlDbtTranslator
 from dagctl_dagster.errors import ProjectLoadError
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
+from dagctl_dagster.settings import MAX_CONCURRENT_ENV, InvalidMaxConcurrent, parse_max_concurrent
 
-MAX_CONCURRENT_ENV = "MAX_CONCURRENT_MODELS"
-DEFAULT_MAX_CONCURRENT = 5
 # Full rebuilds: the new table holds exactly the rows the statement wrote.
 _REBUILT_MATERIALIZATIONS = frozenset({"table", "seed"})
 _OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -107,14 +106,12 @@ def build_dbt_project(loaded: LoadedConfig, project: ProjectConfig) -> ProjectDe
 def max_concurrent_models(environ: Mapping[str, str] | None = None) -> int:
     """``MAX_CONCURRENT_MODELS`` as a positive integer (default 5), the ``--threads`` of dbt."""
     raw = (os.environ if environ is None else environ).get(MAX_CONCURRENT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_CONCURRENT
-    if not raw.isdigit() or int(raw) < 1:
+    try:
+        return parse_max_concurrent(raw, source=f"env var {MAX_CONCURRENT_ENV}")
+    except InvalidMaxConcurrent as exc:
         raise dg.Failure(
-            description=f"env var {MAX_CONCURRENT_ENV} must be a positive integer such as "
-            f"{DEFAULT_MAX_CONCURRENT} (got {raw!r}); it sets dbt's --threads. Fix it and launch the run again."
-        )
-    return int(raw)
+            description=f"{exc}; it sets dbt's --threads. Fix it and launch the run again."
+        ) from None
 
 
 @dataclass(frozen=True)

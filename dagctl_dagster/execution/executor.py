@@ -31,10 +31,11 @@ from typing import Any
 
 import dagster as dg
 
+from dagctl_dagster import settings as shared_settings
 from dagctl_dagster.execution import dagster_adapter as adapter
 
-MAX_CONCURRENT_ENV = "MAX_CONCURRENT_MODELS"
-DEFAULT_MAX_CONCURRENT = 5
+MAX_CONCURRENT_ENV = shared_settings.MAX_CONCURRENT_ENV
+DEFAULT_MAX_CONCURRENT = shared_settings.DEFAULT_MAX_CONCURRENT
 DEFAULT_LEASE_SECONDS = 60.0
 ENVIRONMENT_POLL_SECONDS = 0.5
 RUN_SUMMARY_MESSAGE = "dagctl run summary"
@@ -68,21 +69,10 @@ class ExecutorSettings:
 
 def parse_max_concurrent(value: Any, *, source: str) -> int:
     """A positive integer, or an :class:`ExecutorConfigError` naming where the value came from."""
-    if value is None or value == "":
-        return DEFAULT_MAX_CONCURRENT
-    problem = ExecutorConfigError(
-        f"{source} must be a positive integer such as 5 (got {value!r}); fix it and launch the run again"
-    )
-    if isinstance(value, bool):
-        raise problem
-    number = value
-    if isinstance(value, str):
-        if not value.strip().lstrip("+").isdigit():
-            raise problem
-        number = int(value.strip())
-    if not isinstance(number, int) or number < 1:
-        raise problem
-    return number
+    try:
+        return shared_settings.parse_max_concurrent(value, source=source)
+    except shared_settings.InvalidMaxConcurrent as exc:
+        raise ExecutorConfigError(f"{exc}; fix it and launch the run again") from None
 
 
 @dg.executor(
