@@ -13,12 +13,13 @@ Usage::
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback_server import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -46,21 +47,18 @@ class Request:
     accepted: bool
 
 
-class SlackStub:
+class SlackStub(LoopbackServer):
     """Records every Slack API call; answers from a programmable queue, then ``default``."""
 
     def __init__(self, default: Response = OK):
         self.default = default
         self.requests: list[Request] = []
         self._queue: list[Response] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/api/"
+        return f"{self.base_url}/api/"
 
     def respond(self, *responses: Response) -> None:
         """Answer the next calls with these responses, in order."""
@@ -81,15 +79,6 @@ class SlackStub:
         while len(self.post_attempts) < count and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.post_attempts
-
-    def __enter__(self) -> SlackStub:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def _next_response(self) -> Response:
         with self._lock:
