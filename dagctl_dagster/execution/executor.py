@@ -135,7 +135,10 @@ class ClaimAwareExecutor(adapter.Executor):
             instance=job_context.instance, url=self.settings.claims_url, lease_seconds=self.settings.lease_seconds
         )
         try:
-            yield from _RunExecution(job_context, execution_plan, self.settings, store).events()
+            with adapter.storage_connections_held_open(
+                job_context.instance, max_connections=self.settings.max_concurrent + 2
+            ):
+                yield from _RunExecution(job_context, execution_plan, self.settings, store).events()
         finally:
             store.dispose()
 
@@ -172,6 +175,7 @@ class _RunExecution:
         self.counts = _Counts()
         self.stop_reason: str | None = None
         self._last_environment_check = 0.0
+        self._finished_models: list[str] = []
 
     def events(self) -> Iterator[adapter.DagsterEvent]:
         steps = self.plan.get_steps_to_execute_in_topo_order()
@@ -229,6 +233,7 @@ class _RunExecution:
             yield from self._drain(active, block=bool(self.in_flight))
             self._poll_environment()
             launched = yield from self._launch_ready(active)
+            self._release_finished_models()
             yield from active.concurrency_event_iterator(self.job_context)
             if not launched and not self.in_flight and not active.is_complete:
                 active.sleep_til_ready()
@@ -305,7 +310,7 @@ class _RunExecution:
             self.in_flight.pop(message.step_key, None)
             active.verify_complete(self.job_context, message.step_key)
             if message.step_key not in self.retrying:
-                self.store.release(self.run_id, self.models_by_step.get(message.step_key, []))
+                self._finished_models.extend(self.models_by_step.get(message.step_key, []))
             yield from self._after_step(active, message.step_key)
 
     def _after_step(self, active, step_key: str) -> Iterator[adapter.DagsterEvent]:
@@ -315,12 +320,12 @@ class _RunExecution:
         for event in skipped_events:
             if event.is_step_skipped:
                 self.counts.skipped_downstream.add(event.step_key)
-                self.store.release(self.run_id, self.models_by_step.get(event.step_key, []))
+                self._finished_models.extend(self.models_by_step.get(event.step_key, []))
             yield event
         failed = adapter.failed_step_keys(active)
         for blocked_key in sorted(adapter.abandoned_step_keys(active) - abandoned_before):
             self.counts.blocked.add(blocked_key)
-            self.store.release(self.run_id, self.models_by_step.get(blocked_key, []))
+            self._finished_models.extend(self.models_by_step.get(blocked_key, []))
             upstream = self._failed_upstream_models(blocked_key, failed)
             yield adapter.engine_event(
                 self.job_context,
@@ -328,6 +333,12 @@ class _RunExecution:
                 f"upstream {', '.join(upstream) or 'step'} failed; not executed in this run.",
                 {"blocked_step": blocked_key, "failed_upstream": ", ".join(upstream)},
             )
+
+    def _release_finished_models(self) -> None:
+        """One claim-store transaction for every model finished since the last loop turn."""
+        if self._finished_models:
+            finished, self._finished_models = self._finished_models, []
+            self.store.release(self.run_id, finished)
 
     def _failed_upstream_models(self, step_key: str, failed: set[str]) -> list[str]:
         seen: set[str] = set()
