@@ -34,8 +34,6 @@ from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.plan.step import ExecutionStep
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.base import Executor
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 TESTED_DAGSTER_MINOR = "1.13"
@@ -174,6 +172,10 @@ def storage_connections_held_open(instance: dg.DagsterInstance, *, max_connectio
     worker process. SQLite event log storage keeps one engine per database file for the
     duration of the block, still under the storage's own lock; it is restored afterwards.
     """
+    # Imported here: these pull in SQLAlchemy and Alembic, which only run workers need, and
+    # every code location load imports this module.
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
     event_storage = instance.event_log_storage
     if type(event_storage) is not SqliteEventLogStorage:
         if "sqlite" not in type(event_storage).__module__:
@@ -190,8 +192,9 @@ def storage_connections_held_open(instance: dg.DagsterInstance, *, max_connectio
             engine.dispose()
 
 
-def _kept_open_sqlite_connect(storage: SqliteEventLogStorage, engines: dict[str, Any]):
+def _kept_open_sqlite_connect(storage: Any, engines: dict[str, Any]):
     import sqlalchemy as sa
+    from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 
     @contextmanager
     def connect(shard: str):

@@ -38,6 +38,7 @@ MAX_CONCURRENT_ENV = shared_settings.MAX_CONCURRENT_ENV
 DEFAULT_MAX_CONCURRENT = shared_settings.DEFAULT_MAX_CONCURRENT
 DEFAULT_LEASE_SECONDS = 60.0
 ENVIRONMENT_POLL_SECONDS = 0.5
+RELEASE_INTERVAL_SECONDS = 1.0
 RUN_SUMMARY_MESSAGE = "dagctl run summary"
 
 
@@ -176,6 +177,7 @@ class _RunExecution:
         self.stop_reason: str | None = None
         self._last_environment_check = 0.0
         self._finished_models: list[str] = []
+        self._last_release = 0.0
 
     def events(self) -> Iterator[adapter.DagsterEvent]:
         steps = self.plan.get_steps_to_execute_in_topo_order()
@@ -335,9 +337,16 @@ class _RunExecution:
             )
 
     def _release_finished_models(self) -> None:
-        """One claim-store transaction for every model finished since the last loop turn."""
-        if self._finished_models:
+        """One claim-store transaction for the models finished in the last second.
+
+        A finished model's claim only matters to a run that starts meanwhile and wants the
+        same model; a second's delay costs it nothing, a transaction per model costs this
+        run a commit per model. Whatever is left is released when the run ends.
+        """
+        now = time.monotonic()
+        if self._finished_models and now - self._last_release >= RELEASE_INTERVAL_SECONDS:
             finished, self._finished_models = self._finished_models, []
+            self._last_release = now
             self.store.release(self.run_id, finished)
 
     def _failed_upstream_models(self, step_key: str, failed: set[str]) -> list[str]:

@@ -202,7 +202,11 @@ class SQLMeshRunSession:
         """A reason when the environment was re-planned since this run started, else None."""
         if not self._started or self._closed:
             return None
-        current = self._context.state_sync.get_environment(self.environment)
+        # The summaries, not get_environment: that one deserialises every snapshot of the
+        # environment, and this is asked twice a second while models run.
+        current = next(
+            (e for e in self._context.state_sync.get_environments_summary() if e.name == self.environment), None
+        )
         if current is None:
             return f"environment '{self.environment}' was removed"
         if current.plan_id != self._plan_id:
