@@ -15,6 +15,7 @@ intervals in the project's environment through the run's shared
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ import dagster as dg
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
 from dagctl_dagster.sqlmesh.session import ModelRun, SQLMeshRunSession
+from dagctl_dagster.sqlmesh.translation_cache import ModelTranslation, ProjectTranslation, TranslationCache
 from dagctl_dagster.sqlmesh.translator import (
     DagsterSQLMeshTranslator,
     _render_args,
@@ -34,6 +36,8 @@ from dagctl_dagster.sqlmesh.translator import (
     schema_and_table,
     unique_check_name,
 )
+
+logger = logging.getLogger(__name__)
 
 MODEL_FQN_TAG = "dagctl/sqlmesh_model"
 _OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -108,55 +112,86 @@ def _build_assets(
     *,
     bind_resource: bool,
 ) -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], list[dg.AssetKey]]:
-    from sqlmesh.core.snapshot.definition import fingerprint_from_node
-
-    from dagctl_dagster.sqlmesh.context import load_context
-
     translator = translator or DagsterSQLMeshTranslator(project.name)
     if translator.project_name is None:
         translator.project_name = project.name
+    translation = _cached_translation(project_dir, project, translator)
+    resource_defs = (
+        {session_resource_key(project.name): session_resource(project_dir, project)} if bind_resource else None
+    )
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
+    model_keys: list[dg.AssetKey] = []
+    for model in translation.models:
+        spec = dg.AssetSpec(**model.spec)
+        if model.external:
+            assets.append(spec)
+            continue
+        with warnings.catch_warnings():
+            # `resource_defs` on multi_asset is beta; only the standalone factory binds it.
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            assets.append(_model_asset(project, model, spec, resource_defs))
+        model_keys.append(spec.key)
+    assets.extend(dg.AssetSpec(**fields) for fields in translation.undeclared_sources)
+    return assets, model_keys
+
+
+def _cached_translation(
+    project_dir: Path, project: ProjectConfig, translator: DagsterSQLMeshTranslator
+) -> ProjectTranslation:
+    """The project's translation from the cache when its files are unchanged, else from a Context."""
+    from dagctl_dagster.sqlmesh.context import load_context
+
+    cache = TranslationCache.for_project(project_dir, project, translator)
+    translation = cache.load() if cache else None
+    if translation is not None:
+        logger.debug("project %s: assets from the translation cache %s", project.name, cache.path)
+        return translation
     context = load_context(project_dir, project)
     try:
-        models = dict(context.models)
-        nodes = context._models  # the mapping SQLMesh fingerprints against
-        keys = {fqn: translator.get_asset_key(model) for fqn, model in models.items()}
-        fingerprints: dict[str, Any] = {}
-        resource_defs = (
-            {session_resource_key(project.name): session_resource(project_dir, project)}
-            if bind_resource
-            else None
-        )
-        assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
-        model_keys: list[dg.AssetKey] = []
-        external: dict[str, dg.AssetKey] = {}
-        for fqn, model in sorted(models.items()):
-            deps = [_dep_key(dep, keys, external, translator) for dep in sorted(model.depends_on)]
-            if model.kind.is_external:
-                assets.append(_spec(model, keys[fqn], deps, translator, code_version=None))
-                continue
-            code_version = fingerprint_from_node(model, nodes=nodes, cache=fingerprints).to_version()
-            spec = _spec(model, keys[fqn], deps, translator, code_version)
-            with warnings.catch_warnings():
-                # `resource_defs` on multi_asset is beta; only the standalone factory binds it.
-                warnings.simplefilter("ignore", dg.BetaWarning)
-                assets.append(_model_asset(project, model, spec, translator, resource_defs))
-            model_keys.append(spec.key)
-        known = {spec.key for spec in assets if isinstance(spec, dg.AssetSpec)}
-        for dep_key in external.values():
-            if dep_key not in known and dep_key not in model_keys:
-                assets.append(dg.AssetSpec(dep_key, group_name=translator.get_group_name(None), kinds={"sqlmesh"}))
-                known.add(dep_key)
-        return assets, model_keys
+        translation = _translate(context, translator)
     finally:
         context.close()
+    if cache:
+        cache.store(translation)
+    return translation
 
 
-def _dep_key(
-    dep_fqn: str,
-    keys: dict[str, dg.AssetKey],
-    external: dict[str, dg.AssetKey],
-    translator: DagsterSQLMeshTranslator,
-) -> dg.AssetKey:
+def _translate(context: Any, translator: DagsterSQLMeshTranslator) -> ProjectTranslation:
+    from sqlmesh.core.snapshot.definition import fingerprint_from_node
+
+    models = dict(context.models)
+    nodes = context._models  # the mapping SQLMesh fingerprints against
+    keys = {fqn: translator.get_asset_key(model) for fqn, model in models.items()}
+    fingerprints: dict[str, Any] = {}
+    translated: list[ModelTranslation] = []
+    external: dict[str, dg.AssetKey] = {}
+    for fqn, model in sorted(models.items()):
+        deps = [_dep_key(dep, keys, external) for dep in sorted(model.depends_on)]
+        if model.kind.is_external:
+            spec = _spec_fields(model, keys[fqn], deps, translator, code_version=None)
+            translated.append(ModelTranslation(fqn=fqn, name=model.name, external=True, spec=spec))
+            continue
+        code_version = fingerprint_from_node(model, nodes=nodes, cache=fingerprints).to_version()
+        translated.append(
+            ModelTranslation(
+                fqn=fqn,
+                name=model.name,
+                external=False,
+                spec=_spec_fields(model, keys[fqn], deps, translator, code_version),
+                check_specs=[_check_spec_fields(c) for c in translator.get_check_specs(model, keys[fqn])],
+                check_names=_check_names_by_audit(model, translator),
+            )
+        )
+    declared = set(keys.values())
+    undeclared = [
+        {"key": dep_key, "group_name": translator.get_group_name(None), "kinds": {"sqlmesh"}}
+        for dep_key in dict.fromkeys(external.values())
+        if dep_key not in declared
+    ]
+    return ProjectTranslation(models=translated, undeclared_sources=undeclared)
+
+
+def _dep_key(dep_fqn: str, keys: dict[str, dg.AssetKey], external: dict[str, dg.AssetKey]) -> dg.AssetKey:
     if dep_fqn in keys:
         return keys[dep_fqn]
     # A table the project reads without declaring it in external_models.yaml.
@@ -165,36 +200,48 @@ def _dep_key(
     return external[dep_fqn]
 
 
-def _spec(
+def _spec_fields(
     model: Any,
     key: dg.AssetKey,
     deps: Sequence[dg.AssetKey],
     translator: DagsterSQLMeshTranslator,
     code_version: str | None,
-) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key=key,
-        deps=deps,
-        description=translator.get_description(model),
-        group_name=translator.get_group_name(model),
-        owners=list(translator.get_owners(model)),
-        tags=dict(translator.get_tags(model)),
-        kinds=translator.get_kinds(model),
-        metadata=dict(translator.get_metadata(model)),
-        code_version=code_version,
-    )
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "deps": list(deps),
+        "description": translator.get_description(model),
+        "group_name": translator.get_group_name(model),
+        "owners": list(translator.get_owners(model)),
+        "tags": dict(translator.get_tags(model)),
+        "kinds": set(translator.get_kinds(model)),
+        "metadata": dict(translator.get_metadata(model)),
+        "code_version": code_version,
+    }
+
+
+def _check_spec_fields(check: dg.AssetCheckSpec) -> dict[str, Any]:
+    return {
+        "name": check.name,
+        "asset": check.asset_key,
+        "description": check.description,
+        "additional_deps": [dep.asset_key for dep in check.additional_deps or []],
+        "blocking": check.blocking,
+        "metadata": dict(check.metadata or {}),
+        "automation_condition": check.automation_condition,
+    }
 
 
 def _model_asset(
     project: ProjectConfig,
-    model: Any,
+    model: ModelTranslation,
     spec: dg.AssetSpec,
-    translator: DagsterSQLMeshTranslator,
     resource_defs: dict[str, Any] | None,
 ) -> dg.AssetsDefinition:
     fqn = model.fqn
-    check_specs = translator.get_check_specs(model, spec.key)
-    check_names = _check_names_by_audit(model, translator)
+    model_name = model.name
+    check_specs = [dg.AssetCheckSpec(**fields) for fields in model.check_specs]
+    check_names = model.check_names
     resource_key = session_resource_key(project.name)
     op_name = _OP_UNSAFE.sub("_", "__".join([project.name, *spec.key.path]))
 
@@ -219,12 +266,12 @@ def _model_asset(
                 yield from _check_results(spec.key, run, check_names)
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise dg.Failure(
-                description=f"SQLMesh model {model.name} (project '{project.name}') failed: {first_line}",
-                metadata={"model": model.name, "project": project.name, "error": first_line},
+                description=f"SQLMesh model {model_name} (project '{project.name}') failed: {first_line}",
+                metadata={"model": model_name, "project": project.name, "error": first_line},
             ) from exc
         if not run.in_environment:
             context.log.warning(
-                f"Model {model.name} is not in environment '{project.environment}' yet: apply a plan "
+                f"Model {model_name} is not in environment '{project.environment}' yet: apply a plan "
                 f"(job {project.name}_plan) to add it. Nothing was evaluated."
             )
         yield dg.MaterializeResult(

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-from sqlglot import exp
 
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 _CHECK_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -120,6 +119,8 @@ def schema_and_table(fqn: str) -> list[str]:
     """
     parts = [p.replace('""', '"') for p in _QUOTED_PART.findall(fqn)]
     if not parts:
+        from sqlglot import exp  # only for names SQLMesh did not quote (not imported on cached loads)
+
         table = exp.to_table(fqn)
         parts = [p.name for p in (table.args.get("catalog"), table.args.get("db"), table.this) if p is not None]
     return [p for p in parts[-2:] if p]
@@ -148,6 +149,8 @@ def unique_check_name(name: str, used: set[str]) -> str:
 
 
 def _render_args(args: Mapping[str, Any]) -> str:
+    from sqlglot import exp
+
     return ", ".join(
         f"{key} := {value.sql() if isinstance(value, exp.Expression) else value}"
         for key, value in args.items()

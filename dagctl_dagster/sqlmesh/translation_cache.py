@@ -1,0 +1,180 @@
+"""A cache of a SQLMesh project's translation to Dagster assets, so loads skip the Context.
+
+Loading definitions means loading the SQLMesh Context (parsing every model, even with
+SQLMesh's own cache warm) and translating each model. Every code server start, reload and
+run worker does it again for the same files. The translation only depends on:
+
+- the content of every file of the project (models, macros, audits, config, seeds);
+- the values of environment variables those files mention (``config.py`` reading
+  ``os.environ["WAREHOUSE"]``, ``{{ env_var('WAREHOUSE') }}``): the database file decides
+  the catalog, which is part of every model's name;
+- the project's entry in ``.dagctl/config.yaml``, the translator (class, its module's
+  source, its attributes) and the versions of Python, SQLMesh, Dagster and dagctl-dagster.
+
+So that is the key. A hit returns the translated models without importing SQLMesh; a
+miss (any change, a broken model) loads the Context as before, with its errors, and
+stores the result. The cache lives in the project's ``.cache/dagctl/`` beside SQLMesh's
+own cache; when that is not writable (a read-only git-sync volume), loads just miss.
+``DAGCTL_ASSET_CACHE=off`` turns it off.
+
+Example::
+
+    cache = TranslationCache.for_project(project_dir, project, translator)
+    translated = cache.load() if cache else None
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import inspect
+import logging
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagctl_dagster.config import ProjectConfig
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "DAGCTL_ASSET_CACHE"
+FORMAT_VERSION = 1
+_SKIPPED_DIRS = {".cache", "logs", "target", "__pycache__", ".git", "dbt_packages", "node_modules"}
+_SKIPPED_SUFFIXES = (".duckdb", ".duckdb.wal", ".db", ".db-wal", ".db-shm", ".pyc", ".log")
+_KEPT_CACHE_FILES = 3
+
+
+@dataclass(frozen=True)
+class ModelTranslation:
+    """What the Dagster side needs of one model, as plain picklable data."""
+
+    fqn: str
+    name: str
+    external: bool
+    spec: dict[str, Any]  # AssetSpec fields; deps as AssetKeys
+    check_specs: list[dict[str, Any]] = field(default_factory=list)
+    check_names: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProjectTranslation:
+    models: list[ModelTranslation]
+    undeclared_sources: list[dict[str, Any]]  # AssetSpec fields of tables read but not declared
+
+
+class TranslationCache:
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def for_project(cls, project_dir: Path, project: ProjectConfig, translator: Any) -> TranslationCache | None:
+        """The cache entry for the project as it is now, or None when it cannot be keyed."""
+        if os.environ.get(CACHE_ENV, "").strip().lower() in {"0", "off", "false", "no"}:
+            return None
+        try:
+            key = _cache_key(project_dir, project, translator)
+        except (OSError, _NotCacheable) as exc:
+            logger.debug("no asset cache for project %s: %s", project.name, exc)
+            return None
+        return cls(project_dir / ".cache" / "dagctl" / f"assets-{key}.pickle")
+
+    def load(self) -> ProjectTranslation | None:
+        try:
+            with self.path.open("rb") as handle:
+                value = pickle.load(handle)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # a truncated or foreign file is a miss, never an error
+            logger.debug("ignoring unreadable asset cache %s: %s", self.path, exc)
+            return None
+        return value if isinstance(value, ProjectTranslation) else None
+
+    def store(self, translation: ProjectTranslation) -> None:
+        """Write atomically (never a half-written entry), keep the newest few, ignore failures."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".assets-", suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    pickle.dump(translation, out, protocol=pickle.HIGHEST_PROTOCOL)
+                os.replace(temporary, self.path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+            self._prune()
+        except Exception as exc:
+            logger.debug("could not write asset cache %s: %s", self.path, exc)
+
+    def _prune(self) -> None:
+        entries = sorted(self.path.parent.glob("assets-*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in entries[_KEPT_CACHE_FILES:]:
+            stale.unlink(missing_ok=True)
+
+
+class _NotCacheable(Exception):
+    pass
+
+
+def _cache_key(project_dir: Path, project: ProjectConfig, translator: Any) -> str:
+    digest = hashlib.sha256()
+
+    def add(label: str, value: str | bytes) -> None:
+        data = value.encode() if isinstance(value, str) else value
+        digest.update(f"{label}:{len(data)}:".encode())
+        digest.update(data)
+
+    add("format", str(FORMAT_VERSION))
+    add("python", sys.version)
+    for package in ("sqlmesh", "dagster", "dagctl-dagster"):
+        add(package, _version(package))
+    add("project", project.model_dump_json())
+    add("project_dir", str(project_dir.resolve()))
+    add("translator", _translator_identity(translator))
+    for module in ("asset_factory.py", "translation_cache.py"):  # the code that translates
+        add(module, Path(__file__).with_name(module).read_bytes())
+    texts: list[bytes] = []
+    for path in _project_files(project_dir):
+        content = path.read_bytes()
+        add(str(path.relative_to(project_dir)), content)
+        texts.append(content)
+    everything = b"\n".join(texts)
+    for name in sorted(os.environ):
+        if len(name) >= 2 and name.encode() in everything:
+            add(f"env:{name}", os.environ[name])
+    return digest.hexdigest()[:32]
+
+
+def _project_files(project_dir: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(project_dir):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
+        for name in sorted(files):
+            if not name.endswith(_SKIPPED_SUFFIXES):
+                yield Path(root, name)
+
+
+def _translator_identity(translator: Any) -> str:
+    parts: list[str] = []
+    for cls in type(translator).__mro__:
+        if cls is object:
+            continue
+        try:
+            source = Path(inspect.getsourcefile(cls) or "").read_bytes()
+        except (OSError, TypeError) as exc:
+            raise _NotCacheable(f"source of translator class {cls.__qualname__} unavailable") from exc
+        parts.append(f"{cls.__module__}.{cls.__qualname__}:{hashlib.sha256(source).hexdigest()}")
+    state = repr(sorted(vars(translator).items()))
+    if " at 0x" in state:  # an attribute without a stable repr: its value cannot be keyed
+        raise _NotCacheable("translator attributes have no stable representation")
+    return "|".join(parts) + "|" + state
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
