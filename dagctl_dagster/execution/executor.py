@@ -21,6 +21,7 @@ Example (the default executor of everything ``load_definitions`` builds)::
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import threading
@@ -119,6 +120,11 @@ class ClaimAwareExecutor(adapter.Executor):
         return self._retries
 
     def execute(self, plan_context, execution_plan) -> Iterator[adapter.DagsterEvent]:
+        # Everything loaded so far (Dagster, the definitions, SQLMesh's modules) lives as long
+        # as this run worker. Frozen, the cyclic GC stops re-walking it on every full
+        # collection while models run and once more at interpreter exit: measured 3.4 s of
+        # collection over an N=100 run (1.4 s of it at exit) before this.
+        gc.freeze()
         yield adapter.engine_event(
             plan_context,
             f"Claim-aware executor: up to {self.settings.max_concurrent} model steps at once "
