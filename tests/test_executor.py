@@ -10,7 +10,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from dagctl_dagster.execution.claims import ClaimStore
-from projects import executor_jobs
+from projects import executor_jobs, release_jobs
 
 
 @pytest.fixture
@@ -157,6 +157,25 @@ def test_models_claimed_by_another_run_are_skipped_with_their_downstream(
     skip_logs = [e.message for e in result.all_events if e.step_key == "exec__w0" and e.message]
     assert any("claimed by run other-live-run" in m for m in skip_logs)
     assert remaining == {"exec/w0": "other-live-run"}  # ours released, theirs untouched
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_finished_models_claim_is_released_while_the_run_goes_on(
+    record: Path, dagster_home: Path, monkeypatch, backend: str, request
+):
+    """Claims of finished models are released in batches (within about a second), not at run end."""
+    if backend == "postgresql":
+        monkeypatch.setenv("DAGCTL_CLAIMS_URL", request.getfixturevalue("postgres_url"))
+    monkeypatch.setenv("MAX_CONCURRENT_MODELS", "2")  # fast and slow start together
+    with DagsterInstance.get() as instance:
+        result = run_job(release_jobs.get_release_job, instance)
+        claims_left = ClaimStore.from_environment(instance=instance).list_claims()
+    assert result.success
+    seen = json.loads(record.read_text())
+    # While `slow` was still running, `fast` had been released and `slow` was still held.
+    assert seen["held_while_slow_ran"] == {"release/slow": seen["run_id"]}
+    assert claims_left == []
 
 
 @pytest.mark.timeout(240)
