@@ -15,6 +15,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import os
 import shutil
@@ -94,16 +96,32 @@ def run_timed(
 
 
 def _wait4(process, timeout_s: float, label: str):
+    # An Event, not Thread.join: on Python 3.11 a join interrupted by Ctrl-C marks the thread
+    # stopped while it still runs, so a second join would not wait for the reap.
     outcome: list = []
-    waiter = threading.Thread(target=lambda: outcome.append(os.wait4(process.pid, 0)), daemon=True)
-    waiter.start()
-    waiter.join(timeout_s)
-    if waiter.is_alive():
-        os.killpg(process.pid, 9)  # the session this contender's process leads, nothing else
-        waiter.join(30)
+    reaped = threading.Event()
+
+    def wait() -> None:
+        outcome.append(os.wait4(process.pid, 0))
+        reaped.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    try:
+        finished = reaped.wait(timeout_s)
+    except BaseException:  # Ctrl-C: the contender (its own session) must not outlive the benchmark
+        _kill_session(process, reaped)
+        raise
+    if not finished:
+        _kill_session(process, reaped)
         raise ContenderFailed(f"{label}: did not finish within {timeout_s:.0f}s; killed")
     _, status, rusage = outcome[0]
     return status, rusage
+
+
+def _kill_session(process, reaped: threading.Event) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, 9)  # the session this contender's process leads, nothing else
+    reaped.wait(30)
 
 
 # -- starting states ---------------------------------------------------------------------

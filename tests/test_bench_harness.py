@@ -124,6 +124,32 @@ def test_run_timed_failure_and_timeout_raise_with_the_output():
         c.run_timed([sys.executable, "-c", "import time; time.sleep(30)"], label="slow", timeout_s=1)
 
 
+
+@pytest.mark.timeout(60)
+def test_interrupting_the_benchmark_kills_the_running_contender(tmp_path):
+    """Ctrl-C during a contender must not leave it running (it leads its own session)."""
+    import os
+    import signal
+
+    pid_file = tmp_path / "pid"
+    sleeper = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            c.run_timed([sys.executable, "-c", sleeper], label="sleeper")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left sleeping
+        os.kill(pid, 0)
+
+
 # -- report math -------------------------------------------------------------------------
 
 
