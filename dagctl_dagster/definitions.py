@@ -38,8 +38,12 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
 
     from dagctl_dagster.alerts import build_alerting
     from dagctl_dagster.automation import build_automation
+    from dagctl_dagster.execution.dagster_adapter import keep_sqlite_event_connections_open
     from dagctl_dagster.execution.executor import claim_aware_executor
 
+    # `dagster job execute` creates its run after loading this code location, writing one
+    # event per asset: with SQLite storage, on kept connections that is ~3x faster.
+    keep_sqlite_event_connections_open()
     alerting = build_alerting(location)
     automation = build_automation(location)
 

@@ -81,22 +81,88 @@ def _write_events_from_threads(instance: DagsterInstance, run, count: int, threa
         list(pool.map(lambda i: instance.report_engine_event(f"event {i}", run), range(count)))
 
 
-def test_sqlite_event_storage_keeps_one_connection_per_database_during_the_block(dagster_home):
+def _kept_engines(storage) -> dict:
+    return dict(vars(storage).get("_dagctl_kept_open_engines") or {})
+
+
+def test_sqlite_event_storage_reuses_one_connection_per_database_file(dagster_home):
+    assert adapter.keep_sqlite_event_connections_open(force=True)
     with DagsterInstance.get() as instance:
         run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
         storage = instance.event_log_storage
-        with adapter.storage_connections_held_open(instance, max_connections=5):
-            with storage.run_connection(run.run_id) as first:
-                first_dbapi = first.connection.dbapi_connection
-            with storage.run_connection(run.run_id) as second:
-                second_dbapi = second.connection.dbapi_connection
-            _write_events_from_threads(instance, run, count=60, threads=5)
+        with storage.run_connection(run.run_id) as first:
+            first_dbapi = first.connection.dbapi_connection
+        with storage.run_connection(run.run_id) as second:
+            second_dbapi = second.connection.dbapi_connection
+        _write_events_from_threads(instance, run, count=60, threads=5)
         assert first_dbapi is second_dbapi
-        assert "_connect" not in vars(storage), "the storage's own connect must be back after the block"
-        with storage.run_connection(run.run_id) as after:
-            assert after.connection.dbapi_connection is not first_dbapi
+        assert set(_kept_engines(storage)) == {run.run_id, "index"}
         messages = _engine_events(instance, run.run_id)
     assert sorted(messages) == sorted(f"event {i}" for i in range(60))
+    assert _kept_engines(storage) == {}, "dispose() closes the kept engines"
+
+
+def test_sqlite_kept_engines_are_bounded_and_evicted_shards_still_read_and_write(dagster_home):
+    adapter.keep_sqlite_event_connections_open(force=True)
+    with DagsterInstance.get() as instance:
+        job = dg.GraphDefinition("g").to_job()
+        runs = [instance.create_run_for_job(job) for _ in range(adapter.KEPT_OPEN_SQLITE_SHARDS + 3)]
+        instance.get_asset_records()  # the index shard is used first, then only run shards
+        for run in runs:
+            instance.report_engine_event(f"first {run.run_id}", run)
+        kept = _kept_engines(instance.event_log_storage)
+        assert len(kept) == adapter.KEPT_OPEN_SQLITE_SHARDS
+        assert "index" in kept  # least recently used, but kept: every asset event and read needs it
+        assert runs[0].run_id not in kept  # the oldest run's shard was evicted
+        instance.report_engine_event(f"again {runs[0].run_id}", runs[0])
+        assert _engine_events(instance, runs[0].run_id)[-2:] == [f"first {runs[0].run_id}", f"again {runs[0].run_id}"]
+
+
+def test_wiping_a_sqlite_instance_with_kept_connections_loses_no_later_event(dagster_home):
+    """wipe() deletes run files: writes after it must reach new files, not the deleted ones."""
+    adapter.keep_sqlite_event_connections_open(force=True)
+    with DagsterInstance.get() as instance:
+        job = dg.GraphDefinition("g").to_job()
+        before = instance.create_run_for_job(job)
+        instance.report_engine_event("before wipe", before)
+        instance.wipe()
+        assert before.run_id not in _kept_engines(instance.event_log_storage)  # its file is gone
+        after = instance.create_run_for_job(job)
+        instance.report_engine_event("after wipe", after)
+        assert _engine_events(instance, after.run_id) == ["after wipe"]
+        assert (dagster_home / "history" / "runs" / f"{after.run_id}.db").exists()
+    with DagsterInstance.get() as reopened:  # another process's view: the event is on disk
+        assert _engine_events(reopened, after.run_id) == ["after wipe"]
+
+
+def test_a_code_location_load_patches_sqlite_storage_only_where_it_is_already_imported(tmp_path):
+    """A code server's load must not import SQLAlchemy for it; a CLI process with an instance is patched."""
+    import subprocess
+    import sys
+
+    from conftest import copy_repository
+
+    repo = copy_repository(tmp_path / "repo")
+    probe = (
+        "import sys; from dagctl_dagster import load_definitions\n"
+        "{setup}"
+        "load_definitions('.dagctl/config.yaml')\n"
+        "from dagctl_dagster.execution import dagster_adapter as a\n"
+        "module = sys.modules.get(a.SQLITE_EVENT_LOG_MODULE)\n"
+        "print(module is not None, bool(module and getattr(module.SqliteEventLogStorage, '_dagctl_kept_open', False)))\n"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    instance_first = f"import dagster as dg; dg.DagsterInstance.from_config({str(home)!r}).get_runs()\n"
+    outputs = {}
+    for name, setup in {"code server": "", "CLI with an instance": instance_first}.items():
+        completed = subprocess.run(
+            [sys.executable, "-c", probe.format(setup=setup)], cwd=repo, capture_output=True, text=True, timeout=240
+        )
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        outputs[name] = completed.stdout.strip().splitlines()[-1]
+    assert outputs == {"code server": "False False", "CLI with an instance": "True True"}
 
 
 def test_postgres_storage_gets_pooled_connections_for_the_run(tmp_path, monkeypatch, postgres_url):
