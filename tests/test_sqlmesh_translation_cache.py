@@ -110,3 +110,27 @@ def test_an_unwritable_cache_directory_only_costs_the_cache(project_dir: Path, c
     _load(project_dir, caplog)
     _, hit = _load(project_dir, caplog)
     assert not hit and _cache_files(project_dir) == []
+
+
+def test_a_shared_cache_dir_serves_a_fresh_clone_at_the_same_path(project_dir: Path, caplog, monkeypatch, tmp_path):
+    """A Kubernetes run pod clones the project afresh (no .cache); a shared volume still serves it."""
+    import shutil
+
+    shared = tmp_path / "shared-cache"
+    monkeypatch.setenv("DAGCTL_ASSET_CACHE_DIR", str(shared))
+    first, first_hit = _load(project_dir, caplog)
+    assert _cache_files(project_dir) == [], "with a shared directory, nothing is written into the project"
+    assert [p.parent.name for p in shared.glob("*/assets-*.pickle")] == ["sqlmesh_example"]
+
+    pristine = tmp_path / "pristine"
+    shutil.copytree(project_dir, pristine, ignore=shutil.ignore_patterns(".cache"))
+    shutil.rmtree(project_dir)
+    shutil.copytree(pristine, project_dir)  # the same commit, cloned again at the same path
+    second, second_hit = _load(project_dir, caplog)
+    assert (first_hit, second_hit) == (False, True)
+    assert second == first
+
+    moved = tmp_path / "elsewhere" / project_dir.name
+    shutil.copytree(pristine, moved)  # another path: its metadata names other files, so no hit
+    _, moved_hit = _load(moved, caplog)
+    assert not moved_hit

@@ -15,7 +15,10 @@ So that is the key. A hit returns the translated models without importing SQLMes
 miss (any change, a broken model) loads the Context as before, with its errors, and
 stores the result. The cache lives in the project's ``.cache/dagctl/`` beside SQLMesh's
 own cache; when that is not writable (a read-only git-sync volume), loads just miss.
-``DAGCTL_ASSET_CACHE=off`` turns it off.
+``DAGCTL_ASSET_CACHE_DIR`` moves it elsewhere, one subdirectory per project: a volume the
+code server and the run pods share, so a run pod whose git-sync clone is fresh (no
+``.cache``) still skips the Context. The key holds the project's resolved path, so
+clones at other paths never read each other's entries. ``DAGCTL_ASSET_CACHE=off`` turns it off.
 
 Example::
 
@@ -43,6 +46,7 @@ from dagctl_dagster.config import ProjectConfig
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "DAGCTL_ASSET_CACHE"
+CACHE_DIR_ENV = "DAGCTL_ASSET_CACHE_DIR"
 FORMAT_VERSION = 1
 _SKIPPED_DIRS = {".cache", "logs", "target", "__pycache__", ".git", "dbt_packages", "node_modules"}
 _SKIPPED_SUFFIXES = (".duckdb", ".duckdb.wal", ".db", ".db-wal", ".db-shm", ".pyc", ".log")
@@ -81,7 +85,7 @@ class TranslationCache:
         except (OSError, _NotCacheable) as exc:
             logger.debug("no asset cache for project %s: %s", project.name, exc)
             return None
-        return cls(project_dir / ".cache" / "dagctl" / f"assets-{key}.pickle")
+        return cls(_cache_dir(project_dir, project) / f"assets-{key}.pickle")
 
     def load(self) -> ProjectTranslation | None:
         try:
@@ -114,6 +118,12 @@ class TranslationCache:
         entries = sorted(self.path.parent.glob("assets-*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in entries[_KEPT_CACHE_FILES:]:
             stale.unlink(missing_ok=True)
+
+
+def _cache_dir(project_dir: Path, project: ProjectConfig) -> Path:
+    shared = os.environ.get(CACHE_DIR_ENV, "").strip()
+    # Per project, so one project's pruning never evicts another's entries.
+    return Path(shared) / project.name if shared else project_dir / ".cache" / "dagctl"
 
 
 class _NotCacheable(Exception):
