@@ -13,6 +13,14 @@ from dagctl_dagster.execution.claims import ClaimStore
 from projects import executor_jobs, release_jobs
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def claims_backend(request, monkeypatch) -> str:
+    """Runs the test with claims in the instance's SQLite storage, then in PostgreSQL."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("DAGCTL_CLAIMS_URL", request.getfixturevalue("postgres_url"))
+    return request.param
+
+
 @pytest.fixture
 def record(tmp_path: Path, monkeypatch) -> Path:
     path = tmp_path / "record.jsonl"
@@ -137,12 +145,9 @@ def test_failure_blocks_exactly_its_downstream(record: Path, dagster_home: Path,
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_models_claimed_by_another_run_are_skipped_with_their_downstream(
-    record: Path, dagster_home: Path, monkeypatch, backend: str, request
+    record: Path, dagster_home: Path, monkeypatch, claims_backend: str
 ):
-    if backend == "postgresql":
-        monkeypatch.setenv("DAGCTL_CLAIMS_URL", request.getfixturevalue("postgres_url"))
     with DagsterInstance.get() as instance:
         store = ClaimStore.from_environment(instance=instance)
         assert store.claim("other-live-run", ["exec/w0"]).won == ["exec/w0"]
@@ -160,13 +165,10 @@ def test_models_claimed_by_another_run_are_skipped_with_their_downstream(
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_finished_models_claim_is_released_while_the_run_goes_on(
-    record: Path, dagster_home: Path, monkeypatch, backend: str, request
+    record: Path, dagster_home: Path, monkeypatch, claims_backend: str
 ):
     """Claims of finished models are released in batches (within about a second), not at run end."""
-    if backend == "postgresql":
-        monkeypatch.setenv("DAGCTL_CLAIMS_URL", request.getfixturevalue("postgres_url"))
     monkeypatch.setenv("MAX_CONCURRENT_MODELS", "2")  # fast and slow start together
     with DagsterInstance.get() as instance:
         result = run_job(release_jobs.get_release_job, instance)
