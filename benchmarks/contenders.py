@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-
 import dataclasses
 import os
 import shutil

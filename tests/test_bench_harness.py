@@ -124,7 +124,6 @@ def test_run_timed_failure_and_timeout_raise_with_the_output():
         c.run_timed([sys.executable, "-c", "import time; time.sleep(30)"], label="slow", timeout_s=1)
 
 
-
 @pytest.mark.timeout(60)
 def test_interrupting_the_benchmark_kills_the_running_contender(tmp_path):
     """Ctrl-C during a contender must not leave it running (it leads its own session)."""

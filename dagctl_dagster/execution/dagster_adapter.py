@@ -10,7 +10,9 @@ test and adjusting this file, nothing else.
 
 from __future__ import annotations
 
+import collections
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -203,8 +205,6 @@ def keep_sqlite_event_connections_open(*, force: bool = False) -> bool:
     imported (this process has a SQLite instance), so a code location load never imports
     SQLAlchemy for it. Idempotent; returns whether the patch is in place.
     """
-    import sys
-
     if not force and SQLITE_EVENT_LOG_MODULE not in sys.modules:
         return False
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
@@ -236,8 +236,6 @@ def keep_sqlite_event_connections_open(*, force: bool = False) -> bool:
 
 @contextmanager
 def _kept_open_sqlite_connect(storage: Any, shard: str) -> Iterator[Any]:
-    import collections
-
     with storage._db_lock:
         engines = storage.__dict__.setdefault(_KEPT_ENGINES_ATTR, collections.OrderedDict())
         engine = engines.get(shard)
@@ -292,8 +290,6 @@ def engine_event(
     error: bool = False,
 ) -> DagsterEvent:
     """An engine event on the run, or on a step when given a step context."""
-    import sys
-
     data = EngineEventData(
         metadata=metadata or {},
         error=serializable_error_info_from_exc_info(sys.exc_info()) if error else None,
