@@ -27,6 +27,7 @@ import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
+from dagctl_dagster.secrets import redact, redacted_traceback
 from dagctl_dagster.sqlmesh.session import ModelRun, SQLMeshRunSession
 from dagctl_dagster.sqlmesh.translation_cache import ModelTranslation, ProjectTranslation, TranslationCache
 from dagctl_dagster.sqlmesh.translator import (
@@ -264,11 +265,17 @@ def _model_asset(
             run = getattr(exc, "model_run", None)
             if run is not None:
                 yield from _check_results(spec.key, run, check_names)
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first_line = redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+            # `from None`: Dagster would store the original (unredacted) exception chain.
             raise dg.Failure(
                 description=f"SQLMesh model {model_name} (project '{project.name}') failed: {first_line}",
-                metadata={"model": model_name, "project": project.name, "error": first_line},
-            ) from exc
+                metadata={
+                    "model": model_name,
+                    "project": project.name,
+                    "error": first_line,
+                    "traceback": dg.MetadataValue.text(redacted_traceback(exc)),
+                },
+            ) from None
         if not run.in_environment:
             context.log.warning(
                 f"Model {model_name} is not in environment '{project.environment}' yet: apply a plan "
