@@ -96,7 +96,7 @@ def mask_url(url: str) -> str:
     rendered = _render_parsed(url)
     if rendered is None:
         rest = url[scheme.end() :]
-        at = rest.rfind("@")
+        at = _userinfo_end(rest)
         rendered = f"{scheme.group(1)}://" + (f"{MASK}{rest[at:]}" if at >= 0 else rest)
     return _mask_query(rendered)
 
@@ -112,29 +112,46 @@ def url_secrets(url: str) -> list[str]:
     else:
         found = [m.group(3) for m in _QUERY_PARAM.finditer(url) if is_secret_name(unquote(m.group(2)))]
         rest = url[scheme.end() :]
-        at = rest.rfind("@")
+        at = _userinfo_end(rest)
         if at >= 0:
             userinfo = rest[:at]
             _user, colon, password = userinfo.partition(":")
             found += [password] if colon else []
             # With an unescaped `@`, a parser may take any fragment for the password or host.
             found += [part for part in re.split(r"[:@/]", password) if len(part) >= 3]
+            found += [password.split("@", i)[-1] for i in range(1, password.count("@") + 1)]
     found = [value for value in found if value]
     return sorted({*found, *(unquote(value) for value in found)}, key=len, reverse=True)
 
 
 def unescaped_password_problem(url: str) -> str | None:
-    """Why a URL's password cannot be parsed as meant (an unescaped ``@``), or None."""
+    """Why a URL cannot be parsed as meant (an unescaped ``@`` in a password or parameter), or None.
+
+    SQLAlchemy splits such a URL at the wrong ``@`` and would connect elsewhere, echoing a
+    part of the password as the host.
+    """
     scheme = _SCHEME.match(url)
-    if scheme is None:
+    if scheme is None or url[scheme.end() :].count("@") <= 1:
         return None
-    rest = url[scheme.end() :].split("?", 1)[0]
-    if rest.count("@") > 1:
-        return (
-            "the password (or user name) contains an unescaped '@'; percent-encode it as %40 "
-            "(and ':' as %3A, '/' as %2F)"
-        )
-    return None
+    return (
+        "an '@' in the password or a parameter is not percent-encoded; write it as %40 "
+        "(and ':' as %3A, '/' as %2F, '?' as %3F)"
+    )
+
+
+def _userinfo_end(rest: str) -> int:
+    """Index of the ``@`` ending the user information of ``rest`` (the URL after ``scheme://``), or -1.
+
+    The user information ends at the last ``@`` before the query, so an ``@`` in a query value
+    is no separator. A ``?`` before any ``/`` or ``@`` is taken to be inside the password.
+    """
+    query = rest.find("?")
+    head = rest if query < 0 else rest[:query]
+    if "@" in head:
+        return head.rfind("@")
+    if query >= 0 and "/" not in head:
+        return rest.find("@", query)
+    return -1
 
 
 def _render_parsed(url: str) -> str | None:
