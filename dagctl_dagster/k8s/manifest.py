@@ -25,7 +25,6 @@ by copying the launcher's own environment).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +42,7 @@ from dagster_k8s.job import (
 
 from dagctl_dagster.config import GitSyncConfig, ProjectConfig, ResourcesConfig
 from dagctl_dagster.project import run_job_name
+from dagctl_dagster.secrets import is_secret_name
 
 PROJECT_LABEL = "dagctl.io/project"
 FRAMEWORK_LABEL = "dagctl.io/framework"
@@ -56,8 +56,6 @@ CODE_VOLUME = "dagctl-code"
 GIT_SYNC_CONTAINER = "git-sync"
 RUN_CONTAINER = "dagster"
 
-# Names whose literal value in a manifest would be a leaked credential.
-_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|CREDENTIAL|PRIVATE_KEY|API_KEY", re.IGNORECASE)
 
 
 class LiteralSecretError(ValueError):
@@ -269,7 +267,7 @@ def check_no_literal_secrets(job: kubernetes.client.V1Job) -> None:
     spec = job.spec.template.spec
     for container in [*(spec.init_containers or []), *spec.containers]:
         for env in container.env or []:
-            if env.value is not None and _SECRET_NAME.search(env.name):
+            if env.value is not None and is_secret_name(env.name):
                 raise LiteralSecretError(
                     f"Job {job.metadata.name}: env var {env.name} of container '{container.name}' "
                     "would carry a literal value; put it in a Kubernetes Secret and list the Secret "

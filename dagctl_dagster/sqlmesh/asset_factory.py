@@ -402,7 +402,12 @@ def _raise_unless_done(
     if outcome.status is ModelStatus.FAILED:
         raise dg.Failure(
             description=f"SQLMesh {name} (project '{project.name}') failed: {outcome.error}",
-            metadata={"model": name, "project": project.name, "error": outcome.error or ""},
+            metadata={
+                "model": name,
+                "project": project.name,
+                "error": outcome.error or "",
+                "traceback": dg.MetadataValue.text(outcome.traceback or ""),
+            },
         )
     if outcome.status is ModelStatus.NOT_IN_ENVIRONMENT:
         raise dg.Failure(
