@@ -27,7 +27,7 @@ from urllib.parse import quote, quote_plus, unquote
 MASK = "***"
 
 SECRET_NAME = re.compile(
-    r"TOKEN|SECRET|PASSWORD|PASSWD|(?:^|_)PASS$|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY|(?:^|_)KEY$|(?:^|_)AUTH(?:$|_)",
+    r"TOKEN|SECRET|PASSWORD|PASSWD|(?:^|_|PG)PASS$|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY|(?:^|_)KEY$|(?:^|_)AUTH(?:$|_)",
     re.IGNORECASE,
 )
 # Shorter values ("1", "true") would mask unrelated text and are not real secrets.
