@@ -18,16 +18,17 @@ creates is then run as its pod spec says:
    object or key (not ``optional``) leaves the pod ``Pending`` with the container waiting,
    reason ``CreateContainerConfigError`` and the kubelet's message (``couldn't find key K in
    Secret NS/NAME``), plus a Warning event; the Job stays active, as on a real node.
-4. **Paths.** Container paths are mapped to host paths by prefix: each ``volumeMounts[]``
-   ``mountPath`` (plus ``subPath``) to its volume's directory, then the image stand-in's
-   ``paths`` (its filesystem, e.g. ``/opt/dagster/app`` → a repository copy); the longest
-   prefix wins. The mapping is applied to ``workingDir`` (default: the image's ``workdir``), to
-   every ``command``/``args`` element and to every resolved env value: each occurrence of a
-   mapped prefix that starts a path (not preceded by a path character, followed by ``/``, the
-   end or a non-path character such as a quote) is replaced by its host directory. So the
-   JSON of ``dagster api execute_run`` keeps its shape with host paths inside it. Paths outside
-   every mapping are left as they are (a test uses them for shared storage, as a network
-   volume would be).
+4. **Paths.** Each container process runs in its own mount namespace (``unshare --mount``,
+   with ``--map-root-user`` when the tests do not run as root), where every ``volumeMounts[]``
+   ``mountPath`` (plus ``subPath``) is a bind mount of its volume's host directory and every
+   prefix of the image stand-in's ``paths`` (its filesystem, e.g. ``/opt/dagster/app`` → a
+   repository copy) is one too. So the container's paths are real for the process and for
+   nothing else on the machine: ``workingDir`` (default: the image's ``workdir``), ``args``,
+   env values and, what textual rewriting could never reach, paths the process reads from
+   storage (``dagster api execute_run`` loads the code origin from the run record). A mount
+   point that does not exist on the host is created on a tmpfs laid over its deepest existing
+   ancestor (not ``/``), whose original entries stay reachable there through symlinks.
+   git-sync, emulated in this process, resolves its ``--root`` through the same mapping.
 5. **Status** follows the processes: pod ``Pending`` → ``Running`` → ``Succeeded``/``Failed``
    with container states (``terminated`` exit code and reason ``Completed``/``Error``);
    Job ``active: 1`` from creation, then ``succeeded: 1`` with conditions
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -89,13 +91,18 @@ class ContainerConfigError(Exception):
 
 
 class PathMap:
-    """Container path prefixes → host directories; see the module docstring, point 4."""
+    """Container path prefixes → host directories; ``rewrite`` maps a container path to the host."""
 
     def __init__(self, prefixes: Mapping[str, Path]):
         ordered = sorted(prefixes.items(), key=lambda item: len(item[0].rstrip("/")), reverse=True)
         self._prefixes = {prefix.rstrip("/") or "/": Path(host) for prefix, host in ordered}
         alternatives = "|".join(re.escape(p) for p in self._prefixes if p != "/")
         self._pattern = re.compile(rf"(?<![\w./-])({alternatives})(?=/|$|[^\w.-])") if alternatives else None
+
+    @property
+    def mounts(self) -> list[tuple[str, Path]]:
+        """(container path, host directory), parents before children."""
+        return sorted(self._prefixes.items(), key=lambda item: len(item[0]))
 
     def host_path(self, container_path: str) -> Path:
         rewritten = self.rewrite(container_path)
@@ -373,24 +380,23 @@ class LocalKubelet:
             **env,
         }
         (pod.directory / "home").mkdir(exist_ok=True)
-        full_env = {key: paths.rewrite(value) for key, value in full_env.items()}
         argv = [*(container.get("command") or stand_in.entrypoint), *(container.get("args") or [])]
-        argv = [paths.rewrite(expand_references(arg, full_env)) for arg in argv]
-        workdir = paths.host_path(container.get("workingDir") or stand_in.workdir)
-        executable = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=full_env["PATH"])
-        if not argv or executable is None or not workdir.is_dir():
+        argv = [expand_references(arg, full_env) for arg in argv]
+        workdir = container.get("workingDir") or stand_in.workdir
+        executable = argv[0] if argv and "/" in argv[0] else shutil.which(argv[0] if argv else "", path=full_env["PATH"])
+        if executable is None or not paths.host_path(workdir).is_dir():
             with log_path.open("a") as log:
                 log.write(f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH or no directory {workdir}\n')
             return 128, "StartError"
+        wrapper = mount_namespace_command(paths, workdir, pod.directory / "shadowed")
         entry = _Container(container["name"])
         with pod.lock:
             if pod.deleted:
                 return 137, "Error"
             with log_path.open("ab") as log:
                 entry.process = subprocess.Popen(
-                    [executable, *argv[1:]],
+                    [*wrapper, executable, *argv[1:]],
                     env=full_env,
-                    cwd=workdir,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -463,6 +469,36 @@ def _condition(kind: str, when: str, reason: str | None = None, message: str | N
     if reason:
         condition |= {"reason": reason, "message": message}
     return condition
+
+
+# -- the container's filesystem ----------------------------------------------------------------
+
+
+def mount_namespace_command(paths: PathMap, workdir: str, shadow_root: Path) -> list[str]:
+    """``unshare`` + a shell script that mounts ``paths`` over the container paths, enters
+    ``workdir`` and execs the arguments that follow; see the module docstring, point 4."""
+    script = ["set -e"]
+    shadowed: set[str] = set()
+    for container_path, host in paths.mounts:
+        target = Path(container_path)
+        if not target.exists() and not any(str(target).startswith(s + "/") for s in shadowed):
+            ancestor = next(p for p in target.parents if p.exists())
+            if ancestor == Path("/"):
+                raise ContainerConfigError(f"mount path {container_path} needs an existing directory below / on this machine")
+            saved = shadow_root / str(ancestor).strip("/").replace("/", "_")
+            saved.mkdir(parents=True, exist_ok=True)
+            q_saved, q_ancestor = shlex.quote(str(saved)), shlex.quote(str(ancestor))
+            script += [
+                f"mount --bind {q_ancestor} {q_saved}",
+                f"mount -t tmpfs tmpfs {q_ancestor}",
+                f'for entry in {q_saved}/* {q_saved}/.[!.]*; do [ -e "$entry" ] && ln -s "$entry" {q_ancestor}/; done; true',
+            ]
+            shadowed.add(str(ancestor))
+        script += [f"mkdir -p {shlex.quote(container_path)}", f"mount --bind {shlex.quote(str(host))} {shlex.quote(container_path)}"]
+    # the shell's own PWD/OLDPWD are not the container's environment
+    script += [f"cd {shlex.quote(workdir)}", 'exec /usr/bin/env -u PWD -u OLDPWD "$@"']
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    return ["unshare", "--mount", "--propagation", "private", *user, "--", "/bin/sh", "-c", "\n".join(script), "container"]
 
 
 # -- the container's environment --------------------------------------------------------------

@@ -185,7 +185,7 @@ def test_git_sync_checkout_env_and_paths_are_what_the_spec_says(cluster, tmp_pat
     assert probe["link_target"] == f".worktrees/{release_sha}"
     assert (code_volume / ".worktrees" / release_sha / "code.txt").read_text() == "released\n"
     assert probe["code"] == "released\n" and probe["head"] == release_sha and probe["commits"] == "1"
-    assert probe["cwd"] == str(code_volume / ".worktrees" / release_sha)  # workingDir mapped, symlink resolved
+    assert probe["cwd"] == f"{MOUNT}/.worktrees/{release_sha}"  # workingDir, the link resolved
     env = probe["env"]
     assert env.pop("PATH").startswith(f"{Path(sys.executable).parent}:")
     assert env.pop("HOME").startswith(str(tmp_path / "node"))
@@ -197,7 +197,7 @@ def test_git_sync_checkout_env_and_paths_are_what_the_spec_says(cluster, tmp_pat
         "LITERAL": "plain",
         "OVERRIDDEN": "from-env",
         "EXPANDED": "plain-cm-$(LITERAL)",
-        "CODE_DIR": str(code_volume / "repo"),
+        "CODE_DIR": f"{MOUNT}/repo",
         "STATE_PASSWORD": "pw-456",
         "REGION": "eu",
         "POD_NAME": pod.metadata.name,
