@@ -195,15 +195,10 @@ def test_terminating_a_run_deletes_its_job_and_stops_the_process(tmp_path, postg
         assert cluster.instance.run_launcher.terminate(run.run_id) is True
 
         assert (NAMESPACE, job_name) not in cluster.stub.jobs
-        assert cluster.kubelet.pids(NAMESPACE, job_name) == [] or _waits_for_exit(cluster, job_name)
+        cluster.kubelet.wait(NAMESPACE, job_name, 60)  # SIGTERM from the pod's deletion
         assert not _alive(pid)
         finished = cluster.wait_for_run(run.run_id, timeout=120)
         assert finished.status == dg.DagsterRunStatus.CANCELED
-
-
-def _waits_for_exit(cluster, job_name: str) -> bool:
-    cluster.kubelet.wait(NAMESPACE, job_name, 60)
-    return True
 
 
 def _alive(pid: int) -> bool:
