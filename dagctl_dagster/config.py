@@ -113,6 +113,23 @@ class ResourcesConfig(_Strict):
     requests: ResourceQuantities = ResourceQuantities()
     limits: ResourceQuantities = ResourceQuantities()
 
+    def over(self, defaults: ResourcesConfig) -> ResourcesConfig:
+        """These quantities, with ``defaults`` filling each one left unset (as a LimitRange would)."""
+        merged = {
+            kind: {**getattr(defaults, kind).model_dump(exclude_none=True), **getattr(self, kind).model_dump(exclude_none=True)}
+            for kind in ("requests", "limits")
+        }
+        return ResourcesConfig.model_validate(merged)
+
+
+class K8sDefaults(_Strict):
+    """Platform defaults for every project's run pods; a project's `k8s:` block overrides them."""
+
+    resources: ResourcesConfig = ResourcesConfig(
+        requests=ResourceQuantities(cpu="250m", memory="512Mi"),
+        limits=ResourceQuantities(cpu="1", memory="2Gi"),
+    )
+
 
 class SecretKeyRef(_Strict):
     secret: str
@@ -259,6 +276,7 @@ class DagctlConfig(_Strict):
     version: str | int
     timezone: str = "UTC"
     alerts: AlertsConfig = AlertsConfig()
+    k8s_defaults: K8sDefaults = K8sDefaults()
     projects: list[ProjectConfig] = Field(min_length=1)
 
     @field_validator("timezone")

@@ -55,7 +55,10 @@ def _render(args: argparse.Namespace) -> int:
         return 1
     settings = LauncherSettings(namespace=args.namespace) if args.namespace else LauncherSettings()
     try:
-        manifest = render_run_job(project, run_id=args.run_id, image=args.image, settings=settings)
+        manifest = render_run_job(
+            project, run_id=args.run_id, image=args.image, settings=settings,
+            defaults=loaded.config.k8s_defaults,
+        )
     except LiteralSecretError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
