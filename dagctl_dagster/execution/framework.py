@@ -9,6 +9,9 @@ type and asks them, on its own thread, the few things it must:
   projects may run at once;
 - ``stop_reason``: may a new step still start (has the environment been re-planned)?
 - ``interrupt``: the run is being terminated: cancel running queries, start nothing new.
+
+Ownership before work: a framework asks ``holds_claims()`` (given to ``prepare``) before
+each unit of work, so a run that lost a model's claim starts none of its work.
 """
 
 from __future__ import annotations
@@ -54,8 +57,13 @@ class RunFramework(abc.ABC):
         """The dagctl project names whose model steps this session serves."""
 
     @abc.abstractmethod
-    def prepare(self, should_stop: Callable[[], bool]) -> Preparation:
-        """Called once, before any of the projects' steps start; never raises."""
+    def prepare(self, should_stop: Callable[[], bool], holds_claims: Callable[[], bool]) -> Preparation:
+        """Called once, before any of the projects' steps start; never raises.
+
+        ``holds_claims()``, called from a step's thread before each unit of work (a batch),
+        is False once the run no longer holds that step's claims: the step must then start
+        nothing more.
+        """
 
     @abc.abstractmethod
     def stop_reason(self) -> StopReason | None:
