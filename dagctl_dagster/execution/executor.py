@@ -374,7 +374,7 @@ class _RunExecution:
         elif stop is not None and stop.expected:
             self.counts.environment_changed.add(step.key)
             yield from adapter.step_skipped(
-                step_context, f"Skipping {step.key}: {stop.message}; the next run does it."
+                step_context, f"Skipping {step.key}: environment changed ({stop.message}); the next run does it."
             )
             active.mark_skipped(step.key)
         elif stop is not None:
