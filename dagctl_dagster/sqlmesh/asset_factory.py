@@ -483,12 +483,13 @@ def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession)
     intervals = outcome.plan_intervals + outcome.intervals
     metadata: dict[str, Any] = {
         "duration_s": dg.MetadataValue.float(round(outcome.duration_s, 4)),
-        "intervals": dg.MetadataValue.int(len(intervals)),
+        "intervals": dg.MetadataValue.int(outcome.interval_count),
+        "batches": dg.MetadataValue.int(len(intervals)),
         "interval_ranges": ", ".join(f"{_ts(s)} → {_ts(e)}" for s, e in intervals),
         "sqlmesh/environment": session.environment,
     }
     if outcome.plan_intervals:
-        metadata["evaluated_by_plan"] = dg.MetadataValue.int(len(outcome.plan_intervals))
+        metadata["evaluated_by_plan"] = dg.MetadataValue.bool(True)
     if outcome.rows_processed is not None:
         metadata["rows_processed"] = dg.MetadataValue.int(outcome.rows_processed)
     if outcome.physical_table:

@@ -273,9 +273,11 @@ class EvaluatedIntervals:
     """The batches a plan evaluated, per snapshot name, as SQLMesh's console reports them."""
 
     by_snapshot: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
-    def record(self, snapshot_name: str, interval: tuple[int, int], audits_failed: int) -> None:
+    def record(self, snapshot_name: str, interval: tuple[int, int], count: int, audits_failed: int) -> None:
         self.by_snapshot.setdefault(snapshot_name, []).append(interval)
+        self.counts[snapshot_name] = self.counts.get(snapshot_name, 0) + count
 
     def materializations(self, context: Any, project: ProjectConfig, environment: str) -> Iterator[dg.AssetMaterialization]:
         """One materialization per model the plan evaluated, so the asset agrees with SQLMesh state."""
@@ -289,8 +291,9 @@ class EvaluatedIntervals:
             yield dg.AssetMaterialization(
                 asset_key=translator.get_asset_key(model),
                 metadata={
-                    "intervals": dg.MetadataValue.int(len(intervals)),
-                    "evaluated_by_plan": dg.MetadataValue.int(len(intervals)),
+                    "intervals": dg.MetadataValue.int(self.counts[name]),
+                    "batches": dg.MetadataValue.int(len(intervals)),
+                    "evaluated_by_plan": dg.MetadataValue.bool(True),
                     "sqlmesh/environment": environment,
                 },
             )
