@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig, load_config
-from dagctl_dagster.project import CodeLocationContext, ProjectDefinitions, run_job_name
+from dagctl_dagster.project import PROJECT_TAG, CodeLocationContext, ProjectDefinitions, run_job_name
 
 DEFAULT_CONFIG_PATH = ".dagctl/config.yaml"
 
@@ -60,7 +60,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
                 selection=dg.AssetSelection.assets(*project_defs.model_keys),
                 description=f"Runs every model of {project_defs.project.framework} project "
                 f"'{project_defs.name}' that is due.",
-                tags={"dagctl/project": project_defs.name},
+                tags={PROJECT_TAG: project_defs.name},
                 hooks=alerting.step_hooks_for(project_defs.project),
             )
         )

@@ -1,4 +1,4 @@
-"""The SQLMesh state database's size, observed hourly on ``[<project>, "sqlmesh_state"]``.
+"""The SQLMesh state database's size, observed hourly on ``["dagctl", <project>, "sqlmesh_state"]``.
 
 Example::
 
@@ -21,6 +21,7 @@ import dagster as dg
 
 from dagctl_dagster.alerts.messages import first_line
 from dagctl_dagster.config import ProjectConfig
+from dagctl_dagster.names import OBSERVABILITY_GROUP, OBSERVABILITY_PREFIX
 
 STATE_OBSERVATION_JOB = "dagctl_observe_sqlmesh_state"
 STATE_OBSERVATION_CRON = "0 * * * *"
@@ -29,7 +30,7 @@ _CONNECT_TIMEOUT_S = 5
 
 
 def state_key(project: str) -> dg.AssetKey:
-    return dg.AssetKey([project, "sqlmesh_state"])
+    return dg.AssetKey([OBSERVABILITY_PREFIX, project, "sqlmesh_state"])
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAsse
 def _state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAsset:
     @dg.observable_source_asset(
         key=state_key(project.name),
-        group_name=project.name,
+        group_name=OBSERVABILITY_GROUP,
         description=f"SQLMesh state database of project '{project.name}' (size observed hourly).",
     )
     def _observe(context) -> dg.ObserveResult:

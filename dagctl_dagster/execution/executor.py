@@ -34,6 +34,7 @@ import dagster as dg
 
 from dagctl_dagster import settings as shared_settings
 from dagctl_dagster.execution import dagster_adapter as adapter
+from dagctl_dagster.names import ExecutorSummary
 
 MAX_CONCURRENT_ENV = shared_settings.MAX_CONCURRENT_ENV
 DEFAULT_MAX_CONCURRENT = shared_settings.DEFAULT_MAX_CONCURRENT
@@ -405,15 +406,15 @@ class _RunExecution:
 
     def _summary(self, duration_s: float) -> adapter.DagsterEvent:
         counts = self.counts
-        metadata = {
-            "duration_s": round(duration_s, 3),
-            "executed": len(counts.executed),
-            "failed": len(counts.failed),
-            "blocked": len(counts.blocked),
-            "skipped_claimed_elsewhere": len(counts.claimed_elsewhere),
-            "skipped_environment_changed": len(counts.environment_changed),
-            "skipped_downstream": len(counts.skipped_downstream),
-        }
+        metadata = ExecutorSummary(
+            duration_s=round(duration_s, 3),
+            executed=len(counts.executed),
+            failed=len(counts.failed),
+            blocked=len(counts.blocked),
+            skipped_claimed_elsewhere=len(counts.claimed_elsewhere),
+            skipped_environment_changed=len(counts.environment_changed),
+            skipped_downstream=len(counts.skipped_downstream),
+        ).metadata()
         return adapter.engine_event(
             self.job_context,
             f"{RUN_SUMMARY_MESSAGE}: " + ", ".join(f"{k}={v}" for k, v in metadata.items()),

@@ -26,6 +26,7 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
+from dagctl_dagster.names import SQLMESH_MODEL_TAG
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
 from dagctl_dagster.sqlmesh.session import ModelRun, SQLMeshRunSession
 from dagctl_dagster.sqlmesh.translation_cache import ModelTranslation, ProjectTranslation, TranslationCache
@@ -39,7 +40,7 @@ from dagctl_dagster.sqlmesh.translator import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_FQN_TAG = "dagctl/sqlmesh_model"
+MODEL_FQN_TAG = SQLMESH_MODEL_TAG
 _OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
