@@ -22,6 +22,7 @@ import dagster as dg
 from dagctl_dagster.alerts.messages import first_line
 from dagctl_dagster.config import ProjectConfig
 from dagctl_dagster.names import OBSERVABILITY_GROUP, OBSERVABILITY_PREFIX
+from dagctl_dagster.settings import schedule_default_status
 
 STATE_OBSERVATION_JOB = "dagctl_observe_sqlmesh_state"
 STATE_OBSERVATION_CRON = "0 * * * *"
@@ -147,6 +148,6 @@ def state_size_observation(
         name=f"{STATE_OBSERVATION_JOB}_hourly",
         job=job,
         cron_schedule=STATE_OBSERVATION_CRON,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=schedule_default_status(),
     )
     return assets, [job], [schedule]
