@@ -32,9 +32,10 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
         config_path: the config file; defaults to ``$DAGCTL_CONFIG`` or
             ``.dagctl/config.yaml`` in the working directory.
     """
-    from dagctl_dagster.quiet import silence_known_warnings
+    from dagctl_dagster.quiet import print_expected_errors_without_traceback, silence_known_warnings
 
     silence_known_warnings()
+    print_expected_errors_without_traceback()
     loaded = load_config(config_path or os.environ.get("DAGCTL_CONFIG") or DEFAULT_CONFIG_PATH)
     projects = [build_project(loaded, project) for project in loaded.projects]
     location = CodeLocationContext(loaded=loaded, projects=projects)
