@@ -42,8 +42,8 @@ def start_dev(repo: Path, tmp_path: Path, automation: str | None) -> tuple[subpr
         DAGSTER_HOME=str(home),
         DAGSTER_PORT=str(port),
         DAGCTL_CONFIG=str(config),
-        SQLMESH_EXAMPLE_DB=str(tmp_path / "sqlmesh.duckdb"),
-        DBT_EXAMPLE_DB=str(tmp_path / "dbt.duckdb"),
+        SQLMESH_EXAMPLE_DB=str(tmp_path / "sqlmesh_warehouse.duckdb"),
+        DBT_EXAMPLE_DB=str(tmp_path / "dbt_warehouse.duckdb"),
     )
     if automation is not None:
         env["DAGCTL_AUTOMATION"] = automation
