@@ -406,15 +406,15 @@ class _RunExecution:
 
     def _summary(self, duration_s: float) -> adapter.DagsterEvent:
         counts = self.counts
-        metadata = ExecutorSummary(
-            duration_s=round(duration_s, 3),
-            executed=len(counts.executed),
-            failed=len(counts.failed),
-            blocked=len(counts.blocked),
-            skipped_claimed_elsewhere=len(counts.claimed_elsewhere),
-            skipped_environment_changed=len(counts.environment_changed),
-            skipped_downstream=len(counts.skipped_downstream),
-        ).metadata()
+        metadata = ExecutorSummary(**{
+            "duration_s": round(duration_s, 3),
+            "executed": len(counts.executed),
+            "failed": len(counts.failed),
+            "blocked": len(counts.blocked),
+            "skipped_claimed_elsewhere": len(counts.claimed_elsewhere),
+            "skipped_environment_changed": len(counts.environment_changed),
+            "skipped_downstream": len(counts.skipped_downstream),
+        }).metadata()
         return adapter.engine_event(
             self.job_context,
             f"{RUN_SUMMARY_MESSAGE}: " + ", ".join(f"{k}={v}" for k, v in metadata.items()),
