@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "dagctl_dagster.cli_validate",
     "dagctl_dagster.execution.cli",
+    "dagctl_dagster.execution.models_cli",
     "dagctl_dagster.k8s.cli",
     "dagctl_dagster.dbt.cli",
     "dagctl_dagster.bench_cli",

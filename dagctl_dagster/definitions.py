@@ -51,8 +51,10 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
     alerting = build_alerting(location)
     automation = build_automation(location)
 
+    from dagctl_dagster.execution.pausing import build_pause_job
+
     assets: list = []
-    jobs: list = []
+    jobs: list = [build_pause_job(loaded)]
     schedules: list = []
     sensors: list = []
     resources: dict[str, object] = {}

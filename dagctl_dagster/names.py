@@ -7,7 +7,7 @@ Example::
     from dagctl_dagster.names import ExecutorSummary, PROJECT_TAG
 
     summary = ExecutorSummary.from_metadata(engine_event_metadata)  # None if not a summary
-    summary.skipped                                                # all three skip reasons
+    summary.skipped                                                # every skip reason
 """
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ class ExecutorSummary:
     skipped_environment_changed: int
     skipped_downstream: int
     not_run: int = 0
+    # Steps skipped because an operator paused their model (their downstream counts as skipped_downstream).
+    skipped_paused: int = 0
+    # Models left out of a multi-model step (dbt build): claimed elsewhere or paused.
+    models_left_out: int = 0
     not_run_not_in_environment: int = 0
     not_run_claim_lost: int = 0
     not_run_environment_unavailable: int = 0
@@ -77,7 +81,12 @@ class ExecutorSummary:
 
     @property
     def skipped(self) -> int:
-        return self.skipped_claimed_elsewhere + self.skipped_environment_changed + self.skipped_downstream
+        return (
+            self.skipped_claimed_elsewhere
+            + self.skipped_environment_changed
+            + self.skipped_downstream
+            + self.skipped_paused
+        )
 
     def metadata(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,3 +104,10 @@ class ExecutorSummary:
         if not isinstance(values["duration_s"], (int, float)):
             return None
         return cls(**values)
+
+
+# Metadata of the AssetObservation a pause or resume records on the model's asset.
+PAUSED_KEY = "dagctl/paused"
+PAUSED_REASON_KEY = "dagctl/paused_reason"
+PAUSED_BY_KEY = "dagctl/paused_by"
+PAUSED_SINCE_KEY = "dagctl/paused_since"

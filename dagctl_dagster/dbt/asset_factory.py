@@ -43,6 +43,7 @@ from dagctl_dagster.dbt.manifest import dbt_cli_resource, open_dbt_project, prep
 from dagctl_dagster.dbt.run_results import RunResults
 from dagctl_dagster.dbt.translator import FRAMEWORK, DagctlDbtTranslator
 from dagctl_dagster.errors import ProjectLoadError
+from dagctl_dagster.execution.framework import left_out_models
 from dagctl_dagster.names import FAILED_MODELS_KEY, ROW_COUNT_KEY, SKIPPED_MODELS_KEY
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
 from dagctl_dagster.secrets import redact
@@ -184,7 +185,8 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     """
     threads = max_concurrent_models()
     working_dir = os.getcwd()
-    invocation = dbt.cli(["build", "--threads", str(threads)], context=context, raise_on_error=False)
+    args = ["build", "--threads", str(threads), *_exclusion_args(context)]
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
     # dagster-dbt's row-count threads each `pushd` into the project; interleaved, they can
     # leave the whole run worker in it. One thread keeps them ordered; chdir back regardless.
     invocation.postprocessing_threadpool_num_threads = 1
@@ -197,6 +199,26 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
         _raise_for_outcome(context, invocation, project_name)
     finally:
         prune_invocation_dirs(invocation.target_path)
+
+
+def _exclusion_args(context: AssetExecutionContext) -> list[str]:
+    """``--exclude m+ ...`` for the models the executor leaves out of this run (claimed by
+    another live run, or paused): dbt then builds neither them nor anything downstream."""
+    left_out = left_out_models()
+    if not left_out:
+        return []
+    from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
+
+    manifest, translator = get_manifest_and_translator_from_dbt_assets([context.assets_def])
+    names = sorted(
+        props["name"]
+        for props in manifest.get("nodes", {}).values()
+        if props.get("resource_type") in ("model", "seed", "snapshot")
+        and translator.get_asset_key(props).to_user_string() in left_out
+    )
+    for name in names:
+        context.log.warning(f"dbt build leaves out {name} and its downstream models")
+    return ["--exclude", " ".join(f"{name}+" for name in names)] if names else []
 
 
 def _node_events(context: AssetExecutionContext, invocation: Any) -> Iterator[Any]:

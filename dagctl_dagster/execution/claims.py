@@ -302,6 +302,11 @@ class ClaimStore:
                 metadata.create_all(conn, checkfirst=True)
             self._schema_ready = True
 
+    @property
+    def engine(self) -> sa.Engine:
+        """The store's database engine; paused models (:mod:`.pauses`) live in the same database."""
+        return self._engine
+
     def dispose(self) -> None:
         """Close the store's pooled connections (it reconnects if used again)."""
         self._engine.dispose()

@@ -34,12 +34,13 @@ import dagster as dg
 
 from dagctl_dagster import settings as shared_settings
 from dagctl_dagster.execution import dagster_adapter as adapter
-from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason
+from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason, set_left_out_models
 from dagctl_dagster.names import NOT_RUN_REASON_KEY, ExecutorSummary, NotRunReason
 from dagctl_dagster.project import PROJECT_TAG
 
 if TYPE_CHECKING:
     from dagctl_dagster.execution.claims import ClaimOwnership
+    from dagctl_dagster.execution.pauses import Pause
 
 MAX_CONCURRENT_ENV = shared_settings.MAX_CONCURRENT_ENV
 DEFAULT_MAX_CONCURRENT = shared_settings.DEFAULT_MAX_CONCURRENT
@@ -173,6 +174,8 @@ class _Counts:
     environment_changed: set[str] = field(default_factory=set)
     not_run: dict[NotRunReason, set[str]] = field(default_factory=dict)  # steps by reason (run not green)
     skipped_downstream: set[str] = field(default_factory=set)
+    paused: set[str] = field(default_factory=set)
+    left_out_models: set[str] = field(default_factory=set)
     blocked: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
 
@@ -213,6 +216,8 @@ class _RunExecution:
         self.slots: list[_FrameworkSlot] = []
         self.ownership: ClaimOwnership | None = None
         self._slot_by_project: dict[str, _FrameworkSlot] = {}
+        self.pauses: dict[str, Pause] = {}
+        self.left_out_by_step: dict[str, dict[str, str]] = {}
 
     def events(self) -> Iterator[adapter.DagsterEvent]:
         steps = self.plan.get_steps_to_execute_in_topo_order()
@@ -246,7 +251,10 @@ class _RunExecution:
             run = instance.get_run_by_id(run_id)
             return run is not None and run.is_finished
 
-        result = self.store.claim(self.run_id, models, is_run_finished=is_run_finished)
+        self.pauses = self._read_pauses(models)
+        result = self.store.claim(
+            self.run_id, [m for m in models if m not in self.pauses], is_run_finished=is_run_finished
+        )
         held_by_step: dict[str, dict[str, str]] = {}
         for step_key, step_models in self.models_by_step.items():
             holders = {m: result.held[m].run_id for m in step_models if m in result.held}
@@ -265,7 +273,56 @@ class _RunExecution:
         from dagctl_dagster.execution.claims import ClaimOwnership
 
         self.ownership = ClaimOwnership(self.store, self.run_id, result.won)
+        self.left_out_by_step = self._left_out_by_step(held_by_step)
         return held_by_step
+
+    # -- paused models and multi-model steps ------------------------------------------
+
+    def _read_pauses(self, models: list[str]) -> dict[str, Pause]:
+        from dagctl_dagster.execution.claims import ClaimStoreError
+        from dagctl_dagster.execution.pauses import PauseStore
+
+        try:
+            return PauseStore.of(self.store).paused(models)
+        except Exception as exc:  # the run cannot tell what is paused: it must not start anything
+            raise ClaimStoreError(f"could not read paused models: {self.store.describe(exc)}") from None
+
+    def _left_out_by_step(self, held_by_step: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        """Per multi-model step (a dbt build), the models it must leave out and why; a step
+        none of whose models can run is skipped as a whole instead."""
+        left_out: dict[str, dict[str, str]] = {}
+        for step_key, models in self.models_by_step.items():
+            reasons = {m: f"claimed by run {run_id}" for m, run_id in held_by_step.get(step_key, {}).items()}
+            reasons |= {m: self.pauses[m].describe() for m in models if m in self.pauses}
+            if reasons and len(reasons) < len(models):
+                left_out[step_key] = reasons
+        return left_out
+
+    def _narrow_to_runnable_models(self, step_key: str) -> Iterator[adapter.DagsterEvent]:
+        """A multi-model step runs without the models it leaves out: they are neither its
+        claims to check nor its models to release, and they are reported once, here."""
+        reasons = self.left_out_by_step.get(step_key)
+        if not reasons or not any(m in reasons for m in self.models_by_step.get(step_key, [])):
+            return
+        self.models_by_step[step_key] = [m for m in self.models_by_step[step_key] if m not in reasons]
+        self.held_by_step.pop(step_key, None)
+        self.counts.left_out_models.update(reasons)
+        listed = "; ".join(f"{m} ({why})" for m, why in sorted(reasons.items()))
+        yield adapter.engine_event(
+            self.job_context,
+            f"Leaving out of {step_key}: {listed}. Their downstream models in it are left out too; "
+            "the next run does what is still due.",
+            {"step": step_key, "left_out": len(reasons)},
+        )
+
+    def _release_built_node(self, step_key: str, event: Any) -> None:
+        """A multi-model step (dbt) frees each model's claim as its node finishes."""
+        models = self.models_by_step.get(step_key, [])
+        if len(models) < 2 or event.event_type != dg.DagsterEventType.ASSET_MATERIALIZATION:
+            return
+        model = event.asset_key.to_user_string() if event.asset_key else None
+        if model in models and model not in self._finished_models:
+            self._finished_models.append(model)
 
     # -- frameworks --------------------------------------------------------------------
 
@@ -365,9 +422,15 @@ class _RunExecution:
     def _start_or_settle(self, active, step, slot: _FrameworkSlot | None) -> Iterator[adapter.DagsterEvent]:
         """Starts the step, or records why it does not run (skipped or failed with a reason)."""
         step_context = self.job_context.for_step(step, active.get_known_state())
+        yield from self._narrow_to_runnable_models(step.key)
         holders = self.held_by_step.get(step.key)
+        paused = [self.pauses[m] for m in self.models_by_step.get(step.key, []) if m in self.pauses]
         stop = self._stop_reason(slot)
-        if holders:
+        if paused:
+            self.counts.paused.add(step.key)
+            yield from adapter.step_skipped(step_context, _paused_message(step.key, paused))
+            active.mark_skipped(step.key)
+        elif holders:
             self.counts.claimed_elsewhere.add(step.key)
             names = ", ".join(f"{model} is claimed by run {run_id}" for model, run_id in holders.items())
             yield from adapter.step_skipped(
@@ -419,7 +482,13 @@ class _RunExecution:
         self.retrying.discard(step.key)
         thread = threading.Thread(
             target=_run_step,
-            args=(step_context, step.key, self.messages, self.models_by_step.get(step.key, [])),
+            args=(
+                step_context,
+                step.key,
+                self.messages,
+                self.models_by_step.get(step.key, []),
+                self.left_out_by_step.get(step.key, {}),
+            ),
             name=f"dagctl-step-{step.key}",
             daemon=True,
         )
@@ -458,6 +527,7 @@ class _RunExecution:
         if message.kind == "event":
             event = message.event
             yield event
+            self._release_built_node(message.step_key, event)
             if event.is_step_success:
                 adapter.mark_unyielded_outputs_produced(active, message.step_key)
             active.handle_event(event)
@@ -623,6 +693,8 @@ class _RunExecution:
             "skipped_claimed_elsewhere": len(counts.claimed_elsewhere),
             "skipped_environment_changed": len(counts.environment_changed),
             "skipped_downstream": len(counts.skipped_downstream),
+            "skipped_paused": len(counts.paused),
+            "models_left_out": len(counts.left_out_models),
             "not_run": sum(len(steps) for steps in counts.not_run.values()),
             **{f"not_run_{reason.value}": len(counts.not_run.get(reason, ())) for reason in NotRunReason},
         })
@@ -637,6 +709,16 @@ class _RunExecution:
 _step_local = threading.local()
 
 
+def _paused_message(step_key: str, paused: list[Pause]) -> str:
+    project = paused[0].project
+    models = ", ".join(p.model for p in paused)
+    return (
+        f"Skipping {step_key}: " + "; ".join(f"{p.model} is {p.describe()}" for p in paused)
+        + ". Its downstream steps in this run are skipped too. Resume with "
+        f"`dagctl-dagster models resume --project {project} <model>` ({models})."
+    )
+
+
 def _not_run_reason(metadata: dict[str, Any]) -> NotRunReason | None:
     value = metadata.get(NOT_RUN_REASON_KEY)
     text = getattr(value, "value", value)
@@ -646,9 +728,12 @@ def _not_run_reason(metadata: dict[str, Any]) -> NotRunReason | None:
         return None
 
 
-def _run_step(step_context, step_key: str, messages: queue.Queue, models: list[str]) -> None:
+def _run_step(
+    step_context, step_key: str, messages: queue.Queue, models: list[str], left_out: dict[str, str]
+) -> None:
     """Thread body: the step's events, then its hooks, then a done marker, always."""
     _step_local.models = models
+    set_left_out_models(left_out)
     step_event_list: list[Any] = []
     try:
         for event in adapter.step_events(step_context):

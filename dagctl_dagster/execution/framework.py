@@ -17,9 +17,27 @@ each unit of work, so a run that lost a model's claim starts none of its work.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+_step_local = threading.local()
+
+
+def left_out_models() -> Mapping[str, str]:
+    """Models of the running multi-model step (a dbt build) that this run leaves out, with why.
+
+    Asked from the step's own thread. The executor leaves out models claimed by another
+    live run and paused models; the framework must also leave out everything downstream of
+    them within the step (dbt: ``--exclude model+``).
+    """
+    return getattr(_step_local, "left_out", {})
+
+
+def set_left_out_models(left_out: Mapping[str, str]) -> None:
+    """Called by the executor on a step's thread before the step runs."""
+    _step_local.left_out = dict(left_out)
 
 @dataclass(frozen=True)
 class Preparation:
