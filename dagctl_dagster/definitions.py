@@ -36,7 +36,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
     silence_known_warnings()
     print_expected_errors_without_traceback()
     loaded = load_config(config_path or default_config_path())
-    projects = [build_project(loaded, project) for project in loaded.projects]
+    projects = _build_projects(loaded)
     _refuse_shared_keys(loaded, projects)
     location = CodeLocationContext(loaded=loaded, projects=projects)
 
@@ -89,14 +89,27 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
     )
 
 
-def build_project(loaded: LoadedConfig, project: ProjectConfig) -> ProjectDefinitions:
+def build_project(
+    loaded: LoadedConfig, project: ProjectConfig, upstream_keys: list[dg.AssetKey] | None = None
+) -> ProjectDefinitions:
     if project.framework == "sqlmesh":
         from dagctl_dagster.sqlmesh.asset_factory import build_sqlmesh_project
 
         return build_sqlmesh_project(loaded, project)
     from dagctl_dagster.dbt.asset_factory import build_dbt_project
 
-    return build_dbt_project(loaded, project)
+    return build_dbt_project(loaded, project, upstream_keys or [])
+
+
+def _build_projects(loaded: LoadedConfig) -> list[ProjectDefinitions]:
+    """SQLMesh projects first, so that a dbt source reading a SQLMesh model becomes an edge to
+    that model's asset; the result keeps the config's order."""
+    built = {p.name: build_project(loaded, p) for p in loaded.projects if p.framework == "sqlmesh"}
+    sqlmesh_keys = [key for project_defs in built.values() for key in project_defs.model_keys]
+    for project in loaded.projects:
+        if project.framework == "dbt":
+            built[project.name] = build_project(loaded, project, sqlmesh_keys)
+    return [built[p.name] for p in loaded.projects]
 
 
 def _refuse_shared_keys(loaded: LoadedConfig, projects: list[ProjectDefinitions]) -> None:

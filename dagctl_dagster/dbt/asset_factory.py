@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,11 +99,18 @@ def dbt_assets(
     return bound
 
 
-def build_dbt_project(loaded: LoadedConfig, project: ProjectConfig) -> ProjectDefinitions:
-    """The assets, model keys and ``DbtCliResource`` of one configured dbt project."""
+def build_dbt_project(
+    loaded: LoadedConfig, project: ProjectConfig, upstream_keys: Sequence[dg.AssetKey] = ()
+) -> ProjectDefinitions:
+    """The assets, model keys and ``DbtCliResource`` of one configured dbt project.
+
+    ``upstream_keys``: the SQLMesh models of the code location, which the project's sources
+    may read (see :class:`DagctlDbtTranslator`).
+    """
     project_dir = loaded.project_dir(project)
     profiles_dir = (loaded.root / project.profiles_dir).resolve() if project.profiles_dir else None
-    built = _build(project, project_dir, profiles_dir, None)
+    translator = DagctlDbtTranslator(project.name, upstream_keys=upstream_keys) if upstream_keys else None
+    built = _build(project, project_dir, profiles_dir, translator)
     return ProjectDefinitions(
         project=project,
         project_dir=project_dir,
@@ -209,7 +216,7 @@ def _exclusion_args(context: AssetExecutionContext) -> list[str]:
         return []
     from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
-    manifest, translator = get_manifest_and_translator_from_dbt_assets([context.assets_def])
+    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
     names = sorted(
         props["name"]
         for props in manifest.get("nodes", {}).values()

@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -29,23 +29,40 @@ class DagctlDbtTranslator(DagsterDbtTranslator):
     """dagster-dbt's translator with the conventions every dagctl project shares.
 
     - Models, seeds and snapshots get the key ``[<project>, *<dagster-dbt default key>]``,
-      so two projects (dbt or SQLMesh) may both have a ``customers`` model. Sources keep
-      dagster-dbt's key, so they can point at assets another project builds.
+      so two projects (dbt or SQLMesh) may both have a ``customers`` model. A source whose
+      relation (``schema.identifier``) is a model of a configured SQLMesh project gets that
+      model's asset key (``upstream_keys``): one asset, one edge across the projects. Other
+      sources keep dagster-dbt's key.
     - The group is the project name; tags ``dagctl/project`` and ``dagctl/framework``.
     - Descriptions show the node's SQL only when it has some (not for seeds).
     - dbt tests become asset checks (``enable_asset_checks``); kinds stay dagster-dbt's
       (``dbt`` and the adapter, e.g. ``duckdb``).
     """
 
-    def __init__(self, project_name: str, settings: DagsterDbtTranslatorSettings | None = None):
+    def __init__(
+        self,
+        project_name: str,
+        settings: DagsterDbtTranslatorSettings | None = None,
+        upstream_keys: Iterable[dg.AssetKey] = (),
+    ):
         super().__init__(settings or DagsterDbtTranslatorSettings(enable_asset_checks=True))
         self.project_name = project_name
+        self.upstream_keys = frozenset(upstream_keys)
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         default_key = super().get_asset_key(dbt_resource_props)
         if dbt_resource_props.get("resource_type") == "source":
-            return default_key
+            return self._upstream_model_key(dbt_resource_props) or default_key
         return default_key.with_prefix(self.project_name)
+
+    def _upstream_model_key(self, source: Mapping[str, Any]) -> dg.AssetKey | None:
+        """The SQLMesh model this source reads, when one of the configured projects builds it."""
+        table = source.get("identifier") or source.get("name")
+        schema = source.get("schema")
+        if not table or not schema:
+            return None
+        key = dg.AssetKey([str(schema).lower(), str(table).lower()])
+        return key if key in self.upstream_keys else None
 
     def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
         """The dbt description (else ``dbt <type> <name>``), then the node's SQL if it has any:

@@ -1,0 +1,127 @@
+"""dbt claims and one run across projects, on PostgreSQL (warehouse, Dagster storage, claims),
+through the real `dagster asset materialize` CLI."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster import DagsterEventType, DagsterInstance
+
+from conftest import venv_command
+from dagctl_dagster.execution.claims import ClaimStore
+from dagctl_dagster.names import ExecutorSummary
+from projects import platform_repo
+
+
+@pytest.fixture
+def platform(tmp_path: Path, postgres_url: str, monkeypatch) -> Path:
+    repo = platform_repo.create_repository(tmp_path / "repo", postgres_url)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: '{postgres_url}'\n"
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for name, value in platform_repo.environment(postgres_url).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DAGCTL_CLAIMS_URL", raising=False)
+    monkeypatch.delenv("MAX_CONCURRENT_MODELS", raising=False)
+    platform_repo.plan_without_backfill(repo / "up_project")
+    return repo
+
+
+def materialize(repo: Path, keys: list[str], **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [venv_command("dagster"), "asset", "materialize", "-f", "definitions.py", "--select", ",".join(keys)],
+        cwd=repo,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 400) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-6000:]
+    return output
+
+
+def run_events(instance: DagsterInstance, run_id: str) -> list[dg.EventLogEntry]:
+    return list(instance.all_logs(run_id))
+
+
+def summary_of(entries: list[dg.EventLogEntry]) -> ExecutorSummary:
+    [summary] = [
+        ExecutorSummary.from_metadata(e.dagster_event.engine_event_data.metadata)
+        for e in entries
+        if e.dagster_event and (e.message or "").startswith("dagctl run summary")
+    ]
+    return summary
+
+
+@pytest.mark.timeout(600)
+def test_a_dbt_source_on_a_sqlmesh_model_is_one_asset_and_one_run_builds_it_first(platform: Path, postgres_url: str):
+    from dagctl_dagster import load_definitions
+
+    graph = load_definitions(platform / ".dagctl" / "config.yaml").resolve_asset_graph()
+    downstream = dg.AssetKey(["marts", "from_sqlmesh"])
+    assert graph.get(downstream).parent_keys == {dg.AssetKey(["upstream", "orders"])}
+    assert dg.AssetKey(["up", "orders"]) not in graph.get_all_asset_keys()  # no second key for it
+
+    output = finish(materialize(platform, ["upstream/orders", "marts/from_sqlmesh"]))
+    assert "Claimed 2 of 2 models" in output  # one batch of claims spanning both projects
+    with DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        entries = run_events(instance, run.run_id)
+    order = [
+        e.dagster_event.asset_key.to_user_string()
+        for e in entries
+        if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ASSET_MATERIALIZATION
+    ]
+    assert order == ["upstream/orders", "marts/from_sqlmesh"]
+    sqlmesh_done = next(e.timestamp for e in entries if e.step_key == "up__upstream__orders" and e.dagster_event and e.dagster_event.is_step_success)
+    dbt_started = next(e.timestamp for e in entries if e.step_key and "marts" in e.step_key and e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_START)
+    assert sqlmesh_done <= dbt_started
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM marts.from_sqlmesh")).scalar() == 2
+    engine.dispose()
+
+
+@pytest.mark.timeout(600)
+def test_overlapping_dbt_runs_never_build_a_model_twice(platform: Path, postgres_url: str):
+    """Run 1 builds slow_a (sleeping) and b; run 2, started meanwhile, wants slow_a, b, c, d:
+    it leaves out slow_a and b (held by run 1) and d (downstream of slow_a), and builds c."""
+    first = materialize(platform, ["marts/slow_a", "marts/b"], MARTS_SLOW_SECONDS="30")
+    store = ClaimStore(postgres_url)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(c.model == "marts/slow_a" for c in store.list_claims()):
+            assert first.poll() is None and time.monotonic() < deadline, "run 1 never claimed slow_a"
+            time.sleep(0.3)
+        holder = next(c.run_id for c in store.list_claims() if c.model == "marts/slow_a")
+        second = materialize(platform, ["marts/slow_a", "marts/b", "marts/c", "marts/d"])
+        second_output = finish(second)
+        finish(first)
+        assert store.list_claims() == []
+    finally:
+        store.dispose()
+
+    built = platform_repo.builds(postgres_url)
+    counts = collections.Counter(model for model, _ in built)
+    assert counts == {"slow_a": 1, "b": 1, "c": 1}  # never twice; d left out with slow_a
+    invocations = {model: invocation for model, invocation in built}
+    assert invocations["slow_a"] == invocations["b"] != invocations["c"]
+    assert f"marts/slow_a (claimed by run {holder})" in second_output
+    with DagsterInstance.get() as instance:
+        second_run = next(r for r in instance.get_runs() if r.run_id != holder)
+        summary = summary_of(run_events(instance, second_run.run_id))
+    assert summary.models_left_out == 2 and summary.executed == 1
