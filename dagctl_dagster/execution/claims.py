@@ -528,20 +528,17 @@ class RenewalReport:
     error: str | None = None
 
 
-# Ownership confirmed by a renewal this recently (as a share of the lease) is trusted
-# without asking the store again; an older confirmation (a paused or partitioned worker)
-# is checked against the store before any work starts.
-_TRUSTED_SHARE_OF_LEASE = 0.5
-
-
 class ClaimOwnership:
     """The models a run still holds, as far as the claim store last confirmed.
 
     A model is lost when a renewal does not return it (released by an operator, expired
     while the worker could not renew, taken by another run since). :meth:`holds` is the
-    check before any work on a model starts: it answers from the last renewal when that is
-    recent, else it renews those models in the store first, so a worker that was paused or
-    cut off past its lease finds out before it starts anything.
+    check before any work on a model starts: it renews those models in the store, every
+    time, because an operator's forced release is invisible until the store is asked (an
+    answer cached from the last heartbeat let a run start models another run had claimed).
+    When the store cannot answer, the models are not held for that check; after a whole
+    lease without a successful renewal every claim counts as lost, so a stalled or dead
+    store fails the remaining models at once instead of one timeout each.
     """
 
     def __init__(self, store: ClaimStore, run_id: str, won: Sequence[str]):
@@ -569,8 +566,7 @@ class ClaimOwnership:
         with self._lock:
             if wanted & self._lost:
                 return False
-            trusted = time.monotonic() - self._confirmed_at < self.store.lease_seconds * _TRUSTED_SHARE_OF_LEASE
-        return trusted or self._renew(wanted) is None
+        return self._renew(wanted) is None
 
     def renew(self) -> RenewalReport | None:
         """Renews every held lease; a report when something was lost or failed, else None."""
@@ -588,7 +584,11 @@ class ClaimOwnership:
         try:
             kept = self.store.renew_held(self.run_id, sorted(models)) if models else set()
         except Exception as exc:
-            report = RenewalReport(error=self.store.describe(exc))
+            with self._lock:
+                expired = time.monotonic() - self._confirmed_at >= self.store.lease_seconds
+                lost = frozenset(self._held - self._lost) if expired else frozenset()
+                self._lost.update(lost)
+            report = RenewalReport(lost=lost, error=self.store.describe(exc))
             logger.warning("could not renew the claims of run %s: %s", self.run_id, report.error)
         else:
             lost = frozenset(models - kept)

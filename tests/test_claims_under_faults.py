@@ -1,0 +1,201 @@
+"""Claims under faults: a run that loses its claims starts nothing more of those models.
+
+Each scenario runs `dagster job execute` processes on one PostgreSQL (warehouse, SQLMesh
+state, Dagster storage, claims) with the overlap project, whose models append one audit row
+per evaluated interval. Run A is held inside its first batch (m_0_0's first interval) by a
+gate file while the test injects the fault; the gate opens only once A can no longer own
+the models, so A's one in-flight batch finishes before run B computes what is due (the
+documented end of the guarantee: a batch already running when its claim is lost finishes).
+Every scenario ends with a clean run and asserts no interval evaluated twice or never.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+
+from conftest import venv_command
+from dagctl_dagster.execution.claims import ClaimStore
+from dagctl_dagster.execution.framework import SKIP_REASON_METADATA_KEY
+from projects import overlap_project
+from tcp_proxy import TcpProxy
+from test_overlapping_runs import (  # noqa: F401  (overlap_repo is a fixture)
+    JOB,
+    assert_every_interval_exactly_once,
+    finish,
+    launch,
+    overlap_repo,
+    wait_for,
+)
+
+SLOW_MODEL = "m_0_0"
+FIRST_DAY = min(day for model, day in overlap_project.expected_intervals() if model == SLOW_MODEL)
+LEASE_SECONDS = 6  # the shortest lease the executor accepts is 5 s
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> dict[str, str]:
+    """Env vars that hold run A inside m_0_0's first batch until the test opens the gate."""
+    return {
+        "MAX_CONCURRENT_MODELS": "1",
+        "OVERLAP_SLOW_MODEL": SLOW_MODEL,
+        "OVERLAP_SLOW_MARKER": str(tmp_path / "slow.marker"),
+        "OVERLAP_SLOW_GATE": str(tmp_path / "slow.gate"),
+        "OVERLAP_SLOW_SECONDS": "240",
+    }
+
+
+@pytest.fixture
+def short_lease(tmp_path: Path) -> Path:
+    run_config = tmp_path / "short_lease.yaml"
+    run_config.write_text(f"execution:\n  config:\n    lease_seconds: {LEASE_SECONDS}\n")
+    return run_config
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def start_gated_run(repo: Path, gate: dict[str, str], **kwargs) -> tuple[subprocess.Popen, str]:
+    """Run A, once it sits inside its gated batch: the process and its run id."""
+    process = launch(repo, **gate, **kwargs)
+    try:
+        wait_for(lambda: Path(gate["OVERLAP_SLOW_MARKER"]).exists(), 240, "run A to reach its gated batch")
+    except AssertionError:
+        process.kill()
+        raise AssertionError(finish(process, timeout=60)[-3000:]) from None
+    with DagsterInstance.get() as instance:
+        [run] = instance.get_runs(RunsFilter(job_name=JOB))
+    return process, run.run_id
+
+
+def open_gate_and_wait_for_the_batch(gate: dict[str, str], postgres_url: str) -> None:
+    Path(gate["OVERLAP_SLOW_GATE"]).touch()
+    wait_for(
+        lambda: (SLOW_MODEL, FIRST_DAY) in {(m, d) for m, _, d in overlap_project.audit_rows(postgres_url)},
+        120,
+        "run A's in-flight batch to finish",
+    )
+
+
+def claims_of(postgres_url: str, run_id: str):
+    store = ClaimStore(postgres_url)
+    try:
+        return [c for c in store.list_claims() if c.run_id == run_id]
+    finally:
+        store.dispose()
+
+
+def run_record(run_id: str) -> DagsterRun:
+    with DagsterInstance.get() as instance:
+        return instance.get_run_by_id(run_id)
+
+
+def engine_messages(run_id: str) -> list[str]:
+    with DagsterInstance.get() as instance:
+        return [r.message for r in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)]
+
+
+def run_failure_message(run_id: str) -> str:
+    with DagsterInstance.get() as instance:
+        return " ".join(r.message for r in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE))
+
+
+def steps_failed_for_lost_claims(run_id: str) -> set[str]:
+    """Steps that failed with skip reason `claim_lost` (not started, or stopped between batches)."""
+    with DagsterInstance.get() as instance:
+        records = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+    found = set()
+    for record in records:
+        user_data = record.dagster_event.step_failure_data.user_failure_data
+        reason = (user_data.metadata or {}).get(SKIP_REASON_METADATA_KEY) if user_data else None
+        if getattr(reason, "value", reason) == "claim_lost":
+            found.add(record.step_key)
+    return found
+
+
+def pid_of_run(run_id: str) -> int:
+    """The run worker's process id, as the executor announced it (audit rows carry it)."""
+    with DagsterInstance.get() as instance:
+        for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+            data = record.dagster_event.event_specific_data
+            if data and "pid" in (data.metadata or {}):
+                return data.metadata["pid"].value
+    raise AssertionError(f"run {run_id} announced no process id")
+
+
+def run_id_of_other(first_run_id: str) -> str:
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs(RunsFilter(job_name=JOB))
+    return next(r.run_id for r in runs if r.run_id != first_run_id)
+
+
+def claims_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [venv_command("dagctl-dagster"), "claims", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def audit_rows_of_pid(postgres_url: str, pid: int) -> set[tuple[str, str]]:
+    return {(model, day) for model, row_pid, day in overlap_project.audit_rows(postgres_url) if row_pid == pid}
+
+
+def assert_final_clean_run(repo: Path, postgres_url: str) -> None:
+    final = launch(repo)
+    output = finish(final)
+    assert final.returncode == 0, output[-3000:]
+    assert_every_interval_exactly_once(postgres_url)
+
+
+def assert_run_a_failed_for_lost_claims(run_id: str) -> None:
+    """Not green; its gated model and every other ready model failed `claim_lost`, none succeeded
+    (their downstream is blocked by those failures)."""
+    run = run_record(run_id)
+    assert run.status == DagsterRunStatus.FAILURE, run.status
+    first_layer = {f"overlap__{m}" for m in overlap_project.model_names() if m.startswith("m_0_")}
+    assert steps_failed_for_lost_claims(run_id) == first_layer
+    with DagsterInstance.get() as instance:
+        assert not instance.all_logs(run_id, of_type=DagsterEventType.STEP_SUCCESS)
+
+
+# -- 1. an operator releases a live run's claims ---------------------------------------------
+
+
+@pytest.mark.timeout(600)
+def test_forced_release_of_a_live_run_stops_it_and_no_interval_is_evaluated_twice(
+    overlap_repo: Path, postgres_url: str, gate: dict[str, str]
+):
+    run_a, run_a_id = start_gated_run(overlap_repo, gate)
+    held = {c.model for c in claims_of(postgres_url, run_a_id)}
+    assert held == {f"overlap/{m}" for m in overlap_project.model_names()}
+
+    refused = claims_cli("release", "--run-id", run_a_id)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "--force" in refused.stderr and "STARTED" in refused.stderr, refused.stderr
+    assert {c.model for c in claims_of(postgres_url, run_a_id)} == held
+
+    forced = claims_cli("release", "--run-id", run_a_id, "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert claims_of(postgres_url, run_a_id) == []
+
+    # A's in-flight batch finishes (the documented limit); B starts right after and does the rest.
+    open_gate_and_wait_for_the_batch(gate, postgres_url)
+    run_b = launch(overlap_repo)
+    output_b = finish(run_b)
+    output_a = finish(run_a)
+    assert run_b.returncode == 0, output_b[-3000:]
+    assert run_a.returncode != 0, output_a[-3000:]
+
+    assert audit_rows_of_pid(postgres_url, pid_of_run(run_a_id)) == {(SLOW_MODEL, FIRST_DAY)}
+    assert_run_a_failed_for_lost_claims(run_a_id)
+    assert any("lost its claims" in m for m in engine_messages(run_a_id)), engine_messages(run_a_id)
+    assert run_record(run_id_of_other(run_a_id)).status == DagsterRunStatus.SUCCESS
+    assert_final_clean_run(overlap_repo, postgres_url)
