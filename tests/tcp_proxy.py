@@ -1,6 +1,6 @@
 """A TCP proxy on 127.0.0.1 that a test can cut or stall, to put faults between a run and a server.
 
-    with TcpProxy("127.0.0.1", 5432) as proxy:
+    with TcpProxy(("127.0.0.1", 5432)) as proxy:     # or TcpProxy("/run/postgresql/.s.PGSQL.5432")
         url = f"postgresql://user@127.0.0.1:{proxy.port}/db"
         proxy.cut()      # drops every connection; new ones are closed at once (an error, fast)
         proxy.stall()    # connections stay open but nothing is forwarded (no error, no answer)
@@ -26,8 +26,9 @@ _POLL_SECONDS = 0.05
 
 
 class TcpProxy:
-    def __init__(self, upstream_host: str, upstream_port: int):
-        self._upstream = (upstream_host, upstream_port)
+    def __init__(self, upstream: tuple[str, int] | str):
+        """``upstream``: a (host, port) pair, or the path of a Unix socket."""
+        self._upstream = upstream
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(_POLL_SECONDS)
         self.port: int = self._listener.getsockname()[1]
@@ -103,7 +104,7 @@ class TcpProxy:
             _close(client)
             return
         try:
-            upstream = socket.create_connection(self._upstream, timeout=5)
+            upstream = _connect(self._upstream)
         except OSError:
             _close(client)
             return
@@ -128,6 +129,16 @@ class TcpProxy:
         finally:
             _close(client)
             _close(upstream)
+
+
+def _connect(address: tuple[str, int] | str) -> socket.socket:
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(address)
+        return sock
+    sock = socket.create_connection(address, timeout=5)
+    sock.settimeout(None)
+    return sock
 
 
 def _close(sock: socket.socket) -> None:

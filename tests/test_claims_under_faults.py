@@ -61,6 +61,18 @@ def short_lease(tmp_path: Path) -> Path:
     return run_config
 
 
+@pytest.fixture
+def claims_proxy(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A proxy to the claim store's server, and the claims URL through it (same database)."""
+    url = sa.engine.make_url(postgres_url)
+    socket_dir = url.query.get("host")
+    port = url.port or 5432
+    upstream = f"{socket_dir}/.s.PGSQL.{port}" if socket_dir else (url.host, port)
+    with TcpProxy(upstream) as proxy:
+        proxied = url.difference_update_query(["host"]).set(host="127.0.0.1", port=proxy.port)
+        yield proxy, proxied.render_as_string(hide_password=False)
+
+
 # -- helpers -------------------------------------------------------------------------------
 
 
@@ -84,6 +96,28 @@ def open_gate_and_wait_for_the_batch(gate: dict[str, str], postgres_url: str) ->
         120,
         "run A's in-flight batch to finish",
     )
+
+
+def wait_until_leases_expired(postgres_url: str, run_id: str) -> None:
+    def expired() -> bool:
+        claims = claims_of(postgres_url, run_id)
+        return bool(claims) and all(c.expired for c in claims)
+
+    wait_for(expired, 4 * LEASE_SECONDS, f"run {run_id}'s leases to expire")
+
+
+def wait_for_claim_event(run_id_known: str, timeout: float = 180) -> str:
+    """The id of the run other than ``run_id_known``, once it has claimed its models."""
+
+    def claimed() -> bool:
+        try:
+            other = run_id_of_other(run_id_known)
+        except StopIteration:
+            return False
+        return any(m.startswith("Claimed ") for m in engine_messages(other))
+
+    wait_for(claimed, timeout, "run B to claim its models")
+    return run_id_of_other(run_id_known)
 
 
 def claims_of(postgres_url: str, run_id: str):
@@ -198,4 +232,62 @@ def test_forced_release_of_a_live_run_stops_it_and_no_interval_is_evaluated_twic
     assert_run_a_failed_for_lost_claims(run_a_id)
     assert any("lost its claims" in m for m in engine_messages(run_a_id)), engine_messages(run_a_id)
     assert run_record(run_id_of_other(run_a_id)).status == DagsterRunStatus.SUCCESS
+    assert_final_clean_run(overlap_repo, postgres_url)
+
+
+# -- 2. run A is cut off from the claim store for longer than its lease ---------------------
+
+
+@pytest.mark.timeout(600)
+def test_run_partitioned_from_the_claim_store_past_its_lease_starts_nothing_more(
+    overlap_repo: Path, postgres_url: str, gate: dict[str, str], short_lease: Path, claims_proxy
+):
+    proxy, proxied_url = claims_proxy
+    run_a, run_a_id = start_gated_run(overlap_repo, gate, run_config=short_lease, DAGCTL_CLAIMS_URL=proxied_url)
+    proxy.cut()
+    wait_until_leases_expired(postgres_url, run_a_id)
+    open_gate_and_wait_for_the_batch(gate, postgres_url)
+
+    run_b = launch(overlap_repo)  # claims directly, during the cut
+    run_b_id = wait_for_claim_event(run_a_id)
+    proxy.restore()
+    output_b = finish(run_b)
+    output_a = finish(run_a)
+    assert run_b.returncode == 0, output_b[-3000:]
+    assert run_a.returncode != 0, output_a[-3000:]
+
+    assert audit_rows_of_pid(postgres_url, pid_of_run(run_a_id)) == {(SLOW_MODEL, FIRST_DAY)}
+    assert_run_a_failed_for_lost_claims(run_a_id)
+    messages = engine_messages(run_a_id)
+    assert any(m.startswith("Could not renew this run's claims: claim store") for m in messages), messages
+    assert any("lost its claims" in m for m in messages), messages
+    assert run_record(run_b_id).status == DagsterRunStatus.SUCCESS
+    assert_final_clean_run(overlap_repo, postgres_url)
+
+
+# -- 4. the claim store stalls: connections stay open, nothing comes back ---------------------
+
+
+@pytest.mark.timeout(600)
+def test_stalled_claim_store_fails_the_run_fast_and_says_so(
+    overlap_repo: Path, postgres_url: str, gate: dict[str, str], short_lease: Path, claims_proxy
+):
+    proxy, proxied_url = claims_proxy
+    run_a, run_a_id = start_gated_run(overlap_repo, gate, run_config=short_lease, DAGCTL_CLAIMS_URL=proxied_url)
+    proxy.stall()
+    open_gate_and_wait_for_the_batch(gate, postgres_url)
+    try:
+        output_a = finish(run_a, timeout=120)  # a bound against a hang, far above the store's timeouts
+    except subprocess.TimeoutExpired:
+        run_a.kill()
+        raise AssertionError("run A hung on the stalled claim store:\n" + finish(run_a, 60)[-3000:]) from None
+    assert run_a.returncode != 0, output_a[-3000:]
+
+    assert audit_rows_of_pid(postgres_url, pid_of_run(run_a_id)) == {(SLOW_MODEL, FIRST_DAY)}
+    assert_run_a_failed_for_lost_claims(run_a_id)
+    messages = engine_messages(run_a_id)
+    assert any(
+        m.startswith("Could not renew this run's claims: claim store") and "timeout" in m for m in messages
+    ), messages
+    proxy.restore()
     assert_final_clean_run(overlap_repo, postgres_url)

@@ -57,6 +57,10 @@ _SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 # A claim-store statement or connection that takes longer has stalled: the run fails fast
 # and visibly instead of waiting for a TCP timeout. Keepalives notice a dead peer.
 _POSTGRES_TIMEOUT_SECONDS = 10
+# The server's statement timeout cannot end a statement the server never received (a stalled
+# network path or proxy), and keepalives see a live peer there: past this deadline the client
+# shuts the connection's socket itself.
+_CLIENT_DEADLINE_SECONDS = _POSTGRES_TIMEOUT_SECONDS + 2
 
 
 def _postgres_timeouts() -> dict[str, Any]:
@@ -511,13 +515,55 @@ class ClaimStore:
         """
         self.ensure_schema()
         if self._is_postgres:
-            with self._engine.connect() as conn:
-                yield conn
+            with self._engine.connect() as conn, _Watchdog(conn, _CLIENT_DEADLINE_SECONDS) as watchdog:
+                try:
+                    yield conn
+                except sa.exc.DBAPIError:
+                    if watchdog.fired:
+                        raise ClaimStoreError(
+                            f"claim store {self.masked_url} did not answer within {_CLIENT_DEADLINE_SECONDS}s "
+                            "(timeout: the connection stalled); the connection was closed"
+                        ) from None
+                    raise
         else:
             with self._transaction() as conn:
                 yield conn
 
     _read = _write
+
+
+class _Watchdog:
+    """Shuts down a PostgreSQL connection's socket when one operation outlasts ``seconds``;
+    the blocked driver call then fails at once instead of waiting for an answer forever."""
+
+    def __init__(self, conn: sa.Connection, seconds: float):
+        self._fileno = conn.connection.dbapi_connection.fileno()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._lock = threading.Lock()
+        self._done = False
+        self.fired = False
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        # Under the lock, so the socket is never shut after the connection went back to the pool.
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            try:
+                with socket.socket(fileno=os.dup(self._fileno)) as duplicate:
+                    duplicate.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
 
 
 @dataclass(frozen=True)
