@@ -265,6 +265,65 @@ def test_run_partitioned_from_the_claim_store_past_its_lease_starts_nothing_more
     assert_final_clean_run(overlap_repo, postgres_url)
 
 
+# -- 3. run A is paused (SIGSTOP) past its lease, B runs, A resumes ---------------------------
+
+
+def launch_in_own_process_group(repo: Path, *, run_config: Path, **env: str) -> subprocess.Popen:
+    args = [venv_command("dagster"), "job", "execute", "-f", "definitions.py", "-j", JOB, "-c", str(run_config)]
+    return subprocess.Popen(
+        args,
+        cwd=repo,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@contextmanager
+def paused(process: subprocess.Popen) -> Iterator[None]:
+    os.killpg(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGCONT)
+
+
+@pytest.mark.timeout(600)
+def test_run_paused_past_its_lease_starts_nothing_more_after_it_resumes(
+    overlap_repo: Path, postgres_url: str, gate: dict[str, str], short_lease: Path, claims_proxy
+):
+    """The pause falls between two batches: a paused batch would finish on resume (the
+    documented limit), so A is paused while it waits for the claim store to confirm its next
+    batch (the store stalled for that moment), then the store answers again while A sleeps."""
+    proxy, proxied_url = claims_proxy
+    marker = Path(gate["OVERLAP_SLOW_MARKER"])
+    run_a = launch_in_own_process_group(overlap_repo, run_config=short_lease, **gate, DAGCTL_CLAIMS_URL=proxied_url)
+    wait_for(marker.exists, 240, "run A to reach its gated batch")
+    with DagsterInstance.get() as instance:
+        [run] = instance.get_runs(RunsFilter(job_name=JOB))
+    run_a_id = run.run_id
+
+    proxy.stall()
+    open_gate_and_wait_for_the_batch(gate, postgres_url)
+    time.sleep(1)  # A is now waiting for the store to confirm m_0_0's next batch
+    with paused(run_a):
+        wait_until_leases_expired(postgres_url, run_a_id)
+        proxy.restore()
+        run_b = launch(overlap_repo)
+        output_b = finish(run_b)
+        assert run_b.returncode == 0, output_b[-3000:]
+    output_a = finish(run_a)
+    assert run_a.returncode != 0, output_a[-3000:]
+
+    assert audit_rows_of_pid(postgres_url, pid_of_run(run_a_id)) == {(SLOW_MODEL, FIRST_DAY)}
+    assert_run_a_failed_for_lost_claims(run_a_id)
+    assert any("lost its claims" in m for m in engine_messages(run_a_id)), engine_messages(run_a_id)
+    assert run_record(run_id_of_other(run_a_id)).status == DagsterRunStatus.SUCCESS
+    assert_final_clean_run(overlap_repo, postgres_url)
+
+
 # -- 4. the claim store stalls: connections stay open, nothing comes back ---------------------
 
 
