@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from conftest import venv_command
-from dagctl_dagster.execution.claims import ClaimStore
+from dagctl_dagster.execution.claims import ClaimStore, ClaimStoreError
 from dagctl_dagster.execution.framework import SKIP_REASON_METADATA_KEY
 from projects import overlap_project
 from tcp_proxy import TcpProxy
@@ -350,3 +350,21 @@ def test_stalled_claim_store_fails_the_run_fast_and_says_so(
     ), messages
     proxy.restore()
     assert_final_clean_run(overlap_repo, postgres_url)
+
+
+@pytest.mark.timeout(120)  # without the client-side deadline the renewal below never returns
+def test_a_statement_on_a_stalled_pooled_connection_fails_with_a_timeout_and_the_store_recovers(claims_proxy):
+    proxy, proxied_url = claims_proxy
+    store = ClaimStore(proxied_url, lease_seconds=60)
+    try:
+        assert store.claim("run-a", ["m"]).won == ["m"]  # the pool now holds an open connection
+        proxy.stall()
+        with pytest.raises(ClaimStoreError) as raised:
+            store.renew_held("run-a", ["m"])
+        message = str(raised.value)
+        assert "did not answer" in message and "timeout" in message and "127.0.0.1" in message, message
+        proxy.restore()
+        assert store.renew_held("run-a", ["m"]) == {"m"}
+    finally:
+        proxy.restore()
+        store.dispose()
