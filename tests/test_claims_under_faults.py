@@ -352,7 +352,7 @@ def test_stalled_claim_store_fails_the_run_fast_and_says_so(
     assert_final_clean_run(overlap_repo, postgres_url)
 
 
-@pytest.mark.timeout(120)  # without the client-side deadline the renewal below never returns
+@pytest.mark.timeout(120, method="thread")  # without the client-side deadline the renewal never returns
 def test_a_statement_on_a_stalled_pooled_connection_fails_with_a_timeout_and_the_store_recovers(claims_proxy):
     proxy, proxied_url = claims_proxy
     store = ClaimStore(proxied_url, lease_seconds=60)
