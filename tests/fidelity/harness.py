@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,9 @@ REPO_ROOT = FIDELITY_DIR.parent.parent
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 COMMAND_TIMEOUT_S = 300
 OUTPUT_TAIL_LINES = 80
+ERROR_LINE = re.compile(r"\b(\w+(Error|Exception)|Failure|RUN_FAILURE|STEP_FAILURE)\b")
 DUCKDB_SUFFIXES = (".duckdb", ".db")
+DUCKDB_MAGIC = b"DUCK"
 NOT_WAREHOUSE_DIRS = frozenset({".cache", "logs", "__pycache__", "target"})
 # SQLMesh's state schema: its rows hold timestamps of when things ran, never equal twice.
 STATE_SCHEMAS = frozenset({"sqlmesh"})
@@ -109,7 +112,17 @@ class CommandResult:
     def describe(self) -> str:
         status = f"timed out after {COMMAND_TIMEOUT_S} s and was killed" if self.timed_out else f"exit {self.returncode}"
         tail = "\n".join(self.output.splitlines()[-OUTPUT_TAIL_LINES:])
-        return f"$ (cd {self.cwd} && {' '.join(self.args)})  -> {status}\n--- last {OUTPUT_TAIL_LINES} lines ---\n{tail}"
+        return (
+            f"$ (cd {self.cwd} && {' '.join(self.args)})  -> {status}\n"
+            f"first error: {self.first_error() or '-'}\n--- last {OUTPUT_TAIL_LINES} lines ---\n{tail}"
+        )
+
+    def first_error(self) -> str | None:
+        """The first line that names an error, to read before the tail."""
+        for line in self.output.splitlines():
+            if ERROR_LINE.search(line):
+                return line.strip()
+        return None
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
@@ -212,9 +225,17 @@ def duckdb_files(root: Path) -> list[Path]:
         path
         for path in root.rglob("*")
         if path.suffix in DUCKDB_SUFFIXES
-        and path.is_file()
         and not NOT_WAREHOUSE_DIRS.intersection(path.relative_to(root).parts)
+        and is_duckdb_file(path)
     )
+
+
+def is_duckdb_file(path: Path) -> bool:
+    """DuckDB's file header, not the suffix: a `.db` may as well be SQLite."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(12)[8:12] == DUCKDB_MAGIC
 
 
 def warehouse_snapshot(root: Path, files: Iterable[Path] | None = None) -> dict[str, TableFingerprint]:
