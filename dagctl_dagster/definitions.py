@@ -57,7 +57,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
         jobs.append(
             dg.define_asset_job(
                 run_job_name(project_defs.project),
-                selection=dg.AssetSelection.assets(*project_defs.model_keys),
+                selection=project_defs.run_selection,
                 description=f"Runs every model of {project_defs.project.framework} project "
                 f"'{project_defs.name}' that is due.",
                 tags={"dagctl/project": project_defs.name},

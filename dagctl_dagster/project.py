@@ -29,6 +29,9 @@ class ProjectDefinitions:
     project_dir: Path
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = field(default_factory=list)
     model_keys: list[dg.AssetKey] = field(default_factory=list)
+    # Check steps a run also executes besides the models' own checks (external models'
+    # audits, standalone audits).
+    extra_checked_keys: list[dg.AssetKey] = field(default_factory=list)
     jobs: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = field(default_factory=list)
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
@@ -37,6 +40,14 @@ class ProjectDefinitions:
     @property
     def name(self) -> str:
         return self.project.name
+
+    @property
+    def run_selection(self) -> dg.AssetSelection:
+        """What `<project>_run` executes: every model, its checks and the extra check steps."""
+        selection = dg.AssetSelection.assets(*self.model_keys)
+        if self.extra_checked_keys:
+            selection = selection | dg.AssetSelection.checks_for_assets(*self.extra_checked_keys)
+        return selection
 
 
 @dataclass

@@ -69,6 +69,9 @@ __all__ = [
     "started_plan",
     "step_events",
     "step_skipped",
+    "step_failed",
+    "failure_metadata",
+    "mark_unyielded_outputs_produced",
     "keep_sqlite_event_connections_open",
     "storage_connections_held_open",
 ]
@@ -322,5 +325,33 @@ def failed_step_keys(active_execution: ActiveExecution) -> set[str]:
     return set(active_execution._failed)
 
 
-def current_pid() -> int:
-    return os.getpid()
+def step_failed(step_context: StepExecutionContext, message: str, metadata: dict[str, Any]) -> list[DagsterEvent]:
+    """A step that did not run, failed with a reason (no traceback): the run is not green."""
+    from dagster._core.execution.plan.objects import StepFailureData, UserFailureData
+    from dagster._utils.error import SerializableErrorInfo
+
+    data = StepFailureData(
+        error=SerializableErrorInfo(message=message, stack=[], cls_name=None),
+        user_failure_data=UserFailureData(label="dagctl", description=message, metadata=metadata),
+    )
+    return [DagsterEvent.step_failure_event(step_context, data)]
+
+
+def failure_metadata(event: DagsterEvent) -> dict[str, Any]:
+    """The metadata a step's ``dg.Failure`` carried (empty for other failures)."""
+    data = event.step_failure_data
+    user_data = getattr(data, "user_failure_data", None)
+    return dict(getattr(user_data, "metadata", None) or {})
+
+
+def mark_unyielded_outputs_produced(active_execution: ActiveExecution, step_key: str) -> None:
+    """A successful step's outputs it did not yield still let its downstream run.
+
+    A model with nothing due yields no materialization; its downstream models decide from
+    their own due intervals, so Dagster must not skip them for the missing output.
+    """
+    from dagster._core.execution.plan.outputs import StepOutputHandle
+
+    step = active_execution.get_step_by_key(step_key)
+    for output in step.step_outputs:
+        active_execution.mark_step_produced_output(StepOutputHandle(step_key, output.name))

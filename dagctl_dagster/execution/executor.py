@@ -34,11 +34,15 @@ import dagster as dg
 
 from dagctl_dagster import settings as shared_settings
 from dagctl_dagster.execution import dagster_adapter as adapter
+from dagctl_dagster.execution.framework import SKIP_REASON_METADATA_KEY, Preparation, RunFramework, StopReason
+from dagctl_dagster.project import PROJECT_TAG
 
 MAX_CONCURRENT_ENV = shared_settings.MAX_CONCURRENT_ENV
 DEFAULT_MAX_CONCURRENT = shared_settings.DEFAULT_MAX_CONCURRENT
 DEFAULT_LEASE_SECONDS = 60.0
 ENVIRONMENT_POLL_SECONDS = 0.5
+# How long a stopping run waits for its running steps before it reports and releases claims.
+STOP_WAIT_SECONDS = 15.0
 RELEASE_INTERVAL_SECONDS = 1.0
 RUN_SUMMARY_MESSAGE = "dagctl run summary"
 
@@ -162,9 +166,25 @@ class _Counts:
     executed: set[str] = field(default_factory=set)
     claimed_elsewhere: set[str] = field(default_factory=set)
     environment_changed: set[str] = field(default_factory=set)
+    not_run: dict[str, set[str]] = field(default_factory=dict)  # skip reason -> steps (run not green)
     skipped_downstream: set[str] = field(default_factory=set)
     blocked: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _FrameworkSlot:
+    """A framework session of this run, its preparation and how many of its steps run now."""
+
+    framework: RunFramework
+    preparation: Preparation = field(default_factory=Preparation)
+    in_flight: int = 0
+    stop: StopReason | None = None
+    last_check: float = 0.0
+
+    @property
+    def limit(self) -> int | None:
+        return self.preparation.concurrency_limit
 
 
 class _RunExecution:
@@ -178,12 +198,14 @@ class _RunExecution:
         self.run_id = job_context.run_id
         self.messages: queue.Queue[_StepMessage] = queue.Queue()
         self.in_flight: dict[str, Any] = {}
+        self.threads: dict[str, threading.Thread] = {}
+        self.ready: list[Any] = []
         self.retrying: set[str] = set()
         self.counts = _Counts()
-        self.stop_reason: str | None = None
-        self._last_environment_check = 0.0
         self._finished_models: list[str] = []
         self._last_release = 0.0
+        self.slots: list[_FrameworkSlot] = []
+        self._slot_by_project: dict[str, _FrameworkSlot] = {}
 
     def events(self) -> Iterator[adapter.DagsterEvent]:
         steps = self.plan.get_steps_to_execute_in_topo_order()
@@ -200,8 +222,10 @@ class _RunExecution:
                     from dagctl_dagster.execution.claims import LeaseHeartbeat
 
                     with LeaseHeartbeat(self.store, self.run_id, interval=self.settings.lease_seconds / 3):
+                        yield from self._prepare_frameworks(active)
                         yield from self._loop(active)
                 finally:
+                    self._wait_for_step_threads(STOP_WAIT_SECONDS)
                     self.store.release(self.run_id)
         yield self._summary(time.perf_counter() - started)
 
@@ -231,57 +255,149 @@ class _RunExecution:
         )
         return held_by_step
 
+    # -- frameworks --------------------------------------------------------------------
+
+    def _prepare_frameworks(self, active) -> Iterator[adapter.DagsterEvent]:
+        """Each framework gets ready (first plan, due intervals) before any of its steps starts.
+
+        Preparation runs on a helper thread so that a termination is still noticed meanwhile.
+        """
+        frameworks = [r for r in adapter.resource_instances(self.job_context) if isinstance(r, RunFramework)]
+        for framework in frameworks:
+            slot = _FrameworkSlot(framework)
+            self.slots.append(slot)
+            for project in framework.projects:
+                self._slot_by_project[project] = slot
+            slot.preparation = yield from self._prepare_one(active, framework)
+            for note in slot.preparation.notes:
+                yield adapter.engine_event(self.job_context, note)
+            if slot.preparation.limit_reason and (slot.limit or 0) < self.settings.max_concurrent:
+                self.job_context.log.warning(slot.preparation.limit_reason)
+            if slot.preparation.error:
+                yield adapter.engine_event(self.job_context, slot.preparation.error, error=False)
+
+    def _prepare_one(self, active, framework: RunFramework) -> Iterator[adapter.DagsterEvent]:
+        outcome: list[Preparation] = []
+        interrupted = threading.Event()
+        worker = threading.Thread(
+            target=lambda: outcome.append(framework.prepare(interrupted.is_set)),
+            name="dagctl-prepare",
+            daemon=True,
+        )
+        worker.start()
+        while worker.is_alive():
+            worker.join(ENVIRONMENT_POLL_SECONDS)
+            if active.check_for_interrupts():
+                interrupted.set()
+                framework.interrupt()
+                worker.join(STOP_WAIT_SECONDS)
+                active.mark_interrupted()
+                yield from self._interrupt()
+        return outcome[0] if outcome else Preparation(error="framework preparation ended without an outcome")
+
+    def _slot_of(self, step) -> _FrameworkSlot | None:
+        return self._slot_by_project.get(step.tags.get(PROJECT_TAG, ""))
+
+    # -- the loop ------------------------------------------------------------------------
+
     def _loop(self, active) -> Iterator[adapter.DagsterEvent]:
         # A step's thread reports hooks and its done marker after the step's final event,
         # which may already complete the plan: wait for every thread to say done.
-        while not active.is_complete or self.in_flight:
+        while not active.is_complete or self.in_flight or self.ready:
             if active.check_for_interrupts():
                 active.mark_interrupted()
                 yield from self._interrupt()
             yield from self._drain(active, block=bool(self.in_flight))
-            self._poll_environment()
+            self.ready.extend(active.get_steps_to_execute())
             launched = yield from self._launch_ready(active)
             self._release_finished_models()
             yield from active.concurrency_event_iterator(self.job_context)
-            if not launched and not self.in_flight and not active.is_complete:
+            if not launched and not self.in_flight and not self.ready and not active.is_complete:
                 active.sleep_til_ready()
 
     def _launch_ready(self, active) -> Iterator[adapter.DagsterEvent]:
-        free_slots = self.settings.max_concurrent - len(self.in_flight)
-        if free_slots <= 0:
-            return 0
         launched = 0
-        for step in active.get_steps_to_execute(limit=free_slots):
-            step_context = self.job_context.for_step(step, active.get_known_state())
-            holders = self.held_by_step.get(step.key)
-            if holders:
-                self.counts.claimed_elsewhere.add(step.key)
-                names = ", ".join(f"{model} is claimed by run {run_id}" for model, run_id in holders.items())
-                yield from adapter.step_skipped(
-                    step_context,
-                    f"Skipping {step.key}: {names}. Its downstream steps in this run are skipped "
-                    "too; the next run does what is still due.",
-                )
-                active.mark_skipped(step.key)
-                yield from self._after_step(active, step.key)
-            elif self.stop_reason:
-                self.counts.environment_changed.add(step.key)
-                yield from adapter.step_skipped(
-                    step_context, f"Skipping {step.key}: environment changed ({self.stop_reason}); the next run does it."
-                )
-                active.mark_skipped(step.key)
-                yield from self._after_step(active, step.key)
-            else:
-                self.in_flight[step.key] = step_context
-                self.retrying.discard(step.key)
-                threading.Thread(
-                    target=_run_step,
-                    args=(step_context, step.key, self.messages),
-                    name=f"dagctl-step-{step.key}",
-                    daemon=True,
-                ).start()
-                launched += 1
+        waiting: list[Any] = []
+        for step in self.ready:
+            if len(self.in_flight) >= self.settings.max_concurrent:
+                waiting.append(step)
+                continue
+            slot = self._slot_of(step)
+            if slot is not None and slot.limit is not None and slot.in_flight >= slot.limit:
+                waiting.append(step)
+                continue
+            started = yield from self._start_or_settle(active, step, slot)
+            launched += started
+        self.ready = waiting
         return launched
+
+    def _start_or_settle(self, active, step, slot: _FrameworkSlot | None) -> Iterator[adapter.DagsterEvent]:
+        """Starts the step, or records why it does not run (skipped or failed with a reason)."""
+        step_context = self.job_context.for_step(step, active.get_known_state())
+        holders = self.held_by_step.get(step.key)
+        stop = self._stop_reason(slot)
+        if holders:
+            self.counts.claimed_elsewhere.add(step.key)
+            names = ", ".join(f"{model} is claimed by run {run_id}" for model, run_id in holders.items())
+            yield from adapter.step_skipped(
+                step_context,
+                f"Skipping {step.key}: {names}. Its downstream steps in this run are skipped "
+                "too; the next run does what is still due.",
+            )
+            active.mark_skipped(step.key)
+        elif slot is not None and slot.preparation.error:
+            self.counts.not_run.setdefault("framework_not_ready", set()).add(step.key)
+            yield from self._fail_unstarted(active, step_context, step.key, slot.preparation.error, "framework_not_ready")
+        elif stop is not None and stop.expected:
+            self.counts.environment_changed.add(step.key)
+            yield from adapter.step_skipped(
+                step_context, f"Skipping {step.key}: {stop.message}; the next run does it."
+            )
+            active.mark_skipped(step.key)
+        elif stop is not None:
+            self.counts.not_run.setdefault("environment_unavailable", set()).add(step.key)
+            yield from self._fail_unstarted(
+                active, step_context, step.key, f"Not run: {stop.message}", "environment_unavailable"
+            )
+        else:
+            self._start_thread(step, step_context, slot)
+            return 1
+        yield from self._after_step(active, step.key)
+        return 0
+
+    def _fail_unstarted(self, active, step_context, step_key: str, message: str, reason: str):
+        for event in adapter.step_failed(step_context, message, {SKIP_REASON_METADATA_KEY: reason}):
+            yield event
+            active.handle_event(event)
+
+    def _start_thread(self, step, step_context, slot: _FrameworkSlot | None) -> None:
+        self.in_flight[step.key] = step_context
+        if slot is not None:
+            slot.in_flight += 1
+        self.retrying.discard(step.key)
+        thread = threading.Thread(
+            target=_run_step,
+            args=(step_context, step.key, self.messages),
+            name=f"dagctl-step-{step.key}",
+            daemon=True,
+        )
+        self.threads[step.key] = thread
+        thread.start()
+
+    def _stop_reason(self, slot: _FrameworkSlot | None) -> StopReason | None:
+        """Asks the framework before its steps start, at most every poll interval."""
+        if slot is None or slot.stop is not None:
+            return slot.stop if slot else None
+        now = time.monotonic()
+        if now - slot.last_check >= ENVIRONMENT_POLL_SECONDS:
+            slot.last_check = now
+            slot.stop = slot.framework.stop_reason()
+            if slot.stop is not None:
+                self.job_context.log.warning(
+                    f"{slot.stop.message}: no new model of it starts in this run; running models finish "
+                    + ("and the rest are skipped for the next run." if slot.stop.expected else "and the rest fail.")
+                )
+        return slot.stop
 
     def _drain(self, active, *, block: bool) -> Iterator[adapter.DagsterEvent]:
         timeout = ENVIRONMENT_POLL_SECONDS if block else 0
@@ -300,11 +416,18 @@ class _RunExecution:
         if message.kind == "event":
             event = message.event
             yield event
+            if event.is_step_success:
+                adapter.mark_unyielded_outputs_produced(active, message.step_key)
             active.handle_event(event)
             if event.is_step_up_for_retry:
                 self.retrying.add(message.step_key)
             elif event.is_step_failure:
-                self.counts.failed.add(message.step_key)
+                reason = adapter.failure_metadata(event).get(SKIP_REASON_METADATA_KEY)
+                reason_text = getattr(reason, "value", reason)
+                if reason_text:
+                    self.counts.not_run.setdefault(str(reason_text), set()).add(message.step_key)
+                else:
+                    self.counts.failed.add(message.step_key)
             elif event.is_step_success:
                 self.counts.executed.add(message.step_key)
         elif message.kind == "hook":
@@ -315,12 +438,20 @@ class _RunExecution:
                 f"Step {message.step_key} crashed in the executor: {message.event}",
             )
         elif message.kind == "done":
-            self.in_flight.pop(message.step_key, None)
+            self._step_thread_done(message.step_key)
             active.verify_complete(self.job_context, message.step_key)
             if message.step_key not in self.retrying:
                 self._finished_models.extend(self.models_by_step.get(message.step_key, []))
             yield from self._after_step(active, message.step_key)
 
+    def _step_thread_done(self, step_key: str) -> None:
+        step_context = self.in_flight.pop(step_key, None)
+        self.threads.pop(step_key, None)
+        if step_context is None:
+            return
+        slot = self._slot_of(step_context.step)
+        if slot is not None:
+            slot.in_flight -= 1
     def _after_step(self, active, step_key: str) -> Iterator[adapter.DagsterEvent]:
         """Skip and block what can no longer run, naming the reason, and free its claims."""
         abandoned_before = adapter.abandoned_step_keys(active)
@@ -371,41 +502,32 @@ class _RunExecution:
                     stack.append(upstream_key)
         return sorted(found)
 
-    def _poll_environment(self) -> None:
-        if self.stop_reason is not None:
-            return
-        now = time.monotonic()
-        if now - self._last_environment_check < ENVIRONMENT_POLL_SECONDS:
-            return
-        self._last_environment_check = now
-        for resource in adapter.resource_instances(self.job_context):
-            probe: Callable[[], str | None] | None = getattr(resource, "environment_changed", None)
-            if not callable(probe):
-                continue
-            try:
-                reason = probe()
-            except Exception as exc:  # a flaky state read must not kill the run
-                self.job_context.log.warning(f"Could not check whether the environment changed: {exc}")
-                continue
-            if reason:
-                self.stop_reason = reason
-                self.job_context.log.warning(
-                    f"{reason}: no new model starts in this run; running models finish and the rest "
-                    "are skipped for the next run."
-                )
-                return
-
     def _interrupt(self) -> Iterator[adapter.DagsterEvent]:
+        for slot in self.slots:
+            slot.framework.interrupt()
+        running = len(self.in_flight)
+        stopped = self._wait_for_step_threads(STOP_WAIT_SECONDS)
+        self.store.release(self.run_id)
         yield adapter.engine_event(
             self.job_context,
-            f"Run terminated: not starting new steps; {len(self.in_flight)} running step(s) abandoned; "
-            "claims released.",
+            f"Run terminated: no new step started; {running} running step(s) were asked to stop "
+            + ("and stopped" if stopped else f"and {len(self.threads)} did not stop within {STOP_WAIT_SECONDS:.0f}s")
+            + "; claims released.",
         )
         raise adapter.DagsterExecutionInterruptedError()
 
+    def _wait_for_step_threads(self, seconds: float) -> bool:
+        """Waits (bounded) until no step thread runs; True when none is left."""
+        deadline = time.monotonic() + seconds
+        for key, thread in list(self.threads.items()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if not thread.is_alive():
+                self.threads.pop(key, None)
+        return not self.threads
+
     def _summary(self, duration_s: float) -> adapter.DagsterEvent:
         counts = self.counts
-        metadata = {
+        metadata: dict[str, Any] = {
             "duration_s": round(duration_s, 3),
             "executed": len(counts.executed),
             "failed": len(counts.failed),
@@ -413,7 +535,10 @@ class _RunExecution:
             "skipped_claimed_elsewhere": len(counts.claimed_elsewhere),
             "skipped_environment_changed": len(counts.environment_changed),
             "skipped_downstream": len(counts.skipped_downstream),
+            "not_run": sum(len(steps) for steps in counts.not_run.values()),
         }
+        for reason, steps in sorted(counts.not_run.items()):
+            metadata[f"not_run_{reason}"] = len(steps)
         return adapter.engine_event(
             self.job_context,
             f"{RUN_SUMMARY_MESSAGE}: " + ", ".join(f"{k}={v}" for k, v in metadata.items()),

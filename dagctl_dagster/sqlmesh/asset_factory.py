@@ -8,9 +8,15 @@ Example::
     defs = dg.Definitions(assets=sqlmesh_assets("path/to/sqlmesh_project", name="analytics"))
 
 Each model is its own op, so the claim-aware executor can run models concurrently and
-the UI shows each model's step, logs and status. The step evaluates the model's due
-intervals in the project's environment through the run's shared
-:class:`~dagctl_dagster.sqlmesh.session.SQLMeshRunSession`.
+the UI shows each model's step, logs and status. The step executes the model's due
+scheduling units through the run's shared
+:class:`~dagctl_dagster.sqlmesh.session.SQLMeshRunSession`. What SQLMesh evaluates besides
+models is shown too: an external model's audits are checks on its source asset, run by a
+check step of their own; a standalone audit is a check on the first model it reads.
+Embedded models are inlined into the models that read them, so they are no assets.
+
+A step with nothing due records no materialization: an asset's last materialization is the
+last time SQLMesh evaluated it (its data version changes only then).
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
+from dagctl_dagster.execution.framework import SKIP_REASON_METADATA_KEY
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
-from dagctl_dagster.sqlmesh.session import ModelRun, SQLMeshRunSession
+from dagctl_dagster.sqlmesh.context import SQLMeshLocation, single_location, sqlmesh_location
+from dagctl_dagster.sqlmesh.session import ModelOutcome, ModelStatus, SQLMeshRunSession
 from dagctl_dagster.sqlmesh.translation_cache import ModelTranslation, ProjectTranslation, TranslationCache
 from dagctl_dagster.sqlmesh.translator import (
     DagsterSQLMeshTranslator,
@@ -43,8 +51,10 @@ MODEL_FQN_TAG = "dagctl/sqlmesh_model"
 _OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
-def session_resource_key(project_name: str) -> str:
-    return f"sqlmesh_{project_name}"
+def session_resource_key(location: SQLMeshLocation) -> str:
+    """One session per location: every project of a multi-repository group shares it."""
+    first_owner = location.owners[0][1] if location.is_group else location.project
+    return f"sqlmesh_{first_owner}" if not location.is_group else f"sqlmesh_group_{first_owner}"
 
 
 def sqlmesh_assets(
@@ -54,7 +64,7 @@ def sqlmesh_assets(
     gateway: str | None = None,
     environment: str = "prod",
     translator: DagsterSQLMeshTranslator | None = None,
-) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+) -> list[dg.AssetsDefinition | dg.AssetSpec | dg.AssetChecksDefinition]:
     """Assets for every model of a SQLMesh project, ready for ``dg.Definitions``.
 
     Args:
@@ -75,28 +85,38 @@ def sqlmesh_assets(
         gateway=gateway,
         environment=environment,
     )
-    return _build_assets(project_dir, project, translator, bind_resource=True)[0]
+    return _build_assets(single_location(project_dir, project), project, translator, bind_resource=True)[0]
 
 
 def build_sqlmesh_project(loaded: LoadedConfig, project: ProjectConfig) -> ProjectDefinitions:
     """The assets, model keys and session resource of one configured SQLMesh project."""
-    project_dir = loaded.project_dir(project)
-    assets, model_keys = _build_assets(project_dir, project, None, bind_resource=False)
+    location = sqlmesh_location(loaded, project)
+    assets, model_keys = _build_assets(location, project, None, bind_resource=False)
     return ProjectDefinitions(
         project=project,
-        project_dir=project_dir,
+        project_dir=loaded.project_dir(project),
         assets=assets,
         model_keys=model_keys,
-        resources={session_resource_key(project.name): session_resource(project_dir, project)},
+        extra_checked_keys=_extra_checked_keys(assets),
+        resources={session_resource_key(location): session_resource(location, project)},
     )
 
 
-def session_resource(project_dir: Path, project: ProjectConfig) -> dg.ResourceDefinition:
+def _extra_checked_keys(assets: list[Any]) -> list[dg.AssetKey]:
+    return [
+        key.asset_key
+        for definition in assets
+        if isinstance(definition, dg.AssetChecksDefinition)
+        for key in definition.check_keys
+    ]
+
+
+def session_resource(location: SQLMeshLocation, project: ProjectConfig) -> dg.ResourceDefinition:
     """A per-run :class:`SQLMeshRunSession`, closed (DuckDB lock released) when the run ends."""
 
-    @dg.resource(description=f"SQLMesh session of project '{project.name}' for one run")
+    @dg.resource(description=f"SQLMesh session of {', '.join(o for _, o in location.owners)} for one run")
     def _session(init_context: dg.InitResourceContext) -> Iterator[SQLMeshRunSession]:
-        session = SQLMeshRunSession(project_dir, project, log=init_context.log)
+        session = SQLMeshRunSession(location, project.environment, log=init_context.log)
         try:
             yield session
         finally:
@@ -106,49 +126,56 @@ def session_resource(project_dir: Path, project: ProjectConfig) -> dg.ResourceDe
 
 
 def _build_assets(
-    project_dir: Path,
+    location: SQLMeshLocation,
     project: ProjectConfig,
     translator: DagsterSQLMeshTranslator | None,
     *,
     bind_resource: bool,
-) -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], list[dg.AssetKey]]:
+) -> tuple[list[Any], list[dg.AssetKey]]:
     translator = translator or DagsterSQLMeshTranslator(project.name)
     if translator.project_name is None:
         translator.project_name = project.name
-    translation = _cached_translation(project_dir, project, translator)
-    resource_defs = (
-        {session_resource_key(project.name): session_resource(project_dir, project)} if bind_resource else None
-    )
-    assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
+    translation = _cached_translation(location, project, translator)
+    resource_key = session_resource_key(location)
+    resource_defs = {resource_key: session_resource(location, project)} if bind_resource else None
+    op_context = _OpContext(project, resource_key, resource_defs)
+    assets: list[Any] = []
     model_keys: list[dg.AssetKey] = []
     for model in translation.models:
-        spec = dg.AssetSpec(**model.spec)
-        if model.external:
-            assets.append(spec)
-            continue
         with warnings.catch_warnings():
             # `resource_defs` on multi_asset is beta; only the standalone factory binds it.
             warnings.simplefilter("ignore", dg.BetaWarning)
-            assets.append(_model_asset(project, model, spec, resource_defs))
+            if model.role == "standalone_audit":
+                assets.append(_check_op(op_context, model))
+                continue
+            spec = dg.AssetSpec(**model.spec)
+            if model.role == "external":
+                assets.append(spec)
+                if model.check_specs:
+                    assets.append(_check_op(op_context, model))
+                continue
+            assets.append(_model_asset(op_context, model, spec))
         model_keys.append(spec.key)
     assets.extend(dg.AssetSpec(**fields) for fields in translation.undeclared_sources)
     return assets, model_keys
 
 
 def _cached_translation(
-    project_dir: Path, project: ProjectConfig, translator: DagsterSQLMeshTranslator
+    location: SQLMeshLocation, project: ProjectConfig, translator: DagsterSQLMeshTranslator
 ) -> ProjectTranslation:
     """The project's translation from the cache when its files are unchanged, else from a Context."""
     from dagctl_dagster.sqlmesh.context import load_context
 
-    cache = TranslationCache.for_project(project_dir, project, translator)
+    # A group's translation also depends on the other repositories' files, which the cache
+    # key does not cover: groups always translate from a Context.
+    cache = None if location.is_group else TranslationCache.for_project(location.paths[0], project, translator)
     translation = cache.load() if cache else None
     if translation is not None:
         logger.debug("project %s: assets from the translation cache %s", project.name, cache.path)
         return translation
-    context = load_context(project_dir, project)
+    context = load_context(location)
     try:
-        translation = _translate(context, translator)
+        translation = _translate(context, translator, location)
     finally:
         context.close()
     if cache:
@@ -156,48 +183,103 @@ def _cached_translation(
     return translation
 
 
-def _translate(context: Any, translator: DagsterSQLMeshTranslator) -> ProjectTranslation:
+def _translate(context: Any, translator: DagsterSQLMeshTranslator, location: SQLMeshLocation) -> ProjectTranslation:
     from sqlmesh.core.snapshot.definition import fingerprint_from_node
 
     models = dict(context.models)
     nodes = context._models  # the mapping SQLMesh fingerprints against
     keys = {fqn: translator.get_asset_key(model) for fqn, model in models.items()}
+    embedded = {fqn for fqn, model in models.items() if model.kind.is_embedded}
+    resolver = _DepResolver(models, keys, embedded)
     fingerprints: dict[str, Any] = {}
     translated: list[ModelTranslation] = []
-    external: dict[str, dg.AssetKey] = {}
     for fqn, model in sorted(models.items()):
-        deps = [_dep_key(dep, keys, external) for dep in sorted(model.depends_on)]
-        if model.kind.is_external:
-            spec = _spec_fields(model, keys[fqn], deps, translator, code_version=None)
-            translated.append(ModelTranslation(fqn=fqn, name=model.name, external=True, spec=spec))
+        if fqn in embedded or location.owner_of(model.project) != location.project:
             continue
-        code_version = fingerprint_from_node(model, nodes=nodes, cache=fingerprints).to_version()
+        deps = resolver.keys_of(model.depends_on)
+        code_version = None
+        if not model.kind.is_external:
+            code_version = fingerprint_from_node(model, nodes=nodes, cache=fingerprints).to_version()
         translated.append(
             ModelTranslation(
                 fqn=fqn,
                 name=model.name,
-                external=False,
+                external=model.kind.is_external,
+                role="external" if model.kind.is_external else "model",
                 spec=_spec_fields(model, keys[fqn], deps, translator, code_version),
                 check_specs=[_check_spec_fields(c) for c in translator.get_check_specs(model, keys[fqn])],
                 check_names=_check_names_by_audit(model, translator),
             )
         )
+    for audit in sorted(context.standalone_audits.values(), key=lambda a: a.name):
+        if location.owner_of(audit.project) == location.project:
+            standalone = _standalone_audit(audit, resolver.keys_of(audit.depends_on), translator)
+            if standalone is not None:
+                translated.append(standalone)
     declared = set(keys.values())
     undeclared = [
         {"key": dep_key, "group_name": translator.get_group_name(None), "kinds": {"sqlmesh"}}
-        for dep_key in dict.fromkeys(external.values())
+        for dep_key in dict.fromkeys(resolver.undeclared.values())
         if dep_key not in declared
     ]
     return ProjectTranslation(models=translated, undeclared_sources=undeclared)
 
 
-def _dep_key(dep_fqn: str, keys: dict[str, dg.AssetKey], external: dict[str, dg.AssetKey]) -> dg.AssetKey:
-    if dep_fqn in keys:
-        return keys[dep_fqn]
-    # A table the project reads without declaring it in external_models.yaml.
-    if dep_fqn not in external:
-        external[dep_fqn] = dg.AssetKey(schema_and_table(dep_fqn))
-    return external[dep_fqn]
+class _DepResolver:
+    """Asset keys of what a node reads: embedded models are looked through, undeclared tables noted."""
+
+    def __init__(self, models: dict[str, Any], keys: dict[str, dg.AssetKey], embedded: set[str]):
+        self.models = models
+        self.keys = keys
+        self.embedded = embedded
+        self.undeclared: dict[str, dg.AssetKey] = {}
+
+    def keys_of(self, depends_on: Sequence[str]) -> list[dg.AssetKey]:
+        found: dict[dg.AssetKey, None] = {}
+        stack = sorted(depends_on, reverse=True)
+        seen: set[str] = set()
+        while stack:
+            fqn = stack.pop()
+            if fqn in seen:
+                continue
+            seen.add(fqn)
+            if fqn in self.embedded:
+                stack.extend(sorted(self.models[fqn].depends_on, reverse=True))
+            elif fqn in self.keys:
+                found[self.keys[fqn]] = None
+            else:
+                # A table the project reads without declaring it in external_models.yaml.
+                key = self.undeclared.setdefault(fqn, dg.AssetKey(schema_and_table(fqn)))
+                found[key] = None
+        return list(found)
+
+
+def _standalone_audit(
+    audit: Any, deps: list[dg.AssetKey], translator: DagsterSQLMeshTranslator
+) -> ModelTranslation | None:
+    if not deps:
+        logger.warning("standalone audit %s reads no model; it is not shown as an asset check", audit.name)
+        return None
+    name = _OP_UNSAFE.sub("_", audit.name)
+    check = {
+        "name": name,
+        "asset": deps[0],
+        "description": f"SQLMesh standalone audit `{audit.name}`" + ("; blocking" if audit.blocking else ""),
+        "additional_deps": deps[1:],
+        # Dagster-blocking would hold back the asset's downstream, which SQLMesh does not.
+        "blocking": False,
+        "metadata": {},
+        "automation_condition": None,
+    }
+    return ModelTranslation(
+        fqn=audit.fqn,
+        name=audit.name,
+        external=False,
+        role="standalone_audit",
+        spec={"key": deps[0]},
+        check_specs=[check],
+        check_names={(audit.name, ""): name},
+    )
 
 
 def _spec_fields(
@@ -232,55 +314,109 @@ def _check_spec_fields(check: dg.AssetCheckSpec) -> dict[str, Any]:
     }
 
 
-def _model_asset(
-    project: ProjectConfig,
-    model: ModelTranslation,
-    spec: dg.AssetSpec,
-    resource_defs: dict[str, Any] | None,
-) -> dg.AssetsDefinition:
-    fqn = model.fqn
-    model_name = model.name
+class _OpContext:
+    """What every op of one project shares: its config, session resource key and tags."""
+
+    def __init__(self, project: ProjectConfig, resource_key: str, resource_defs: dict[str, Any] | None):
+        self.project = project
+        self.resource_key = resource_key
+        self.resource_defs = resource_defs
+
+    def op_name(self, key_path: Sequence[str]) -> str:
+        """``<project>__<model>``, without repeating the project when the key starts with it."""
+        path = list(key_path)
+        if len(path) > 1 and path[0] == self.project.name:
+            path = path[1:]
+        return _OP_UNSAFE.sub("_", "__".join([self.project.name, *path]))
+
+    def op_tags(self, fqn: str) -> dict[str, str]:
+        return {PROJECT_TAG: self.project.name, FRAMEWORK_TAG: "sqlmesh", MODEL_FQN_TAG: fqn}
+
+
+def _model_asset(ops: _OpContext, model: ModelTranslation, spec: dg.AssetSpec) -> dg.AssetsDefinition:
     check_specs = [dg.AssetCheckSpec(**fields) for fields in model.check_specs]
-    check_names = model.check_names
-    resource_key = session_resource_key(project.name)
-    op_name = _OP_UNSAFE.sub("_", "__".join([project.name, *spec.key.path]))
+    project = ops.project
 
     @dg.multi_asset(
-        name=op_name,
-        specs=[spec],
+        name=ops.op_name(spec.key.path),
+        specs=[spec.replace_attributes(skippable=True)],
         check_specs=check_specs,
-        required_resource_keys={resource_key},
-        resource_defs=resource_defs,
+        required_resource_keys={ops.resource_key},
+        resource_defs=ops.resource_defs,
         # Makes the check outputs optional: a run with nothing due runs no audit, and
         # reports no check result rather than an invented one.
         can_subset=True,
-        op_tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: "sqlmesh", MODEL_FQN_TAG: fqn},
+        op_tags=ops.op_tags(model.fqn),
     )
     def _evaluate_model(context):  # an AssetExecutionContext (string annotations cannot be resolved here)
-        session: SQLMeshRunSession = getattr(context.resources, resource_key)
-        try:
-            run = session.run_model(fqn)
-        except Exception as exc:
-            run = getattr(exc, "model_run", None)
-            if run is not None:
-                yield from _check_results(spec.key, run, check_names)
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise dg.Failure(
-                description=f"SQLMesh model {model_name} (project '{project.name}') failed: {first_line}",
-                metadata={"model": model_name, "project": project.name, "error": first_line},
-            ) from exc
-        if not run.in_environment:
-            context.log.warning(
-                f"Model {model_name} is not in environment '{project.environment}' yet: apply a plan "
-                f"(job {project.name}_plan) to add it. Nothing was evaluated."
-            )
+        session: SQLMeshRunSession = getattr(context.resources, ops.resource_key)
+        outcome = session.evaluate_model(model.fqn)
+        checks = list(_check_results(spec.key, outcome, model.check_names))
+        _raise_unless_done(outcome, model.name, project, checks)
+        if outcome.status is not ModelStatus.EVALUATED:
+            context.log.info(f"SQLMesh model {model.name}: nothing due in environment '{project.environment}'.")
+            return
         yield dg.MaterializeResult(
             asset_key=spec.key,
-            metadata=_materialization_metadata(run, session),
-            check_results=list(_check_results(spec.key, run, check_names)),
+            metadata=_materialization_metadata(outcome, session),
+            check_results=checks,
+            data_version=_data_version(outcome),
         )
 
     return _evaluate_model
+
+
+def _check_op(ops: _OpContext, node: ModelTranslation) -> dg.AssetChecksDefinition:
+    """A check step for audits SQLMesh evaluates outside a model: an external model's, a standalone one."""
+    check_specs = [dg.AssetCheckSpec(**fields) for fields in node.check_specs]
+    target = check_specs[0].asset_key
+    project = ops.project
+
+    @dg.multi_asset_check(
+        name=ops.op_name([*target.path, "audit", node.name]) if node.role == "standalone_audit" else ops.op_name([*target.path, "audits"]),
+        specs=check_specs,
+        required_resource_keys={ops.resource_key},
+        resource_defs=ops.resource_defs,
+        can_subset=True,
+        op_tags=ops.op_tags(node.fqn),
+    )
+    def _evaluate_audits(context):
+        session: SQLMeshRunSession = getattr(context.resources, ops.resource_key)
+        outcome = session.evaluate_model(node.fqn)
+        results = list(_check_results(target, outcome, node.check_names, standalone=node.role == "standalone_audit"))
+        yield from results
+        _raise_unless_done(outcome, node.name, project, [], audits_reported=bool(results))
+
+    return _evaluate_audits
+
+
+def _raise_unless_done(
+    outcome: ModelOutcome,
+    name: str,
+    project: ProjectConfig,
+    checks: list[dg.AssetCheckResult],
+    *,
+    audits_reported: bool = False,
+) -> None:
+    """A failure for anything but "evaluated" or "nothing due"; skips carry their reason."""
+    if outcome.status is ModelStatus.FAILED:
+        raise dg.Failure(
+            description=f"SQLMesh {name} (project '{project.name}') failed: {outcome.error}",
+            metadata={"model": name, "project": project.name, "error": outcome.error or ""},
+        )
+    if outcome.status is ModelStatus.NOT_IN_ENVIRONMENT:
+        raise dg.Failure(
+            description=(
+                f"SQLMesh {name} is not in environment '{project.environment}': nothing was evaluated. "
+                f"Apply a plan (job {project.name}_plan) to add it."
+            ),
+            metadata={SKIP_REASON_METADATA_KEY: "not_in_environment", "model": name},
+        )
+    if outcome.status is ModelStatus.STOPPED:
+        raise dg.Failure(
+            description=f"SQLMesh {name}: the run stopped before its remaining intervals were evaluated.",
+            metadata={SKIP_REASON_METADATA_KEY: "run_stopped", "model": name},
+        )
 
 
 def _check_names_by_audit(model: Any, translator: DagsterSQLMeshTranslator) -> dict[tuple[str, str], str]:
@@ -294,44 +430,62 @@ def _check_names_by_audit(model: Any, translator: DagsterSQLMeshTranslator) -> d
 
 
 def _check_results(
-    asset_key: dg.AssetKey, run: ModelRun, check_names: dict[tuple[str, str], str]
+    asset_key: dg.AssetKey,
+    outcome: ModelOutcome,
+    check_names: dict[tuple[str, str], str],
+    *,
+    standalone: bool = False,
 ) -> Iterator[dg.AssetCheckResult]:
     failed_rows: dict[str, int] = {}
     blocking: dict[str, bool] = {}
-    for audit in run.audits:
-        name = check_names.get((audit.name, _render_args(audit.args)))
+    for audit in outcome.audits:
+        name = check_names.get((audit.name, "" if standalone else _render_args(audit.args)))
         if name is None:
             name = next((n for (a, _), n in check_names.items() if a == audit.name), None)
         if name is None:
             continue
         failed_rows[name] = failed_rows.get(name, 0) + audit.failed_rows
         blocking[name] = audit.blocking
+    if not failed_rows and outcome.plan_intervals and outcome.plan_audits_failed == 0:
+        # Evaluated by the run's first plan, whose audits all passed.
+        failed_rows = dict.fromkeys(check_names.values(), 0)
+        blocking = dict.fromkeys(check_names.values(), False)
     for name, rows in failed_rows.items():
         yield dg.AssetCheckResult(
             asset_key=asset_key,
             check_name=name,
             passed=rows == 0,
             severity=dg.AssetCheckSeverity.ERROR if blocking[name] else dg.AssetCheckSeverity.WARN,
-            metadata={"failed_rows": rows, "batches": len(run.intervals) or 1},
+            metadata={"failed_rows": rows, "batches": len(outcome.intervals) or len(outcome.plan_intervals) or 1},
         )
 
 
-def _materialization_metadata(run: ModelRun, session: SQLMeshRunSession) -> dict[str, Any]:
+def _data_version(outcome: ModelOutcome) -> dg.DataVersion:
+    intervals = outcome.plan_intervals + outcome.intervals
+    latest_end = max(end for _, end in intervals)
+    return dg.DataVersion(f"{outcome.snapshot_version}:{latest_end}:{len(intervals)}:{_now_ms()}")
+
+
+def _now_ms() -> int:
+    return int(datetime.now(tz=timezone.utc).timestamp() * 1000)
+
+
+def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession) -> dict[str, Any]:
+    intervals = outcome.plan_intervals + outcome.intervals
     metadata: dict[str, Any] = {
-        "duration_s": dg.MetadataValue.float(round(run.duration_s, 4)),
-        "intervals": dg.MetadataValue.int(len(run.intervals)),
+        "duration_s": dg.MetadataValue.float(round(outcome.duration_s, 4)),
+        "intervals": dg.MetadataValue.int(len(intervals)),
+        "interval_ranges": ", ".join(f"{_ts(s)} → {_ts(e)}" for s, e in intervals),
         "sqlmesh/environment": session.environment,
     }
-    if run.intervals:
-        metadata["interval_ranges"] = ", ".join(f"{_ts(s)} → {_ts(e)}" for s, e in run.intervals)
-    if run.rows_processed is not None:
-        metadata["rows_processed"] = dg.MetadataValue.int(run.rows_processed)
-    if run.physical_table:
-        metadata["physical_table"] = run.physical_table
-    if run.snapshot_version:
-        metadata["snapshot_version"] = run.snapshot_version
-    if not run.in_environment:
-        metadata["in_environment"] = False
+    if outcome.plan_intervals:
+        metadata["evaluated_by_plan"] = dg.MetadataValue.int(len(outcome.plan_intervals))
+    if outcome.rows_processed is not None:
+        metadata["rows_processed"] = dg.MetadataValue.int(outcome.rows_processed)
+    if outcome.physical_table:
+        metadata["physical_table"] = outcome.physical_table
+    if outcome.snapshot_version:
+        metadata["snapshot_version"] = outcome.snapshot_version
     if session.initial_plan_applied:
         metadata["initial_plan_applied"] = True
     return metadata

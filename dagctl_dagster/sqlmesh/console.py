@@ -1,25 +1,59 @@
-"""A quiet SQLMesh console: SQLMesh's progress bars and prompts have no place in a run worker."""
+"""A quiet SQLMesh console: SQLMesh's progress bars and prompts have no place in a run worker.
+
+It forwards warnings and errors to Python logging and, while a plan applies inside a run,
+tells the run which batches the plan evaluated (:func:`recording_evaluations`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from sqlmesh.core.console import NoopConsole
+from sqlmesh.core.console import NoopConsole, get_console
 
 logger = logging.getLogger("dagctl_dagster.sqlmesh")
 
-_INITIAL_PLAN_SKIP_BACKFILL_WARNING = "Skipping the backfill stage for production"
+EvaluationRecorder = Callable[[str, tuple[int, int], int], None]
 
 
 class DagctlConsole(NoopConsole):
     """Forwards SQLMesh's warnings and errors to Python logging; drops progress output."""
 
+    recorder: EvaluationRecorder | None = None
+
     def log_warning(self, short_message: str, long_message: str | None = None) -> None:
-        if short_message.startswith(_INITIAL_PLAN_SKIP_BACKFILL_WARNING):
-            # The run's initial plan skips the backfill on purpose: the model steps that
-            # follow evaluate every due interval.
-            return
         logger.warning(long_message or short_message)
 
     def log_error(self, message: str) -> None:
         logger.error(message)
+
+    def update_snapshot_evaluation_progress(
+        self,
+        snapshot: Any,
+        interval: Any,
+        batch_idx: int,
+        duration_ms: int | None,
+        num_audits_passed: int,
+        num_audits_failed: int,
+        audit_only: bool = False,
+        execution_stats: Any = None,
+        auto_restatement_triggers: Any = None,
+    ) -> None:
+        if self.recorder is not None and duration_ms is not None and not audit_only:
+            self.recorder(snapshot.name, (int(interval[0]), int(interval[1])), num_audits_failed)
+
+
+@contextlib.contextmanager
+def recording_evaluations(recorder: EvaluationRecorder) -> Iterator[None]:
+    """Reports each batch SQLMesh evaluates (and completes) meanwhile to ``recorder``."""
+    console = get_console()
+    if not isinstance(console, DagctlConsole):
+        yield
+        return
+    console.recorder = recorder
+    try:
+        yield
+    finally:
+        console.recorder = None

@@ -1,11 +1,21 @@
-"""Opening a SQLMesh Context for a configured project, with errors that name the project."""
+"""Where a configured SQLMesh project loads from, and opening its Context as `sqlmesh` would.
+
+`sqlmesh` runs in a project's directory, so relative paths in its config (``database:
+db.duckdb``) resolve there. A multi-repository layout (each repository's config names a
+``project:``; `sqlmesh -p repo_1 -p repo_2` from their parent directory) loads every
+repository into one Context: configured projects whose SQLMesh configs name a ``project:``
+form one such group, loaded together, with their common parent as working directory.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.errors import ProjectLoadError
@@ -13,35 +23,100 @@ from dagctl_dagster.errors import ProjectLoadError
 logger = logging.getLogger(__name__)
 
 
-def load_context(project_dir: Path, project: ProjectConfig, *, load: bool = True):
-    """A SQLMesh ``Context`` on the project. Close it (or use :func:`open_context`) when done.
+@dataclass(frozen=True)
+class SQLMeshLocation:
+    """The directories one SQLMesh Context loads, and which configured project owns which.
+
+    ``owners`` maps a SQLMesh ``project:`` name ('' for a single-directory project) to the
+    configured project whose assets its models are.
+    """
+
+    project: str
+    paths: tuple[Path, ...]
+    working_dir: Path
+    gateway: str | None
+    owners: tuple[tuple[str, str], ...]
+
+    @property
+    def is_group(self) -> bool:
+        return len(self.paths) > 1
+
+    def owner_of(self, sqlmesh_project: str) -> str:
+        return dict(self.owners).get(sqlmesh_project or "", self.project)
+
+
+def single_location(project_dir: Path, project: ProjectConfig) -> SQLMeshLocation:
+    return SQLMeshLocation(
+        project=project.name,
+        paths=(project_dir,),
+        working_dir=project_dir,
+        gateway=project.gateway,
+        owners=(("", project.name),),
+    )
+
+
+def sqlmesh_location(loaded: LoadedConfig, project: ProjectConfig) -> SQLMeshLocation:
+    """The project's location: alone, or with every configured project of its multi-repo group."""
+    project_dir = loaded.project_dir(project)
+    own_name = _sqlmesh_project_name(project_dir, project)
+    if not own_name:
+        return single_location(project_dir, project)
+    members: list[tuple[Path, str, str]] = []
+    for other in loaded.projects:
+        if other.framework != "sqlmesh":
+            continue
+        other_dir = loaded.project_dir(other)
+        other_name = own_name if other is project else _sqlmesh_project_name(other_dir, other)
+        if other_name:
+            members.append((other_dir, other_name, other.name))
+    paths = tuple(path for path, _, _ in members)
+    return SQLMeshLocation(
+        project=project.name,
+        paths=paths,
+        working_dir=Path(os.path.commonpath([str(p) for p in paths])) if len(paths) > 1 else project_dir,
+        gateway=project.gateway,
+        owners=tuple((sqlmesh_name, owner) for _, sqlmesh_name, owner in members),
+    )
+
+
+def _sqlmesh_project_name(project_dir: Path, project: ProjectConfig) -> str:
+    from dagctl_dagster.sqlmesh.internals import load_project_configs, sqlmesh_project_name
+
+    try:
+        configs = load_project_configs([project_dir], project_dir)
+    except Exception as exc:
+        raise ProjectLoadError(project.name, _one_line(exc), _file_of(exc)) from None
+    return next((sqlmesh_project_name(c) for c in configs.values()), "")
+
+
+def load_context(location: SQLMeshLocation, *, load: bool = True) -> Any:
+    """A SQLMesh ``Context`` on the location. Close it (or use :func:`open_context`) when done.
 
     Raises:
         ProjectLoadError: naming the project and, where SQLMesh says it, the file.
     """
     from sqlmesh import Context
     from sqlmesh.core.console import set_console
-    from sqlmesh.utils.errors import SQLMeshError
 
     from dagctl_dagster.sqlmesh.console import DagctlConsole
+    from dagctl_dagster.sqlmesh.internals import load_project_configs
 
     set_console(DagctlConsole())
     try:
-        return Context(paths=[str(project_dir)], gateway=project.gateway, load=load)
-    except SQLMeshError as exc:
-        raise ProjectLoadError(project.name, _first_line_with_file(exc), _file_of(exc)) from exc
+        configs = load_project_configs(location.paths, location.working_dir)
+        return Context(paths=list(configs), config=configs, gateway=location.gateway, load=load)
     except Exception as exc:  # SQLMesh surfaces parse errors from sqlglot and Python errors from config.py
-        raise ProjectLoadError(project.name, f"{type(exc).__name__}: {exc}", _file_of(exc)) from exc
+        raise ProjectLoadError(location.project, _one_line(exc), _file_of(exc)) from None
 
 
 @contextlib.contextmanager
-def open_context(loaded: LoadedConfig, project: ProjectConfig) -> Iterator:
+def open_context(loaded: LoadedConfig, project: ProjectConfig) -> Iterator[Any]:
     """``with open_context(loaded, project) as context:`` — closed on exit, whatever happens.
 
     Closing matters: DuckDB lets one process hold a database file at a time, and a Context
     keeps its warehouse and state connections open until closed.
     """
-    context = load_context(loaded.project_dir(project), project)
+    context = load_context(sqlmesh_location(loaded, project))
     try:
         yield context
     finally:
@@ -56,6 +131,8 @@ def _file_of(exc: BaseException) -> Path | None:
     return None
 
 
-def _first_line_with_file(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if len(text.splitlines()) == 1 else " ".join(text.split())
+def _one_line(exc: BaseException) -> str:
+    from dagctl_dagster.sqlmesh.internals import is_sqlmesh_error
+
+    text = " ".join(str(exc).split())
+    return text if is_sqlmesh_error(exc) else f"{type(exc).__name__}: {text}"

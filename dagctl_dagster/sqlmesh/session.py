@@ -1,27 +1,35 @@
-"""One SQLMesh session per project per run worker.
+"""One SQLMesh session per SQLMesh location per run worker: what `sqlmesh run` does, model by model.
 
-A run's model steps share one SQLMesh ``Context`` and one computation of the
-environment's due intervals; each step then evaluates only its own model's batches
-through SQLMesh's ``Scheduler.evaluate`` (the same call ``sqlmesh run`` makes from its
-worker threads), which runs the model's audits and records the interval in state.
+The executor prepares the session on its own thread before any model step starts: it waits
+for a finalized environment, applies the first plan when the environment has never been
+planned (running the project's unit tests first, as `sqlmesh plan` does), computes the due
+scheduling units exactly as ``Scheduler.run`` does and runs ``before_all``. Each model step
+then executes its own model's units (see :mod:`dagctl_dagster.sqlmesh.internals`).
 
-The session starts lazily, at the first model step. The claim-aware executor claims the
-run's models before any step starts, so the due intervals are read after the claims are
-held: a model another run finished a moment ago is no longer due here.
+Model steps run in threads. SQLMesh gives each thread its own cursor unless the gateway
+allows one task (``concurrent_tasks: 1``, DuckDB's default), where every thread would share
+one cursor: the session then allows one model step at a time and never reads state while a
+model runs.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from dagctl_dagster.config import ProjectConfig
+from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason
+from dagctl_dagster.sqlmesh import internals
+from dagctl_dagster.sqlmesh.context import SQLMeshLocation
 
 logger = logging.getLogger(__name__)
+
+CLOSE_AFTER_INTERRUPT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -36,249 +44,245 @@ class AuditOutcome:
         return self.failed_rows == 0
 
 
+class ModelStatus(enum.Enum):
+    EVALUATED = "evaluated"
+    NOTHING_DUE = "nothing_due"
+    NOT_IN_ENVIRONMENT = "not_in_environment"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
 @dataclass
-class ModelRun:
-    """What evaluating one model's due batches did."""
+class ModelOutcome:
+    """What one model step did; a failure is a value here, not an exception."""
 
     model: str
+    status: ModelStatus
     intervals: list[tuple[int, int]] = field(default_factory=list)
+    plan_intervals: list[tuple[int, int]] = field(default_factory=list)
+    plan_audits_failed: int = 0
     duration_s: float = 0.0
     rows_processed: int | None = None
     physical_table: str | None = None
     snapshot_version: str | None = None
     audits: list[AuditOutcome] = field(default_factory=list)
-    in_environment: bool = True
+    error: str | None = None
+
+    @property
+    def evaluated_anything(self) -> bool:
+        return bool(self.intervals or self.plan_intervals)
 
 
-class EnvironmentChanged(Exception):
-    """The environment was re-planned while the run was executing."""
+class SQLMeshRunSession(RunFramework):
+    """The SQLMesh side of one run on one location (a project, or a multi-repository group)."""
 
-
-class SQLMeshRunSession:
-    """The SQLMesh side of one run: thread-safe, started on first use, closed by the resource.
-
-    Example::
-
-        session = SQLMeshRunSession(Path("analytics"), project_config)
-        try:
-            result = session.run_model('"db"."analytics"."orders"')
-        finally:
-            session.close()
-    """
-
-    def __init__(self, project_dir: Path, project: ProjectConfig, log: logging.Logger | None = None):
-        self.project_dir = project_dir
-        self.project = project
-        self.environment = project.environment
+    def __init__(self, location: SQLMeshLocation, environment: str, log: logging.Logger | None = None):
+        self.location = location
+        self.environment = environment
         self.log = log or logger
         self.initial_plan_applied = False
-        self._lock = threading.Lock()
-        self._started = False
-        self._closed = False
         self._context: Any = None
+        self._run: internals.ScheduledRun | None = None
+        self._shared_cursor = False
+        self._engine_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._interrupted = False
+        self._plan_evaluations: dict[str, list[tuple[int, int]]] = {}
+        self._plan_audits_failed: dict[str, int] = {}
 
-    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def projects(self) -> frozenset[str]:
+        return frozenset(owner for _, owner in self.location.owners)
 
-    def _ensure_started(self) -> None:
-        if self._started:
-            return
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the SQLMesh session of this run is already closed")
-            if not self._started:
-                self._start()
-                self._started = True
+    @property
+    def label(self) -> str:
+        names = sorted(self.projects)
+        return f"SQLMesh project '{names[0]}'" if len(names) == 1 else f"SQLMesh projects {', '.join(names)}"
 
-    def _start(self) -> None:
-        from sqlmesh.core import constants as c
-        from sqlmesh.core.environment import execute_environment_statements
-        from sqlmesh.core.snapshot import DeployabilityIndex
-        from sqlmesh.utils.date import now_timestamp
+    # -- preparing -----------------------------------------------------------------------
 
+    def prepare(self, should_stop: Callable[[], bool]) -> Preparation:
         from dagctl_dagster.sqlmesh.context import load_context
 
         started = time.perf_counter()
-        # Runs execute the environment as planned (state holds its snapshots), so the
-        # project's model files are only parsed when an initial plan must be applied.
-        self._context = load_context(self.project_dir, self.project, load=False)
-        state = self._context.state_sync
-        environment = state.get_environment(self.environment)
-        if environment is None:
-            environment = self._apply_initial_plan()
-        self._plan_id = environment.plan_id
-        self._naming_info = environment.naming_info
-
-        self._scheduler = self._context.scheduler(environment=self.environment)
-        snapshots = list(self._scheduler.snapshots.values())
-        self._deployability_index = (
-            DeployabilityIndex.all_deployable()
-            if environment.name == c.PROD
-            else DeployabilityIndex.create(snapshots)
-        )
-        self._execution_time = now_timestamp()
-        state.refresh_snapshot_intervals(snapshots)
-        merged = self._scheduler.merged_missing_intervals(
-            execution_time=self._execution_time, deployability_index=self._deployability_index
-        )
-        self._batches = {
-            snapshot.name: batches
-            for snapshot, batches in self._scheduler.batch_intervals(
-                merged, self._deployability_index, self._naming_info
-            ).items()
-        }
-        evaluator = self._scheduler.snapshot_evaluator
-        candidates = [
-            s
-            for s in snapshots
-            if s.name in self._batches or not self._deployability_index.is_representative(s)
-        ]
-        self._to_create = {
-            s.snapshot_id for s in evaluator.get_snapshots_to_create(candidates, self._deployability_index)
-        }
-        self._environment_statements = state.get_environment_statements(environment.name)
-        execute_environment_statements(
-            adapter=evaluator.adapter,
-            environment_statements=self._environment_statements,
-            runtime_stage=_runtime_stage("BEFORE_ALL"),
-            environment_naming_info=self._naming_info,
-            default_catalog=self._scheduler.default_catalog,
-            snapshots=self._scheduler.snapshots_by_name,
-            execution_time=self._execution_time,
-        )
-        due = sum(len(b) for b in self._batches.values())
-        self.log.info(
-            f"SQLMesh session for project '{self.project.name}' ready in "
-            f"{time.perf_counter() - started:.2f}s: environment '{self.environment}', "
-            f"{len(snapshots)} snapshots, {len(self._batches)} models with {due} due batches"
-        )
-
-    def _apply_initial_plan(self):
-        self.log.info(
-            f"Environment '{self.environment}' of project '{self.project.name}' has never been "
-            "planned: applying its initial plan (tables are created; this run then evaluates the "
-            "due intervals model by model)."
-        )
-        self._context.load()
-        self._context.plan(
-            self.environment, auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True
-        )
-        self.initial_plan_applied = True
-        environment = self._context.state_sync.get_environment(self.environment)
-        if environment is None:  # pragma: no cover - SQLMesh always creates it
-            raise RuntimeError(f"SQLMesh did not create environment '{self.environment}'")
-        return environment
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._context is None:
-                return
-            try:
-                if self._started:
-                    self._run_after_all()
-            finally:
-                self._context.close()
-                self._context = None
-
-    def _run_after_all(self) -> None:
-        from sqlmesh.core.environment import execute_environment_statements
-
         try:
-            execute_environment_statements(
-                adapter=self._scheduler.snapshot_evaluator.adapter,
-                environment_statements=self._environment_statements,
-                runtime_stage=_runtime_stage("AFTER_ALL"),
-                environment_naming_info=self._naming_info,
-                default_catalog=self._scheduler.default_catalog,
-                snapshots=self._scheduler.snapshots_by_name,
-                execution_time=self._execution_time,
-            )
-        except Exception:
-            self.log.exception("after_all statements of project '%s' failed", self.project.name)
-
-    # -- questions the executor asks -----------------------------------------------
-
-    def environment_changed(self) -> str | None:
-        """A reason when the environment was re-planned since this run started, else None."""
-        if not self._started or self._closed:
-            return None
-        # The summaries, not get_environment: that one deserialises every snapshot of the
-        # environment, and this is asked twice a second while models run.
-        current = next(
-            (e for e in self._context.state_sync.get_environments_summary() if e.name == self.environment), None
+            self._context = load_context(self.location, load=False)
+            internals.load_custom_materializations(self._context)
+            stop = lambda: should_stop() or self._stopping.is_set()  # noqa: E731
+            state = internals.wait_for_finalized(self._context, self.environment, should_stop=stop)
+            notes: list[str] = []
+            if not state.exists:
+                failure = self._apply_first_plan(stop)
+                if failure:
+                    return Preparation(error=failure)
+                notes.append(f"{self.label}: environment '{self.environment}' had never been planned; applied its first plan.")
+                state = internals.environment_state(self._context, self.environment)
+            if stop():
+                return Preparation(error=f"{self.label}: the run was stopped before any model started")
+            self._run = internals.schedule_run(self._context, self.environment, state.plan_id or "")
+            internals.execute_environment_statements(self._run, "BEFORE_ALL")
+        except Exception as exc:
+            return Preparation(error=f"{self.label}: {_one_line(exc)}")
+        limit, reason = self._concurrency_limit()
+        due = sum(len(b) for b in self._run.batches.values())
+        notes.append(
+            f"{self.label} ready in {time.perf_counter() - started:.2f}s: environment "
+            f"'{self.environment}', {len(self._run.snapshots_by_name)} snapshots, {len(self._run.batches)} "
+            f"with {due} due batches"
         )
-        if current is None:
-            return f"environment '{self.environment}' was removed"
-        if current.plan_id != self._plan_id:
+        return Preparation(concurrency_limit=limit, limit_reason=reason, notes=tuple(notes))
+
+    def _concurrency_limit(self) -> tuple[int, str | None]:
+        tasks = internals.concurrent_tasks(self._context)
+        self._shared_cursor = internals.shares_one_cursor(self._context)
+        if self._shared_cursor:
+            tasks = 1
+        reason = None
+        if tasks == 1:
+            reason = (
+                f"{self.label}: its gateway allows one concurrent task (SQLMesh's `concurrent_tasks`, "
+                "1 by default for DuckDB), so its models run one at a time, as `sqlmesh run` runs them; "
+                "set `concurrent_tasks` on the gateway's connection to run more at once"
+            )
+        return tasks, reason
+
+    def _apply_first_plan(self, stop: Callable[[], bool]) -> str | None:
+        """Unit tests, then the plan `sqlmesh plan --auto-apply` would apply; an error or None."""
+        from dagctl_dagster.sqlmesh.console import recording_evaluations
+
+        self._context.load()
+        failed = internals.run_unit_tests(self._context)
+        if failed:
+            names = "; ".join(f"{t.name}: {t.reason}" for t in failed)
             return (
-                f"environment '{self.environment}' of project '{self.project.name}' changed "
-                f"(plan {self._plan_id} → {current.plan_id})"
+                f"{self.label}: {len(failed)} SQLMesh unit test(s) failed, so environment "
+                f"'{self.environment}' was not planned and nothing was deployed: {names}"
+            )
+        with recording_evaluations(self._record_plan_evaluation):
+            internals.apply_plan(self._context, self.environment, circuit_breaker=stop)
+        self.initial_plan_applied = True
+        return None
+
+    def _record_plan_evaluation(self, snapshot_name: str, interval: tuple[int, int], audits_failed: int) -> None:
+        self._plan_evaluations.setdefault(snapshot_name, []).append(interval)
+        self._plan_audits_failed[snapshot_name] = self._plan_audits_failed.get(snapshot_name, 0) + audits_failed
+
+    # -- questions the executor asks -----------------------------------------------------
+
+    def stop_reason(self) -> StopReason | None:
+        if self._run is None or self._context is None:
+            return None
+        with self._engine_guard(blocking=False) as free:
+            if not free:
+                return None
+            try:
+                state = internals.environment_state(self._context, self.environment)
+            except Exception as exc:  # a failed read says nothing about the environment
+                self.log.warning(f"{self.label}: could not read environment '{self.environment}': {_one_line(exc)}")
+                return None
+        if not state.exists:
+            return StopReason(f"environment '{self.environment}' of {self.label} was removed", expected=False)
+        if state.plan_id != self._run.plan_id or not state.finalized:
+            return StopReason(
+                f"environment '{self.environment}' of {self.label} was re-planned "
+                f"(plan {self._run.plan_id} → {state.plan_id})",
+                expected=True,
             )
         return None
 
-    # -- one model -------------------------------------------------------------------
+    def interrupt(self) -> None:
+        self._stopping.set()
+        self._interrupted = True
+        if self._context is not None:
+            internals.interrupt_queries(self._context)
 
-    def run_model(self, model_fqn: str) -> ModelRun:
-        """Evaluate the model's due batches in order; audits run after each batch.
+    # -- one model -----------------------------------------------------------------------
 
-        Raises whatever SQLMesh raises (including ``NodeAuditsErrors`` for a failed blocking
-        audit, whose interval is then not recorded); the outcome so far is attached as
-        ``exc.model_run``.
-        """
-        from sqlmesh.core.snapshot import SnapshotIdBatch
-
-        self._ensure_started()
-        snapshot = self._scheduler.snapshots_by_name.get(model_fqn)
+    def evaluate_model(self, model_fqn: str) -> ModelOutcome:
+        """Executes the model's due units in order; audits run after each batch."""
+        run = self._run
+        if run is None:
+            return ModelOutcome(model_fqn, ModelStatus.FAILED, error=f"{self.label} was not prepared")
+        snapshot = run.snapshot(model_fqn)
         if snapshot is None:
-            return ModelRun(model=model_fqn, in_environment=False)
-        evaluator = self._scheduler.snapshot_evaluator
-        outcome = ModelRun(
-            model=model_fqn,
-            physical_table=snapshot.table_name(
-                is_deployable=self._deployability_index.is_deployable(snapshot)
-            ),
+            return ModelOutcome(model_fqn, ModelStatus.NOT_IN_ENVIRONMENT)
+        outcome = ModelOutcome(
+            model_fqn,
+            ModelStatus.NOTHING_DUE,
+            plan_intervals=list(self._plan_evaluations.get(model_fqn, [])),
+            plan_audits_failed=self._plan_audits_failed.get(model_fqn, 0),
+            physical_table=internals.physical_table(run, snapshot) if snapshot.is_model else None,
             snapshot_version=snapshot.version,
         )
         started = time.perf_counter()
-        try:
-            if snapshot.snapshot_id in self._to_create:
-                evaluator.create_snapshot(
-                    snapshot=snapshot,
-                    snapshots=self._scheduler.snapshots_by_name,
-                    deployability_index=self._deployability_index,
-                    allow_destructive_snapshots=set(),
-                    allow_additive_snapshots=set(),
-                )
-            for batch_index, (start, end) in enumerate(self._batches.get(model_fqn, [])):
-                audit_results = self._scheduler.evaluate(
-                    snapshot=snapshot,
-                    start=start,
-                    end=end,
-                    execution_time=self._execution_time,
-                    deployability_index=self._deployability_index,
-                    batch_index=batch_index,
-                    environment_naming_info=self._naming_info,
-                    target_table_exists=True,
-                )
-                outcome.intervals.append((start, end))
-                outcome.audits.extend(_audit_outcomes(audit_results))
-                stats = evaluator.execution_tracker.get_execution_stats(
-                    SnapshotIdBatch(snapshot_id=snapshot.snapshot_id, batch_id=batch_index)
-                )
-                if stats and stats.total_rows_processed is not None:
-                    outcome.rows_processed = (outcome.rows_processed or 0) + stats.total_rows_processed
-        except Exception as exc:
-            failed_audits = getattr(exc, "errors", None)
-            if failed_audits:
-                outcome.audits.extend(_failed_audit_outcomes(failed_audits))
-            outcome.duration_s = time.perf_counter() - started
-            exc.model_run = outcome  # type: ignore[attr-defined]
-            raise
+        with self._engine_guard(blocking=True):
+            try:
+                self._execute_units(run, model_fqn, outcome)
+            except Exception as exc:
+                outcome.status = ModelStatus.FAILED
+                outcome.error = _one_line(exc)
+                outcome.audits.extend(_failed_audit_outcomes(internals.audit_failures(exc)))
+            finally:
+                internals.release_thread_connections(self._context)
         outcome.duration_s = time.perf_counter() - started
         return outcome
 
+    def _execute_units(self, run: internals.ScheduledRun, model_fqn: str, outcome: ModelOutcome) -> None:
+        for unit in run.units.get(model_fqn, []):
+            if self._stopping.is_set():
+                outcome.status = ModelStatus.STOPPED
+                return
+            result = internals.execute_unit(run, unit)
+            if result.interval is None:
+                continue
+            outcome.intervals.append(result.interval)
+            outcome.audits.extend(_audit_outcomes(result.audit_results))
+            if result.rows_processed is not None:
+                outcome.rows_processed = (outcome.rows_processed or 0) + result.rows_processed
+        if outcome.evaluated_anything:
+            outcome.status = ModelStatus.EVALUATED
 
-def _audit_outcomes(audit_results) -> list[AuditOutcome]:
+    @contextmanager
+    def _engine_guard(self, *, blocking: bool) -> Iterator[bool]:
+        """Serialises use of the one shared cursor; a no-op when each thread has its own."""
+        if not self._shared_cursor:
+            yield True
+            return
+        acquired = self._engine_lock.acquire(blocking=blocking)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self._engine_lock.release()
+
+    # -- closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """after_all (unless the run was interrupted), then the Context's connections."""
+        context, self._context = self._context, None
+        if context is None:
+            return
+        if self._interrupted:
+            _bounded(context.close, CLOSE_AFTER_INTERRUPT_SECONDS, self.log, self.label)
+            return
+        try:
+            if self._run is not None:
+                internals.execute_environment_statements(self._run, "AFTER_ALL")
+        except Exception as exc:
+            self.log.error(f"{self.label}: after_all statements failed: {_one_line(exc)}")
+        finally:
+            context.close()
+
+
+def _bounded(close: Callable[[], None], seconds: float, log: logging.Logger, label: str) -> None:
+    closer = threading.Thread(target=close, name="dagctl-sqlmesh-close", daemon=True)
+    closer.start()
+    closer.join(seconds)
+    if closer.is_alive():
+        log.warning(f"{label}: connections did not close within {seconds:.0f}s of the interrupt; leaving them")
+
+
+def _audit_outcomes(audit_results: list[Any]) -> list[AuditOutcome]:
     return [
         AuditOutcome(
             name=result.audit.name,
@@ -291,14 +295,13 @@ def _audit_outcomes(audit_results) -> list[AuditOutcome]:
     ]
 
 
-def _failed_audit_outcomes(audit_errors) -> list[AuditOutcome]:
+def _failed_audit_outcomes(audit_errors: list[Any]) -> list[AuditOutcome]:
     return [
-        AuditOutcome(name=error.audit_name, args=dict(error.audit_args or {}), blocking=True, failed_rows=int(error.count))
-        for error in audit_errors
+        AuditOutcome(name=e.audit_name, args=dict(e.audit_args or {}), blocking=True, failed_rows=int(e.count))
+        for e in audit_errors
     ]
 
 
-def _runtime_stage(name: str):
-    from sqlmesh.core.environment import RuntimeStage
-
-    return getattr(RuntimeStage, name)
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if internals.is_sqlmesh_error(exc) else f"{type(exc).__name__}: {text}"

@@ -63,6 +63,9 @@ class ModelTranslation:
     spec: dict[str, Any]  # AssetSpec fields; deps as AssetKeys
     check_specs: list[dict[str, Any]] = field(default_factory=list)
     check_names: dict[tuple[str, str], str] = field(default_factory=dict)
+    # "model" (an asset with a step), "external" (a source whose audits are a check step),
+    # "standalone_audit" (a check step on the first model it reads).
+    role: str = "model"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,66 @@
+"""What the claim-aware executor may ask the framework (SQLMesh, dbt) behind a run's steps.
+
+The executor knows models only as asset keys. A framework's per-run session subclasses
+:class:`RunFramework`; the executor finds the run's sessions among its resources by that
+type and asks them, on its own thread, the few things it must:
+
+- ``prepare``: get ready before any step of these projects starts (wait for a finalized
+  environment, apply a first plan, compute what is due) and say how many steps of these
+  projects may run at once;
+- ``stop_reason``: may a new step still start (has the environment been re-planned)?
+- ``interrupt``: the run is being terminated: cancel running queries, start nothing new.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Failure metadata a step attaches when it did not evaluate its model for a reason that is
+# a skip, not a failure of the model (e.g. not in the environment): the summary counts it
+# as skipped, and the run still does not end green.
+SKIP_REASON_METADATA_KEY = "dagctl/skip_reason"
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """The outcome of :meth:`RunFramework.prepare`: a limit on concurrent steps, or an error."""
+
+    concurrency_limit: int | None = None
+    limit_reason: str | None = None
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StopReason:
+    """Why no new step of a framework may start.
+
+    ``expected`` stops (a plan changed the environment) skip the rest, which the next run
+    does; unexpected ones (the environment vanished) fail the rest, so the run is not green.
+    """
+
+    message: str
+    expected: bool
+
+
+class RunFramework(abc.ABC):
+    """One framework session of a run, serving the steps tagged with one of ``projects``."""
+
+    @property
+    @abc.abstractmethod
+    def projects(self) -> frozenset[str]:
+        """The dagctl project names whose model steps this session serves."""
+
+    @abc.abstractmethod
+    def prepare(self, should_stop: Callable[[], bool]) -> Preparation:
+        """Called once, before any of the projects' steps start; never raises."""
+
+    @abc.abstractmethod
+    def stop_reason(self) -> StopReason | None:
+        """Asked before a step starts; ``None`` lets it start. Never raises."""
+
+    @abc.abstractmethod
+    def interrupt(self) -> None:
+        """The run is terminating: start nothing new, cancel what runs. Never raises."""
