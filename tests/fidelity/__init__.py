@@ -7,7 +7,7 @@ config, DuckDB gateway at its defaults: relative `database`, no `concurrent_task
 optional `fidelity.yaml`:
 
     jobs: [a_run, b_run]            # default: <project>_run for every project, config order
-    native: {cwd: repo_1, paths: [., ../repo_2]}   # default: cwd = the only project's path
+    native: {cwd: ., paths: [repo_1, repo_2]}   # default: cwd = the only project's path, no -p
     setup_sql: {<db file relative to the root>: [statements]}   # tables users create outside SQLMesh
 
 projects/init_duckdb  byte-for-byte `sqlmesh init duckdb` (db.db, SEED, INCREMENTAL_BY_TIME_RANGE
