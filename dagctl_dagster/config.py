@@ -21,6 +21,7 @@ Every problem surfaces as one :class:`ConfigError` naming the file and the field
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,9 +31,36 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROJECT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ABSOLUTE_PATH_PATTERN = r"^/"
+DIRECTORY_NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+_PATTERN_HINTS = {
+    PROJECT_NAME_PATTERN: "is not a valid name; use letters, digits and underscores, not starting with a digit",
+    ABSOLUTE_PATH_PATTERN: "is not an absolute path; it must start with '/'",
+    DIRECTORY_NAME_PATTERN: "is not a single directory name; use letters, digits, '.', '_' and '-' (no '/')",
+}
 DEFAULT_SQLMESH_SCHEDULE = "*/15 * * * *"
 DEFAULT_JANITOR_SCHEDULE = "0 2 * * 0"
 DEFAULT_STATE_BACKUP_SCHEDULE = "0 3 * * *"
+DEFAULT_CONFIG_PATH = ".dagctl/config.yaml"
+CONFIG_ENV_VAR = "DAGCTL_CONFIG"
+
+# Bounds on what a config file may hold: far above any real config, far below harm.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_YAML_DEPTH = 40
+MAX_YAML_NODES = 100_000  # counted with every alias expanded
+MAX_SCALAR_CHARS = 16 * 1024
+# Echoed values and field names are cut to this many characters in messages.
+MAX_ECHO_CHARS = 120
+
+
+def default_config_path() -> str:
+    """``$DAGCTL_CONFIG``, else ``.dagctl/config.yaml`` in the working directory (every CLI uses it)."""
+    return os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH
+
+
+def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class ConfigError(ValueError):
@@ -43,10 +71,10 @@ class ConfigError(ValueError):
 
     def __init__(self, path: Path | str, message: str, field: str | None = None):
         self.path = Path(path)
-        self.field = field
-        self.detail = message
-        where = f"{self.path}: {field}: " if field else f"{self.path}: "
-        super().__init__(where + message)
+        self.field = shorten(field) if field else field
+        self.detail = shorten(" ".join(message.split()), 4 * MAX_ECHO_CHARS)
+        where = f"{self.path}: {self.field}: " if self.field else f"{self.path}: "
+        super().__init__(where + self.detail)
 
 
 class _Strict(BaseModel):
@@ -65,12 +93,12 @@ class GitSyncConfig(_Strict):
     )
     mount_path: str = Field(
         default="/opt/dagster/projects",
-        pattern=r"^/",
+        pattern=ABSOLUTE_PATH_PATTERN,
         description="Absolute path of the emptyDir the clone lands in (git-sync's --root).",
     )
     link: str = Field(
         default="repo",
-        pattern=r"^[A-Za-z0-9._-]+$",
+        pattern=DIRECTORY_NAME_PATTERN,
         description="Name of the checkout under mount_path (git-sync's --link); the code location "
         "must load the project from <mount_path>/<link>, as its own git-sync sidecar does.",
     )
@@ -84,6 +112,23 @@ class ResourceQuantities(_Strict):
 class ResourcesConfig(_Strict):
     requests: ResourceQuantities = ResourceQuantities()
     limits: ResourceQuantities = ResourceQuantities()
+
+    def over(self, defaults: ResourcesConfig) -> ResourcesConfig:
+        """These quantities, with ``defaults`` filling each one left unset (as a LimitRange would)."""
+        merged = {
+            kind: {**getattr(defaults, kind).model_dump(exclude_none=True), **getattr(self, kind).model_dump(exclude_none=True)}
+            for kind in ("requests", "limits")
+        }
+        return ResourcesConfig.model_validate(merged)
+
+
+class K8sDefaults(_Strict):
+    """Platform defaults for every project's run pods; a project's `k8s:` block overrides them."""
+
+    resources: ResourcesConfig = ResourcesConfig(
+        requests=ResourceQuantities(cpu="250m", memory="512Mi"),
+        limits=ResourceQuantities(cpu="1", memory="2Gi"),
+    )
 
 
 class SecretKeyRef(_Strict):
@@ -137,11 +182,37 @@ class AlertsConfig(_Strict):
     cooldown_minutes: int = Field(default=60, ge=0)
 
 
+class AlertThresholdsOverride(_Strict):
+    """A project's overrides of :class:`AlertThresholds`; unset fields keep the top-level value."""
+
+    run_duration_factor: float | None = Field(default=None, gt=0)
+    model_duration_factor: float | None = Field(default=None, gt=0)
+    state_growth_ratio: float | None = Field(default=None, gt=0)
+    history_days: int | None = Field(default=None, ge=1)
+    min_history: int | None = Field(default=None, ge=1)
+
+
+class AlertsOverride(_Strict):
+    """A project's overrides of the top-level :class:`AlertsConfig`; unset fields are inherited."""
+
+    failure_channel: str | None = None
+    page_channel: str | None = None
+    warning_channel: str | None = None
+    info_channel: str | None = None
+    thresholds: AlertThresholdsOverride = AlertThresholdsOverride()
+    cooldown_minutes: int | None = Field(default=None, ge=0)
+
+
 class StateBackupConfig(_Strict):
     enabled: bool = True
     schedule: str = DEFAULT_STATE_BACKUP_SCHEDULE
     directory: str = ".dagctl/state-backups"
     keep_days: int = Field(default=7, ge=1)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return _checked_cron(value)
 
 
 class ProjectConfig(_Strict):
@@ -166,15 +237,20 @@ class ProjectConfig(_Strict):
     overlap: Literal["allow", "forbid"] = "allow"
     # deployment and alerts
     k8s: K8sConfig = K8sConfig()
-    alerts: dict[str, Any] = Field(
-        default_factory=dict, description="Overrides of the top-level `alerts:` block."
+    alerts: AlertsOverride = Field(
+        default_factory=AlertsOverride, description="Overrides of the top-level `alerts:` block."
     )
 
     @field_validator("schedule", "janitor_schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None and not _is_cron(value):
-            raise ValueError(f"'{value}' is not a cron expression (five fields, e.g. '*/15 * * * *')")
+        return value if value is None else _checked_cron(value)
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the project path is empty; give the directory relative to the repository root")
         return value
 
     @model_validator(mode="after")
@@ -200,6 +276,7 @@ class DagctlConfig(_Strict):
     version: str | int
     timezone: str = "UTC"
     alerts: AlertsConfig = AlertsConfig()
+    k8s_defaults: K8sDefaults = K8sDefaults()
     projects: list[ProjectConfig] = Field(min_length=1)
 
     @field_validator("timezone")
@@ -233,15 +310,12 @@ class DagctlConfig(_Strict):
 
     def alerts_for(self, project: ProjectConfig) -> AlertsConfig:
         """The project's alert settings: the top-level block with the project's overrides."""
-        if not project.alerts:
+        overrides = project.alerts.model_dump(exclude_none=True)
+        thresholds = overrides.pop("thresholds", {})
+        if not overrides and not thresholds:
             return self.alerts
-        merged = self.alerts.model_dump()
-        for key, value in project.alerts.items():
-            if key == "thresholds" and isinstance(value, dict):
-                merged["thresholds"] = {**merged["thresholds"], **value}
-            else:
-                merged[key] = value
-        return AlertsConfig.model_validate(merged)
+        merged_thresholds = self.alerts.thresholds.model_copy(update=thresholds)
+        return self.alerts.model_copy(update={**overrides, "thresholds": merged_thresholds})
 
 
 class _FieldProblem(ValueError):
@@ -293,6 +367,8 @@ def load_config(path: str | Path, *, check_paths: bool = True) -> LoadedConfig:
     raw = _read_yaml(path)
     config = parse_config(raw, path)
     loaded = LoadedConfig(path, config)
+    for index, project in enumerate(config.projects):
+        _check_inside_repository(loaded, project, index)
     if check_paths:
         for index, project in enumerate(config.projects):
             project_dir = loaded.project_dir(project)
@@ -304,6 +380,19 @@ def load_config(path: str | Path, *, check_paths: bool = True) -> LoadedConfig:
                     field=f"projects[{index}].path",
                 )
     return loaded
+
+
+def _check_inside_repository(loaded: LoadedConfig, project: ProjectConfig, index: int) -> None:
+    """A project directory (symlinks resolved) must lie inside the repository root."""
+    root = loaded.root.resolve()
+    project_dir = loaded.project_dir(project)
+    if project_dir != root and root not in project_dir.parents:
+        raise ConfigError(
+            loaded.path,
+            f"project '{project.name}': '{shorten(project.path)}' resolves to '{shorten(str(project_dir))}', "
+            f"outside the repository root '{root}'; project paths must stay inside it",
+            field=f"projects[{index}].path",
+        )
 
 
 def parse_config(raw: Any, path: Path) -> DagctlConfig:
@@ -319,12 +408,102 @@ def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(path, "config file not found; create it or point DAGCTL_CONFIG at it")
     try:
-        return yaml.safe_load(path.read_text())
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read the config file: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(path, f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config file is far smaller")
+    try:
+        return load_bounded_yaml(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"not UTF-8 text (byte {exc.start})") from None
+    except YamlLimitError as exc:
+        raise ConfigError(path, f"{exc.problem} (line {exc.line})", field=exc.field or None) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(path, f"not valid YAML{where}: {problem}") from None
+
+
+class YamlLimitError(Exception):
+    """A YAML document exceeds a bound (nesting, nodes with aliases expanded, value size)."""
+
+    def __init__(self, problem: str, field: str, line: int):
+        self.problem = problem
+        self.field = field
+        self.line = line
+        super().__init__(f"{field}: {problem} (line {line})")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents past the bounds while composing them.
+
+    Aliases are counted as expanded: an anchor bomb of a few hundred bytes is refused before
+    any of it is built. The field path of the offending node is tracked for the message.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._path: list[str] = []
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._path.append(_path_part(index))
+        try:
+            if len(self._path) > MAX_YAML_DEPTH:
+                self._refuse(f"nesting is deeper than {MAX_YAML_DEPTH} levels")
+            node = super().compose_node(parent, index)
+            self._measure(node)
+            return node
+        finally:
+            self._path.pop()
+
+    def _measure(self, node: yaml.Node) -> None:
+        if id(node) in self._sizes:  # an alias: its anchor's expanded size counts again
+            size = self._sizes[id(node)]
+        elif isinstance(node, yaml.ScalarNode):
+            if len(node.value) > MAX_SCALAR_CHARS:
+                self._refuse(f"a value of {len(node.value)} characters is longer than {MAX_SCALAR_CHARS}", node)
+            size = 1
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes.get(id(item), 1) for item in node.value)
+        else:
+            size = 1 + sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
+        self._sizes[id(node)] = size
+        if size > MAX_YAML_NODES:
+            self._refuse(
+                f"expands to more than {MAX_YAML_NODES} values (YAML aliases are counted as copies); "
+                "remove the aliases or the repetition",
+                node,
+            )
+
+    def _refuse(self, problem: str, node: yaml.Node | None = None) -> None:
+        mark = node.start_mark if node is not None else self.peek_event().start_mark
+        raise YamlLimitError(problem, "".join(self._path).lstrip("."), mark.line + 1)
+
+
+def _path_part(index: Any) -> str:
+    if isinstance(index, int) and not isinstance(index, bool):
+        return f"[{index}]"
+    if isinstance(index, yaml.ScalarNode):
+        return "." + shorten(index.value, 40)
+    return ""
+
+
+def load_bounded_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with bounds on nesting, value size and aliases (see :class:`_BoundedLoader`).
+
+    Raises:
+        YamlLimitError: naming the field path and line of the node past a bound.
+        yaml.YAMLError: the text is not YAML.
+    """
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _config_error_from_validation(exc: ValidationError, raw: dict, path: Path) -> ConfigError:
@@ -369,9 +548,11 @@ def _describe(error: dict[str, Any]) -> str:
         return "required field is missing"
     if kind == "literal_error":
         expected = (error.get("ctx") or {}).get("expected", "")
-        return f"'{given}' is not allowed; use one of {expected}"
+        return f"'{shorten(str(given))}' is not allowed; use one of {expected}"
     if kind == "string_pattern_mismatch":
-        return f"'{given}' is not a valid name; use letters, digits and underscores, not starting with a digit"
+        pattern = (error.get("ctx") or {}).get("pattern", "")
+        hint = _PATTERN_HINTS.get(pattern, f"does not match the pattern {pattern}")
+        return f"'{shorten(str(given))}' {hint}"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
@@ -379,6 +560,12 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+
+def _checked_cron(value: str) -> str:
+    if not _is_cron(value):
+        raise ValueError(f"'{shorten(value)}' is not a cron expression (five fields, e.g. '*/15 * * * *')")
+    return value
 
 
 def _is_cron(value: str) -> bool:
@@ -394,4 +581,4 @@ def _check_timezone(value: str) -> None:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"'{value}' is not an IANA timezone (e.g. 'UTC', 'Europe/Berlin')") from None
+        raise ValueError(f"'{shorten(value)}' is not an IANA timezone (e.g. 'UTC', 'Europe/Berlin')") from None

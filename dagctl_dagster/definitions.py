@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
 
-from dagctl_dagster.config import LoadedConfig, ProjectConfig, load_config
+from dagctl_dagster.config import DEFAULT_CONFIG_PATH, LoadedConfig, ProjectConfig, default_config_path, load_config
 from dagctl_dagster.project import CodeLocationContext, ProjectDefinitions, run_job_name
 
-DEFAULT_CONFIG_PATH = ".dagctl/config.yaml"
+__all__ = ["DEFAULT_CONFIG_PATH", "build_project", "load_definitions"]
 
 
 def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
@@ -32,7 +31,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
         config_path: the config file; defaults to ``$DAGCTL_CONFIG`` or
             ``.dagctl/config.yaml`` in the working directory.
     """
-    loaded = load_config(config_path or os.environ.get("DAGCTL_CONFIG") or DEFAULT_CONFIG_PATH)
+    loaded = load_config(config_path or default_config_path())
     projects = [build_project(loaded, project) for project in loaded.projects]
     location = CodeLocationContext(loaded=loaded, projects=projects)
 

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from dagctl_dagster.alerts.redact import redact
+from dagctl_dagster.secrets import redact
 from dagctl_dagster.project import PROJECT_TAG
 
 LOG_FORMAT_ENV_VAR = "DAGCTL_LOG_FORMAT"

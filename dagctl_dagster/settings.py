@@ -37,3 +37,31 @@ def parse_max_concurrent(value: Any, *, source: str) -> int:
     if not isinstance(number, int) or number < 1:
         raise problem
     return number
+
+
+# A claim lease outside this range is a mistake: shorter renews several times a second and
+# expires on any pause; longer keeps a dead worker's models blocked for more than a day.
+MIN_LEASE_SECONDS = 5.0
+MAX_LEASE_SECONDS = 86400.0
+
+
+class InvalidLeaseSeconds(ValueError):
+    """Not a number of seconds in the sane range; the message names where it came from."""
+
+
+def parse_lease_seconds(value: Any, *, source: str) -> float:
+    """A claim lease in seconds, between :data:`MIN_LEASE_SECONDS` and :data:`MAX_LEASE_SECONDS`.
+
+    Raises:
+        InvalidLeaseSeconds: ``"<source> must be a number of seconds from 5 to 86400 (one day), got inf"``.
+    """
+    problem = InvalidLeaseSeconds(
+        f"{source} must be a number of seconds from {MIN_LEASE_SECONDS:g} to {MAX_LEASE_SECONDS:g} "
+        f"(one day), got {value!r}"
+    )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise problem
+    # NaN fails both comparisons, infinity the second.
+    if not MIN_LEASE_SECONDS <= value <= MAX_LEASE_SECONDS:
+        raise problem
+    return float(value)

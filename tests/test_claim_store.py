@@ -309,7 +309,7 @@ def test_list_claims_marks_expired_rows(make_store):
         ("postgresql://dagster:hunter2@127.0.0.1:1/dagster", "claim store postgresql://dagster:***@127.0.0.1:1/dagster failed: connection to server at \"127.0.0.1\", port 1 failed"),
         ("mysql://dagster:hunter2@db/dagster", "claim store URL mysql://dagster:***@db/dagster: unsupported database 'mysql'"),
         ("postgresql://dagster:hunter2@db:notaport/x", "invalid claim store URL postgresql://***@db:notaport/x: invalid literal for int()"),
-        ("postgres:/:hunter2@@db", "invalid claim store URL postgres://***@db: Could not parse"),
+        ("postgres:/:hunter2@@db", "invalid claim store URL postgres://***@db: an '@' in the password or a parameter is not percent-encoded"),
         ("sqlite://", "in-memory SQLite database cannot be shared"),
     ],
 )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
 from conftest import venv_command
 
 from dagctl_dagster.execution.claims import ClaimStore
@@ -100,3 +103,73 @@ def test_unreachable_store_is_named_with_its_password_masked(tmp_path: Path):
     unconfigured = dagctl_claims("release", "--run-id", "run-a")
     assert unconfigured.returncode == 1
     assert "error: no claim store configured: set DAGCTL_CLAIMS_URL" in unconfigured.stderr
+
+
+CLAIMS_SECRET = "cl@ims:pa/ss-Word77"
+
+
+def with_query_password(url: str) -> str:
+    """The URL with the password as a `?password=` query parameter (the server trusts any)."""
+    parsed = sa.engine.make_url(url).set(password=None)
+    plain = parsed.render_as_string(hide_password=False)
+    return f"{plain}{'&' if '?' in plain else '?'}password={quote(CLAIMS_SECRET, safe='')}"
+
+
+def leaked(text: str) -> list[str]:
+    fragments = {CLAIMS_SECRET, quote(CLAIMS_SECRET, safe=""), "ims:pa", "pa/ss", "ss-Word77"}
+    return sorted(f for f in fragments if f in text)
+
+
+@pytest.mark.timeout(240)
+def test_list_masks_a_query_parameter_password(postgres_url: str):
+    url = with_query_password(postgres_url)
+    store = ClaimStore(url, lease_seconds=600)
+    store.claim("run-a", ["shop.orders"])
+    store.dispose()
+
+    listed = dagctl_claims("list", "--url", url)
+    assert listed.returncode == 0, listed.stderr
+    first_line = listed.stdout.splitlines()[0]
+    assert first_line.startswith("1 claim(s) in postgresql") and "password=***" in first_line
+    assert leaked(listed.stdout + listed.stderr) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        (
+            f"postgresql://dagster@127.0.0.1:1/dagster?password={quote(CLAIMS_SECRET, safe='')}",
+            "postgresql://dagster@127.0.0.1:1/dagster?password=*** failed: connection to server",
+        ),
+        (f"postgresql://dagster@127.0.0.1:1/dagster?password={CLAIMS_SECRET}", "is not percent-encoded"),
+        (f"host=127.0.0.1 port=1 user=dagster password={CLAIMS_SECRET} dbname=dagster", "password=***"),
+        (f"postgresql://dagster:{CLAIMS_SECRET}@127.0.0.1:1/dagster", "is not percent-encoded; write it as %40"),
+    ],
+    ids=["query-parameter", "unescaped-query-parameter", "libpq-keyword-dsn", "unescaped-password"],
+)
+@pytest.mark.timeout(120)
+def test_errors_mask_the_password_in_every_url_form(url: str, words: str):
+    failed = dagctl_claims("list", "--url", url)
+    assert failed.returncode == 1
+    [line] = failed.stderr.splitlines()
+    assert line.startswith("error: ") and words in line
+    assert "Traceback" not in failed.stderr
+    assert leaked(failed.stdout + failed.stderr) == []
+
+
+def test_heartbeat_warnings_mask_the_password(caplog):
+    from dagctl_dagster.execution.claims import LeaseHeartbeat
+
+    url = f"postgresql://dagster@127.0.0.1:1/dagster?password={quote(CLAIMS_SECRET, safe='')}"
+    store = ClaimStore(url, lease_seconds=600)
+    heartbeat = LeaseHeartbeat(store, "run-a", interval=0.01)
+    with caplog.at_level("WARNING", logger="dagctl_dagster.execution.claims"):
+        with heartbeat:
+            deadline = time.monotonic() + 30
+            while not caplog.records and time.monotonic() < deadline:
+                time.sleep(0.01)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings and "could not renew the claims of run run-a" in warnings[0]
+    assert "password=***" in warnings[0]
+    assert leaked("\n".join(warnings)) == []
+    store.dispose()

@@ -328,7 +328,7 @@ def test_dagster_cli_launches_a_load_definitions_job_through_the_launcher(exampl
     [container] = pod["containers"]
     assert container["image"] == "registry.example.com/marts:2.0"
     assert container["envFrom"] == [{"secretRef": {"name": "slack-bot"}}]
-    assert container["resources"] == {"limits": {"memory": "1Gi"}}
+    assert container["resources"] == {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "250m", "memory": "512Mi"}}
     assert {"name": "MAX_CONCURRENT_MODELS", "value": "5"} in container["env"]
     assert container["securityContext"]["runAsNonRoot"] is True
 

@@ -108,7 +108,11 @@ def test_dbt_project_runs_from_its_own_image_without_git_sync(full):
     assert pod["volumes"] == []
     assert _container(manifest)["image"] == "registry.example.com/marts:1.0"
     assert _container(manifest)["envFrom"] == [{"secretRef": {"name": "marts-warehouse"}}]
-    assert _container(manifest)["resources"] == {"limits": {"memory": "2Gi"}}
+    # the project's memory limit, the platform defaults for everything it leaves unset
+    assert _container(manifest)["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "2Gi"},
+    }
 
 
 def test_dbt_project_with_git_sync_is_rejected_naming_the_field(tmp_path):
@@ -182,7 +186,11 @@ def test_minimal_project_gets_defaults(minimal):
     assert manifest["metadata"]["namespace"] == LauncherSettings().namespace
     assert manifest["spec"]["ttlSecondsAfterFinished"] == 3600
     assert _env(_container(manifest))["MAX_CONCURRENT_MODELS"]["value"] == "5"
-    assert "resources" not in _container(manifest) or _container(manifest)["resources"] == {}
+    # no `resources:` anywhere: the built-in platform defaults, never a pod without limits
+    assert _container(manifest)["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "2Gi"},
+    }
     assert "SQLMESH_STATE_PASSWORD" not in _env(_container(manifest))
 
 
@@ -262,3 +270,49 @@ def test_render_console_script_works_without_a_cluster(full, tmp_path):
     manifest = yaml.safe_load(result.stdout)
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/marts:1.0"
+
+
+DEFAULTS_CONFIG = """\
+version: 1
+k8s_defaults:
+  resources:
+    requests: {cpu: 100m, memory: 256Mi}
+    limits: {memory: 1Gi}
+projects:
+  - name: plain
+    framework: sqlmesh
+    path: sqlmesh/plain
+  - name: heavy
+    framework: dbt
+    path: dbt/heavy
+    k8s:
+      resources:
+        requests: {memory: 4Gi}
+        limits: {cpu: "4", memory: 8Gi}
+"""
+
+
+def test_top_level_k8s_defaults_apply_to_every_project_and_each_can_override(tmp_path, capsys):
+    loaded = load_config(write_config(tmp_path, DEFAULTS_CONFIG), check_paths=False)
+    defaults = loaded.config.k8s_defaults
+    plain = _render(loaded.config.project("plain"), defaults=defaults)
+    heavy = _render(loaded.config.project("heavy"), defaults=defaults)
+    assert _container(plain)["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    assert _container(heavy)["resources"] == {
+        "requests": {"cpu": "100m", "memory": "4Gi"},
+        "limits": {"cpu": "4", "memory": "8Gi"},
+    }
+    for manifest in (plain, heavy):
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    # the render CLI reads the same top-level defaults
+    assert main(["k8s", "render", "--project", "plain", "--run-id", RUN_ID, "--config", str(loaded.path),
+                 "--image", "registry.example.com/code:7"]) == 0
+    assert _container(yaml.safe_load(capsys.readouterr().out))["resources"] == _container(plain)["resources"]
+
+
+def test_misspelt_k8s_defaults_field_is_named(tmp_path):
+    path = write_config(tmp_path, DEFAULTS_CONFIG.replace("    limits: {memory: 1Gi}", "    limit: {memory: 1Gi}"))
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path, check_paths=False)
+    assert "k8s_defaults.resources.limit" in str(excinfo.value)
+    assert "unknown key" in str(excinfo.value)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from dagctl_dagster.alerts.redact import redact
+from dagctl_dagster.secrets import redact
 
 WEBSERVER_URL_ENV_VAR = "DAGSTER_WEBSERVER_URL"
 TIER_ICONS = {"page": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}

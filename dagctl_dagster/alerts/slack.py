@@ -17,7 +17,7 @@ What it changes against ``SlackResource``:
 * ``chat_postMessage`` returns at once: the message is sent from a background thread, with
   slack_sdk's retry handlers (429 + Retry-After, connection errors, timeouts) and a short
   timeout, and every failure is logged, never raised, so a hook cannot fail or slow a run;
-* every message is passed through :func:`~dagctl_dagster.alerts.redact.redact`.
+* every message is passed through :func:`~dagctl_dagster.secrets.redact`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from slack_sdk.web.client import WebClient
 
-from dagctl_dagster.alerts.redact import redact
+from dagctl_dagster.secrets import redact
 
 logger = logging.getLogger("dagctl_dagster.alerts")
 

@@ -24,7 +24,7 @@ from dagctl_dagster.alerts import rules
 from dagctl_dagster.alerts.cursor import AlertCursor
 from dagctl_dagster.alerts.messages import tier_alert_text
 from dagctl_dagster.alerts.projects import ProjectLookup
-from dagctl_dagster.alerts.redact import redact
+from dagctl_dagster.secrets import redact
 from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.alerts.slack import DagctlSlackResource
 

@@ -40,6 +40,7 @@ from dagctl_dagster.dbt.run_results import RunResults
 from dagctl_dagster.dbt.translator import FRAMEWORK, DagctlDbtTranslator
 from dagctl_dagster.errors import ProjectLoadError
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
+from dagctl_dagster.secrets import redact
 from dagctl_dagster.settings import MAX_CONCURRENT_ENV, InvalidMaxConcurrent, parse_max_concurrent
 
 # Full rebuilds: the new table holds exactly the rows the statement wrote.
@@ -185,8 +186,10 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     if not run_results_path.is_file():
         error = invocation.get_error()
         raise dg.Failure(
-            description=f"dbt build of project '{project_name}' wrote no run_results.json: {error or 'no error reported'}"
-        )
+            description=redact(
+                f"dbt build of project '{project_name}' wrote no run_results.json: {error or 'no error reported'}"
+            )
+        ) from None
     results = RunResults.read(run_results_path)
     manifest = invocation.manifest
     for event in events:
@@ -194,13 +197,13 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
 
     outcome = results.outcome(manifest)
     for node in outcome.failed:
-        context.log.error(f"dbt {node.resource_type} {node.name} {node.status}: {node.message}")
+        context.log.error(redact(f"dbt {node.resource_type} {node.name} {node.status}: {node.message}"))
     for unique_id, causes in sorted(outcome.skipped_because.items()):
         because = f": upstream {', '.join(c.split('.')[2] for c in causes)} failed" if causes else ""
         context.log.warning(f"dbt skipped {unique_id.split('.')[0]} {unique_id.split('.')[2]}{because}")
     if not outcome.succeeded:
         raise dg.Failure(
-            description=outcome.failure_message(project_name),
+            description=redact(outcome.failure_message(project_name)),
             metadata={
                 "failed": dg.MetadataValue.text(", ".join(sorted(n.name for n in outcome.failed))),
                 "skipped": dg.MetadataValue.text(
@@ -211,7 +214,8 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
         )
     error = invocation.get_error()
     if error is not None:
-        raise error
+        # `from None`: the original error's text may hold secret values.
+        raise dg.Failure(description=redact(str(error))) from None
 
 
 def _release_warehouse(adapter: Any) -> None:

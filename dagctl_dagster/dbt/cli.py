@@ -11,7 +11,6 @@ fingerprint ship in the image, so the code server and run workers start without 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -25,12 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from dagctl_dagster.config import ConfigError, load_config
+    from dagctl_dagster.config import ConfigError, default_config_path, load_config
     from dagctl_dagster.dbt.manifest import manifest_is_current, open_dbt_project, prepare_manifest
     from dagctl_dagster.errors import ProjectLoadError
 
     try:
-        loaded = load_config(args.config or os.environ.get("DAGCTL_CONFIG") or ".dagctl/config.yaml")
+        loaded = load_config(args.config or default_config_path())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

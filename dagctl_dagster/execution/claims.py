@@ -38,6 +38,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dagctl_dagster.secrets import mask_url, redact, unescaped_password_problem, url_secrets
+from dagctl_dagster.settings import MAX_LEASE_SECONDS
+
 logger = logging.getLogger(__name__)
 
 CLAIMS_URL_ENV = "DAGCTL_CLAIMS_URL"
@@ -91,15 +94,6 @@ class ClaimResult:
     held: dict[str, Claim]
 
 
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, also when it cannot be parsed."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparsable: keep only the scheme and what follows the last "@"
-        scheme, colon, rest = url.partition(":")
-        return f"{scheme}{colon}//***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
-
-
 def _database_operation(method: Callable) -> Callable:
     """Run a store operation; retry what is safe to retry; name the store in errors.
 
@@ -119,7 +113,7 @@ def _database_operation(method: Callable) -> Callable:
                     time.sleep(0.01 * (attempt + 1))
                     continue
                 if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-                    raise ClaimStoreError(f"claim store {self.masked_url} failed: {_describe(exc)}") from None
+                    raise ClaimStoreError(f"claim store {self.masked_url} failed: {self.describe(exc)}") from None
                 raise
         raise AssertionError("unreachable")
 
@@ -141,8 +135,13 @@ class ClaimStore:
         lease_seconds = float(lease_seconds)
         if not lease_seconds > 0:
             raise ClaimStoreError(f"lease_seconds must be a positive number of seconds, got {lease_seconds!r}")
+        if not lease_seconds <= MAX_LEASE_SECONDS:
+            raise ClaimStoreError(
+                f"lease_seconds must be at most {MAX_LEASE_SECONDS:g} seconds (one day), got {lease_seconds!r}"
+            )
         self.lease_seconds = lease_seconds
         self.masked_url = mask_url(url)
+        self._url_secrets = url_secrets(url)
         self._engine = self._create_engine(url)
         self._is_postgres = self._engine.dialect.name == "postgresql"
         self._schema_ready = False
@@ -271,6 +270,10 @@ class ClaimStore:
     def dispose(self) -> None:
         """Close the store's pooled connections (it reconnects if used again)."""
         self._engine.dispose()
+
+    def describe(self, exc: BaseException) -> str:
+        """The driver's message for ``exc``, with the URL's password and secret env values masked."""
+        return redact(_describe(exc), self._url_secrets)
 
     def __repr__(self) -> str:
         return f"ClaimStore({self.masked_url!r}, lease_seconds={self.lease_seconds})"
@@ -403,6 +406,9 @@ class ClaimStore:
     # -- connections -------------------------------------------------------------------
 
     def _create_engine(self, url: str) -> sa.Engine:
+        problem = unescaped_password_problem(url)
+        if problem:
+            raise ClaimStoreError(f"invalid claim store URL {self.masked_url}: {problem}")
         try:
             parsed = _with_default_driver(sa.engine.make_url(url))
             if parsed.get_backend_name() == "sqlite":
@@ -420,7 +426,7 @@ class ClaimStore:
         except ClaimStoreError:
             raise
         except Exception as exc:
-            raise ClaimStoreError(f"invalid claim store URL {self.masked_url}: {_describe(exc)}") from None
+            raise ClaimStoreError(f"invalid claim store URL {self.masked_url}: {self.describe(exc)}") from None
 
     def _create_sqlite_engine(self, parsed: sa.URL) -> sa.Engine:
         if parsed.database in (None, "", ":memory:"):
@@ -513,7 +519,7 @@ class LeaseHeartbeat:
                 self.store.renew(self.run_id)
                 self.beats += 1
             except Exception as exc:  # keep beating: the next renew may succeed within the lease
-                logger.warning("could not renew the claims of run %s: %s", self.run_id, _describe(exc))
+                logger.warning("could not renew the claims of run %s: %s", self.run_id, self.store.describe(exc))
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -37,7 +37,9 @@ from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.plan.step import ExecutionStep
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.base import Executor
-from dagster._utils.error import serializable_error_info_from_exc_info
+from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
+
+from dagctl_dagster.secrets import redact, redact_value
 
 TESTED_DAGSTER_MINOR = "1.13"
 
@@ -292,12 +294,25 @@ def engine_event(
     *,
     error: bool = False,
 ) -> DagsterEvent:
-    """An engine event on the run, or on a step when given a step context."""
+    """An engine event on the run, or on a step when given a step context; secrets masked."""
     data = EngineEventData(
-        metadata=metadata or {},
-        error=serializable_error_info_from_exc_info(sys.exc_info()) if error else None,
+        metadata=redact_value(metadata or {}),
+        error=redacted_error_info(serializable_error_info_from_exc_info(sys.exc_info())) if error else None,
     )
-    return DagsterEvent.engine_event(context, message, event_specific_data=data)
+    return DagsterEvent.engine_event(context, redact(message), event_specific_data=data)
+
+
+def redacted_error_info(info: SerializableErrorInfo | None) -> SerializableErrorInfo | None:
+    """The error (its stack, causes and context too) with secret values masked."""
+    if info is None:
+        return None
+    return SerializableErrorInfo(
+        message=redact(info.message),
+        stack=[redact(line) for line in info.stack],
+        cls_name=info.cls_name,
+        cause=redacted_error_info(info.cause),
+        context=redacted_error_info(info.context),
+    )
 
 
 def asset_keys_of_step(job_context: PlanExecutionContext, step: ExecutionStep) -> list[dg.AssetKey]:

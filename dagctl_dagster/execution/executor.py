@@ -65,12 +65,13 @@ class ExecutorSettings:
             max_concurrent = parse_max_concurrent(environ.get(MAX_CONCURRENT_ENV), source=f"env var {MAX_CONCURRENT_ENV}")
         else:
             max_concurrent = parse_max_concurrent(max_concurrent, source="executor config `max_concurrent`")
-        lease = config.get("lease_seconds", DEFAULT_LEASE_SECONDS)
-        if not isinstance(lease, (int, float)) or isinstance(lease, bool) or lease <= 0:
-            raise ExecutorConfigError(
-                f"executor config `lease_seconds` must be a positive number of seconds (got {lease!r})"
+        try:
+            lease = shared_settings.parse_lease_seconds(
+                config.get("lease_seconds", DEFAULT_LEASE_SECONDS), source="executor config `lease_seconds`"
             )
-        return cls(max_concurrent=max_concurrent, lease_seconds=float(lease), claims_url=config.get("claims_url"))
+        except shared_settings.InvalidLeaseSeconds as exc:
+            raise ExecutorConfigError(f"{exc}; fix it and launch the run again") from None
+        return cls(max_concurrent=max_concurrent, lease_seconds=lease, claims_url=config.get("claims_url"))
 
 
 def parse_max_concurrent(value: Any, *, source: str) -> int:

@@ -13,7 +13,6 @@ as references. The launcher settings assumed are the Helm chart's defaults
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from dagctl_dagster.k8s.manifest import PLACEHOLDER_RUN_ID, LauncherSettings
@@ -41,10 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from dagctl_dagster.config import ConfigError, load_config
+    from dagctl_dagster.config import ConfigError, default_config_path, load_config
     from dagctl_dagster.k8s.manifest import LiteralSecretError, manifest_yaml, render_run_job
 
-    config_path = args.config or os.environ.get("DAGCTL_CONFIG") or ".dagctl/config.yaml"
+    config_path = args.config or default_config_path()
     try:
         loaded = load_config(config_path, check_paths=False)
         project = loaded.config.project(args.project)
@@ -56,7 +55,10 @@ def _render(args: argparse.Namespace) -> int:
         return 1
     settings = LauncherSettings(namespace=args.namespace) if args.namespace else LauncherSettings()
     try:
-        manifest = render_run_job(project, run_id=args.run_id, image=args.image, settings=settings)
+        manifest = render_run_job(
+            project, run_id=args.run_id, image=args.image, settings=settings,
+            defaults=loaded.config.k8s_defaults,
+        )
     except LiteralSecretError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -107,13 +107,15 @@ class DagctlK8sRunLauncher(K8sRunLauncher):
 
     def get_container_context_for_run(self, dagster_run: dg.DagsterRun) -> K8sContainerContext:
         base = super().get_container_context_for_run(dagster_run)
-        return context_for_project(base, self.project_for_run(dagster_run))
+        return context_for_project(base, self.project_for_run(dagster_run), self.dagctl_config().config.k8s_defaults)
 
     def _launch_k8s_job_with_args(
         self, job_name: str, args: Sequence[str] | None, run: dg.DagsterRun
     ) -> None:
         project = self.project_for_run(run)
-        container_context = context_for_project(super().get_container_context_for_run(run), project)
+        container_context = context_for_project(
+            super().get_container_context_for_run(run), project, self.dagctl_config().config.k8s_defaults
+        )
         job_origin = run.job_code_origin
         if job_origin is None:
             raise DagctlLaunchError(

@@ -25,7 +25,6 @@ by copying the launcher's own environment).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +40,9 @@ from dagster_k8s.job import (
     get_job_name_from_run_id,
 )
 
-from dagctl_dagster.config import GitSyncConfig, ProjectConfig, ResourcesConfig
+from dagctl_dagster.config import GitSyncConfig, K8sDefaults, ProjectConfig, ResourcesConfig
 from dagctl_dagster.project import run_job_name
+from dagctl_dagster.secrets import is_secret_name
 
 PROJECT_LABEL = "dagctl.io/project"
 FRAMEWORK_LABEL = "dagctl.io/framework"
@@ -56,8 +56,6 @@ CODE_VOLUME = "dagctl-code"
 GIT_SYNC_CONTAINER = "git-sync"
 RUN_CONTAINER = "dagster"
 
-# Names whose literal value in a manifest would be a leaked credential.
-_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|CREDENTIAL|PRIVATE_KEY|API_KEY", re.IGNORECASE)
 
 
 class LiteralSecretError(ValueError):
@@ -96,9 +94,11 @@ class LauncherSettings:
         )
 
 
-def project_container_context(project: ProjectConfig) -> K8sContainerContext:
+def project_container_context(project: ProjectConfig, defaults: K8sDefaults = K8sDefaults()) -> K8sContainerContext:
     """What the platform injects into every run Job of ``project``, from its ``k8s:`` block.
 
+    Resources: the project's quantities, each one it leaves unset taken from ``defaults``
+    (the config's top-level ``k8s_defaults``), so no run pod goes without requests and limits.
     Deep-merged over the launcher's context (lists append, the project's scalars win), so
     the project's securityContext and Job limits override a run's ``dagster-k8s/config`` tags.
     """
@@ -134,7 +134,7 @@ def project_container_context(project: ProjectConfig) -> K8sContainerContext:
         volumes=volumes,
         volume_mounts=volume_mounts,
         labels=labels,
-        resources=resource_requirements(k8s.resources),
+        resources=resource_requirements(k8s.resources.over(defaults.resources)),
         security_context=container_security_context(k8s.run_as_user),
         run_k8s_config=UserDefinedDagsterK8sConfig(
             container_config=container_config,
@@ -149,11 +149,13 @@ def project_container_context(project: ProjectConfig) -> K8sContainerContext:
     )
 
 
-def context_for_project(base: K8sContainerContext, project: ProjectConfig | None) -> K8sContainerContext:
+def context_for_project(
+    base: K8sContainerContext, project: ProjectConfig | None, defaults: K8sDefaults = K8sDefaults()
+) -> K8sContainerContext:
     """The launcher's context for a run with the project's injections merged on top."""
     if project is None:
         return base
-    return base.merge(project_container_context(project))
+    return base.merge(project_container_context(project, defaults))
 
 
 def git_sync_init_container(git_sync: GitSyncConfig, run_as_user: int) -> dict[str, Any]:
@@ -269,7 +271,7 @@ def check_no_literal_secrets(job: kubernetes.client.V1Job) -> None:
     spec = job.spec.template.spec
     for container in [*(spec.init_containers or []), *spec.containers]:
         for env in container.env or []:
-            if env.value is not None and _SECRET_NAME.search(env.name):
+            if env.value is not None and is_secret_name(env.name):
                 raise LiteralSecretError(
                     f"Job {job.metadata.name}: env var {env.name} of container '{container.name}' "
                     "would carry a literal value; put it in a Kubernetes Secret and list the Secret "
@@ -300,13 +302,14 @@ def render_run_job(
     run_id: str = PLACEHOLDER_RUN_ID,
     image: str | None = None,
     settings: LauncherSettings = LauncherSettings(),
+    defaults: K8sDefaults = K8sDefaults(),
 ) -> dict[str, Any]:
     """The Job manifest the launcher would create for a run of ``project``, without a cluster.
 
     The image is ``image``, else the project's ``k8s.image``, else a placeholder for the
     code location's image (which the launcher takes from the run's code origin).
     """
-    context = context_for_project(settings.container_context(), project)
+    context = context_for_project(settings.container_context(), project, defaults)
     job = build_run_job(
         project=project,
         container_context=context,

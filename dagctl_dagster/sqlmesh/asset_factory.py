@@ -352,7 +352,7 @@ def _model_asset(ops: _OpContext, model: ModelTranslation, spec: dg.AssetSpec) -
         session: SQLMeshRunSession = getattr(context.resources, ops.resource_key)
         outcome = session.evaluate_model(model.fqn)
         checks = list(_check_results(spec.key, outcome, model.check_names))
-        _raise_unless_done(outcome, model.name, project, checks)
+        _raise_unless_done(outcome, f"model {model.name}", project)
         if outcome.status is not ModelStatus.EVALUATED:
             context.log.info(f"SQLMesh model {model.name}: nothing due in environment '{project.environment}'.")
             return
@@ -385,24 +385,23 @@ def _check_op(ops: _OpContext, node: ModelTranslation) -> dg.AssetChecksDefiniti
         outcome = session.evaluate_model(node.fqn)
         results = list(_check_results(target, outcome, node.check_names, standalone=node.role == "standalone_audit"))
         yield from results
-        _raise_unless_done(outcome, node.name, project, [], audits_reported=bool(results))
+        what = f"standalone audit {node.name}" if node.role == "standalone_audit" else f"audits of {node.name}"
+        _raise_unless_done(outcome, what, project)
 
     return _evaluate_audits
 
 
-def _raise_unless_done(
-    outcome: ModelOutcome,
-    name: str,
-    project: ProjectConfig,
-    checks: list[dg.AssetCheckResult],
-    *,
-    audits_reported: bool = False,
-) -> None:
+def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig) -> None:
     """A failure for anything but "evaluated" or "nothing due"; skips carry their reason."""
     if outcome.status is ModelStatus.FAILED:
         raise dg.Failure(
             description=f"SQLMesh {name} (project '{project.name}') failed: {outcome.error}",
-            metadata={"model": name, "project": project.name, "error": outcome.error or ""},
+            metadata={
+                "model": name,
+                "project": project.name,
+                "error": outcome.error or "",
+                "traceback": dg.MetadataValue.text(outcome.traceback or ""),
+            },
         )
     if outcome.status is ModelStatus.NOT_IN_ENVIRONMENT:
         raise dg.Failure(

@@ -24,6 +24,7 @@ The pieces are usable without Dagster::
 
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from pydantic import Field
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.project import PROJECT_TAG, single_op_job
+from dagctl_dagster.secrets import redact
 
 ENVIRONMENT_CHANGED = "environment changed since the plan; plan again"
 
@@ -202,8 +204,17 @@ def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefini
     """The `<project>_plan` op job of one SQLMesh project."""
 
     @dg.op(name="plan", tags={PROJECT_TAG: project.name})
-    def plan_op(context: dg.OpExecutionContext, config: PlanConfig) -> dg.Output[dict]:
-        return _run_plan(context, config, loaded, project)
+    def plan_op(context: dg.OpExecutionContext, config: PlanConfig) -> Iterator[Any]:
+        try:
+            yield from _run_plan(context, config, loaded, project)
+        except Exception as exc:
+            from dagctl_dagster.sqlmesh.internals import is_sqlmesh_error
+
+            if not is_sqlmesh_error(exc):
+                raise
+            # SQLMesh's own reason (a refused plan, a failing unit test) in one line, no traceback.
+            reason = redact(" ".join(str(exc).split()))
+            raise dg.Failure(description=f"SQLMesh project '{project.name}': {reason}") from None
 
     return single_op_job(
         plan_job_name(project),
@@ -215,7 +226,8 @@ def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefini
 
 def _run_plan(
     context: dg.OpExecutionContext, config: PlanConfig, loaded: LoadedConfig, project: ProjectConfig
-) -> dg.Output[dict]:
+) -> Iterator[Any]:
+    from dagctl_dagster.sqlmesh.console import recording_evaluations
     from dagctl_dagster.sqlmesh.context import open_context
 
     environment = config.environment or project.environment
@@ -233,22 +245,55 @@ def _run_plan(
         metadata = summary.metadata()
         context.log.info(summary.markdown())
         if not apply_requested:
-            return _dry_run(summary, metadata, "dry run: launch with auto_apply: true to apply")
+            yield _dry_run(summary, metadata, "dry run: launch with auto_apply: true to apply")
+            return
         if project.protected and not config.approved:
-            return _dry_run(
+            yield _dry_run(
                 summary, metadata, f"project '{project.name}' is protected: a person must launch this job with approved: true to apply"
             )
+            return
         try:
             check_backfill_limit(summary, project.max_backfill_intervals, allow_large_backfill=config.allow_large_backfill)
         except BackfillTooLargeError as exc:
             raise dg.Failure(description=f"Refused to apply: {exc}", metadata=metadata) from None
+        evaluated = EvaluatedIntervals()
         try:
-            apply_s = apply_plan(sqlmesh, built)
+            with recording_evaluations(evaluated.record):
+                apply_s = apply_plan(sqlmesh, built)
         except EnvironmentChangedError as exc:
             raise dg.Failure(description=str(exc), metadata=metadata) from None
         metadata.update(applied=True, apply_s=dg.MetadataValue.float(round(apply_s, 3)))
         context.log.info(f"Applied the plan to '{environment}' in {apply_s:.1f}s ({summary.total_intervals} intervals).")
-        return dg.Output(_as_value(summary, applied=True), metadata=metadata)
+        yield from evaluated.materializations(sqlmesh, project, environment)
+        yield dg.Output(_as_value(summary, applied=True), metadata=metadata)
+
+
+@dataclass
+class EvaluatedIntervals:
+    """The batches a plan evaluated, per snapshot name, as SQLMesh's console reports them."""
+
+    by_snapshot: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def record(self, snapshot_name: str, interval: tuple[int, int], audits_failed: int) -> None:
+        self.by_snapshot.setdefault(snapshot_name, []).append(interval)
+
+    def materializations(self, context: Any, project: ProjectConfig, environment: str) -> Iterator[dg.AssetMaterialization]:
+        """One materialization per model the plan evaluated, so the asset agrees with SQLMesh state."""
+        from dagctl_dagster.sqlmesh.translator import DagsterSQLMeshTranslator
+
+        translator = DagsterSQLMeshTranslator(project.name)
+        for name, intervals in sorted(self.by_snapshot.items()):
+            model = context.models.get(name)
+            if model is None or model.kind.is_external or model.kind.is_embedded:
+                continue
+            yield dg.AssetMaterialization(
+                asset_key=translator.get_asset_key(model),
+                metadata={
+                    "intervals": dg.MetadataValue.int(len(intervals)),
+                    "evaluated_by_plan": dg.MetadataValue.int(len(intervals)),
+                    "sqlmesh/environment": environment,
+                },
+            )
 
 
 def _dry_run(summary: PlanSummary, metadata: dict[str, Any], reason: str) -> dg.Output[dict]:

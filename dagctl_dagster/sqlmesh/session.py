@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagctl_dagster.secrets import redact, redacted_traceback
 from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason
 from dagctl_dagster.sqlmesh import internals
 from dagctl_dagster.sqlmesh.context import SQLMeshLocation
@@ -66,7 +67,8 @@ class ModelOutcome:
     physical_table: str | None = None
     snapshot_version: str | None = None
     audits: list[AuditOutcome] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # one line, secrets redacted
+    traceback: str | None = None  # secrets redacted
 
     @property
     def evaluated_anything(self) -> bool:
@@ -221,6 +223,7 @@ class SQLMeshRunSession(RunFramework):
             except Exception as exc:
                 outcome.status = ModelStatus.FAILED
                 outcome.error = _one_line(exc)
+                outcome.traceback = redacted_traceback(exc)
                 outcome.audits.extend(_failed_audit_outcomes(internals.audit_failures(exc)))
             finally:
                 internals.release_thread_connections(self._context)
@@ -303,5 +306,5 @@ def _failed_audit_outcomes(audit_errors: list[Any]) -> list[AuditOutcome]:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = redact(" ".join(str(exc).split()) or type(exc).__name__)
     return text if internals.is_sqlmesh_error(exc) else f"{type(exc).__name__}: {text}"

@@ -34,6 +34,7 @@ import inspect
 import logging
 import os
 import pickle
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -51,6 +52,10 @@ FORMAT_VERSION = 1
 _SKIPPED_DIRS = {".cache", "logs", "target", "__pycache__", ".git", "dbt_packages", "node_modules"}
 _SKIPPED_SUFFIXES = (".duckdb", ".duckdb.wal", ".db", ".db-wal", ".db-shm", ".pyc", ".log")
 _KEPT_CACHE_FILES = 3
+# Files above this are keyed by size and modification time instead of content (a data file
+# in the project is not worth reading whole at every load).
+MAX_KEYED_FILE_BYTES = 8 * 1024 * 1024
+_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -150,24 +155,50 @@ def _cache_key(project_dir: Path, project: ProjectConfig, translator: Any) -> st
     add("translator", _translator_identity(translator))
     for module in ("asset_factory.py", "translation_cache.py"):  # the code that translates
         add(module, Path(__file__).with_name(module).read_bytes())
-    texts: list[bytes] = []
-    for path in _project_files(project_dir):
-        content = path.read_bytes()
-        add(str(path.relative_to(project_dir)), content)
-        texts.append(content)
-    everything = b"\n".join(texts)
-    for name in sorted(os.environ):
-        if len(name) >= 2 and name.encode() in everything:
-            add(f"env:{name}", os.environ[name])
+    env_names = sorted(name for name in os.environ if len(name) >= 2)
+    mentioned: set[str] = set()
+    for path, info in _project_files(project_dir):
+        relative = str(path.relative_to(project_dir))
+        if info.st_size > MAX_KEYED_FILE_BYTES:
+            add(relative, f"size={info.st_size} mtime_ns={info.st_mtime_ns}")
+            continue
+        file_digest = hashlib.sha256()
+        tail = b""  # the end of the previous chunk, so a name across a chunk boundary is seen
+        for chunk in _chunks(path):
+            file_digest.update(chunk)
+            window = tail + chunk
+            mentioned.update(name for name in env_names if name.encode() in window)
+            tail = chunk[-256:]
+        add(relative, file_digest.hexdigest())
+    for name in sorted(mentioned):
+        add(f"env:{name}", os.environ[name])
     return digest.hexdigest()[:32]
 
 
-def _project_files(project_dir: Path) -> Iterator[Path]:
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            yield chunk
+
+
+def _project_files(project_dir: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Regular files only (a symlink counts when it points at one), with their stat.
+
+    Named pipes, sockets and devices (or links to them, e.g. to /dev/zero) are skipped:
+    reading one could block forever or never end.
+    """
     for root, dirs, files in os.walk(project_dir):
         dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
         for name in sorted(files):
-            if not name.endswith(_SKIPPED_SUFFIXES):
-                yield Path(root, name)
+            if name.endswith(_SKIPPED_SUFFIXES):
+                continue
+            path = Path(root, name)
+            try:
+                info = path.stat()
+            except OSError:  # a dangling symlink
+                continue
+            if stat.S_ISREG(info.st_mode):
+                yield path, info
 
 
 def _translator_identity(translator: Any) -> str:

@@ -1,0 +1,192 @@
+"""Issue 13's failure modes, each through the real `dagster` CLI on a default-settings project.
+
+Every project here is what `sqlmesh init` writes: a DuckDB gateway with a relative
+`database: db.duckdb` and SQLMesh's default of one concurrent task. Runs start from a
+directory other than the project's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, EventRecordsFilter
+
+from projects.sqlmesh_repo import run_job, start_job, wide_models, write_repository
+
+
+def _events(home: Path, event_type: DagsterEventType) -> list:
+    os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.get() as instance:
+        return [r.event_log_entry for r in instance.get_event_records(EventRecordsFilter(event_type), limit=10_000)]
+
+
+def _materialized(home: Path) -> set[str]:
+    return {e.dagster_event.asset_key.to_user_string() for e in _events(home, DagsterEventType.ASSET_MATERIALIZATION)}
+
+
+def _summary(home: Path) -> dict[str, int]:
+    [summary] = [
+        e for e in _events(home, DagsterEventType.ENGINE_EVENT) if (e.message or "").startswith("dagctl run summary")
+    ][:1] or [None]
+    assert summary is not None, "no run summary"
+    return {k: v.value for k, v in summary.dagster_event.engine_event_data.metadata.items()}
+
+
+@pytest.mark.timeout(600)
+def test_the_one_connection_gateway_completes_with_five_threads_allowed(tmp_path: Path, monkeypatch):
+    repo = write_repository(tmp_path / "repo", wide_models(12))
+    home = tmp_path / "home"
+    result = run_job(repo, home, tmp_path / "elsewhere", MAX_CONCURRENT_MODELS="5")
+    assert result.returncode == 0, result.output[-6000:]
+    assert "RUN_SUCCESS" in result.output
+    assert "allows one concurrent task" in result.output  # the log says why and what to change
+    assert "was removed" not in result.output
+    # The warehouse is the project's own `db.duckdb`, as `sqlmesh run` in the project writes it.
+    assert not (tmp_path / "elsewhere" / "db.duckdb").exists()
+    with duckdb.connect(str(repo / "project" / "db.duckdb"), read_only=True) as con:
+        for index in range(12):
+            assert con.sql(f"select count(*) from demo.m{index:02d}").fetchone()[0] == 200
+    assert _materialized(home) == {"demo/source", *(f"demo/m{i:02d}" for i in range(12))}
+
+
+@pytest.mark.timeout(600)
+def test_a_second_run_with_nothing_due_records_no_materialization(tmp_path: Path):
+    repo = write_repository(tmp_path / "repo", wide_models(2))
+    home = tmp_path / "home"
+    assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
+    first = len(_events(home, DagsterEventType.ASSET_MATERIALIZATION))
+    second = run_job(repo, home, tmp_path / "elsewhere")
+    assert second.returncode == 0, second.output[-6000:]
+    assert len(_events(home, DagsterEventType.ASSET_MATERIALIZATION)) == first == 3
+    assert "nothing due" in second.output
+
+
+@pytest.mark.timeout(600)
+def test_a_model_not_in_the_environment_is_no_materialization_and_the_run_is_not_green(tmp_path: Path):
+    repo = write_repository(tmp_path / "repo", wide_models(1))
+    home = tmp_path / "home"
+    assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
+    (repo / "project" / "models" / "late.sql").write_text("MODEL (name demo.late, kind FULL);\nSELECT 1 AS x\n")
+    result = run_job(repo, home, tmp_path / "elsewhere")
+    assert result.returncode != 0
+    assert "RUN_FAILURE" in result.output
+    assert "is not in environment 'prod'" in result.output and "proj_plan" in result.output
+    assert "demo/late" not in _materialized(home)
+    summary = _summary(home)
+    assert summary["not_run_not_in_environment"] == 1
+    assert summary["failed"] == 0
+
+
+FAILING_TEST = """
+test_doubles:
+  model: demo.doubled
+  inputs:
+    demo.numbers:
+      rows:
+        - n: 1
+  outputs:
+    query:
+      rows:
+        - n2: 3
+"""
+
+
+@pytest.mark.timeout(600)
+def test_a_failing_unit_test_stops_the_first_run_and_deploys_nothing(tmp_path: Path):
+    models = {
+        "numbers.sql": "MODEL (name demo.numbers, kind FULL);\nSELECT 1 AS n\n",
+        "doubled.sql": "MODEL (name demo.doubled, kind FULL);\nSELECT n * 2 AS n2 FROM demo.numbers\n",
+    }
+    repo = write_repository(tmp_path / "repo", models, tests={"test_doubled.yaml": FAILING_TEST})
+    home = tmp_path / "home"
+    result = run_job(repo, home, tmp_path / "elsewhere")
+    assert result.returncode != 0
+    assert "RUN_FAILURE" in result.output
+    assert "test_doubles" in result.output and "unit test" in result.output
+    assert _materialized(home) == set()
+    with duckdb.connect(str(repo / "project" / "db.duckdb"), read_only=True) as con:
+        environments = con.sql("select name from sqlmesh._environments").fetchall()
+        tables = con.sql("select table_schema, table_name from information_schema.tables").fetchall()
+    assert environments == []
+    assert not [t for t in tables if t[0] != "sqlmesh"]
+
+
+BLOCKING_MODEL = """
+MODEL (name demo.slow, kind FULL);
+SELECT count(*) AS n FROM range(1000000000000) AS a(x) WHERE x % 7 = 3
+"""
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("phase", ["first_plan", "model_step"])
+def test_a_run_blocked_in_the_engine_stops_on_a_signal(tmp_path: Path, signum: int, phase: str):
+    """The query never ends by itself: the run must cancel it, whether the first plan's
+    backfill or a model step is running it."""
+    repo = write_repository(tmp_path / "repo", {"slow.sql": BLOCKING_MODEL})
+    if phase == "model_step":
+        _plan_without_backfill(repo / "project")
+    home = tmp_path / "home"
+    process = start_job(repo, home, tmp_path / "elsewhere")
+    try:
+        if phase == "model_step":
+            _wait_for_event(home, process, "STEP_START", step_key="proj__demo__slow")
+        else:
+            _wait_for_event(home, process, "ENGINE_EVENT")  # claims taken: the plan starts next
+        time.sleep(3)  # well inside DuckDB's query by now
+        stopped_at = time.monotonic()
+        os.killpg(process.pid, signum)
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert time.monotonic() - stopped_at < 90
+    os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+    assert run.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE), output[-4000:]
+    claims = sqlite3.connect(home / "dagctl_claims.sqlite").execute("select count(*) from dagctl_claims").fetchone()
+    assert claims == (0,)
+
+
+def _plan_without_backfill(project_dir: Path) -> None:
+    from sqlmesh import Context
+
+    cwd = os.getcwd()
+    os.chdir(project_dir)  # the config's relative database path, as `sqlmesh` in the project
+    try:
+        context = Context(paths=[str(project_dir)])
+        try:
+            context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
+        finally:
+            context.close()
+    finally:
+        os.chdir(cwd)
+
+
+def _wait_for_event(home: Path, process, event_type: str, step_key: str | None = None, timeout: float = 180) -> None:
+    """Polls the run's SQLite event log directly: opening a second instance while the run
+    worker creates its storage would race its schema migration."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read()[-4000:]
+        for run_db in (home / "history" / "runs").glob("*.db"):
+            try:
+                with sqlite3.connect(f"file:{run_db}?mode=ro", uri=True) as con:
+                    query = "select count(*) from event_logs where dagster_event_type = ?"
+                    args: tuple[str, ...] = (event_type,)
+                    if step_key:
+                        query, args = query + " and step_key = ?", (event_type, step_key)
+                    started = con.execute(query, args).fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if started:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"no {event_type} {step_key or ''} within {timeout}s")
