@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.fidelity.harness import (
+from fidelity.harness import (
     PROJECTS_DIR,
     Fixture,
     Outcome,
@@ -20,8 +20,8 @@ from tests.fidelity.harness import (
     duckdb_files,
     elsewhere_dir,
     failed_step,
-    load_fixture,
     fixture_names,
+    load_fixture,
     prepare_copy,
     run_command,
     run_dagster,
@@ -65,9 +65,9 @@ def test_dagster_run_matches_native_sqlmesh(name: str, tmp_path: Path):
         day = utc_today()
         native = native_outcome(fixture, work)
         failure, dagster, stray = dagster_outcome(fixture, work)
+        # Runs on either side of UTC midnight legitimately see different due intervals.
         if utc_today() == day:
             break
-        # Runs on either side of UTC midnight legitimately see different due intervals.
 
     problems = [f"warehouse file written in the directory Dagster was started from: {path}" for path in stray]
     if failure is not None:
