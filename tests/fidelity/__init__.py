@@ -21,6 +21,11 @@ projects/events       Python models (a DataFrame; a generator with batch_size), 
                       leaves weekend intervals unready, a CUSTOM materialization from
                       materializations/, Python macro, @DEF, non-blocking custom audit, VIEW,
                       unit test
+projects/marts        DuckDB `catalogs` (two files under data/, relative), a non-default gateway
+                      named in .dagctl, `variables` + @VAR, blueprints, a model in another
+                      catalog, INCREMENTAL_BY_TIME_RANGE with `lookback` (so `sqlmesh run` has work)
+                      and a signal with arguments, a weekly cron, a postgres-dialect model,
+                      a post-statement, seed `csv_settings`, unit test
 projects/multi_repo   repo_1 + repo_2 (`project:` names, one state): repo_2 reads repo_1's
                       models; before_all with a macro; batch_size; unit test in repo_2
 """
