@@ -26,9 +26,12 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         loaded = load_config(config_path)
         if not args.config_only:
+            import dagster as dg
+
             from dagctl_dagster.definitions import load_definitions
 
-            load_definitions(config_path)
+            # What a code server does on load: duplicate keys and bad jobs surface here.
+            dg.Definitions.validate_loadable(load_definitions(config_path))
     except (ConfigError, ProjectLoadError) as exc:
         print(f"error: {_one_line(redact(str(exc)))}", file=sys.stderr)
         return 1

@@ -28,7 +28,7 @@ def table_rows(stdout: str) -> list[list[str]]:
     """The table's rows under the MODEL header, split on runs of two or more spaces."""
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("MODEL"))
-    assert lines[start].split() == ["MODEL", "RUN", "ID", "SINCE", "EXPIRES"]
+    assert lines[start].split() == ["MODEL", "RUN", "ID", "RUN", "STATUS", "SINCE", "EXPIRES"]
     return [[cell for cell in line.split("  ") if cell.strip()] for line in lines[start + 1 :]]
 
 
@@ -53,9 +53,13 @@ def test_list_and_release_the_sqlite_store_in_dagster_home(dagster_home: Path):
         ["shop.orders", "run-a"],
         ["shop.payments", "run-b"],
     ]
-    assert [cell.strip() for cell in rows[1][2:]] == [since, expires]
+    assert [cell.strip() for cell in rows[1][2:]] == ["NOT_IN_INSTANCE", since, expires]
 
-    released = dagctl_claims("release", "--run-id", "run-a", dagster_home=dagster_home)
+    refused = dagctl_claims("release", "--run-id", "run-a", dagster_home=dagster_home)
+    assert refused.returncode == 1
+    assert "holds 2 live claim(s)" in refused.stderr and "--force" in refused.stderr
+    assert len(store.list_claims()) == 3
+    released = dagctl_claims("release", "--run-id", "run-a", "--force", dagster_home=dagster_home)
     assert (released.returncode, released.stdout) == (0, "released 2 claim(s) of run run-a\n")
     again = dagctl_claims("release", "--run-id", "run-a", dagster_home=dagster_home)
     assert again.stdout == "released 0 claim(s) of run run-a\n"
@@ -77,15 +81,15 @@ def test_list_and_release_postgresql_by_url_and_through_the_dagster_instance(pos
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0] == f"2 claim(s) in {store.masked_url}"
     assert [[cell.strip() for cell in row] for row in table_rows(listed.stdout)] == [
-        ["shop.items", "run-old", formatted(store, "shop.items")[0], f"{old_expiry} (expired)"],
-        ["shop.orders", "run-a", since, expires],
+        ["shop.items", "run-old", "UNKNOWN", formatted(store, "shop.items")[0], f"{old_expiry} (expired)"],
+        ["shop.orders", "run-a", "UNKNOWN", since, expires],
     ]
 
     # no --url: the instance's dagster-postgres storage in DAGSTER_HOME/dagster.yaml is used
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {postgres_url}\n")
-    released = dagctl_claims("release", "--run-id", "run-a", dagster_home=home)
+    released = dagctl_claims("release", "--run-id", "run-a", "--force", dagster_home=home)
     assert (released.returncode, released.stdout) == (0, "released 1 claim(s) of run run-a\n"), released.stderr
     assert [(c.model, c.run_id) for c in store.list_claims()] == [("shop.items", "run-old")]
     store.dispose()
@@ -172,4 +176,28 @@ def test_heartbeat_warnings_mask_the_password(caplog):
     assert warnings and "could not renew the claims of run run-a" in warnings[0]
     assert "password=***" in warnings[0]
     assert leaked("\n".join(warnings)) == []
+    store.dispose()
+
+
+@pytest.mark.timeout(240)
+def test_release_refuses_a_live_runs_claims_and_frees_a_finished_runs(dagster_home: Path):
+    from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+
+    with DagsterInstance.get() as instance:
+        instance.add_run(DagsterRun(job_name="proj_run", run_id="run-live", status=DagsterRunStatus.STARTED))
+        instance.add_run(DagsterRun(job_name="proj_run", run_id="run-done", status=DagsterRunStatus.SUCCESS))
+    store = ClaimStore.from_environment(dagster_home=dagster_home, lease_seconds=600)
+    store.claim("run-live", ["shop.orders"])
+    store.claim("run-done", ["shop.customers"])
+
+    listed = dagctl_claims("list", dagster_home=dagster_home)
+    statuses = {row[0].strip(): row[2].strip() for row in table_rows(listed.stdout)}
+    assert statuses == {"shop.orders": "STARTED", "shop.customers": "SUCCESS"}
+
+    refused = dagctl_claims("release", "--run-id", "run-live", dagster_home=dagster_home)
+    assert refused.returncode == 1
+    assert "its status is STARTED" in refused.stderr and "evaluated twice" in refused.stderr
+    freed = dagctl_claims("release", "--run-id", "run-done", dagster_home=dagster_home)
+    assert (freed.returncode, freed.stdout) == (0, "released 1 claim(s) of run run-done\n")
+    assert [c.run_id for c in store.list_claims()] == ["run-live"]
     store.dispose()

@@ -197,7 +197,7 @@ def test_environment_change_mid_run_stops_new_models(overlap_repo: Path, postgre
         }
     evaluated_in_first = {model for model, _, _ in overlap_project.audit_rows(postgres_url)}
     # the running model finished; nothing new started after the plan was applied
-    assert "overlap__overlap__m_0_0" in succeeded
+    assert "overlap__m_0_0" in succeeded
     assert "m_0_0" in evaluated_in_first
     assert len(evaluated_in_first) < len(overlap_project.model_names())
 

@@ -54,6 +54,20 @@ _SCHEMA_LOCK_KEY = 0x64616763
 _MAX_CLAIM_ROUNDS = 8
 _ATTEMPTS = 5
 _SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+# A claim-store statement or connection that takes longer has stalled: the run fails fast
+# and visibly instead of waiting for a TCP timeout. Keepalives notice a dead peer.
+_POSTGRES_TIMEOUT_SECONDS = 10
+
+
+def _postgres_timeouts() -> dict[str, Any]:
+    return {
+        "connect_timeout": _POSTGRES_TIMEOUT_SECONDS,
+        "options": f"-c statement_timeout={_POSTGRES_TIMEOUT_SECONDS * 1000} -c lock_timeout={_POSTGRES_TIMEOUT_SECONDS * 1000}",
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+    }
 
 metadata = sa.MetaData()
 claims_table = sa.Table(
@@ -242,6 +256,27 @@ class ClaimStore:
             return conn.execute(statement).rowcount
 
     @_database_operation
+    def renew_held(self, run_id: str, models: Sequence[str]) -> set[str]:
+        """Extend ``run_id``'s unexpired leases on ``models``; returns the models still held.
+
+        A model missing from the answer is lost: released (by an operator), expired while
+        this run could not renew it (paused, partitioned), or taken by another run since.
+        """
+        if not models:
+            return set()
+        now, expiry = self._now_and_expiry()
+        statement = (
+            sa.update(claims_table)
+            .where(claims_table.c.run_id == run_id)
+            .where(claims_table.c.model.in_(sorted(set(models))))
+            .where(claims_table.c.expires_at >= now)
+            .values(expires_at=expiry)
+            .returning(claims_table.c.model)
+        )
+        with self._write() as conn:
+            return {row.model for row in conn.execute(statement)}
+
+    @_database_operation
     def list_claims(self) -> list[Claim]:
         """Every claim row, expired ones included (``Claim.expired``), ordered by model."""
         return self._select_claims(None, live_only=False)
@@ -421,7 +456,13 @@ class ClaimStore:
             # QueuePool opens connections lazily, on first checkout. No pre-ping (a round trip
             # per checkout): a dropped connection is retried once instead (_database_operation).
             return sa.create_engine(
-                parsed, pool_size=2, max_overflow=8, pool_recycle=1800, isolation_level="AUTOCOMMIT"
+                parsed,
+                pool_size=2,
+                max_overflow=8,
+                pool_recycle=1800,
+                pool_timeout=_POSTGRES_TIMEOUT_SECONDS,
+                isolation_level="AUTOCOMMIT",
+                connect_args=_postgres_timeouts(),
             )
         except ClaimStoreError:
             raise
@@ -479,24 +520,116 @@ class ClaimStore:
     _read = _write
 
 
+@dataclass(frozen=True)
+class RenewalReport:
+    """One renewal's outcome: the models found lost, or the error that prevented renewing."""
+
+    lost: frozenset[str] = frozenset()
+    error: str | None = None
+
+
+# Ownership confirmed by a renewal this recently (as a share of the lease) is trusted
+# without asking the store again; an older confirmation (a paused or partitioned worker)
+# is checked against the store before any work starts.
+_TRUSTED_SHARE_OF_LEASE = 0.5
+
+
+class ClaimOwnership:
+    """The models a run still holds, as far as the claim store last confirmed.
+
+    A model is lost when a renewal does not return it (released by an operator, expired
+    while the worker could not renew, taken by another run since). :meth:`holds` is the
+    check before any work on a model starts: it answers from the last renewal when that is
+    recent, else it renews those models in the store first, so a worker that was paused or
+    cut off past its lease finds out before it starts anything.
+    """
+
+    def __init__(self, store: ClaimStore, run_id: str, won: Sequence[str]):
+        self.store = store
+        self.run_id = run_id
+        self._held = set(won)
+        self._lost: set[str] = set()
+        self._confirmed_at = time.monotonic()
+        self._lock = threading.Lock()
+        self._reports: list[RenewalReport] = []
+
+    @property
+    def lost(self) -> set[str]:
+        with self._lock:
+            return set(self._lost)
+
+    def released(self, models: Sequence[str]) -> None:
+        with self._lock:
+            self._held.difference_update(models)
+
+    def holds(self, models: Sequence[str]) -> bool:
+        wanted = set(models)
+        if not wanted:
+            return True
+        with self._lock:
+            if wanted & self._lost:
+                return False
+            trusted = time.monotonic() - self._confirmed_at < self.store.lease_seconds * _TRUSTED_SHARE_OF_LEASE
+        return trusted or self._renew(wanted) is None
+
+    def renew(self) -> RenewalReport | None:
+        """Renews every held lease; a report when something was lost or failed, else None."""
+        with self._lock:
+            held = set(self._held - self._lost)
+        return self._renew(held, confirms_all=True)
+
+    def reports(self) -> list[RenewalReport]:
+        with self._lock:
+            reports, self._reports = self._reports, []
+        return reports
+
+    def _renew(self, models: set[str], *, confirms_all: bool = False) -> RenewalReport | None:
+        started = time.monotonic()
+        try:
+            kept = self.store.renew_held(self.run_id, sorted(models)) if models else set()
+        except Exception as exc:
+            report = RenewalReport(error=self.store.describe(exc))
+            logger.warning("could not renew the claims of run %s: %s", self.run_id, report.error)
+        else:
+            lost = frozenset(models - kept)
+            report = RenewalReport(lost=lost) if lost else None
+            with self._lock:
+                self._lost.update(lost)
+                if confirms_all:
+                    self._confirmed_at = started
+        if report is not None:
+            with self._lock:
+                self._reports.append(report)
+        return report
+
+
 class LeaseHeartbeat:
-    """Renews every lease of ``run_id`` every ``interval`` seconds until the block exits.
+    """Renews the run's leases every ``interval`` seconds until the block exits.
 
     Example::
 
         with LeaseHeartbeat(store, run_id):      # interval: a third of the lease
             run_models()
 
-    Database errors are logged and retried at the next beat; they never stop the run.
+    With ``ownership``, each beat renews only what the run still holds and records what was
+    lost (:class:`ClaimOwnership`); without, it renews every lease of ``run_id``. Errors are
+    logged (and recorded) and retried at the next beat.
     """
 
-    def __init__(self, store: ClaimStore, run_id: str, interval: float | None = None):
+    def __init__(
+        self,
+        store: ClaimStore,
+        run_id: str,
+        interval: float | None = None,
+        ownership: ClaimOwnership | None = None,
+    ):
         self.store = store
         self.run_id = run_id
         self.interval = float(interval) if interval is not None else store.lease_seconds / 3
         if not self.interval > 0:
             raise ValueError(f"heartbeat interval must be positive, got {self.interval!r}")
         self.beats = 0
+        self._ownership = ownership
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -509,12 +642,16 @@ class LeaseHeartbeat:
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
         if self._thread is not None:
-            # A renew in flight finishes first; it is bounded by the pool and busy timeouts.
+            # A renew in flight finishes first; it is bounded by the statement and busy timeouts.
             self._thread.join(timeout=self.interval + _SQLITE_BUSY_TIMEOUT_SECONDS)
             self._thread = None
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
+            if self._ownership is not None:
+                self._ownership.renew()
+                self.beats += 1
+                continue
             try:
                 self.store.renew(self.run_id)
                 self.beats += 1

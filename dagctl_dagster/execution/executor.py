@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -36,6 +36,9 @@ from dagctl_dagster import settings as shared_settings
 from dagctl_dagster.execution import dagster_adapter as adapter
 from dagctl_dagster.execution.framework import SKIP_REASON_METADATA_KEY, Preparation, RunFramework, StopReason
 from dagctl_dagster.project import PROJECT_TAG
+
+if TYPE_CHECKING:
+    from dagctl_dagster.execution.claims import ClaimOwnership
 
 MAX_CONCURRENT_ENV = shared_settings.MAX_CONCURRENT_ENV
 DEFAULT_MAX_CONCURRENT = shared_settings.DEFAULT_MAX_CONCURRENT
@@ -205,7 +208,9 @@ class _RunExecution:
         self.counts = _Counts()
         self._finished_models: list[str] = []
         self._last_release = 0.0
+        self._release_error: str | None = None
         self.slots: list[_FrameworkSlot] = []
+        self.ownership: ClaimOwnership | None = None
         self._slot_by_project: dict[str, _FrameworkSlot] = {}
 
     def events(self) -> Iterator[adapter.DagsterEvent]:
@@ -222,12 +227,14 @@ class _RunExecution:
                     self.held_by_step = yield from self._claim_models()
                     from dagctl_dagster.execution.claims import LeaseHeartbeat
 
-                    with LeaseHeartbeat(self.store, self.run_id, interval=self.settings.lease_seconds / 3):
+                    with LeaseHeartbeat(
+                        self.store, self.run_id, interval=self.settings.lease_seconds / 3, ownership=self.ownership
+                    ):
                         yield from self._prepare_frameworks(active)
                         yield from self._loop(active)
                 finally:
                     self._wait_for_step_threads(STOP_WAIT_SECONDS)
-                    self.store.release(self.run_id)
+                    yield from self._release_all()
         yield self._summary(time.perf_counter() - started)
 
     def _claim_models(self) -> Iterator[adapter.DagsterEvent]:
@@ -254,6 +261,9 @@ class _RunExecution:
             message,
             {"claimed": len(result.won), "held_elsewhere": len(result.held)},
         )
+        from dagctl_dagster.execution.claims import ClaimOwnership
+
+        self.ownership = ClaimOwnership(self.store, self.run_id, result.won)
         return held_by_step
 
     # -- frameworks --------------------------------------------------------------------
@@ -264,6 +274,7 @@ class _RunExecution:
         Preparation runs on a helper thread so that a termination is still noticed meanwhile.
         """
         frameworks = [r for r in adapter.resource_instances(self.job_context) if isinstance(r, RunFramework)]
+        yield from self._enter_working_dir(frameworks)
         for framework in frameworks:
             slot = _FrameworkSlot(framework)
             self.slots.append(slot)
@@ -277,11 +288,28 @@ class _RunExecution:
             if slot.preparation.error:
                 yield adapter.engine_event(self.job_context, slot.preparation.error, error=False)
 
+    def _enter_working_dir(self, frameworks: list[RunFramework]) -> Iterator[adapter.DagsterEvent]:
+        """The run worker's one process-wide side effect, on purpose: project code that opens
+        files by relative path (a query's `read_csv('data/x.csv')`, a Python model's
+        `open(...)`) finds them as when `sqlmesh` runs in the project's directory. Runs
+        spanning projects with different directories stay where they are, and say so."""
+        directories = {f.working_dir for f in frameworks if f.working_dir is not None}
+        if len(directories) == 1:
+            directory = directories.pop()
+            os.chdir(directory)
+            yield adapter.engine_event(self.job_context, f"Working directory of this run: {directory}")
+        elif directories:
+            yield adapter.engine_event(
+                self.job_context,
+                "This run spans projects in different directories: relative file paths in project code "
+                f"resolve against {os.getcwd()}, not each project's own directory.",
+            )
+
     def _prepare_one(self, active, framework: RunFramework) -> Iterator[adapter.DagsterEvent]:
         outcome: list[Preparation] = []
         interrupted = threading.Event()
         worker = threading.Thread(
-            target=lambda: outcome.append(framework.prepare(interrupted.is_set)),
+            target=lambda: outcome.append(framework.prepare(interrupted.is_set, self._current_step_holds_claims)),
             name="dagctl-prepare",
             daemon=True,
         )
@@ -309,6 +337,7 @@ class _RunExecution:
                 active.mark_interrupted()
                 yield from self._interrupt()
             yield from self._drain(active, block=bool(self.in_flight))
+            yield from self._ownership_events()
             self.ready.extend(active.get_steps_to_execute())
             launched = yield from self._launch_ready(active)
             self._release_finished_models()
@@ -346,13 +375,24 @@ class _RunExecution:
                 "too; the next run does what is still due.",
             )
             active.mark_skipped(step.key)
+        elif self.ownership is not None and not self.ownership.holds(self.models_by_step.get(step.key, [])):
+            self.counts.not_run.setdefault("claim_lost", set()).add(step.key)
+            lost = ", ".join(self.models_by_step.get(step.key, [step.key]))
+            yield from self._fail_unstarted(
+                active,
+                step_context,
+                step.key,
+                f"Not run: this run no longer holds the claim on {lost} (released, or its lease expired "
+                "while the run could not renew it); another run may be evaluating it.",
+                "claim_lost",
+            )
         elif slot is not None and slot.preparation.error:
             self.counts.not_run.setdefault("framework_not_ready", set()).add(step.key)
             yield from self._fail_unstarted(active, step_context, step.key, slot.preparation.error, "framework_not_ready")
         elif stop is not None and stop.expected:
             self.counts.environment_changed.add(step.key)
             yield from adapter.step_skipped(
-                step_context, f"Skipping {step.key}: {stop.message}; the next run does it."
+                step_context, f"Skipping {step.key}: environment changed ({stop.message}); the next run does it."
             )
             active.mark_skipped(step.key)
         elif stop is not None:
@@ -378,7 +418,7 @@ class _RunExecution:
         self.retrying.discard(step.key)
         thread = threading.Thread(
             target=_run_step,
-            args=(step_context, step.key, self.messages),
+            args=(step_context, step.key, self.messages, self.models_by_step.get(step.key, [])),
             name=f"dagctl-step-{step.key}",
             daemon=True,
         )
@@ -483,9 +523,18 @@ class _RunExecution:
         """
         now = time.monotonic()
         if self._finished_models and now - self._last_release >= RELEASE_INTERVAL_SECONDS:
-            finished, self._finished_models = self._finished_models, []
+            finished = list(self._finished_models)
             self._last_release = now
-            self.store.release(self.run_id, finished)
+            from dagctl_dagster.execution.claims import ClaimStoreError
+
+            try:
+                self.store.release(self.run_id, finished)
+            except ClaimStoreError as exc:  # retried next second; the leases expire meanwhile anyway
+                self._release_error = self.store.describe(exc)
+                return
+            self._finished_models = self._finished_models[len(finished) :]
+            if self.ownership is not None:
+                self.ownership.released(finished)
 
     def _failed_upstream_models(self, step_key: str, failed: set[str]) -> list[str]:
         seen: set[str] = set()
@@ -503,12 +552,50 @@ class _RunExecution:
                     stack.append(upstream_key)
         return sorted(found)
 
+    def _current_step_holds_claims(self) -> bool:
+        """Asked by a framework before each unit of work, from the step's own thread."""
+        models = getattr(_step_local, "models", None)
+        return self.ownership is None or models is None or self.ownership.holds(models)
+
+    def _ownership_events(self) -> Iterator[adapter.DagsterEvent]:
+        if self.ownership is None:
+            return
+        for report in self.ownership.reports():
+            if report.lost:
+                yield adapter.engine_event(
+                    self.job_context,
+                    f"Run {self.run_id} lost its claims on {', '.join(sorted(report.lost))}: released or "
+                    "expired while this run could not renew them. No step of them starts; the run will "
+                    "not be green.",
+                    {"lost_claims": len(report.lost)},
+                )
+            if report.error:
+                yield adapter.engine_event(
+                    self.job_context,
+                    f"Could not renew this run's claims: {report.error}. Steps start only while the claims "
+                    "can be confirmed; if they cannot be renewed within the lease, they are lost.",
+                    {"claim_store_error": report.error},
+                )
+
+    def _release_all(self) -> Iterator[adapter.DagsterEvent]:
+        """Releases every claim of the run, after its last step thread stopped."""
+        from dagctl_dagster.execution.claims import ClaimStoreError
+
+        try:
+            self.store.release(self.run_id)
+        except ClaimStoreError as exc:
+            yield adapter.engine_event(
+                self.job_context,
+                f"Could not release this run's claims: {self.store.describe(exc)}. They become free "
+                f"when their lease ends ({self.store.lease_seconds:.0f}s).",
+            )
+
     def _interrupt(self) -> Iterator[adapter.DagsterEvent]:
         for slot in self.slots:
             slot.framework.interrupt()
         running = len(self.in_flight)
         stopped = self._wait_for_step_threads(STOP_WAIT_SECONDS)
-        self.store.release(self.run_id)
+        yield from self._release_all()
         yield adapter.engine_event(
             self.job_context,
             f"Run terminated: no new step started; {running} running step(s) were asked to stop "
@@ -547,8 +634,12 @@ class _RunExecution:
         )
 
 
-def _run_step(step_context, step_key: str, messages: queue.Queue) -> None:
+_step_local = threading.local()
+
+
+def _run_step(step_context, step_key: str, messages: queue.Queue, models: list[str]) -> None:
     """Thread body: the step's events, then its hooks, then a done marker, always."""
+    _step_local.models = models
     step_event_list: list[Any] = []
     try:
         for event in adapter.step_events(step_context):

@@ -9,6 +9,9 @@ type and asks them, on its own thread, the few things it must:
   projects may run at once;
 - ``stop_reason``: may a new step still start (has the environment been re-planned)?
 - ``interrupt``: the run is being terminated: cancel running queries, start nothing new.
+
+Ownership before work: a framework asks ``holds_claims()`` (given to ``prepare``) before
+each unit of work, so a run that lost a model's claim starts none of its work.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 # Failure metadata a step attaches when it did not evaluate its model for a reason that is
 # a skip, not a failure of the model (e.g. not in the environment): the summary counts it
@@ -53,9 +57,19 @@ class RunFramework(abc.ABC):
     def projects(self) -> frozenset[str]:
         """The dagctl project names whose model steps this session serves."""
 
+    @property
+    def working_dir(self) -> Path | None:
+        """Where the engine's own CLI runs for these projects, if relative paths depend on it."""
+        return None
+
     @abc.abstractmethod
-    def prepare(self, should_stop: Callable[[], bool]) -> Preparation:
-        """Called once, before any of the projects' steps start; never raises."""
+    def prepare(self, should_stop: Callable[[], bool], holds_claims: Callable[[], bool]) -> Preparation:
+        """Called once, before any of the projects' steps start; never raises.
+
+        ``holds_claims()``, called from a step's thread before each unit of work (a batch),
+        is False once the run no longer holds that step's claims: the step must then start
+        nothing more.
+        """
 
     @abc.abstractmethod
     def stop_reason(self) -> StopReason | None:

@@ -411,6 +411,16 @@ def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig)
             ),
             metadata={SKIP_REASON_METADATA_KEY: "not_in_environment", "model": name},
         )
+    if outcome.status is ModelStatus.CLAIM_LOST:
+        raise dg.Failure(
+            description=(
+                f"SQLMesh {name}: this run lost its claim (released, or its lease expired while the run "
+                "could not renew it), so it started no more of its intervals"
+                + (f" after {len(outcome.intervals)} evaluated" if outcome.intervals else "")
+                + "; another run may be evaluating them."
+            ),
+            metadata={SKIP_REASON_METADATA_KEY: "claim_lost", "model": name},
+        )
     if outcome.status is ModelStatus.STOPPED:
         raise dg.Failure(
             description=f"SQLMesh {name}: the run stopped before its remaining intervals were evaluated.",

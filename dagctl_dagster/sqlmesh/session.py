@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dagctl_dagster.secrets import redact, redacted_traceback
@@ -50,6 +51,7 @@ class ModelStatus(enum.Enum):
     NOTHING_DUE = "nothing_due"
     NOT_IN_ENVIRONMENT = "not_in_environment"
     STOPPED = "stopped"
+    CLAIM_LOST = "claim_lost"
     FAILED = "failed"
 
 
@@ -91,10 +93,15 @@ class SQLMeshRunSession(RunFramework):
         self._interrupted = False
         self._plan_evaluations: dict[str, list[tuple[int, int]]] = {}
         self._plan_audits_failed: dict[str, int] = {}
+        self._holds_claims: Callable[[], bool] = lambda: True
 
     @property
     def projects(self) -> frozenset[str]:
         return frozenset(owner for _, owner in self.location.owners)
+
+    @property
+    def working_dir(self) -> Path:
+        return self.location.working_dir
 
     @property
     def label(self) -> str:
@@ -103,9 +110,10 @@ class SQLMeshRunSession(RunFramework):
 
     # -- preparing -----------------------------------------------------------------------
 
-    def prepare(self, should_stop: Callable[[], bool]) -> Preparation:
+    def prepare(self, should_stop: Callable[[], bool], holds_claims: Callable[[], bool]) -> Preparation:
         from dagctl_dagster.sqlmesh.context import load_context
 
+        self._holds_claims = holds_claims
         started = time.perf_counter()
         try:
             self._context = load_context(self.location, load=False)
@@ -234,6 +242,9 @@ class SQLMeshRunSession(RunFramework):
         for unit in run.units.get(model_fqn, []):
             if self._stopping.is_set():
                 outcome.status = ModelStatus.STOPPED
+                return
+            if not self._holds_claims():
+                outcome.status = ModelStatus.CLAIM_LOST
                 return
             result = internals.execute_unit(run, unit)
             if result.interval is None:
