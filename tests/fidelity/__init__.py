@@ -20,7 +20,7 @@ projects/shop         SEED x2, EMBEDDED, INCREMENTAL_BY_TIME_RANGE (one with bat
 projects/events       Python models (a DataFrame; a generator with batch_size), a signal that
                       leaves weekend intervals unready, a CUSTOM materialization from
                       materializations/, Python macro, @DEF, non-blocking custom audit, VIEW,
-                      unit test
+                      files read by relative path (read_csv in SQL, pd.read_csv in Python), unit test
 projects/marts        DuckDB `catalogs` (two files under data/, relative), a non-default gateway
                       named in .dagctl, `variables` + @VAR, blueprints, a model in another
                       catalog, INCREMENTAL_BY_TIME_RANGE with `lookback` (so `sqlmesh run` has work)

@@ -13,6 +13,7 @@ from sqlmesh import ExecutionContext, model
         "events": "int",
         "users": "int",
         "avg_duration_s": "double",
+        "label": "text",
     },
     depends_on=["events.raw_events"],
     grain="event_type",
@@ -27,7 +28,7 @@ def execute(
 ) -> pd.DataFrame:
     events = context.fetchdf(f"SELECT * FROM {context.resolve_table('events.raw_events')}")
     grouped = events.groupby("event_type")
-    return pd.DataFrame(
+    counts = pd.DataFrame(
         {
             "event_type": grouped.size().index,
             "events": grouped.size().values,
@@ -35,3 +36,5 @@ def execute(
             "avg_duration_s": grouped["duration_s"].mean().round(3).values,
         }
     )
+    labels = pd.read_csv("data/event_labels.csv")
+    return counts.merge(labels, on="event_type", how="left")
