@@ -205,3 +205,37 @@ def test_environment_change_mid_run_stops_new_models(overlap_repo: Path, postgre
     output = finish(follow_up)
     assert follow_up.returncode == 0, output[-3000:]
     assert_every_interval_exactly_once(postgres_url)
+
+
+@pytest.mark.timeout(600)
+def test_environment_removed_mid_run_fails_the_rest(overlap_repo: Path, postgres_url: str, tmp_path: Path):
+    """Nobody re-planned: the environment vanished. Running models finish, the rest do not
+    start, and the run is not green."""
+    import sqlalchemy as sa
+
+    marker = tmp_path / "slow.marker"
+    run = launch(
+        overlap_repo,
+        MAX_CONCURRENT_MODELS="1",
+        OVERLAP_SLOW_MODEL="m_0_0",
+        OVERLAP_SLOW_MARKER=str(marker),
+        OVERLAP_SLOW_SECONDS="8",
+    )
+    wait_for(marker.exists, 240, "the run to reach its slow model")
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        removed = conn.execute(sa.text("DELETE FROM sqlmesh._environments WHERE name = 'prod'")).rowcount
+    engine.dispose()
+    assert removed == 1
+    output = finish(run)
+    assert run.returncode != 0
+    assert "was removed" in output
+    with DagsterInstance.get() as instance:
+        [first] = instance.get_runs(RunsFilter(job_name=JOB))
+        assert first.status == DagsterRunStatus.FAILURE
+        failures = [
+            r.dagster_event.step_failure_data.error.message
+            for r in instance.all_logs(first.run_id, of_type=DagsterEventType.STEP_FAILURE)
+        ]
+    assert failures and all("Not run: environment 'prod'" in m and "was removed" in m for m in failures), failures
+    assert {model for model, _, _ in overlap_project.audit_rows(postgres_url)} == {"m_0_0"}

@@ -81,6 +81,21 @@ mutation ($params: ExecutionParams!) {
 }
 """
 RUN_STATUS = "query ($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+VERSIONS = """
+query ($group: String!) {
+  assetNodes(group: {groupName: $group, repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
+    assetKey { path }
+    dataVersion
+    assetMaterializations(limit: 100) { runId }
+  }
+}
+"""
+
+
+def data_versions(port: int, group: str) -> dict[str, tuple[str | None, int]]:
+    """Each asset's data version and number of materializations, as the UI reads them."""
+    nodes = graphql(port, VERSIONS, {"group": group})["assetNodes"]
+    return {"/".join(n["assetKey"]["path"]): (n["dataVersion"], len(n["assetMaterializations"])) for n in nodes}
 
 
 def group_keys(port: int, group: str, timeout: float = 240) -> dict[str, bool]:
@@ -142,6 +157,11 @@ def test_webserver_groups_hold_exactly_the_models_and_materialize_all_works(exam
         dbt_group = group_keys(port, "dbt_example")
         observability = group_keys(port, "dagctl_observability")
         sqlmesh_run = materialize_all(port, set(sqlmesh_group))
+        after_first = data_versions(port, "sqlmesh_example")
+        # Nothing is due now: a second "Materialize all" changes no data version and adds no
+        # materialization (no new point in the asset's plots).
+        second_run = materialize_all(port, set(sqlmesh_group))
+        after_second = data_versions(port, "sqlmesh_example")
         dbt_run = materialize_all(port, set(dbt_group))
     finally:
         server.terminate()
@@ -150,7 +170,9 @@ def test_webserver_groups_hold_exactly_the_models_and_materialize_all_works(exam
     assert sqlmesh_group == {key: True for key in SQLMESH_MODELS}
     assert dbt_group == {key: True for key in DBT_KEYS}
     assert set(observability) == OBSERVABILITY_KEYS
-    assert sqlmesh_run[1] == "SUCCESS" and dbt_run[1] == "SUCCESS"
+    assert sqlmesh_run[1] == "SUCCESS" and second_run[1] == "SUCCESS" and dbt_run[1] == "SUCCESS"
+    assert all(version is not None and count == 1 for version, count in after_first.values()), after_first
+    assert after_second == after_first
     with DagsterInstance.get() as instance:
         assert materialized_keys(instance, sqlmesh_run[0]) == set(SQLMESH_MODELS)
         assert materialized_keys(instance, dbt_run[0]) == DBT_KEYS

@@ -57,6 +57,10 @@ _SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 # A claim-store statement or connection that takes longer has stalled: the run fails fast
 # and visibly instead of waiting for a TCP timeout. Keepalives notice a dead peer.
 _POSTGRES_TIMEOUT_SECONDS = 10
+# The server's statement timeout cannot end a statement the server never received (a stalled
+# network path or proxy), and keepalives see a live peer there: past this deadline the client
+# shuts the connection's socket itself.
+_CLIENT_DEADLINE_SECONDS = _POSTGRES_TIMEOUT_SECONDS + 2
 
 
 def _postgres_timeouts() -> dict[str, Any]:
@@ -516,13 +520,55 @@ class ClaimStore:
         """
         self.ensure_schema()
         if self._is_postgres:
-            with self._engine.connect() as conn:
-                yield conn
+            with self._engine.connect() as conn, _Watchdog(conn, _CLIENT_DEADLINE_SECONDS) as watchdog:
+                try:
+                    yield conn
+                except sa.exc.DBAPIError:
+                    if watchdog.fired:
+                        raise ClaimStoreError(
+                            f"claim store {self.masked_url} did not answer within {_CLIENT_DEADLINE_SECONDS}s "
+                            "(timeout: the connection stalled); the connection was closed"
+                        ) from None
+                    raise
         else:
             with self._transaction() as conn:
                 yield conn
 
     _read = _write
+
+
+class _Watchdog:
+    """Shuts down a PostgreSQL connection's socket when one operation outlasts ``seconds``;
+    the blocked driver call then fails at once instead of waiting for an answer forever."""
+
+    def __init__(self, conn: sa.Connection, seconds: float):
+        self._fileno = conn.connection.dbapi_connection.fileno()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._lock = threading.Lock()
+        self._done = False
+        self.fired = False
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        # Under the lock, so the socket is never shut after the connection went back to the pool.
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            try:
+                with socket.socket(fileno=os.dup(self._fileno)) as duplicate:
+                    duplicate.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
 
 
 @dataclass(frozen=True)
@@ -533,20 +579,17 @@ class RenewalReport:
     error: str | None = None
 
 
-# Ownership confirmed by a renewal this recently (as a share of the lease) is trusted
-# without asking the store again; an older confirmation (a paused or partitioned worker)
-# is checked against the store before any work starts.
-_TRUSTED_SHARE_OF_LEASE = 0.5
-
-
 class ClaimOwnership:
     """The models a run still holds, as far as the claim store last confirmed.
 
     A model is lost when a renewal does not return it (released by an operator, expired
     while the worker could not renew, taken by another run since). :meth:`holds` is the
-    check before any work on a model starts: it answers from the last renewal when that is
-    recent, else it renews those models in the store first, so a worker that was paused or
-    cut off past its lease finds out before it starts anything.
+    check before any work on a model starts: it renews those models in the store, every
+    time, because an operator's forced release is invisible until the store is asked (an
+    answer cached from the last heartbeat let a run start models another run had claimed).
+    When the store cannot answer, the models are not held for that check; after a whole
+    lease without a successful renewal every claim counts as lost, so a stalled or dead
+    store fails the remaining models at once instead of one timeout each.
     """
 
     def __init__(self, store: ClaimStore, run_id: str, won: Sequence[str]):
@@ -574,8 +617,7 @@ class ClaimOwnership:
         with self._lock:
             if wanted & self._lost:
                 return False
-            trusted = time.monotonic() - self._confirmed_at < self.store.lease_seconds * _TRUSTED_SHARE_OF_LEASE
-        return trusted or self._renew(wanted) is None
+        return self._renew(wanted) is None
 
     def renew(self) -> RenewalReport | None:
         """Renews every held lease; a report when something was lost or failed, else None."""
@@ -593,7 +635,11 @@ class ClaimOwnership:
         try:
             kept = self.store.renew_held(self.run_id, sorted(models)) if models else set()
         except Exception as exc:
-            report = RenewalReport(error=self.store.describe(exc))
+            with self._lock:
+                expired = time.monotonic() - self._confirmed_at >= self.store.lease_seconds
+                lost = frozenset(self._held - self._lost) if expired else frozenset()
+                self._lost.update(lost)
+            report = RenewalReport(lost=lost, error=self.store.describe(exc))
             logger.warning("could not renew the claims of run %s: %s", self.run_id, report.error)
         else:
             lost = frozenset(models - kept)

@@ -462,7 +462,7 @@ class _RunExecution:
         elif stop is not None:
             self.counts.not_run.setdefault(NotRunReason.ENVIRONMENT_UNAVAILABLE, set()).add(step.key)
             yield from self._fail_unstarted(
-                active, step_context, step.key, f"Not run: {stop.message}", "environment_unavailable"
+                active, step_context, step.key, f"Not run: {stop.message}", NotRunReason.ENVIRONMENT_UNAVAILABLE
             )
         else:
             self._start_thread(step, step_context, slot)

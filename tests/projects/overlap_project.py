@@ -4,7 +4,8 @@ Every model is a Python model that sleeps briefly, then appends (model, pid, int
 `overlap_audit.log`, then returns its one row: the audit table shows every evaluation
 of every interval. `OVERLAP_SLOW_MODEL` + `OVERLAP_SLOW_MARKER` make one model create the
 marker file and sleep `OVERLAP_SLOW_SECONDS` the first time it runs (a window in which a
-test kills the run or re-plans the environment).
+test kills the run or re-plans the environment); with `OVERLAP_SLOW_GATE` the sleep ends
+early once that file exists (the test decides when the slow batch finishes).
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def execute(context: ExecutionContext, start, end, execution_time, **kwargs) -> 
     marker = os.environ.get("OVERLAP_SLOW_MARKER")
     if marker and os.environ.get("OVERLAP_SLOW_MODEL") == "{name}" and not os.path.exists(marker):
         open(marker, "w").close()
-        time.sleep(float(os.environ.get("OVERLAP_SLOW_SECONDS", "60")))
+        gate = os.environ.get("OVERLAP_SLOW_GATE")
+        deadline = time.monotonic() + float(os.environ.get("OVERLAP_SLOW_SECONDS", "60"))
+        while time.monotonic() < deadline and not (gate and os.path.exists(gate)):
+            time.sleep(0.05)
     time.sleep(float(os.environ.get("OVERLAP_SLEEP_SECONDS", "0.3")))
     context.engine_adapter.execute(
         "INSERT INTO overlap_audit.log (model, pid, interval_start, interval_end) VALUES "

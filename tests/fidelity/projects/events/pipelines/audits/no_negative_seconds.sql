@@ -1,0 +1,9 @@
+AUDIT (
+  name no_negative_seconds,
+  blocking false,
+);
+
+SELECT *
+FROM @this_model
+WHERE
+  seconds < 0

@@ -1,0 +1,6 @@
+from sqlmesh import macro
+
+
+@macro()
+def project_label(evaluator):
+    return "'repo_1'"
