@@ -207,6 +207,26 @@ class AlertsOverride(_Strict):
     cooldown_minutes: int | None = Field(default=None, ge=0)
 
 
+class FreshnessConfig(_Strict):
+    """Freshness SLAs: a model is late when its last completed interval (SQLMesh: in state;
+    dbt: its last build) ends before the latest tick of its cron that is ``grace_minutes`` old."""
+
+    enabled: bool = True
+    grace_minutes: int = Field(default=60, ge=0, description="How long after an interval is due it may still arrive.")
+    tier: Literal["warning", "page"] = Field(default="warning", description="`page` pages on a late model.")
+    check_interval_seconds: int = Field(
+        default=300, ge=5, description="How often the `dagctl_freshness` sensor evaluates every model."
+    )
+
+
+class FreshnessOverride(_Strict):
+    """A project's overrides of the top-level :class:`FreshnessConfig`; unset fields are inherited."""
+
+    enabled: bool | None = None
+    grace_minutes: int | None = Field(default=None, ge=0)
+    tier: Literal["warning", "page"] | None = None
+
+
 class StateBackupConfig(_Strict):
     enabled: bool = True
     schedule: str = DEFAULT_STATE_BACKUP_SCHEDULE
@@ -243,6 +263,9 @@ class ProjectConfig(_Strict):
     k8s: K8sConfig = K8sConfig()
     alerts: AlertsOverride = Field(
         default_factory=AlertsOverride, description="Overrides of the top-level `alerts:` block."
+    )
+    freshness: FreshnessOverride = Field(
+        default_factory=FreshnessOverride, description="Overrides of the top-level `freshness:` block."
     )
 
     @field_validator("schedule", "janitor_schedule")
@@ -281,6 +304,7 @@ class DagctlConfig(_Strict):
     timezone: str = "UTC"
     alerts: AlertsConfig = AlertsConfig()
     k8s_defaults: K8sDefaults = K8sDefaults()
+    freshness: FreshnessConfig = FreshnessConfig()
     projects: list[ProjectConfig] = Field(min_length=1)
 
     @field_validator("timezone")
@@ -316,6 +340,10 @@ class DagctlConfig(_Strict):
             if project.name == name:
                 return project
         raise KeyError(f"no project named '{name}' (known: {', '.join(p.name for p in self.projects)})")
+
+    def freshness_for(self, project: ProjectConfig) -> FreshnessConfig:
+        """The project's freshness settings: the top-level block with the project's overrides."""
+        return self.freshness.model_copy(update=project.freshness.model_dump(exclude_none=True))
 
     def alerts_for(self, project: ProjectConfig) -> AlertsConfig:
         """The project's alert settings: the top-level block with the project's overrides."""

@@ -63,7 +63,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
         jobs.append(
             dg.define_asset_job(
                 run_job_name(project_defs.project),
-                selection=project_defs.run_selection,
+                selection=project_defs.run_selection - dg.AssetSelection.checks(*alerting.freshness_checks),
                 description=f"Runs every model of {project_defs.project.framework} project "
                 f"'{project_defs.name}' that is due.",
                 tags={PROJECT_TAG: project_defs.name},

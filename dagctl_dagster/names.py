@@ -111,3 +111,9 @@ PAUSED_KEY = "dagctl/paused"
 PAUSED_REASON_KEY = "dagctl/paused_reason"
 PAUSED_BY_KEY = "dagctl/paused_by"
 PAUSED_SINCE_KEY = "dagctl/paused_since"
+
+
+# The freshness SLA check every model gets, and its metadata.
+FRESHNESS_CHECK_NAME = "dagctl_freshness"
+FRESHNESS_LAST_END_KEY = "dagctl/last_interval_end"
+FRESHNESS_DUE_KEY = "dagctl/due_interval_end"

@@ -37,6 +37,8 @@ class ProjectDefinitions:
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
     resources: dict[str, object] = field(default_factory=dict)
+    # dbt: models' own freshness SLA from `meta: {dagctl: {freshness: ...}}`: (cron, grace minutes).
+    freshness: dict[dg.AssetKey, tuple[str, int | None]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

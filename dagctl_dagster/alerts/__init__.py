@@ -30,6 +30,8 @@ from dagctl_dagster.project import CodeLocationContext, run_job_name
 class Alerting:
     definitions: dg.Definitions = field(default_factory=dg.Definitions)
     hooks: dict[str, set[dg.HookDefinition]] = field(default_factory=dict)
+    # The `dagctl_freshness` checks: the freshness sensor evaluates them, model runs leave them out.
+    freshness_checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
 
     def step_hooks_for(self, project: ProjectConfig) -> set[dg.HookDefinition]:
         """The failure hooks to attach to the project's jobs (one Slack hook)."""
@@ -38,6 +40,7 @@ class Alerting:
 
 def build_alerting(location: CodeLocationContext) -> Alerting:
     """Hooks, sensors, observable assets, resource and logger for every project."""
+    from dagctl_dagster.alerts.freshness import build_freshness
     from dagctl_dagster.alerts.hooks import SLACK_RESOURCE_KEY, model_failure_hook, models_by_op
     from dagctl_dagster.alerts.projects import ProjectLookup
     from dagctl_dagster.alerts.run_failure import slack_run_failure_sensor
@@ -76,12 +79,14 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
             state_keys={name: state_key(name) for name in sqlmesh_projects},
         ),
     ]
+    freshness_checks, freshness_sensors = build_freshness(location, lookup)
     definitions = dg.Definitions(
         assets=[*state_assets, *record_assets],
+        asset_checks=freshness_checks,
         jobs=state_jobs,
         schedules=state_schedules,
-        sensors=sensors,
+        sensors=[*sensors, *freshness_sensors],
         resources={SLACK_RESOURCE_KEY: DagctlSlackResource()},
         loggers={"console": json_console_logger(model_names)} if json_logs_enabled() else None,
     )
-    return Alerting(definitions=definitions, hooks=hooks)
+    return Alerting(definitions=definitions, hooks=hooks, freshness_checks=freshness_checks)

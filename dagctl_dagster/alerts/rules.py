@@ -2,7 +2,9 @@
 
 ==========  ==============================================================================
 page        a scheduled run failed after its retries; the SQLMesh state database unreachable
-warning     a run took more than ``run_duration_factor`` × the rolling average of its job's
+warning     a model is late for its freshness SLA (``page`` when the project's freshness tier
+            says so);
+            a run took more than ``run_duration_factor`` × the rolling average of its job's
             successful runs; a model took more than ``model_duration_factor`` × its average;
             the state database grew more than ``state_growth_ratio`` week over week
 info        a backfill applied in prod; a janitor run completed
@@ -224,3 +226,8 @@ def _duration_of(record: dg.EventLogRecord) -> float | None:
 def _number(record: dg.EventLogRecord, key: str) -> float | None:
     value = getattr(_metadata(record).get(key), "value", None)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def late_model(project: str, tier: str, model: str, summary: str) -> Alert:
+    """A model whose last completed interval is older than its cron and grace allow."""
+    return Alert(tier=tier, project=project, cause=f"{tier}:late_model:{model}", summary=summary, facts={"model": model})

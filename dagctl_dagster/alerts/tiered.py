@@ -133,34 +133,7 @@ class _Evaluation:
             self._add(rules.state_growth(project, self.instance, record, thresholds))
 
     def deliver(self, slack: DagctlSlackResource) -> None:
-        client = None
-        for alert in self.alerts:
-            settings = self.projects.alerts_for(alert.project)
-            if self.cursor.cooling_down(alert.cause, self.now, settings.cooldown_minutes * 60):
-                self.context.log.info(f"{alert.cause}: in cooldown, not posted again")
-                continue
-            self.cursor.mark_sent(alert.cause, self.now)
-            self._record_alert(alert)
-            channel = _channel_for(alert.tier, settings)
-            text = tier_alert_text(alert.tier, alert.project, alert.summary, alert.run_id)
-            if alert.tier == "info" and channel is None:
-                self.context.log.info(f"{alert.cause}: recorded ({text})")
-                continue
-            client = client or slack.get_client()
-            client.chat_postMessage(channel=channel, text=text)
-            self.context.log.info(f"{alert.cause}: posted to {channel or '(log only)'}")
-
-    def _record_alert(self, alert: rules.Alert) -> None:
-        metadata: dict[str, object] = {
-            "tier": alert.tier,
-            "cause": alert.cause,
-            "summary": redact(alert.summary),
-        }
-        if alert.run_id:
-            metadata["run_id"] = alert.run_id
-        self.instance.report_runless_asset_event(
-            dg.AssetObservation(asset_key=alerts_key(alert.project), metadata=metadata)
-        )
+        deliver_alerts(self.context, self.projects, self.cursor, self.alerts, slack, self.now)
 
     def _record_run_summary(self, project: str, record: dg.RunRecord) -> None:
         summary = summarize_run(self.instance, record)
@@ -192,6 +165,45 @@ class _Evaluation:
         for record in found:
             self.cursor.advance(record.storage_id)
         return found
+
+
+def deliver_alerts(
+    context: dg.SensorEvaluationContext,
+    projects: ProjectLookup,
+    cursor: AlertCursor,
+    alerts: Sequence[rules.Alert],
+    slack: DagctlSlackResource,
+    now: float,
+) -> None:
+    """Posts each alert to its tier's channel, at most once per cause per cooldown, and
+    records it on ``dagctl/<project>/alerts``; shared by every alerting sensor."""
+    client = None
+    for alert in alerts:
+        settings = projects.alerts_for(alert.project)
+        if cursor.cooling_down(alert.cause, now, settings.cooldown_minutes * 60):
+            context.log.info(f"{alert.cause}: in cooldown, not posted again")
+            continue
+        cursor.mark_sent(alert.cause, now)
+        _record_alert(context.instance, alert)
+        channel = _channel_for(alert.tier, settings)
+        text = tier_alert_text(alert.tier, alert.project, alert.summary, alert.run_id)
+        if alert.tier == "info" and channel is None:
+            context.log.info(f"{alert.cause}: recorded ({text})")
+            continue
+        client = client or slack.get_client()
+        client.chat_postMessage(channel=channel, text=text)
+        context.log.info(f"{alert.cause}: posted to {channel or '(log only)'}")
+
+
+def _record_alert(instance: dg.DagsterInstance, alert: rules.Alert) -> None:
+    metadata: dict[str, object] = {
+        "tier": alert.tier,
+        "cause": alert.cause,
+        "summary": redact(alert.summary),
+    }
+    if alert.run_id:
+        metadata["run_id"] = alert.run_id
+    instance.report_runless_asset_event(dg.AssetObservation(asset_key=alerts_key(alert.project), metadata=metadata))
 
 
 def plan_outcome(instance: dg.DagsterInstance, run_id: str) -> rules.PlanOutcome | None:

@@ -117,7 +117,32 @@ def build_dbt_project(
         assets=[built.assets_def],
         model_keys=sorted(built.assets_def.keys, key=lambda key: key.to_user_string()),
         resources={built.resource_key: built.resource},
+        freshness=_freshness_of_models(project.name, built.assets_def),
     )
+
+
+def _freshness_of_models(project_name: str, assets_def: dg.AssetsDefinition) -> dict[dg.AssetKey, tuple[str, int | None]]:
+    """Each model's ``meta: {dagctl: {freshness: {cron: "...", grace_minutes: N}}}``."""
+    from croniter import croniter
+    from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
+
+    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([assets_def])
+    found: dict[dg.AssetKey, tuple[str, int | None]] = {}
+    for props in manifest.get("nodes", {}).values():
+        if props.get("resource_type") != "model":
+            continue
+        meta = (props.get("config") or {}).get("meta") or props.get("meta") or {}
+        freshness = (meta.get("dagctl") or {}).get("freshness") if isinstance(meta.get("dagctl"), dict) else None
+        if freshness is None:
+            continue
+        where = f"model {props['name']} ({props.get('original_file_path')}): meta.dagctl.freshness"
+        if not isinstance(freshness, dict) or not isinstance(freshness.get("cron"), str) or not croniter.is_valid(freshness["cron"]):
+            raise ProjectLoadError(project_name, f"{where} needs a valid `cron` (e.g. '0 6 * * *')")
+        grace = freshness.get("grace_minutes")
+        if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool) or grace < 0):
+            raise ProjectLoadError(project_name, f"{where}.grace_minutes must be a whole number of minutes >= 0")
+        found[translator.get_asset_key(props)] = (freshness["cron"], grace)
+    return found
 
 
 def max_concurrent_models(environ: Mapping[str, str] | None = None) -> int:

@@ -8,7 +8,7 @@ latest observation is what the asset page shows.
 The Dagster way is the job ``dagctl_models_pause`` (Launchpad), with run config::
 
     ops:
-      dagctl_models_pause:
+      pause_or_resume_model:
         config: {project: shop, model: demo.orders, action: pause, reason: "source broken", by: alice}
 """
 
@@ -82,7 +82,7 @@ def build_pause_job(loaded: "LoadedConfig") -> dg.JobDefinition:
     """``dagctl_models_pause``: pause or resume one model from the Launchpad."""
     projects = {p.name: p for p in loaded.projects}
 
-    @dg.op(name=PAUSE_JOB_NAME)
+    @dg.op(name="pause_or_resume_model")
     def _pause_op(context: dg.OpExecutionContext, config: PauseRequest) -> None:
         from dagctl_dagster.execution.claims import ClaimStore
         from dagctl_dagster.execution.pauses import PauseStore

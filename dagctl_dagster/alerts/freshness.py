@@ -1,0 +1,292 @@
+"""Freshness SLAs from each model's own schedule: the ``dagctl_freshness`` check and sensor.
+
+A model is **late** when its last completed interval ends before the latest tick of its
+cron that lies ``grace_minutes`` in the past: a daily model must have completed
+``[yesterday, today)`` by ``00:00 + grace``. The truth per framework:
+
+- SQLMesh: the interval records in SQLMesh state (``sqlmesh.internals.completed_intervals``)
+  and the model's own ``cron``; a model with no completed interval is late.
+- dbt: the model's last build (its latest materialization in Dagster) against
+  ``meta: {dagctl: {freshness: {cron: ..., grace_minutes: ...}}}`` in the model's config,
+  else the project's ``schedule``; a dbt model with neither has no SLA.
+
+The sensor ``dagctl_freshness`` (every ``freshness.check_interval_seconds``) records a
+``dagctl_freshness`` asset check evaluation on each model whenever its verdict changes, so
+the asset pages show late models as failed checks, and raises a ``late_model`` alert
+(tier ``warning``, or ``page`` when the project's ``freshness.tier`` says so) through the
+tiered alerts' delivery: once per model per cooldown. Executing the checks from the UI
+(a run that selects only checks) evaluates them in that run the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from dagctl_dagster.alerts import rules
+from dagctl_dagster.alerts.cursor import AlertCursor
+from dagctl_dagster.alerts.projects import ProjectLookup
+from dagctl_dagster.alerts.slack import DagctlSlackResource
+from dagctl_dagster.config import FreshnessConfig, LoadedConfig, ProjectConfig
+from dagctl_dagster.names import FRESHNESS_CHECK_NAME, FRESHNESS_DUE_KEY, FRESHNESS_LAST_END_KEY, PROJECT_TAG
+from dagctl_dagster.project import ProjectDefinitions
+
+FRESHNESS_SENSOR_NAME = "dagctl_freshness"
+
+
+@dataclass(frozen=True)
+class ModelSchedule:
+    """What a model's SLA is judged on: its cron, and when its last completed interval ended."""
+
+    key: dg.AssetKey
+    cron: str
+    timezone: str
+    last_end: datetime | None
+    grace_minutes: int | None = None  # a model's own grace; else the project's
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: dg.AssetKey
+    late: bool
+    due_end: datetime
+    last_end: datetime | None
+    description: str
+
+
+def due_end(cron: str, timezone: str, now: datetime, grace: timedelta) -> datetime:
+    """The latest tick of ``cron`` at or before ``now - grace``: the end the last completed
+    interval must have reached by now."""
+    from croniter import croniter
+
+    local = (now - grace).astimezone(ZoneInfo(timezone))
+    iterator = croniter(cron, local + timedelta(microseconds=1))
+    return iterator.get_prev(datetime).astimezone(UTC)
+
+
+def judge(schedule: ModelSchedule, settings: FreshnessConfig, now: datetime) -> Verdict:
+    grace = timedelta(minutes=schedule.grace_minutes if schedule.grace_minutes is not None else settings.grace_minutes)
+    due = due_end(schedule.cron, schedule.timezone, now, grace)
+    model = schedule.key.to_user_string()
+    if schedule.last_end is None:
+        return Verdict(schedule.key, True, due, None, f"{model} has no completed interval; due by {due:%Y-%m-%d %H:%M} UTC")
+    if schedule.last_end < due:
+        return Verdict(
+            schedule.key,
+            True,
+            due,
+            schedule.last_end,
+            f"{model} is late: its last completed interval ends {schedule.last_end:%Y-%m-%d %H:%M} UTC, "
+            f"the interval ending {due:%Y-%m-%d %H:%M} UTC was due (cron '{schedule.cron}', grace {grace})",
+        )
+    return Verdict(
+        schedule.key, False, due, schedule.last_end, f"{model} is fresh: complete up to {schedule.last_end:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+# -- what each framework says ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FreshnessSource:
+    """One project's models with an SLA, and how to read their last completed intervals."""
+
+    project: ProjectDefinitions
+    loaded: LoadedConfig
+    dbt_crons: Mapping[dg.AssetKey, tuple[str, int | None]]  # dbt: key -> (cron, grace) from meta / schedule
+
+    @property
+    def name(self) -> str:
+        return self.project.name
+
+    @property
+    def check_keys(self) -> list[dg.AssetKey]:
+        if self.project.project.framework == "sqlmesh":
+            return list(self.project.model_keys)
+        return [k for k in self.project.model_keys if k in self.dbt_crons]
+
+    def schedules(self, instance: dg.DagsterInstance) -> list[ModelSchedule]:
+        if self.project.project.framework == "sqlmesh":
+            return _sqlmesh_schedules(self.loaded, self.project.project, set(self.project.model_keys))
+        timezone = self.project.project.timezone or self.loaded.config.timezone
+        found = []
+        for key, (cron, grace) in sorted(self.dbt_crons.items(), key=lambda item: item[0].to_user_string()):
+            event = instance.get_latest_materialization_event(key)
+            last = datetime.fromtimestamp(event.timestamp, UTC) if event is not None else None
+            found.append(ModelSchedule(key, cron, timezone, last, grace))
+        return found
+
+
+def _sqlmesh_schedules(loaded: LoadedConfig, project: ProjectConfig, keys: set[dg.AssetKey]) -> list[ModelSchedule]:
+    from dagctl_dagster.sqlmesh import internals
+    from dagctl_dagster.sqlmesh.context import open_context
+    from dagctl_dagster.sqlmesh.translator import schema_and_table
+
+    with open_context(loaded, project) as context:  # closed at once: DuckDB state allows one process
+        models = internals.completed_intervals(context, project.environment)
+    found = []
+    for model in models:
+        key = dg.AssetKey(schema_and_table(model.fqn))
+        if key not in keys:
+            continue
+        last = datetime.fromtimestamp(model.last_end_ms / 1000, UTC) if model.last_end_ms is not None else None
+        found.append(ModelSchedule(key, model.cron, model.cron_tz or "UTC", last))
+    return found
+
+
+def evaluate(source: FreshnessSource, settings: FreshnessConfig, instance: dg.DagsterInstance, now: datetime) -> list[Verdict]:
+    return [judge(schedule, settings, now) for schedule in source.schedules(instance)]
+
+
+def check_evaluation(verdict: Verdict, settings: FreshnessConfig) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=verdict.key,
+        check_name=FRESHNESS_CHECK_NAME,
+        passed=not verdict.late,
+        severity=dg.AssetCheckSeverity.ERROR if settings.tier == "page" else dg.AssetCheckSeverity.WARN,
+        description=verdict.description,
+        metadata=_metadata(verdict),
+    )
+
+
+def _metadata(verdict: Verdict) -> dict[str, dg.RawMetadataValue]:
+    metadata: dict[str, dg.RawMetadataValue] = {FRESHNESS_DUE_KEY: dg.MetadataValue.timestamp(verdict.due_end)}
+    if verdict.last_end is not None:
+        metadata[FRESHNESS_LAST_END_KEY] = dg.MetadataValue.timestamp(verdict.last_end)
+    return metadata
+
+
+# -- checks and sensor -----------------------------------------------------------------
+
+
+def freshness_checks(source: FreshnessSource, settings: FreshnessConfig) -> dg.AssetChecksDefinition | None:
+    """The ``dagctl_freshness`` check of every model of the project that has an SLA.
+
+    The sensor records its evaluations; a run selecting only checks (the UI's "Execute")
+    evaluates them itself. Runs that materialize models leave it to the sensor.
+    """
+    keys = source.check_keys
+    if not keys:
+        return None
+    specs = [
+        dg.AssetCheckSpec(FRESHNESS_CHECK_NAME, asset=key, blocking=False, description="Freshness SLA from the model's schedule")
+        for key in keys
+    ]
+
+    @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{source.name}_freshness")
+    def _checks(context) -> Iterator[dg.AssetCheckResult]:  # no hint: dagster cannot resolve postponed ones here
+        if context.run.asset_selection:  # a model run: the sensor evaluates freshness
+            return
+        selected = {key.asset_key for key in context.selected_asset_check_keys}
+        for verdict in evaluate(source, settings, context.instance, datetime.now(UTC)):
+            if verdict.key in selected:
+                evaluation = check_evaluation(verdict, settings)
+                yield dg.AssetCheckResult(
+                    asset_key=verdict.key,
+                    check_name=FRESHNESS_CHECK_NAME,
+                    passed=evaluation.passed,
+                    severity=evaluation.severity,
+                    description=evaluation.description,
+                    metadata=evaluation.metadata,
+                )
+
+    return _checks
+
+
+@dataclass
+class FreshnessCursor:
+    alerts: AlertCursor
+    late: dict[str, bool]  # model -> last recorded verdict
+
+    @classmethod
+    def parse(cls, raw: str | None) -> FreshnessCursor:
+        data = json.loads(raw) if raw else {}
+        return cls(AlertCursor.parse(data.get("alerts")), dict(data.get("late") or {}))
+
+    def serialize(self) -> str:
+        return json.dumps({"alerts": self.alerts.serialize(), "late": self.late}, sort_keys=True)
+
+
+def freshness_sensor(sources: Sequence[FreshnessSource], lookup: ProjectLookup, interval_s: int, default_status) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=FRESHNESS_SENSOR_NAME,
+        description="Evaluates every model's freshness SLA; late models fail their dagctl_freshness check and alert.",
+        minimum_interval_seconds=interval_s,
+        default_status=default_status,
+    )
+    def _sensor(context: dg.SensorEvaluationContext, slack: DagctlSlackResource) -> dg.SensorResult:
+        from dagctl_dagster.alerts.tiered import deliver_alerts
+
+        cursor = FreshnessCursor.parse(context.cursor)
+        now = time.time()
+        alerts: list[rules.Alert] = []
+        for source in sources:
+            settings = lookup.config.freshness_for(source.project.project)
+            if source.project.project.framework == "sqlmesh" and _has_run_in_progress(context.instance, source.name):
+                context.log.info(f"project '{source.name}' has a run in progress; its freshness is evaluated next tick")
+                continue
+            try:
+                verdicts = evaluate(source, settings, context.instance, datetime.fromtimestamp(now, UTC))
+            except Exception as exc:  # state unreachable or locked: the next tick tries again
+                context.log.warning(f"freshness of project '{source.name}' not evaluated this tick: {type(exc).__name__}: {exc}")
+                continue
+            for verdict in verdicts:
+                model = verdict.key.to_user_string()
+                if cursor.late.get(model) != verdict.late:
+                    context.instance.report_runless_asset_event(check_evaluation(verdict, settings))
+                    cursor.late[model] = verdict.late
+                if verdict.late:
+                    alerts.append(rules.late_model(source.name, settings.tier, model, verdict.description))
+        deliver_alerts(context, lookup, cursor.alerts, alerts, slack, now)
+        return dg.SensorResult(cursor=cursor.serialize())
+
+    return _sensor
+
+
+def _has_run_in_progress(instance: dg.DagsterInstance, project: str) -> bool:
+    """A run of the project holds its state database (DuckDB: one process at a time)."""
+    in_progress = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    return bool(instance.get_run_records(dg.RunsFilter(tags={PROJECT_TAG: project}, statuses=in_progress), limit=1))
+
+
+def build_freshness(location, lookup: ProjectLookup) -> tuple[list[dg.AssetChecksDefinition], list[dg.SensorDefinition]]:
+    """The checks and the sensor of every project whose freshness is enabled."""
+    from dagctl_dagster.settings import sensor_default_status
+
+    config = location.loaded.config
+    sources = []
+    checks = []
+    for project_defs in location.projects:
+        settings = config.freshness_for(project_defs.project)
+        if not settings.enabled:
+            continue
+        source = FreshnessSource(project_defs, location.loaded, dbt_model_crons(project_defs))
+        definition = freshness_checks(source, settings)
+        if definition is not None:
+            sources.append(source)
+            checks.append(definition)
+    if not sources:
+        return [], []
+    sensor = freshness_sensor(sources, lookup, config.freshness.check_interval_seconds, sensor_default_status())
+    return checks, [sensor]
+
+
+def dbt_model_crons(project_defs: ProjectDefinitions) -> dict[dg.AssetKey, tuple[str, int | None]]:
+    """dbt: each model's own ``meta.dagctl.freshness`` (cron, grace), else the project's schedule."""
+    if project_defs.project.framework != "dbt":
+        return {}
+    default = project_defs.project.effective_schedule
+    crons: dict[dg.AssetKey, tuple[str, int | None]] = {}
+    for key in project_defs.model_keys:
+        own = project_defs.freshness.get(key)
+        if own is not None:
+            crons[key] = own
+        elif default:
+            crons[key] = (default, None)
+    return crons

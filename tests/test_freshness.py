@@ -1,0 +1,131 @@
+"""Freshness SLAs: the real dagster-daemon ticks the `dagctl_freshness` sensor on a SQLMesh
+project whose interval records (in SQLMesh state) show one model complete and one overdue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from slack_stub import SlackStub
+
+from conftest import venv_command
+from dagctl_dagster.alerts.freshness import FRESHNESS_SENSOR_NAME, ModelSchedule, due_end, judge
+from dagctl_dagster.config import FreshnessConfig
+from dagctl_dagster.names import FRESHNESS_CHECK_NAME
+from projects.sqlmesh_repo import dagster_env, write_repository
+
+MODELS = {
+    "fresh.sql": "MODEL (name demo.fresh, kind FULL);\nSELECT 1 AS id\n",
+    "stale.sql": "MODEL (name demo.stale, kind FULL);\nSELECT 1 AS id\n",
+}
+UTC_NOON = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def test_a_daily_model_is_late_once_its_interval_plus_grace_has_passed():
+    settings = FreshnessConfig(grace_minutes=60)
+    yesterday_done = datetime(2026, 11, 29, tzinfo=UTC)  # [Nov 28, Nov 29) completed
+    assert due_end("@daily", "UTC", UTC_NOON, timedelta(hours=1)) == yesterday_done
+    assert not judge(ModelSchedule(dg.AssetKey("m"), "@daily", "UTC", yesterday_done), settings, UTC_NOON).late
+    day_before = yesterday_done - timedelta(days=1)
+    at_00_30 = yesterday_done + timedelta(minutes=30)  # within the grace: not late yet
+    assert not judge(ModelSchedule(dg.AssetKey("m"), "@daily", "UTC", day_before), settings, at_00_30).late
+    late = judge(ModelSchedule(dg.AssetKey("m"), "@daily", "UTC", day_before), settings, UTC_NOON)
+    assert late.late and "2026-11-28 00:00" in late.description
+    assert judge(ModelSchedule(dg.AssetKey("m"), "@daily", "UTC", None), settings, UTC_NOON).late
+    hourly = ModelSchedule(dg.AssetKey("m"), "0 * * * *", "UTC", UTC_NOON - timedelta(hours=2), grace_minutes=10)
+    assert judge(hourly, settings, UTC_NOON + timedelta(minutes=5)).late  # 11:00 was due by 11:10
+
+
+def _complete_only_fresh(project_dir: Path) -> None:
+    """`sqlmesh plan` without backfill, then `sqlmesh run --select-model demo.fresh`, in the project."""
+    from sqlmesh import Context
+
+    previous = os.getcwd()
+    os.chdir(project_dir)
+    context = Context(paths=[str(project_dir)])
+    try:
+        context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
+        context.run("prod", select_models=["demo.fresh"])
+    finally:
+        context.close()
+        os.chdir(previous)
+
+
+def _freshness_evaluations(instance: dg.DagsterInstance) -> dict[str, list[bool]]:
+    records = instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_CHECK_EVALUATION), ascending=True)
+    found: dict[str, list[bool]] = {}
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation.check_name == FRESHNESS_CHECK_NAME:
+            found.setdefault(evaluation.asset_key.to_user_string(), []).append(evaluation.passed)
+    return found
+
+
+def _ticks(instance: dg.DagsterInstance) -> int:
+    for state in instance.all_instigator_state():
+        if state.name == FRESHNESS_SENSOR_NAME:
+            return len(instance.get_ticks(state.instigator_origin_id, state.selector_id))
+    return 0
+
+
+def _wait_for(predicate, timeout: float, what: str, daemon: subprocess.Popen, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            pytest.fail(f"dagster-daemon exited while waiting for {what}:\n{log.read_text()[-4000:]}")
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}; daemon log tail:\n{log.read_text()[-4000:]}")
+
+
+@pytest.mark.timeout(300)
+def test_an_overdue_model_fails_its_freshness_check_and_warns_once_within_the_cooldown(tmp_path: Path):
+    repo = write_repository(tmp_path / "repo", MODELS)
+    config = yaml.safe_load((repo / ".dagctl" / "config.yaml").read_text())
+    config["alerts"] = {"warning_channel": "#warn", "cooldown_minutes": 60}
+    config["freshness"] = {"grace_minutes": 0, "check_interval_seconds": 5}
+    config["projects"][0].update({"schedule": "0 0 1 1 *", "janitor_schedule": None, "state_backup": {"enabled": False}})
+    (repo / ".dagctl" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (repo / "workspace.yaml").write_text("load_from:\n  - python_file: definitions.py\n")
+    _complete_only_fresh(repo / "project")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+    log = tmp_path / "daemon.log"
+    with SlackStub() as stub, log.open("w") as out:
+        env = dagster_env(home, SLACK_API_URL=stub.url, SLACK_BOT_TOKEN="xoxb-test", DAGCTL_AUTOMATION="on")
+        daemon = subprocess.Popen(
+            [venv_command("dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                verdicts = _wait_for(
+                    lambda: (v := _freshness_evaluations(instance)) and len(v) == 2 and v, 180,
+                    "both models' freshness checks", daemon, log,
+                )
+                assert verdicts == {"demo/fresh": [True], "demo/stale": [False]}
+                stub.wait_for_requests(1, timeout_s=30)
+                first_ticks = _ticks(instance)
+                _wait_for(lambda: _ticks(instance) >= first_ticks + 2, 60, "two more sensor ticks", daemon, log)
+                # still late, in cooldown: no second post; the check is not re-recorded while unchanged
+                assert [m["channel"] for m in stub.messages] == ["#warn"]
+                assert "demo/stale" in stub.messages[0]["text"] and "demo/fresh" not in stub.messages[0]["text"]
+                assert _freshness_evaluations(instance) == verdicts
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
