@@ -129,3 +129,75 @@ def test_an_overdue_model_fails_its_freshness_check_and_warns_once_within_the_co
             except subprocess.TimeoutExpired:
                 os.killpg(daemon.pid, signal.SIGKILL)
                 daemon.wait()
+
+
+def _dbt_example(tmp_path: Path, daily_revenue_meta: str) -> Path:
+    from conftest import copy_repository
+
+    repo = copy_repository(tmp_path / "repo")
+    model = repo / "examples" / "dbt_project" / "models" / "marts" / "daily_revenue.sql"
+    model.write_text(daily_revenue_meta + "\n" + model.read_text())
+    return repo
+
+
+def test_dbt_models_take_their_own_freshness_from_meta_else_the_project_schedule(tmp_path: Path):
+    from dagctl_dagster.config import load_config
+    from dagctl_dagster.dbt.asset_factory import build_dbt_project
+    from dagctl_dagster.alerts.freshness import dbt_model_crons
+
+    repo = _dbt_example(
+        tmp_path, '{{ config(meta={"dagctl": {"freshness": {"cron": "0 6 * * *", "grace_minutes": 30}}}) }}'
+    )
+    loaded = load_config(repo / ".dagctl" / "config.yaml")
+    project = loaded.config.project("dbt_example")  # schedule "0 * * * *"
+    crons = dbt_model_crons(build_dbt_project(loaded, project))
+    assert crons[dg.AssetKey(["dbt_example", "daily_revenue"])] == ("0 6 * * *", 30)
+    assert crons[dg.AssetKey(["dbt_example", "orders"])] == ("0 * * * *", None)
+
+
+def test_a_bad_dbt_freshness_meta_is_one_error_naming_the_model(tmp_path: Path):
+    from dagctl_dagster.config import load_config
+    from dagctl_dagster.dbt.asset_factory import build_dbt_project
+    from dagctl_dagster.errors import ProjectLoadError
+
+    repo = _dbt_example(tmp_path, '{{ config(meta={"dagctl": {"freshness": {"cron": "every day"}}}) }}')
+    loaded = load_config(repo / ".dagctl" / "config.yaml")
+    with pytest.raises(ProjectLoadError, match=r"model daily_revenue \(models/marts/daily_revenue.sql\): meta.dagctl.freshness needs a valid `cron`"):
+        build_dbt_project(loaded, loaded.config.project("dbt_example"))
+
+
+def test_freshness_config_errors_name_the_field(tmp_path: Path):
+    from dagctl_dagster.config import ConfigError, parse_config
+
+    base = {"version": 1, "projects": [{"name": "p", "framework": "sqlmesh", "path": "x"}]}
+    with pytest.raises(ConfigError, match=r"freshness.tier"):
+        parse_config({**base, "freshness": {"tier": "loud"}}, tmp_path / "config.yaml")
+    with pytest.raises(ConfigError, match=r"projects\[0\].freshness.grace_minutes"):
+        parse_config(
+            {"version": 1, "projects": [{"name": "p", "framework": "sqlmesh", "path": "x", "freshness": {"grace_minutes": -5}}]},
+            tmp_path / "config.yaml",
+        )
+    parsed = parse_config(
+        {"version": 1, "freshness": {"grace_minutes": 10}, "projects": [{"name": "p", "framework": "sqlmesh", "path": "x", "freshness": {"tier": "page"}}]},
+        tmp_path / "config.yaml",
+    )
+    assert (parsed.freshness_for(parsed.projects[0]).grace_minutes, parsed.freshness_for(parsed.projects[0]).tier) == (10, "page")
+
+
+def test_executing_only_the_checks_evaluates_them_in_the_run(tmp_path: Path, dagster_home: Path):
+    """What the UI's "Execute" on the checks does: a run that selects only checks."""
+    from dagctl_dagster import load_definitions
+
+    repo = write_repository(tmp_path / "repo", MODELS)
+    _complete_only_fresh(repo / "project")
+    defs = load_definitions(repo / ".dagctl" / "config.yaml")
+    keys = {dg.AssetCheckKey(dg.AssetKey(["demo", m]), FRESHNESS_CHECK_NAME) for m in ("fresh", "stale")}
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_check_selection=keys, asset_selection=set())
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    evaluations = {
+        e.asset_check_evaluation_data.asset_key.to_user_string(): e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    }
+    assert evaluations == {"demo/fresh": True, "demo/stale": False}
