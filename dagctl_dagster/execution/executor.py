@@ -387,9 +387,6 @@ class _RunExecution:
                 "while the run could not renew it); another run may be evaluating it.",
                 NotRunReason.CLAIM_LOST,
             )
-        elif slot is not None and slot.preparation.error:
-            self.counts.not_run.setdefault(NotRunReason.FRAMEWORK_NOT_READY, set()).add(step.key)
-            yield from self._fail_unstarted(active, step_context, step.key, slot.preparation.error, NotRunReason.FRAMEWORK_NOT_READY)
         elif stop is not None and stop.expected:
             self.counts.environment_changed.add(step.key)
             yield from adapter.step_skipped(

@@ -410,6 +410,11 @@ def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig)
             ),
             metadata={NOT_RUN_REASON_KEY: NotRunReason.NOT_IN_ENVIRONMENT.value, "model": name},
         )
+    if outcome.status is ModelStatus.NOT_PREPARED:
+        raise dg.Failure(
+            description=f"SQLMesh {name} was not evaluated: {outcome.error}",
+            metadata={NOT_RUN_REASON_KEY: NotRunReason.FRAMEWORK_NOT_READY.value, "model": name},
+        )
     if outcome.status is ModelStatus.CLAIM_LOST:
         raise dg.Failure(
             description=(
