@@ -39,13 +39,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from dagctl_dagster.secrets import mask_url, redact, unescaped_password_problem, url_secrets
-from dagctl_dagster.settings import MAX_LEASE_SECONDS
+from dagctl_dagster.settings import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS
 
 logger = logging.getLogger(__name__)
 
 CLAIMS_URL_ENV = "DAGCTL_CLAIMS_URL"
 SQLITE_FILE_NAME = "dagctl_claims.sqlite"
-DEFAULT_LEASE_SECONDS = 60.0
 
 # Arbitrary constant key: serialises concurrent CREATE TABLE in PostgreSQL.
 _SCHEMA_LOCK_KEY = 0x64616763

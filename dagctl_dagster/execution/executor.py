@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 MAX_CONCURRENT_ENV = shared_settings.MAX_CONCURRENT_ENV
 DEFAULT_MAX_CONCURRENT = shared_settings.DEFAULT_MAX_CONCURRENT
-DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_LEASE_SECONDS = shared_settings.DEFAULT_LEASE_SECONDS
 ENVIRONMENT_POLL_SECONDS = 0.5
 # How long a stopping run waits for its running steps before it reports and releases claims.
 STOP_WAIT_SECONDS = 15.0
