@@ -334,7 +334,7 @@ class ClaimStore:
         return sorted(won), {c.model: c for c in held}
 
     @functools.cached_property
-    def _upsert(self) -> sa.TextClause:
+    def _upsert(self) -> sa.TextualSelect:
         """The batch upsert, as SQL text: SQLAlchemy does not cache compiled dialect ``insert``
         constructs (ON CONFLICT), and compiling one per claim cost more than the database.
         The batch is one array (PostgreSQL) or JSON list (SQLite) parameter, so the statement
@@ -478,7 +478,7 @@ class ClaimStore:
                 f"claim store URL {self.masked_url}: an in-memory SQLite database cannot be shared "
                 "between runs; use a file, e.g. sqlite:////path/to/dagctl_claims.sqlite"
             )
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             parsed, pool_size=2, max_overflow=8, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_SECONDS}
         )
@@ -536,7 +536,7 @@ class _Watchdog:
     the blocked driver call then fails at once instead of waiting for an answer forever."""
 
     def __init__(self, conn: sa.Connection, seconds: float):
-        self._fileno = conn.connection.dbapi_connection.fileno()
+        self._fileno = conn.connection.dbapi_connection.fileno()  # type: ignore[union-attr]
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         self._lock = threading.Lock()
@@ -626,6 +626,7 @@ class ClaimOwnership:
 
     def _renew(self, models: set[str], *, confirms_all: bool = False) -> RenewalReport | None:
         started = time.monotonic()
+        report: RenewalReport | None
         try:
             kept = self.store.renew_held(self.run_id, sorted(models)) if models else set()
         except Exception as exc:

@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -115,8 +115,8 @@ def claim_aware_executor(init_context: dg.InitExecutorContext) -> adapter.Execut
     """Runs model steps concurrently in one process, claiming models across overlapping runs."""
     config = dict(init_context.executor_config)
     settings = ExecutorSettings.resolve(config)
-    retries = adapter.RetryMode.from_config(config.get("retries") or {"enabled": {}})
-    return ClaimAwareExecutor(settings, retries)
+    retries = adapter.RetryMode.from_config(config.get("retries") or {"enabled": {}})  # type: ignore[arg-type]
+    return ClaimAwareExecutor(settings, retries or adapter.RetryMode.ENABLED)
 
 
 class ClaimAwareExecutor(adapter.Executor):
@@ -238,7 +238,7 @@ class _RunExecution:
                     yield from self._release_all()
         yield self._summary(time.perf_counter() - started)
 
-    def _claim_models(self) -> Iterator[adapter.DagsterEvent]:
+    def _claim_models(self) -> Generator[adapter.DagsterEvent, None, dict[str, dict[str, str]]]:
         models = sorted({m for ms in self.models_by_step.values() for m in ms})
         instance = self.job_context.instance
 
@@ -306,7 +306,7 @@ class _RunExecution:
                 f"resolve against {os.getcwd()}, not each project's own directory.",
             )
 
-    def _prepare_one(self, active, framework: RunFramework) -> Iterator[adapter.DagsterEvent]:
+    def _prepare_one(self, active, framework: RunFramework) -> Generator[adapter.DagsterEvent, None, Preparation]:
         outcome: list[Preparation] = []
         interrupted = threading.Event()
         worker = threading.Thread(
@@ -346,7 +346,7 @@ class _RunExecution:
             if not launched and not self.in_flight and not self.ready and not active.is_complete:
                 active.sleep_til_ready()
 
-    def _launch_ready(self, active) -> Iterator[adapter.DagsterEvent]:
+    def _launch_ready(self, active) -> Generator[adapter.DagsterEvent, None, int]:
         launched = 0
         waiting: list[Any] = []
         for step in self.ready:
@@ -362,7 +362,9 @@ class _RunExecution:
         self.ready = waiting
         return launched
 
-    def _start_or_settle(self, active, step, slot: _FrameworkSlot | None) -> Iterator[adapter.DagsterEvent]:
+    def _start_or_settle(
+        self, active, step, slot: _FrameworkSlot | None
+    ) -> Generator[adapter.DagsterEvent, None, int]:
         """Starts the step, or records why it does not run (skipped or failed with a reason)."""
         step_context = self.job_context.for_step(step, active.get_known_state())
         holders = self.held_by_step.get(step.key)
@@ -612,7 +614,7 @@ class _RunExecution:
 
     def _summary(self, duration_s: float) -> adapter.DagsterEvent:
         counts = self.counts
-        summary = ExecutorSummary(**{
+        summary = ExecutorSummary(**{  # type: ignore[arg-type]
             "duration_s": round(duration_s, 3),
             "executed": len(counts.executed),
             "failed": len(counts.failed),

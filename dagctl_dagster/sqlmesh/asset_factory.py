@@ -169,7 +169,7 @@ def _cached_translation(
     # key does not cover: groups always translate from a Context.
     cache = None if location.is_group else TranslationCache.for_project(location.paths[0], project, translator)
     translation = cache.load() if cache else None
-    if translation is not None:
+    if cache is not None and translation is not None:
         logger.debug("project %s: assets from the translation cache %s", project.name, cache.path)
         return translation
     context = load_context(location)

@@ -184,11 +184,11 @@ class SQLMeshRunSession(RunFramework):
         from dagctl_dagster.sqlmesh.console import recording_evaluations
 
         self._context.load()
-        failed = internals.run_unit_tests(self._context)
-        if failed:
-            names = "; ".join(f"{t.name}: {t.reason}" for t in failed)
+        failed_tests = internals.run_unit_tests(self._context)
+        if failed_tests:
+            names = "; ".join(f"{t.name}: {t.reason}" for t in failed_tests)
             return (
-                f"{self.label}: {len(failed)} SQLMesh unit test(s) failed, so environment "
+                f"{self.label}: {len(failed_tests)} SQLMesh unit test(s) failed, so environment "
                 f"'{self.environment}' was not planned and nothing was deployed: {names}"
             )
         try:
