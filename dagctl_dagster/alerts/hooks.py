@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from typing import Any
+
 import dagster as dg
 from dagster_slack import slack_on_failure
 
@@ -70,7 +72,7 @@ def model_of_step(context: dg.HookContext, models_by_op: Mapping[str, str]) -> s
 def not_run_reason(exc: BaseException | None) -> str | None:
     if not isinstance(exc, dg.Failure):
         return None
-    value = exc.metadata.get(NOT_RUN_REASON_KEY)
+    value: Any = exc.metadata.get(NOT_RUN_REASON_KEY)
     return getattr(value, "value", value)
 
 
