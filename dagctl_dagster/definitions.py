@@ -33,6 +33,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
     """
     loaded = load_config(config_path or default_config_path())
     projects = [build_project(loaded, project) for project in loaded.projects]
+    _refuse_shared_keys(loaded, projects)
     location = CodeLocationContext(loaded=loaded, projects=projects)
 
     from dagctl_dagster.alerts import build_alerting
@@ -90,3 +91,22 @@ def build_project(loaded: LoadedConfig, project: ProjectConfig) -> ProjectDefini
     from dagctl_dagster.dbt.asset_factory import build_dbt_project
 
     return build_dbt_project(loaded, project)
+
+
+def _refuse_shared_keys(loaded: LoadedConfig, projects: list[ProjectDefinitions]) -> None:
+    """Two projects producing one asset key would stop the code location from loading."""
+    from dagctl_dagster.config import ConfigError
+
+    owner: dict[dg.AssetKey, str] = {}
+    for project_defs in projects:
+        for key in project_defs.model_keys:
+            other = owner.setdefault(key, project_defs.name)
+            if other != project_defs.name:
+                raise ConfigError(
+                    loaded.path,
+                    f"projects '{other}' and '{project_defs.name}' both define the model with asset key "
+                    f"'{key.to_user_string()}'. If they are repositories of one SQLMesh multi-repository "
+                    "layout, give each repository's SQLMesh config a `project:` name so they load "
+                    "together; otherwise rename one of the models.",
+                    field="projects",
+                )

@@ -190,3 +190,34 @@ def _wait_for_event(home: Path, process, event_type: str, step_key: str | None =
                 return
         time.sleep(0.5)
     raise AssertionError(f"no {event_type} {step_key or ''} within {timeout}s")
+
+
+@pytest.mark.timeout(600)
+def test_relative_paths_in_project_code_resolve_in_the_project_directory(tmp_path: Path):
+    """A query's `read_csv('data/…')` and a Python model's `open('data/…')` find the project's
+    files, as when `sqlmesh run` runs in the project's directory."""
+    models = {
+        "people.sql": "MODEL (name demo.people, kind FULL);\nSELECT * FROM read_csv('data/people.csv')\n",
+        "greeting.py": """
+            import typing as t
+
+            import pandas as pd
+            from sqlmesh import ExecutionContext, model
+
+
+            @model("demo.greeting", kind="FULL", columns={"greeting": "text"})
+            def execute(context: ExecutionContext, **kwargs: t.Any) -> pd.DataFrame:
+                with open("data/greeting.txt") as handle:
+                    return pd.DataFrame({"greeting": [handle.read().strip()]})
+        """,
+    }
+    repo = write_repository(tmp_path / "repo", models)
+    data = repo / "project" / "data"
+    data.mkdir()
+    (data / "people.csv").write_text("id,name\n1,Ada\n2,Grace\n")
+    (data / "greeting.txt").write_text("hello\n")
+    result = run_job(repo, tmp_path / "home", tmp_path / "elsewhere")
+    assert result.returncode == 0, result.output[-6000:]
+    with duckdb.connect(str(repo / "project" / "db.duckdb"), read_only=True) as con:
+        assert con.sql("select count(*) from demo.people").fetchone()[0] == 2
+        assert con.sql("select greeting from demo.greeting").fetchone()[0] == "hello"

@@ -274,6 +274,7 @@ class _RunExecution:
         Preparation runs on a helper thread so that a termination is still noticed meanwhile.
         """
         frameworks = [r for r in adapter.resource_instances(self.job_context) if isinstance(r, RunFramework)]
+        yield from self._enter_working_dir(frameworks)
         for framework in frameworks:
             slot = _FrameworkSlot(framework)
             self.slots.append(slot)
@@ -286,6 +287,23 @@ class _RunExecution:
                 self.job_context.log.warning(slot.preparation.limit_reason)
             if slot.preparation.error:
                 yield adapter.engine_event(self.job_context, slot.preparation.error, error=False)
+
+    def _enter_working_dir(self, frameworks: list[RunFramework]) -> Iterator[adapter.DagsterEvent]:
+        """The run worker's one process-wide side effect, on purpose: project code that opens
+        files by relative path (a query's `read_csv('data/x.csv')`, a Python model's
+        `open(...)`) finds them as when `sqlmesh` runs in the project's directory. Runs
+        spanning projects with different directories stay where they are, and say so."""
+        directories = {f.working_dir for f in frameworks if f.working_dir is not None}
+        if len(directories) == 1:
+            directory = directories.pop()
+            os.chdir(directory)
+            yield adapter.engine_event(self.job_context, f"Working directory of this run: {directory}")
+        elif directories:
+            yield adapter.engine_event(
+                self.job_context,
+                "This run spans projects in different directories: relative file paths in project code "
+                f"resolve against {os.getcwd()}, not each project's own directory.",
+            )
 
     def _prepare_one(self, active, framework: RunFramework) -> Iterator[adapter.DagsterEvent]:
         outcome: list[Preparation] = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 # Failure metadata a step attaches when it did not evaluate its model for a reason that is
 # a skip, not a failure of the model (e.g. not in the environment): the summary counts it
@@ -55,6 +56,11 @@ class RunFramework(abc.ABC):
     @abc.abstractmethod
     def projects(self) -> frozenset[str]:
         """The dagctl project names whose model steps this session serves."""
+
+    @property
+    def working_dir(self) -> Path | None:
+        """Where the engine's own CLI runs for these projects, if relative paths depend on it."""
+        return None
 
     @abc.abstractmethod
     def prepare(self, should_stop: Callable[[], bool], holds_claims: Callable[[], bool]) -> Preparation:

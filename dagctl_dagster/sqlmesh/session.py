@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dagctl_dagster.secrets import redact, redacted_traceback
@@ -97,6 +98,10 @@ class SQLMeshRunSession(RunFramework):
     @property
     def projects(self) -> frozenset[str]:
         return frozenset(owner for _, owner in self.location.owners)
+
+    @property
+    def working_dir(self) -> Path:
+        return self.location.working_dir
 
     @property
     def label(self) -> str:
