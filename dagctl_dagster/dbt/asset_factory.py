@@ -33,6 +33,7 @@ import dagster as dg
 import dagster_dbt
 from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.dbt.manifest import dbt_cli_resource, open_dbt_project, prepare_manifest
@@ -178,7 +179,11 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     # leave the whole run worker in it. One thread keeps them ordered; chdir back regardless.
     invocation.postprocessing_threadpool_num_threads = 1
     try:
-        events = list(invocation.stream().fetch_row_counts())
+        # dbt runs to its exit first: dagster-dbt's row-count stage (Dagster's ``imap``) polls
+        # its input in a loop without sleeping, holding the GIL and a core for as long as dbt
+        # runs when fed a live stream; fed a finished list, it only counts.
+        built = list(invocation.stream())
+        events = list(DbtEventIterator(iter(built), invocation).fetch_row_counts())
     finally:
         _release_warehouse(invocation.adapter)
         os.chdir(working_dir)
