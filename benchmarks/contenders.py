@@ -360,6 +360,8 @@ def check_row_counts(
 def duckdb_row_counts(database: Path, tables: Sequence[str], *, label: str, schema: str = SCHEMA) -> dict[str, int]:
     import duckdb
 
+    if not database.is_file():
+        raise ContenderFailed(f"{label}: wrong result: the warehouse {database} does not exist")
     connection = duckdb.connect(str(database), read_only=True)
     try:
         return _counts(lambda sql: connection.execute(sql).fetchall(), list(tables), label=label, schema=schema)
