@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="100,500", help="SQLMesh sweep: model counts (default 100,500)")
     parser.add_argument("--widths", default="5,20,50", help="SQLMesh sweep: models per DAG layer (default 5,20,50)")
     parser.add_argument("--rows", default="1000,100000", help="SQLMesh sweep: rows per table (default 1000,100000)")
+    parser.add_argument("--sweep", choices=("full", "axes"), default="full", help="full: every models x widths x rows "
+                        "(default); axes: a base shape, each axis varied alone, and the largest corner")
     parser.add_argument("--concurrent-tasks", type=int, help="SQLMesh gateways' concurrent_tasks for both contenders "
                         "(default: SQLMesh's own, DuckDB 1 and PostgreSQL 4); also MAX_CONCURRENT_MODELS")
     parser.add_argument("--kinds-models", type=int, default=100, help="size of the FULL/VIEW/INCREMENTAL mix (default 100)")
@@ -54,6 +56,7 @@ def options_from_args(args: argparse.Namespace):
         concurrent_tasks=args.concurrent_tasks,
         dbt_threads=args.dbt_threads,
         peer_python=args.peer_python,
+        sweep_mode=args.sweep,
     )
     try:
         if args.quick:

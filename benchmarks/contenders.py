@@ -123,6 +123,25 @@ def _kill_session(process, reaped: threading.Event) -> None:
     reaped.wait(30)
 
 
+def ensure_bytecode(python: Path | str = sys.executable, extra_dirs: Sequence[Path] = ()) -> float:
+    """Compile the interpreter's site-packages (and ``extra_dirs``) to ``.pyc`` where missing.
+
+    An installed application finds its bytecode in ``__pycache__`` (pip compiles on install,
+    and any process without ``PYTHONDONTWRITEBYTECODE`` writes it on first import). A
+    virtualenv made by ``uv sync`` in an environment that sets ``PYTHONDONTWRITEBYTECODE``
+    has none, so every process compiles every module it imports from source: seconds per
+    process, more for the contender that imports more. Returns the seconds it took.
+    """
+    import subprocess
+
+    code = "import site, sys; print('\\n'.join(site.getsitepackages()))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    dirs = [line for line in out.stdout.splitlines() if line.strip()] + [str(d) for d in extra_dirs]
+    started = time.perf_counter()
+    run_timed([str(python), "-m", "compileall", "-q", "-j", "0", *dirs], label="compile bytecode", timeout_s=1800)
+    return time.perf_counter() - started
+
+
 # -- starting states ---------------------------------------------------------------------
 
 

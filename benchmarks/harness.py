@@ -39,6 +39,7 @@ from benchmarks import contenders as c
 from benchmarks.generate import CONCURRENT_TASKS, GeneratedRepository, Shape, generate_repository
 from benchmarks.report import GIB, Row, Series, Target, ratio_row, value_row
 
+SWEEP_MODES = ("full", "axes")
 SECTIONS = ("run", "kinds", "latency", "dbt", "peer", "startup", "multiprocess", "load", "rss", "claims")
 
 TARGET_RUN_RATIO = Target("<=", 1.25)
@@ -67,6 +68,7 @@ class BenchOptions:
     dbt_threads: int = 5
     peer_python: Path | None = None
     peer_models: int = 100
+    sweep_mode: str = "full"
     repeats: int = 3
     multiprocess_models: int = 100
     load_models: int = 1000
@@ -105,6 +107,8 @@ class BenchOptions:
             raise ValueError(f"--skip: unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
         if self.repeats < 1:
             raise ValueError(f"--repeats must be at least 1 (got {self.repeats})")
+        if self.sweep_mode not in SWEEP_MODES:
+            raise ValueError(f"--sweep must be one of {', '.join(SWEEP_MODES)} (got {self.sweep_mode!r})")
         for models in self.models:
             for width in self.widths:
                 Shape(models=models, width=width)  # names the option when a shape is impossible
@@ -115,13 +119,25 @@ class BenchOptions:
         return 10 if 10 <= min(self.models + [self.kinds_models]) else min(self.widths)
 
     def sweep(self) -> list[Shape]:
-        """The DuckDB FULL-model shapes of the run section: every models × widths × rows."""
-        return [
-            Shape(models=models, width=width, rows=rows, concurrent_tasks=self.concurrent_tasks)
-            for models in self.models
-            for width in self.widths
-            for rows in self.rows
-        ]
+        """The DuckDB FULL-model shapes of the run section.
+
+        ``full``: every models × widths × rows. ``axes``: a base shape (fewest models, the
+        middle width, fewest rows), each axis varied alone over its values, and the corner
+        with the most of everything; every value is covered in fewer runs.
+        """
+        if self.sweep_mode == "full":
+            triples = [(m, w, r) for m in self.models for w in self.widths for r in self.rows]
+        else:
+            base = (min(self.models), sorted(self.widths)[len(self.widths) // 2], min(self.rows))
+            triples = [base]
+            for axis, values in enumerate((self.models, self.widths, self.rows)):
+                for value in values:
+                    varied = list(base)
+                    varied[axis] = value
+                    triples.append(tuple(varied))
+            triples.append((max(self.models), max(self.widths), max(self.rows)))
+        unique = list(dict.fromkeys(triples))
+        return [Shape(models=m, width=w, rows=r, concurrent_tasks=self.concurrent_tasks) for m, w, r in unique]
 
 
 @dataclass
@@ -143,6 +159,13 @@ def run_benchmarks(
     """
     say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
     results = results if results is not None else BenchResults()
+    say("[bytecode] compiling the virtualenvs' modules once, as an installed application has them")
+    compiled = c.ensure_bytecode(sys.executable, [c.REPO_ROOT / "dagctl_dagster", c.REPO_ROOT / "benchmarks"])
+    results.notes.append(
+        f"Bytecode: every contender imports from compiled `.pyc` files (`compileall` of the virtualenvs first, "
+        f"{compiled:.0f} s); this machine sets PYTHONDONTWRITEBYTECODE, which otherwise makes every process "
+        "compile every module it imports."
+    )
     load_before = os.getloadavg()
     with _workdir(options) as workdir:
         repos = _Repositories(workdir, options.width)
@@ -304,6 +327,8 @@ def _peer_section(repos: "_Repositories", options: BenchOptions, results: BenchR
     from benchmarks.peer import PEER_JOB_NAME, peer_python, write_peer_definitions
 
     python = peer_python(options.peer_python)
+    if python is not None:
+        c.ensure_bytecode(python)
     if python is None:
         results.notes.append(
             "Peer (`dagster-sqlmesh`): not measured; give its virtualenv's python with --peer-python "

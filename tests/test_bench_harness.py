@@ -223,6 +223,11 @@ def test_command_line_options():
     assert len(options.sweep()) == 8 and options.sweep()[0] == Shape(models=100, width=5, rows=1000)
     assert (options.dbt_models, options.dbt_threads, options.concurrent_tasks) == ([8, 200], 5, None)
 
+    axes = _parse("--sweep", "axes").sweep()
+    assert [(shape.models, shape.width, shape.rows) for shape in axes] == [
+        (100, 20, 1000), (500, 20, 1000), (100, 5, 1000), (100, 50, 1000), (100, 20, 100000), (500, 50, 100000)
+    ]
+
     quick = _parse("--quick", "--skip", "claims", "--concurrent-tasks", "4")
     assert (quick.models, quick.repeats, quick.rss_models, quick.skip) == ([20], 1, 20, {"claims"})
     assert quick.sweep() == [Shape(models=20, width=5, rows=1000, concurrent_tasks=4)]
