@@ -4,6 +4,9 @@ Public API (everything else may move)::
 
     from dagctl_dagster import load_definitions
     defs = load_definitions(".dagctl/config.yaml")
+
+or, in a ``dg`` project, a ``defs.yaml`` declaring ``type: dagctl_dagster.DagctlComponent``
+(registered for ``dg`` through the ``dagster_dg_cli.registry_modules`` entry point).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ _PUBLIC = {
     "claim_aware_executor": "dagctl_dagster.execution.executor",
     "ClaimStore": "dagctl_dagster.execution.claims",
     "DagctlK8sRunLauncher": "dagctl_dagster.k8s.launcher",
+    "DagctlComponent": "dagctl_dagster.components",
 }
 
 __all__ = sorted(_PUBLIC)
@@ -42,3 +46,8 @@ def __getattr__(name: str) -> Any:
     if module_path is None:
         raise AttributeError(f"module 'dagctl_dagster' has no attribute '{name}'")
     return getattr(importlib.import_module(module_path), name)
+
+
+def __dir__() -> list[str]:
+    # dg lists a registry module's components by dir(); the public names load on access.
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -30,6 +30,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dagctl_dagster.names import OBSERVABILITY_GROUP, OBSERVABILITY_PREFIX
+
 PROJECT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ABSOLUTE_PATH_PATTERN = r"^/"
 DIRECTORY_NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -38,6 +40,8 @@ _PATTERN_HINTS = {
     ABSOLUTE_PATH_PATTERN: "is not an absolute path; it must start with '/'",
     DIRECTORY_NAME_PATTERN: "is not a single directory name; use letters, digits, '.', '_' and '-' (no '/')",
 }
+# The key prefix and group of the observability assets: a project may not share them.
+RESERVED_PROJECT_NAMES = frozenset({OBSERVABILITY_PREFIX, OBSERVABILITY_GROUP})
 DEFAULT_SQLMESH_SCHEDULE = "*/15 * * * *"
 DEFAULT_JANITOR_SCHEDULE = "0 2 * * 0"
 DEFAULT_STATE_BACKUP_SCHEDULE = "0 3 * * *"
@@ -293,6 +297,11 @@ class DagctlConfig(_Strict):
                 raise _FieldProblem(
                     f"projects[{index}].name",
                     f"duplicate project name '{project.name}'; each project needs its own name",
+                )
+            if project.name in RESERVED_PROJECT_NAMES:
+                raise _FieldProblem(
+                    f"projects[{index}].name",
+                    f"'{project.name}' is reserved for dagctl's own assets and group; choose another name",
                 )
             seen.add(project.name)
             if project.timezone:

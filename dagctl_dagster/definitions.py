@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagctl_dagster.config import DEFAULT_CONFIG_PATH, LoadedConfig, ProjectConfig, default_config_path, load_config
-from dagctl_dagster.project import CodeLocationContext, ProjectDefinitions, run_job_name
+from dagctl_dagster.config import LoadedConfig, ProjectConfig, default_config_path, load_config
+from dagctl_dagster.project import PROJECT_TAG, CodeLocationContext, ProjectDefinitions, run_job_name
 
 __all__ = ["DEFAULT_CONFIG_PATH", "build_project", "load_definitions"]
 
@@ -31,6 +31,10 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
         config_path: the config file; defaults to ``$DAGCTL_CONFIG`` or
             ``.dagctl/config.yaml`` in the working directory.
     """
+    from dagctl_dagster.quiet import print_expected_errors_without_traceback, silence_known_warnings
+
+    silence_known_warnings()
+    print_expected_errors_without_traceback()
     loaded = load_config(config_path or default_config_path())
     projects = [build_project(loaded, project) for project in loaded.projects]
     _refuse_shared_keys(loaded, projects)
@@ -60,7 +64,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
                 selection=project_defs.run_selection,
                 description=f"Runs every model of {project_defs.project.framework} project "
                 f"'{project_defs.name}' that is due.",
-                tags={"dagctl/project": project_defs.name},
+                tags={PROJECT_TAG: project_defs.name},
                 hooks=alerting.step_hooks_for(project_defs.project),
             )
         )

@@ -9,8 +9,9 @@ import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 
-PROJECT_TAG = "dagctl/project"
-FRAMEWORK_TAG = "dagctl/framework"
+from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
+
+__all__ = ["FRAMEWORK_TAG", "PROJECT_TAG", "CodeLocationContext", "ProjectDefinitions", "run_job_name", "single_op_job"]
 
 
 def run_job_name(project: ProjectConfig) -> str:

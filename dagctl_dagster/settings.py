@@ -1,12 +1,19 @@
-"""Settings shared by the executor and the frameworks: `MAX_CONCURRENT_MODELS`.
+"""Settings read from the environment by more than one room.
 
-It bounds the claim-aware executor's model steps and sets dbt's ``--threads``; both read it
-through :func:`parse_max_concurrent` so they accept and refuse the same values.
+- ``MAX_CONCURRENT_MODELS`` bounds the claim-aware executor's model steps and sets dbt's
+  ``--threads``; both read it through :func:`parse_max_concurrent` so they accept and
+  refuse the same values.
+- ``DAGCTL_AUTOMATION`` (``on`` / ``off``) decides whether schedules and sensors that
+  launch runs start RUNNING (:func:`automation_enabled`).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
+
+import dagster as dg
 
 MAX_CONCURRENT_ENV = "MAX_CONCURRENT_MODELS"
 DEFAULT_MAX_CONCURRENT = 5
@@ -65,3 +72,35 @@ def parse_lease_seconds(value: Any, *, source: str) -> float:
     if not MIN_LEASE_SECONDS <= value <= MAX_LEASE_SECONDS:
         raise problem
     return float(value)
+
+
+AUTOMATION_ENV = "DAGCTL_AUTOMATION"
+_ON = {"", "on", "true", "1", "yes"}
+_OFF = {"off", "false", "0", "no"}
+
+
+class InvalidAutomationSwitch(ValueError):
+    """`DAGCTL_AUTOMATION` is neither on nor off."""
+
+
+def automation_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether schedules and sensors that launch runs start RUNNING (``DAGCTL_AUTOMATION``).
+
+    Unset means on: production follows the config file. ``scripts/dev.sh`` sets it to
+    ``off`` so that a local deployment waits for the user; either way a toggle in the UI
+    overrides the default.
+    """
+    raw = (os.environ if environ is None else environ).get(AUTOMATION_ENV, "").strip().lower()
+    if raw in _ON:
+        return True
+    if raw in _OFF:
+        return False
+    raise InvalidAutomationSwitch(f"env var {AUTOMATION_ENV} must be 'on' or 'off' (got {raw!r})")
+
+
+def schedule_default_status(environ: Mapping[str, str] | None = None) -> dg.DefaultScheduleStatus:
+    return dg.DefaultScheduleStatus.RUNNING if automation_enabled(environ) else dg.DefaultScheduleStatus.STOPPED
+
+
+def sensor_default_status(environ: Mapping[str, str] | None = None) -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if automation_enabled(environ) else dg.DefaultSensorStatus.STOPPED

@@ -10,6 +10,7 @@ from slack_stub import SlackStub
 
 from alerts_helpers import SECRET_TOKEN, use_slack_stub
 from dagctl_dagster.alerts.slack import wait_for_pending_messages
+from dagctl_dagster.names import DBT_DURATION_KEY, MODEL_DURATION_KEYS, ROW_COUNT_KEY
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -48,9 +49,10 @@ def test_every_materialization_has_numeric_model_metrics(example_repo, monkeypat
                     assert isinstance(metadata["intervals"].value, int)
                     rows = metadata.get("rows_processed")
                     assert rows is None or isinstance(rows.value, int)
-                else:  # dbt reports run_results.json's timing and rows
-                    assert isinstance(metadata["execution_time_s"].value, float)
-                    rows = metadata.get("rows_affected")
+                else:  # dagster-dbt's timing and row count, which the slow-model rule reads
+                    assert isinstance(metadata[DBT_DURATION_KEY].value, float)
+                    assert DBT_DURATION_KEY in MODEL_DURATION_KEYS
+                    rows = metadata.get(ROW_COUNT_KEY)
                     assert rows is None or isinstance(rows.value, int)
 
 

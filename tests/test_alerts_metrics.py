@@ -16,7 +16,7 @@ from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.alerts.slack import DagctlSlackResource, wait_for_pending_messages
 from dagctl_dagster.alerts.state_size import STATE_OBSERVATION_JOB, state_key, state_size_observation
-from dagctl_dagster.alerts.tiered import tiered_alert_sensor
+from dagctl_dagster.alerts.tiered import runs_key, tiered_alert_sensor
 from dagctl_dagster.config import ProjectConfig
 from dagctl_dagster.logging import JsonFormatter, json_console_logger, register_models
 
@@ -137,7 +137,7 @@ def test_run_summary_counts_executed_failed_and_blocked_models(tmp_path):
         summary = summarize_run(instance, instance.get_run_record_by_id(result.run_id))
         evaluate(sensor, instance, sensor_defs, cursor)
         run_tags = instance.get_run_by_id(result.run_id).tags
-        observation = instance.fetch_observations(dg.AssetKey(["analytics", "dagctl_runs"]), limit=1).records[0]
+        observation = instance.fetch_observations(runs_key("analytics"), limit=1).records[0]
 
     assert (summary.executed, summary.failed, summary.blocked, summary.skipped) == (1, 1, 2, 0)
     assert summary.duration_s > 0

@@ -11,6 +11,7 @@ from slack_stub import INVALID_AUTH, OK, SlackStub, rate_limited
 from alerts_helpers import SECRET_PASSWORD, SECRET_TOKEN, use_slack_stub
 from dagctl_dagster.alerts.hooks import model_failure_hook
 from dagctl_dagster.alerts.slack import DagctlSlackResource, wait_for_pending_messages
+from dagctl_dagster.names import FAILED_MODELS_KEY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,3 +113,27 @@ def test_successful_run_posts_nothing(monkeypatch):
         assert defs.resolve_job_def("analytics_run").execute_in_process(instance=instance).success
         assert wait_for_pending_messages(10)
     assert stub.requests == []
+
+
+def test_failure_of_a_multi_model_step_names_its_failed_models(monkeypatch):
+    @dg.multi_asset(specs=[dg.AssetSpec(["shop", "stg_orders"]), dg.AssetSpec(["shop", "orders"])], name="shop_dbt_build")
+    def shop_dbt_build():
+        raise dg.Failure(
+            description="dbt build of project 'shop' failed",
+            metadata={FAILED_MODELS_KEY: dg.MetadataValue.json(["shop/stg_orders", "shop/orders"])},
+        )
+
+    hook = model_failure_hook("shop", "#data-alerts", {})
+    defs = dg.Definitions(
+        assets=[shop_dbt_build],
+        jobs=[dg.define_asset_job("shop_run", selection=dg.AssetSelection.all(), hooks={hook})],
+        resources={"slack": DagctlSlackResource()},
+    )
+    with SlackStub() as stub, dg.instance_for_test() as instance:
+        use_slack_stub(monkeypatch, stub)
+        defs.resolve_job_def("shop_run").execute_in_process(instance=instance, raise_on_error=False)
+        assert wait_for_pending_messages(30)
+
+    (message,) = stub.messages
+    assert "*shop* model `shop/stg_orders`, `shop/orders` failed in run" in message["text"]
+    assert "shop_dbt_build" not in message["text"]

@@ -96,6 +96,10 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
                 assert runs["sqlmesh_example_plan"].run_config["ops"]["plan"]["config"]["auto_apply"] is True
             assert runs["dbt_example_deploy"].tags["dagster/run_key"] == "deploy:dbt_example:2"
             assert runs["dbt_example_deploy"].tags["dagctl/deploy-scope"].startswith("full build (no previously deployed commit")
+            # its artifacts are named like the run job's, so only the newest few are kept
+            deploy_id = runs["dbt_example_deploy"].run_id[:7]
+            target = example_repo / "examples" / "dbt_project" / "target"
+            assert len(list(target.glob(f"dbt_deploy-{deploy_id}-*/run_results.json"))) == 1
             assert '"version": "2"' in _sensor_cursor(instance)
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)

@@ -76,7 +76,8 @@ def test_cli_materializes_every_model_of_both_examples(example_repo: Path, dagst
     with DagsterInstance.get() as instance:
         for key in SQLMESH_MODELS:
             [event] = materializations(instance, key)
-            assert event.metadata["intervals"].value == 1
+            assert event.metadata["batches"].value == 1
+            assert event.metadata["intervals"].value >= 1  # the days since the project's start
             assert isinstance(event.metadata["duration_s"].value, float)
             assert event.metadata["initial_plan_applied"].value is True
         for model in dbt_models(example_repo):
@@ -84,7 +85,7 @@ def test_cli_materializes_every_model_of_both_examples(example_repo: Path, dagst
                 e for key in (f"dbt_example/{model}", model) for e in materializations(instance, key)
             ] or [e for e in _all_materializations(instance) if e.asset_key.path[-1] == model]
             assert events, f"dbt model {model} has no materialization"
-            assert any(name.endswith("duration_s") or "execution_time" in name for name in events[-1].metadata)
+            assert "Execution Duration" in events[-1].metadata
 
     second = dagster(["asset", "materialize", "-f", "definitions.py", "--select", "group:sqlmesh_example"], example_repo, env)
     assert second.returncode == 0, second.stderr[-4000:]

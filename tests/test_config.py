@@ -45,6 +45,7 @@ def test_valid_config_resolves_paths_from_the_repository_root(tmp_path: Path):
         (lambda c: c["projects"][1].pop("path"), "projects[1].path (project 'marts')", "required field is missing"),
         (lambda c: c["projects"][0].update(framework="spark"), "projects[0].framework", "'spark' is not allowed"),
         (lambda c: c["projects"][1].update(name="analytics"), "projects[1].name", "duplicate project name 'analytics'"),
+        (lambda c: c["projects"][1].update(name="dagctl"), "projects[1].name", "'dagctl' is reserved"),
         (lambda c: c["projects"][0].update(schedule="every minute"), "projects[0].schedule", "not a cron expression"),
         (lambda c: c.pop("version"), "version", "required field is missing"),
         (lambda c: c.update(timezone="Mars/Olympus"), "timezone", "not an IANA timezone"),

@@ -82,9 +82,20 @@ def test_dry_run_reports_the_modified_model_then_apply_backfills_it(example):
     assert "allow_large_backfill: true" in message
     assert "num_orders" not in _columns(warehouse)
 
+    assert not [e for e in dry.all_events if e.is_step_materialization]  # a dry run evaluates nothing
+
     applied = _run(small, auto_apply=True, allow_large_backfill=True)
     assert applied.success
     assert _output_metadata(applied)["applied"] is True
+    # The intervals the plan evaluated are recorded on the asset, so its last materialization
+    # agrees with SQLMesh state.
+    recorded = {
+        e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+        for e in applied.all_events
+        if e.is_step_materialization
+    }
+    assert recorded["sqlmesh_example/daily_revenue"]["intervals"].value == prod_intervals
+    assert recorded["sqlmesh_example/daily_revenue"]["evaluated_by_plan"].value is True
     assert "num_orders" in _columns(warehouse)
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         assert conn.execute(f"SELECT SUM(num_orders) FROM {MODEL}").fetchone()[0] > 0
@@ -124,3 +135,13 @@ def test_apply_fails_when_another_plan_reached_the_environment_first(example):
         apply_plan(context, build_plan(context, "prod"))
         with pytest.raises(EnvironmentChangedError, match=ENVIRONMENT_CHANGED):
             apply_plan(context, first)
+
+
+@pytest.mark.timeout(240)
+def test_a_refused_prod_plan_is_sqlmeshs_one_line_reason_naming_the_project(example):
+    loaded, project, _ = example
+    refused = _run(build_plan_job(loaded, project), start="2026-11-02", end="2026-11-03", auto_apply=True)
+    message = _failure(refused)
+    assert message.startswith("dagster._core.definitions.events.Failure: SQLMesh project 'sqlmesh_example': ")
+    assert "The start and end dates can't be set for a production plan without restatements" in message
+    assert "Traceback" not in message

@@ -8,9 +8,11 @@
 
 ``alerting.definitions`` holds the ``slack`` resource
 (:class:`~dagctl_dagster.alerts.slack.DagctlSlackResource`), the run-failure sensor, the
-tiered-alert sensor, each SQLMesh project's ``[<project>, "sqlmesh_state"]`` observable asset
-with its hourly observation schedule, the ``dagctl_alerts`` / ``dagctl_runs`` record assets,
-and, with ``DAGCTL_LOG_FORMAT=json``, the JSON console logger.
+tiered-alert sensor, each SQLMesh project's ``dagctl/<project>/sqlmesh_state`` observable asset
+with its hourly observation schedule, the ``dagctl/<project>/alerts`` / ``dagctl/<project>/runs``
+record assets, and, with ``DAGCTL_LOG_FORMAT=json``, the JSON console logger. These live in
+group ``dagctl_observability`` under the ``dagctl`` prefix: a project's key prefix and group
+hold exactly its models.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from dagctl_dagster.config import ProjectConfig
+from dagctl_dagster.names import OBSERVABILITY_GROUP
 from dagctl_dagster.project import CodeLocationContext, run_job_name
 
 
@@ -58,7 +61,7 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
     }
     state_assets, state_jobs, state_schedules = state_size_observation(sqlmesh_projects)
     record_assets = [
-        dg.AssetSpec(key, group_name=p.name, description=description)
+        dg.AssetSpec(key, group_name=OBSERVABILITY_GROUP, description=description)
         for p in location.projects
         for key, description in (
             (alerts_key(p.name), f"Alerts raised for project '{p.name}' (tier, cause, summary)."),

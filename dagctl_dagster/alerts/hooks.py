@@ -18,11 +18,11 @@ import dagster as dg
 from dagster_slack import slack_on_failure
 
 from dagctl_dagster.alerts.messages import StepFailure, step_failure_text
+from dagctl_dagster.names import FAILED_MODELS_KEY, SQLMESH_MODEL_TAG
 
 logger = logging.getLogger("dagctl_dagster.alerts")
 
 SLACK_RESOURCE_KEY = "slack"
-SQLMESH_MODEL_TAG = "dagctl/sqlmesh_model"
 
 
 def model_failure_hook(
@@ -51,8 +51,20 @@ def model_failure_hook(
 
 
 def model_of_step(context: dg.HookContext, models_by_op: Mapping[str, str]) -> str:
+    """The step's model; for a step of several models, those its failure names (``failed_models``)."""
+    failed = failed_models(context.op_exception)
+    if failed:
+        return ", ".join(failed)
     op_name = context.op.name
     return models_by_op.get(op_name) or context.op.tags.get(SQLMESH_MODEL_TAG) or op_name
+
+
+def failed_models(exc: BaseException | None) -> list[str]:
+    if not isinstance(exc, dg.Failure):
+        return []
+    value = exc.metadata.get(FAILED_MODELS_KEY)
+    names = getattr(value, "value", value)
+    return [str(name) for name in names] if isinstance(names, list) else []
 
 
 def error_of(exc: BaseException | None) -> str:

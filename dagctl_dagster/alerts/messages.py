@@ -23,7 +23,7 @@ TIER_ICONS = {"page": ":rotating_light:", "warning": ":warning:", "info": ":info
 @dataclass(frozen=True)
 class StepFailure:
     project: str
-    model: str
+    model: str  # the failed model, or several joined by ", "
     run_id: str
     job_name: str
     error: str
@@ -51,8 +51,10 @@ def run_link(run_id: str) -> str | None:
 
 
 def step_failure_text(failure: StepFailure) -> str:
+    """``model `a` failed``; a step of several models (one dbt build) lists them: ``model `a`, `b` failed``."""
+    models = ", ".join(f"`{name}`" for name in failure.model.split(", "))
     lines = [
-        f":red_circle: *{failure.project}* model `{failure.model}` failed in run {failure.run_id} "
+        f":red_circle: *{failure.project}* model {models} failed in run {failure.run_id} "
         f"(job {failure.job_name})",
         f"> {first_line(failure.error)}",
     ]

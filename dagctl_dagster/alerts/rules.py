@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.config import AlertThresholds
+from dagctl_dagster.names import MODEL_DURATION_KEYS
 
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
 BACKFILL_ID_TAG = "dagster/backfill"
@@ -28,8 +29,8 @@ MAX_RETRIES_TAG = "dagster/max_retries"
 RETRY_NUMBER_TAG = "dagster/retry_number"
 WILL_RETRY_TAG = "dagster/will_retry"
 
-# SQLMesh materializations report `duration_s`, dbt's (from run_results.json) `execution_time_s`.
-DURATION_KEYS = ("duration_s", "execution_time_s")
+# SQLMesh materializations report `duration_s`, dbt's dagster-dbt's `Execution Duration`.
+DURATION_KEYS = MODEL_DURATION_KEYS
 STATE_SIZE_KEY = "size_bytes"
 STATE_REACHABLE_KEY = "reachable"
 _DAY_S = 24 * 3600
@@ -179,13 +180,29 @@ def state_growth(
     )
 
 
-def informational(project: str, job_kind: str | None, run: dg.DagsterRun, environment: str) -> Alert | None:
+@dataclass(frozen=True)
+class PlanOutcome:
+    """What a `<project>_plan` run reported in its output metadata."""
+
+    applied: bool
+    environment: str | None
+
+
+def informational(
+    project: str, job_kind: str | None, run: dg.DagsterRun, environment: str, plan: PlanOutcome | None = None
+) -> Alert | None:
+    """Janitor runs; Dagster backfills of a prod project; plans that were applied to prod.
+
+    A plan counts only when its own metadata says it was applied (a dry run does not), to
+    the environment it names.
+    """
     if job_kind == "janitor":
         return Alert("info", project, f"info:janitor:{run.run_id}", f"janitor run of {run.job_name} completed", run.run_id)
     backfill = run.tags.get(BACKFILL_ID_TAG)
-    if environment == "prod" and (backfill or job_kind == "plan"):
-        what = f"backfill {backfill}" if backfill else f"plan run {run.job_name}"
-        return Alert("info", project, f"info:backfill:{run.run_id}", f"{what} applied in prod", run.run_id)
+    if backfill and environment == "prod":
+        return Alert("info", project, f"info:backfill:{run.run_id}", f"backfill {backfill} applied in prod", run.run_id)
+    if plan is not None and plan.applied and (plan.environment or environment) == "prod":
+        return Alert("info", project, f"info:backfill:{run.run_id}", f"plan run {run.job_name} applied in prod", run.run_id)
     return None
 
 

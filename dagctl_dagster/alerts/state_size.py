@@ -1,4 +1,4 @@
-"""The SQLMesh state database's size, observed hourly on ``[<project>, "sqlmesh_state"]``.
+"""The SQLMesh state database's size, observed hourly on ``["dagctl", <project>, "sqlmesh_state"]``.
 
 Example::
 
@@ -21,6 +21,8 @@ import dagster as dg
 
 from dagctl_dagster.alerts.messages import first_line
 from dagctl_dagster.config import ProjectConfig
+from dagctl_dagster.names import OBSERVABILITY_GROUP, OBSERVABILITY_PREFIX
+from dagctl_dagster.settings import schedule_default_status
 
 STATE_OBSERVATION_JOB = "dagctl_observe_sqlmesh_state"
 STATE_OBSERVATION_CRON = "0 * * * *"
@@ -29,7 +31,7 @@ _CONNECT_TIMEOUT_S = 5
 
 
 def state_key(project: str) -> dg.AssetKey:
-    return dg.AssetKey([project, "sqlmesh_state"])
+    return dg.AssetKey([OBSERVABILITY_PREFIX, project, "sqlmesh_state"])
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAsse
 def _state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAsset:
     @dg.observable_source_asset(
         key=state_key(project.name),
-        group_name=project.name,
+        group_name=OBSERVABILITY_GROUP,
         description=f"SQLMesh state database of project '{project.name}' (size observed hourly).",
     )
     def _observe(context) -> dg.ObserveResult:
@@ -146,6 +148,6 @@ def state_size_observation(
         name=f"{STATE_OBSERVATION_JOB}_hourly",
         job=job,
         cron_schedule=STATE_OBSERVATION_CRON,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=schedule_default_status(),
     )
     return assets, [job], [schedule]

@@ -8,8 +8,8 @@ Example::
     defs = dg.Definitions(sensors=[sensor], resources={"slack": DagctlSlackResource()})
 
 Recorded in Dagster (whether or not Slack is configured): each alert as an observation of
-``[<project>, "dagctl_alerts"]`` (tier, cause, summary) and each finished ``<project>_run``
-as an observation of ``[<project>, "dagctl_runs"]`` (duration, executed / skipped / blocked /
+``["dagctl", <project>, "alerts"]`` (tier, cause, summary) and each finished ``<project>_run``
+as an observation of ``["dagctl", <project>, "runs"]`` (duration, executed / skipped / blocked /
 failed models) plus run tags ``dagctl/models_*``.
 """
 
@@ -27,6 +27,7 @@ from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.secrets import redact
 from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.alerts.slack import DagctlSlackResource
+from dagctl_dagster.names import OBSERVABILITY_PREFIX, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
 
 TIERED_ALERT_SENSOR_NAME = "dagctl_tiered_alerts"
 # Without a cursor (first tick), only this recent past is alerted on.
@@ -35,11 +36,11 @@ _PAGE = 500
 
 
 def alerts_key(project: str) -> dg.AssetKey:
-    return dg.AssetKey([project, "dagctl_alerts"])
+    return dg.AssetKey([OBSERVABILITY_PREFIX, project, "alerts"])
 
 
 def runs_key(project: str) -> dg.AssetKey:
-    return dg.AssetKey([project, "dagctl_runs"])
+    return dg.AssetKey([OBSERVABILITY_PREFIX, project, "runs"])
 
 
 def tiered_alert_sensor(
@@ -111,7 +112,8 @@ class _Evaluation:
             return
         self._add(rules.slow_run(project, self.instance, run_record, thresholds))
         environment = self.projects.config.project(project).environment
-        self._add(rules.informational(project, kind, run, environment))
+        plan = plan_outcome(self.instance, run_id) if kind == "plan" else None
+        self._add(rules.informational(project, kind, run, environment, plan))
 
     def materializations(self, project: str, key: dg.AssetKey) -> None:
         thresholds = self.projects.alerts_for(project).thresholds
@@ -190,6 +192,19 @@ class _Evaluation:
         for record in found:
             self.cursor.advance(record.storage_id)
         return found
+
+
+def plan_outcome(instance: dg.DagsterInstance, run_id: str) -> rules.PlanOutcome | None:
+    """``applied`` / ``environment`` from the output metadata of a plan run's step, if it has them."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_OUTPUT).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        metadata = event.step_output_data.metadata if event is not None else {}
+        applied = getattr(metadata.get(PLAN_APPLIED_KEY), "value", None)
+        if isinstance(applied, bool):
+            environment = getattr(metadata.get(PLAN_ENVIRONMENT_KEY), "value", None)
+            return rules.PlanOutcome(applied=applied, environment=environment)
+    return None
 
 
 def _channel_for(tier: str, settings) -> str | None:

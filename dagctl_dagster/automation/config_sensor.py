@@ -35,6 +35,7 @@ from dagctl_dagster.automation.dbt_deploy import deploy_job_name
 from dagctl_dagster.config import ConfigError, LoadedConfig, ProjectConfig, load_config
 from dagctl_dagster.dbt.deploy_scope import DeployScope, deploy_scope, head_commit
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, CodeLocationContext
+from dagctl_dagster.settings import sensor_default_status
 from dagctl_dagster.sqlmesh.plan import plan_job_name
 
 SENSOR_NAME = "dagctl_config_version_sensor"
@@ -93,7 +94,7 @@ def build_config_version_sensor(
         name=SENSOR_NAME,
         jobs=list(jobs),
         minimum_interval_seconds=sensor_interval_seconds(),
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=sensor_default_status(),
         description=f"Deploys every project when the version in {config_path} changes.",
     )
     def _config_version_sensor(context: dg.SensorEvaluationContext):

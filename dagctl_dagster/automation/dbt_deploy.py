@@ -14,7 +14,10 @@ commit is built even before the code location reloads and shows it as an asset.
 """
 
 
+import os
+import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -57,15 +60,25 @@ def build_dbt_deploy_job(project: ProjectConfig) -> dg.JobDefinition:
 def _deploy(
     context: dg.OpExecutionContext, dbt: Any, project: ProjectConfig, select: str, changed_files: list[str]
 ) -> dg.Output[dict]:
-    from dagctl_dagster.dbt.asset_factory import max_concurrent_models
-    from dagctl_dagster.dbt.run_results import RunResults
+    from dagctl_dagster.dbt.asset_factory import max_concurrent_models, prune_invocation_dirs
 
     args = ["build", "--threads", str(max_concurrent_models())]
     if select:
         args += ["--select", *select.split()]
     context.log.info(f"dbt {' '.join(args)} (project '{project.name}')")
-    invocation = dbt.cli(args, raise_on_error=False)
-    invocation.wait()
+    # Named like the run job's directories (<op>-<run>-<uuid>), so the newest few are kept.
+    target = Path(os.environ.get("DBT_TARGET_PATH", "target")) / f"{context.op.name}-{context.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    invocation = dbt.cli(args, raise_on_error=False, target_path=target)
+    try:
+        invocation.wait()
+        return _deploy_outcome(invocation, project, select, changed_files)
+    finally:
+        prune_invocation_dirs(invocation.target_path)
+
+
+def _deploy_outcome(invocation: Any, project: ProjectConfig, select: str, changed_files: list[str]) -> dg.Output[dict]:
+    from dagctl_dagster.dbt.run_results import RunResults
+
     run_results_path = invocation.target_path / "run_results.json"
     if not run_results_path.is_file():
         raise dg.Failure(

@@ -3,7 +3,9 @@
 Every schedule is RUNNING by default: the config file is where a platform engineer turns
 a schedule on or off (``schedule:`` / ``janitor_schedule: null`` /
 ``state_backup.enabled: false``); a toggle in the UI still overrides it until the next
-deploy of the code location. Times are in the project's ``timezone``, else the config's
+deploy of the code location. ``DAGCTL_AUTOMATION=off`` (what ``scripts/dev.sh`` sets) makes
+every schedule and the deploy sensor start STOPPED instead, so a local deployment launches
+nothing until the user turns something on. Times are in the project's ``timezone``, else the config's
 top-level ``timezone`` (UTC by default).
 
 ``overlap: forbid`` skips a tick while a run of the same job is queued or in progress,
@@ -18,6 +20,7 @@ import dagster as dg
 
 from dagctl_dagster.config import DagctlConfig, ProjectConfig
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, run_job_name
+from dagctl_dagster.settings import schedule_default_status
 
 IN_PROGRESS_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -49,7 +52,7 @@ def build_run_schedule(config: DagctlConfig, project: ProjectConfig) -> dg.Sched
         cron_schedule=cron,
         job_name=job_name,
         execution_timezone=project_timezone(config, project),
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=schedule_default_status(),
         description=f"Runs the due models of '{project.name}' ({cron}, overlap: {project.overlap}).",
         tags=tags,
     )
@@ -88,7 +91,7 @@ def build_maintenance_schedules(config: DagctlConfig, project: ProjectConfig) ->
                 cron_schedule=project.janitor_schedule,
                 job_name=janitor_job_name(project),
                 execution_timezone=timezone,
-                default_status=dg.DefaultScheduleStatus.RUNNING,
+                default_status=schedule_default_status(),
                 tags=tags,
             )
         )
@@ -99,7 +102,7 @@ def build_maintenance_schedules(config: DagctlConfig, project: ProjectConfig) ->
                 cron_schedule=project.state_backup.schedule,
                 job_name=state_backup_job_name(project),
                 execution_timezone=timezone,
-                default_status=dg.DefaultScheduleStatus.RUNNING,
+                default_status=schedule_default_status(),
                 tags=tags,
             )
         )

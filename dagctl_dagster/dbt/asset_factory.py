@@ -11,10 +11,12 @@ Every model, seed and snapshot is an asset keyed ``[<project>, <name>]`` in grou
 ``<project>``; dbt tests are asset checks. One step runs ``dbt build`` for the selected
 models with ``--threads`` = ``MAX_CONCURRENT_MODELS`` (default 5) and the project's target,
 in its own target directory (``target/<op>-<run id>-<uuid>``, made by dagster-dbt), so
-concurrent runs never share artifacts. Each materialization carries ``status``,
-``execution_time_s`` and ``rows_affected`` from ``run_results.json``; a failed model fails
-the step with a message naming it and the models dbt skipped because of it, while the
-independent models it did build stay materialized.
+concurrent runs never share artifacts; the newest ``KEEP_INVOCATION_DIRS`` of them are kept.
+Each model's materialization reaches Dagster as dbt reports the node, with dagster-dbt's
+``Execution Duration`` and, where known, ``dagster/row_count`` (see :func:`run_dbt_build`);
+a failed model fails the step with a message naming it and the models dbt skipped because of
+it (metadata ``failed_models`` / ``skipped_models``, which run summaries and Slack read),
+while the independent models it did build stay materialized.
 
 How the manifest is prepared (development) and shipped (production images) is described
 in :mod:`dagctl_dagster.dbt.manifest`.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +43,17 @@ from dagctl_dagster.dbt.manifest import dbt_cli_resource, open_dbt_project, prep
 from dagctl_dagster.dbt.run_results import RunResults
 from dagctl_dagster.dbt.translator import FRAMEWORK, DagctlDbtTranslator
 from dagctl_dagster.errors import ProjectLoadError
+from dagctl_dagster.names import FAILED_MODELS_KEY, ROW_COUNT_KEY, SKIPPED_MODELS_KEY
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
 from dagctl_dagster.secrets import redact
 from dagctl_dagster.settings import MAX_CONCURRENT_ENV, InvalidMaxConcurrent, parse_max_concurrent
 
 # Full rebuilds: the new table holds exactly the rows the statement wrote.
 _REBUILT_MATERIALIZATIONS = frozenset({"table", "seed"})
+# dagster-dbt writes each invocation's artifacts to target/<op>-<run>-<uuid>; the newest are kept.
+KEEP_INVOCATION_DIRS = 5
 _OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+_RESULT_ROWS = re.compile(r"^[A-Z]+ (\d+)$")
 
 
 def resource_key(project_name: str) -> str:
@@ -150,7 +157,8 @@ def _define_assets(
 
     @dagster_dbt.dbt_assets(
         manifest=manifest_path,
-        project=dbt_project,
+        # No `project=`: it only adds code references, and puts the DbtProject object on
+        # every asset as metadata the UI shows as "dagster_dbt/project (unserializable)".
         name=f"{project_name}_dbt_build",
         dagster_dbt_translator=translator,
         op_tags={PROJECT_TAG: project_name, FRAMEWORK_TAG: FRAMEWORK},
@@ -164,13 +172,15 @@ def _define_assets(
 
 
 def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_name: str) -> Iterator[Any]:
-    """``dbt build`` of the selected nodes; dagster-dbt's events with run_results metadata.
+    """``dbt build`` of the selected nodes; each node's events reach Dagster as dbt reports it.
 
-    dagster-dbt's event iterator turns dbt's structured log into outputs and check results
-    and counts the rows of each built table. ``run_results.json`` exists only once dbt has
-    exited (with DuckDB, dagster-dbt waits for that anyway: the row counts need dbt's write
-    lock released), so the Dagster events follow dbt's exit while dbt's log lines stream to
-    the compute logs as they happen.
+    dagster-dbt turns each structured log line of dbt into outputs and check results as it
+    arrives. Row counts (``dagster/row_count``) come from dagster-dbt's count query, which
+    runs while dbt goes on, except on DuckDB: there a second connection to the database file
+    is refused while dbt holds it, and dagster-dbt would hold every event back until dbt
+    exits; so on DuckDB the count is what dbt itself reports for a full rebuild (seeds), and
+    tables carry none. After dbt exits, ``run_results.json`` says which nodes failed and
+    which were skipped because of them.
     """
     threads = max_concurrent_models()
     working_dir = os.getcwd()
@@ -179,14 +189,38 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     # leave the whole run worker in it. One thread keeps them ordered; chdir back regardless.
     invocation.postprocessing_threadpool_num_threads = 1
     try:
-        # dbt runs to its exit first: dagster-dbt's row-count stage (Dagster's ``imap``) polls
-        # its input in a loop without sleeping, holding the GIL and a core for as long as dbt
-        # runs when fed a live stream; fed a finished list, it only counts.
-        built = list(invocation.stream())
-        events = list(DbtEventIterator(iter(built), invocation).fetch_row_counts())
+        yield from _node_events(context, invocation)
     finally:
         _release_warehouse(invocation.adapter)
         os.chdir(working_dir)
+    try:
+        _raise_for_outcome(context, invocation, project_name)
+    finally:
+        prune_invocation_dirs(invocation.target_path)
+
+
+def _node_events(context: AssetExecutionContext, invocation: Any) -> Iterator[Any]:
+    manifest = invocation.manifest
+    translator = invocation.dagster_dbt_translator
+
+    def events() -> Iterator[Any]:
+        for raw in invocation.stream_raw_events():
+            for event in raw.to_default_asset_events(
+                manifest=manifest,
+                dagster_dbt_translator=translator,
+                context=context,
+                target_path=invocation.target_path,
+                project=invocation.project,
+            ):
+                yield _with_reported_rows(event, raw.raw_event, manifest)
+
+    if _is_duckdb(invocation.adapter):
+        yield from events()
+    else:
+        yield from DbtEventIterator(events(), invocation).fetch_row_counts()
+
+
+def _raise_for_outcome(context: AssetExecutionContext, invocation: Any, project_name: str) -> None:
     run_results_path = invocation.target_path / "run_results.json"
     if not run_results_path.is_file():
         error = invocation.get_error()
@@ -197,9 +231,6 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
         ) from None
     results = RunResults.read(run_results_path)
     manifest = invocation.manifest
-    for event in events:
-        yield _with_run_result(event, results, manifest)
-
     outcome = results.outcome(manifest)
     for node in outcome.failed:
         context.log.error(redact(f"dbt {node.resource_type} {node.name} {node.status}: {node.message}"))
@@ -207,13 +238,12 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
         because = f": upstream {', '.join(c.split('.')[2] for c in causes)} failed" if causes else ""
         context.log.warning(f"dbt skipped {unique_id.split('.')[0]} {unique_id.split('.')[2]}{because}")
     if not outcome.succeeded:
+        model_key = _model_key_of(manifest, invocation.dagster_dbt_translator)
         raise dg.Failure(
             description=redact(outcome.failure_message(project_name)),
             metadata={
-                "failed": dg.MetadataValue.text(", ".join(sorted(n.name for n in outcome.failed))),
-                "skipped": dg.MetadataValue.text(
-                    ", ".join(sorted(uid.split(".")[2] for uid in outcome.skipped_because))
-                ),
+                FAILED_MODELS_KEY: dg.MetadataValue.json(sorted({model_key(uid) for uid in outcome.failed_models})),
+                SKIPPED_MODELS_KEY: dg.MetadataValue.json(sorted(model_key(uid) for uid in outcome.skipped_because)),
                 "run_results": dg.MetadataValue.path(str(run_results_path)),
             },
         )
@@ -221,6 +251,27 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     if error is not None:
         # `from None`: the original error's text may hold secret values.
         raise dg.Failure(description=redact(str(error))) from None
+
+
+def _model_key_of(manifest: Mapping[str, Any], translator: Any):
+    def model_key(unique_id: str) -> str:
+        props = manifest.get("nodes", {}).get(unique_id)
+        return translator.get_asset_key(props).to_user_string() if props else unique_id.split(".")[-1]
+
+    return model_key
+
+
+def prune_invocation_dirs(target_path: Path, keep: int = KEEP_INVOCATION_DIRS) -> None:
+    """Keep the newest ``keep`` per-invocation directories of this op; dagster-dbt makes one per run."""
+    op_prefix = target_path.name.rsplit("-", 2)[0]
+    siblings = [p for p in target_path.parent.glob(f"{op_prefix}-*-*") if p.is_dir()]
+    siblings.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in siblings[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _is_duckdb(adapter: Any) -> bool:
+    return adapter is not None and type(adapter).__name__ == "DuckDBAdapter"
 
 
 def _release_warehouse(adapter: Any) -> None:
@@ -238,20 +289,26 @@ def _release_warehouse(adapter: Any) -> None:
         close_all()
 
 
-def _with_run_result(event: Any, results: RunResults, manifest: Mapping[str, Any]) -> Any:
-    if not isinstance(event, (dg.Output, dg.AssetMaterialization)):
+def _with_reported_rows(event: Any, raw_event: Mapping[str, Any], manifest: Mapping[str, Any]) -> Any:
+    """``dagster/row_count`` from dbt's own report when a full rebuild (table, seed) states its rows."""
+    if not isinstance(event, (dg.Output, dg.AssetMaterialization)) or ROW_COUNT_KEY in event.metadata:
         return event
-    unique_id = _metadata_value(event.metadata.get("unique_id"))
-    node = results.node(unique_id) if unique_id else None
-    if node is None:
-        return event
-    metadata = {**event.metadata, **node.materialization_metadata()}
+    data = raw_event.get("data", {})
+    unique_id = data.get("node_info", {}).get("unique_id")
     materialized = manifest.get("nodes", {}).get(unique_id, {}).get("config", {}).get("materialized")
-    row_count = _metadata_value(event.metadata.get("dagster/row_count"))
-    if "rows_affected" not in metadata and materialized in _REBUILT_MATERIALIZATIONS and row_count is not None:
-        metadata["rows_affected"] = dg.MetadataValue.int(int(row_count))
-    return event.with_metadata(metadata)
+    rows = _reported_rows(data)
+    if materialized not in _REBUILT_MATERIALIZATIONS or rows is None:
+        return event
+    return event.with_metadata({**event.metadata, ROW_COUNT_KEY: dg.MetadataValue.int(rows)})
 
 
-def _metadata_value(value: Any) -> Any:
-    return value.value if isinstance(value, dg.MetadataValue) else value
+def _reported_rows(data: Mapping[str, Any]) -> int | None:
+    """The adapter response's rows, or the count in dbt's result line (``INSERT 50``, ``SELECT 200``)."""
+    rows = ((data.get("run_result") or {}).get("adapter_response") or {}).get("rows_affected")
+    if isinstance(rows, (int, float)) and rows >= 0:
+        return int(rows)
+    for text in (data.get("result_message"), data.get("status")):
+        match = _RESULT_ROWS.match(str(text or ""))
+        if match:
+            return int(match.group(1))
+    return None

@@ -25,7 +25,9 @@ the file dbt complains about.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -115,9 +117,11 @@ def dbt_cli_resource(dbt_project: DbtProject) -> DbtCliResource:
 def _parse(project_name: str, dbt_project: DbtProject) -> None:
     dbt = dbt_cli_resource(dbt_project)
     try:
-        if dbt_project.has_uninstalled_deps:
-            dbt.cli(["deps", "--quiet"], target_path=dbt_project.target_path).wait()
-        dbt.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
+        # dagster-dbt echoes dbt's output to stdout; its error is reported once, below.
+        with contextlib.redirect_stdout(io.StringIO()):
+            if dbt_project.has_uninstalled_deps:
+                dbt.cli(["deps", "--quiet"], target_path=dbt_project.target_path).wait()
+            dbt.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
     except DagsterDbtCliRuntimeError as exc:
         message = _dbt_error_message(exc)
         raise ProjectLoadError(

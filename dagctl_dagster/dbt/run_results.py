@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 SKIPPED_STATUS = "skipped"
@@ -61,16 +60,6 @@ class NodeResult:
             message=result.get("message"),
             failures=result.get("failures"),
         )
-
-    def materialization_metadata(self) -> dict[str, dg.MetadataValue]:
-        """``status``, ``execution_time_s`` and, where dbt's adapter reports it, ``rows_affected``."""
-        metadata: dict[str, dg.MetadataValue] = {
-            "status": dg.MetadataValue.text(self.status),
-            "execution_time_s": dg.MetadataValue.float(round(self.execution_time_s, 3)),
-        }
-        if self.rows_affected is not None:
-            metadata["rows_affected"] = dg.MetadataValue.int(self.rows_affected)
-        return metadata
 
 
 @dataclass(frozen=True)
@@ -120,6 +109,18 @@ class InvocationOutcome:
     @property
     def succeeded(self) -> bool:
         return not self.failed
+
+    @property
+    def failed_models(self) -> list[str]:
+        """Unique ids of the models, seeds and snapshots that failed to build or whose tests failed."""
+        found: set[str] = set()
+        for node in self.failed:
+            if node.resource_type in REFABLE_TYPES:
+                found.add(node.unique_id)
+            elif node.resource_type == "test":
+                tested = self.manifest.get("nodes", {}).get(node.unique_id, {}).get("depends_on", {}).get("nodes", [])
+                found.update(uid for uid in tested if uid.split(".", 1)[0] in REFABLE_TYPES)
+        return sorted(found)
 
     def failure_message(self, project_name: str) -> str:
         """One message naming each failed node (with its file) and each skipped model."""

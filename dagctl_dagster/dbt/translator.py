@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ class DagctlDbtTranslator(DagsterDbtTranslator):
       so two projects (dbt or SQLMesh) may both have a ``customers`` model. Sources keep
       dagster-dbt's key, so they can point at assets another project builds.
     - The group is the project name; tags ``dagctl/project`` and ``dagctl/framework``.
+    - Descriptions show the node's SQL only when it has some (not for seeds).
     - dbt tests become asset checks (``enable_asset_checks``); kinds stay dagster-dbt's
       (``dbt`` and the adapter, e.g. ``duckdb``).
     """
@@ -44,6 +46,16 @@ class DagctlDbtTranslator(DagsterDbtTranslator):
         if dbt_resource_props.get("resource_type") == "source":
             return default_key
         return default_key.with_prefix(self.project_name)
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The dbt description (else ``dbt <type> <name>``), then the node's SQL if it has any:
+        seeds have none, and an empty "Raw SQL" block only clutters the page."""
+        props = dbt_resource_props
+        text = props.get("description") or f"dbt {props['resource_type']} {props['name']}"
+        code = (props.get("raw_sql") or props.get("raw_code") or "").strip("\n")
+        if not code.strip():
+            return text
+        return f"{text}\n\n#### Raw SQL:\n```sql\n{textwrap.indent(code, '    ')}\n```"
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return self.project_name

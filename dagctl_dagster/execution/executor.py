@@ -34,7 +34,8 @@ import dagster as dg
 
 from dagctl_dagster import settings as shared_settings
 from dagctl_dagster.execution import dagster_adapter as adapter
-from dagctl_dagster.execution.framework import SKIP_REASON_METADATA_KEY, Preparation, RunFramework, StopReason
+from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason
+from dagctl_dagster.names import NOT_RUN_REASON_KEY, ExecutorSummary, NotRunReason
 from dagctl_dagster.project import PROJECT_TAG
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ class _Counts:
     executed: set[str] = field(default_factory=set)
     claimed_elsewhere: set[str] = field(default_factory=set)
     environment_changed: set[str] = field(default_factory=set)
-    not_run: dict[str, set[str]] = field(default_factory=dict)  # skip reason -> steps (run not green)
+    not_run: dict[NotRunReason, set[str]] = field(default_factory=dict)  # steps by reason (run not green)
     skipped_downstream: set[str] = field(default_factory=set)
     blocked: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
@@ -376,7 +377,7 @@ class _RunExecution:
             )
             active.mark_skipped(step.key)
         elif self.ownership is not None and not self.ownership.holds(self.models_by_step.get(step.key, [])):
-            self.counts.not_run.setdefault("claim_lost", set()).add(step.key)
+            self.counts.not_run.setdefault(NotRunReason.CLAIM_LOST, set()).add(step.key)
             lost = ", ".join(self.models_by_step.get(step.key, [step.key]))
             yield from self._fail_unstarted(
                 active,
@@ -384,11 +385,11 @@ class _RunExecution:
                 step.key,
                 f"Not run: this run no longer holds the claim on {lost} (released, or its lease expired "
                 "while the run could not renew it); another run may be evaluating it.",
-                "claim_lost",
+                NotRunReason.CLAIM_LOST,
             )
         elif slot is not None and slot.preparation.error:
-            self.counts.not_run.setdefault("framework_not_ready", set()).add(step.key)
-            yield from self._fail_unstarted(active, step_context, step.key, slot.preparation.error, "framework_not_ready")
+            self.counts.not_run.setdefault(NotRunReason.FRAMEWORK_NOT_READY, set()).add(step.key)
+            yield from self._fail_unstarted(active, step_context, step.key, slot.preparation.error, NotRunReason.FRAMEWORK_NOT_READY)
         elif stop is not None and stop.expected:
             self.counts.environment_changed.add(step.key)
             yield from adapter.step_skipped(
@@ -396,7 +397,7 @@ class _RunExecution:
             )
             active.mark_skipped(step.key)
         elif stop is not None:
-            self.counts.not_run.setdefault("environment_unavailable", set()).add(step.key)
+            self.counts.not_run.setdefault(NotRunReason.ENVIRONMENT_UNAVAILABLE, set()).add(step.key)
             yield from self._fail_unstarted(
                 active, step_context, step.key, f"Not run: {stop.message}", "environment_unavailable"
             )
@@ -406,8 +407,8 @@ class _RunExecution:
         yield from self._after_step(active, step.key)
         return 0
 
-    def _fail_unstarted(self, active, step_context, step_key: str, message: str, reason: str):
-        for event in adapter.step_failed(step_context, message, {SKIP_REASON_METADATA_KEY: reason}):
+    def _fail_unstarted(self, active, step_context, step_key: str, message: str, reason: NotRunReason):
+        for event in adapter.step_failed(step_context, message, {NOT_RUN_REASON_KEY: reason.value}):
             yield event
             active.handle_event(event)
 
@@ -463,10 +464,9 @@ class _RunExecution:
             if event.is_step_up_for_retry:
                 self.retrying.add(message.step_key)
             elif event.is_step_failure:
-                reason = adapter.failure_metadata(event).get(SKIP_REASON_METADATA_KEY)
-                reason_text = getattr(reason, "value", reason)
-                if reason_text:
-                    self.counts.not_run.setdefault(str(reason_text), set()).add(message.step_key)
+                reason = _not_run_reason(adapter.failure_metadata(event))
+                if reason is not None:
+                    self.counts.not_run.setdefault(reason, set()).add(message.step_key)
                 else:
                     self.counts.failed.add(message.step_key)
             elif event.is_step_success:
@@ -615,7 +615,7 @@ class _RunExecution:
 
     def _summary(self, duration_s: float) -> adapter.DagsterEvent:
         counts = self.counts
-        metadata: dict[str, Any] = {
+        summary = ExecutorSummary(**{
             "duration_s": round(duration_s, 3),
             "executed": len(counts.executed),
             "failed": len(counts.failed),
@@ -624,9 +624,9 @@ class _RunExecution:
             "skipped_environment_changed": len(counts.environment_changed),
             "skipped_downstream": len(counts.skipped_downstream),
             "not_run": sum(len(steps) for steps in counts.not_run.values()),
-        }
-        for reason, steps in sorted(counts.not_run.items()):
-            metadata[f"not_run_{reason}"] = len(steps)
+            **{f"not_run_{reason.value}": len(counts.not_run.get(reason, ())) for reason in NotRunReason},
+        })
+        metadata = summary.metadata()
         return adapter.engine_event(
             self.job_context,
             f"{RUN_SUMMARY_MESSAGE}: " + ", ".join(f"{k}={v}" for k, v in metadata.items()),
@@ -635,6 +635,15 @@ class _RunExecution:
 
 
 _step_local = threading.local()
+
+
+def _not_run_reason(metadata: dict[str, Any]) -> NotRunReason | None:
+    value = metadata.get(NOT_RUN_REASON_KEY)
+    text = getattr(value, "value", value)
+    try:
+        return NotRunReason(text) if text else None
+    except ValueError:
+        return None
 
 
 def _run_step(step_context, step_key: str, messages: queue.Queue, models: list[str]) -> None:

@@ -21,12 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-# Failure metadata a step attaches when it did not evaluate its model for a reason that is
-# a skip, not a failure of the model (e.g. not in the environment): the summary counts it
-# as skipped, and the run still does not end green.
-SKIP_REASON_METADATA_KEY = "dagctl/skip_reason"
-
-
 @dataclass(frozen=True)
 class Preparation:
     """The outcome of :meth:`RunFramework.prepare`: a limit on concurrent steps, or an error."""

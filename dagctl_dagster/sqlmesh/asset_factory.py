@@ -32,7 +32,7 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.execution.framework import SKIP_REASON_METADATA_KEY
+from dagctl_dagster.names import NOT_RUN_REASON_KEY, SQLMESH_MODEL_TAG, NotRunReason
 from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
 from dagctl_dagster.sqlmesh.context import SQLMeshLocation, single_location, sqlmesh_location
 from dagctl_dagster.sqlmesh.session import ModelOutcome, ModelStatus, SQLMeshRunSession
@@ -47,7 +47,6 @@ from dagctl_dagster.sqlmesh.translator import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_FQN_TAG = "dagctl/sqlmesh_model"
 _OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -330,7 +329,7 @@ class _OpContext:
         return _OP_UNSAFE.sub("_", "__".join([self.project.name, *path]))
 
     def op_tags(self, fqn: str) -> dict[str, str]:
-        return {PROJECT_TAG: self.project.name, FRAMEWORK_TAG: "sqlmesh", MODEL_FQN_TAG: fqn}
+        return {PROJECT_TAG: self.project.name, FRAMEWORK_TAG: "sqlmesh", SQLMESH_MODEL_TAG: fqn}
 
 
 def _model_asset(ops: _OpContext, model: ModelTranslation, spec: dg.AssetSpec) -> dg.AssetsDefinition:
@@ -409,7 +408,7 @@ def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig)
                 f"SQLMesh {name} is not in environment '{project.environment}': nothing was evaluated. "
                 f"Apply a plan (job {project.name}_plan) to add it."
             ),
-            metadata={SKIP_REASON_METADATA_KEY: "not_in_environment", "model": name},
+            metadata={NOT_RUN_REASON_KEY: NotRunReason.NOT_IN_ENVIRONMENT.value, "model": name},
         )
     if outcome.status is ModelStatus.CLAIM_LOST:
         raise dg.Failure(
@@ -419,12 +418,12 @@ def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig)
                 + (f" after {len(outcome.intervals)} evaluated" if outcome.intervals else "")
                 + "; another run may be evaluating them."
             ),
-            metadata={SKIP_REASON_METADATA_KEY: "claim_lost", "model": name},
+            metadata={NOT_RUN_REASON_KEY: NotRunReason.CLAIM_LOST.value, "model": name},
         )
     if outcome.status is ModelStatus.STOPPED:
         raise dg.Failure(
             description=f"SQLMesh {name}: the run stopped before its remaining intervals were evaluated.",
-            metadata={SKIP_REASON_METADATA_KEY: "run_stopped", "model": name},
+            metadata={NOT_RUN_REASON_KEY: NotRunReason.RUN_STOPPED.value, "model": name},
         )
 
 
@@ -483,12 +482,13 @@ def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession)
     intervals = outcome.plan_intervals + outcome.intervals
     metadata: dict[str, Any] = {
         "duration_s": dg.MetadataValue.float(round(outcome.duration_s, 4)),
-        "intervals": dg.MetadataValue.int(len(intervals)),
+        "intervals": dg.MetadataValue.int(outcome.interval_count),
+        "batches": dg.MetadataValue.int(len(intervals)),
         "interval_ranges": ", ".join(f"{_ts(s)} → {_ts(e)}" for s, e in intervals),
         "sqlmesh/environment": session.environment,
     }
     if outcome.plan_intervals:
-        metadata["evaluated_by_plan"] = dg.MetadataValue.int(len(outcome.plan_intervals))
+        metadata["evaluated_by_plan"] = dg.MetadataValue.bool(True)
     if outcome.rows_processed is not None:
         metadata["rows_processed"] = dg.MetadataValue.int(outcome.rows_processed)
     if outcome.physical_table:

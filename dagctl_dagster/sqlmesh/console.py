@@ -15,7 +15,8 @@ from sqlmesh.core.console import NoopConsole, get_console
 
 logger = logging.getLogger("dagctl_dagster.sqlmesh")
 
-EvaluationRecorder = Callable[[str, tuple[int, int], int], None]
+# (snapshot name, batch start/end, intervals in the batch, audits failed)
+EvaluationRecorder = Callable[[str, tuple[int, int], int, int], None]
 
 
 class DagctlConsole(NoopConsole):
@@ -42,7 +43,10 @@ class DagctlConsole(NoopConsole):
         auto_restatement_triggers: Any = None,
     ) -> None:
         if self.recorder is not None and duration_ms is not None and not audit_only:
-            self.recorder(snapshot.name, (int(interval[0]), int(interval[1])), num_audits_failed)
+            from dagctl_dagster.sqlmesh.internals import interval_count
+
+            batch = (int(interval[0]), int(interval[1]))
+            self.recorder(snapshot.name, batch, interval_count(snapshot, batch), num_audits_failed)
 
 
 @contextlib.contextmanager

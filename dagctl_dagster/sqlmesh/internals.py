@@ -310,6 +310,7 @@ class UnitResult:
     interval: tuple[int, int] | None
     audit_results: list[Any]
     rows_processed: int | None
+    interval_count: int = 0
 
 
 def execute_unit(run: ScheduledRun, unit: Any) -> UnitResult:
@@ -351,7 +352,18 @@ def execute_unit(run: ScheduledRun, unit: Any) -> UnitResult:
         SnapshotIdBatch(snapshot_id=snapshot.snapshot_id, batch_id=unit.batch_index)
     )
     rows = stats.total_rows_processed if stats is not None else None
-    return UnitResult(interval=(start, end), audit_results=list(audit_results), rows_processed=rows)
+    return UnitResult(
+        interval=(start, end),
+        audit_results=list(audit_results),
+        rows_processed=rows,
+        interval_count=interval_count(snapshot, (start, end)),
+    )
+
+
+def interval_count(snapshot: Any, interval: tuple[int, int]) -> int:
+    """How many of the node's intervals (days, hours, ...) one evaluated batch covers."""
+    unit_ms = snapshot.node.interval_unit.milliseconds
+    return max(1, (interval[1] - interval[0]) // unit_ms)
 
 
 def physical_table(run: ScheduledRun, snapshot: Any) -> str:

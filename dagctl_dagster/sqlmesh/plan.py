@@ -32,6 +32,7 @@ import dagster as dg
 from pydantic import Field
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
+from dagctl_dagster.names import PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
 from dagctl_dagster.project import PROJECT_TAG, single_op_job
 from dagctl_dagster.secrets import redact
 
@@ -98,7 +99,7 @@ class PlanSummary:
 
     def metadata(self) -> dict[str, Any]:
         return {
-            "environment": self.environment,
+            PLAN_ENVIRONMENT_KEY: self.environment,
             "environment_plan_id": self.environment_plan_id or "",
             "added": dg.MetadataValue.json(self.added),
             "removed": dg.MetadataValue.json(self.removed),
@@ -262,7 +263,7 @@ def _run_plan(
                 apply_s = apply_plan(sqlmesh, built)
         except EnvironmentChangedError as exc:
             raise dg.Failure(description=str(exc), metadata=metadata) from None
-        metadata.update(applied=True, apply_s=dg.MetadataValue.float(round(apply_s, 3)))
+        metadata.update({PLAN_APPLIED_KEY: True, "apply_s": dg.MetadataValue.float(round(apply_s, 3))})
         context.log.info(f"Applied the plan to '{environment}' in {apply_s:.1f}s ({summary.total_intervals} intervals).")
         yield from evaluated.materializations(sqlmesh, project, environment)
         yield dg.Output(_as_value(summary, applied=True), metadata=metadata)
@@ -273,9 +274,11 @@ class EvaluatedIntervals:
     """The batches a plan evaluated, per snapshot name, as SQLMesh's console reports them."""
 
     by_snapshot: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
-    def record(self, snapshot_name: str, interval: tuple[int, int], audits_failed: int) -> None:
+    def record(self, snapshot_name: str, interval: tuple[int, int], count: int, audits_failed: int) -> None:
         self.by_snapshot.setdefault(snapshot_name, []).append(interval)
+        self.counts[snapshot_name] = self.counts.get(snapshot_name, 0) + count
 
     def materializations(self, context: Any, project: ProjectConfig, environment: str) -> Iterator[dg.AssetMaterialization]:
         """One materialization per model the plan evaluated, so the asset agrees with SQLMesh state."""
@@ -289,15 +292,16 @@ class EvaluatedIntervals:
             yield dg.AssetMaterialization(
                 asset_key=translator.get_asset_key(model),
                 metadata={
-                    "intervals": dg.MetadataValue.int(len(intervals)),
-                    "evaluated_by_plan": dg.MetadataValue.int(len(intervals)),
+                    "intervals": dg.MetadataValue.int(self.counts[name]),
+                    "batches": dg.MetadataValue.int(len(intervals)),
+                    "evaluated_by_plan": dg.MetadataValue.bool(True),
                     "sqlmesh/environment": environment,
                 },
             )
 
 
 def _dry_run(summary: PlanSummary, metadata: dict[str, Any], reason: str) -> dg.Output[dict]:
-    metadata.update(applied=False, not_applied_because=reason)
+    metadata.update({PLAN_APPLIED_KEY: False, "not_applied_because": reason})
     return dg.Output(_as_value(summary, applied=False), metadata=metadata)
 
 

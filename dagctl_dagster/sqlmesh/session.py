@@ -61,8 +61,9 @@ class ModelOutcome:
 
     model: str
     status: ModelStatus
-    intervals: list[tuple[int, int]] = field(default_factory=list)
-    plan_intervals: list[tuple[int, int]] = field(default_factory=list)
+    intervals: list[tuple[int, int]] = field(default_factory=list)  # evaluated batches
+    plan_intervals: list[tuple[int, int]] = field(default_factory=list)  # batches the first plan evaluated
+    interval_count: int = 0  # the node's intervals (days, hours, ...) all those batches cover
     plan_audits_failed: int = 0
     duration_s: float = 0.0
     rows_processed: int | None = None
@@ -93,6 +94,7 @@ class SQLMeshRunSession(RunFramework):
         self._interrupted = False
         self._plan_evaluations: dict[str, list[tuple[int, int]]] = {}
         self._plan_audits_failed: dict[str, int] = {}
+        self._plan_interval_counts: dict[str, int] = {}
         self._holds_claims: Callable[[], bool] = lambda: True
 
     @property
@@ -173,8 +175,11 @@ class SQLMeshRunSession(RunFramework):
         self.initial_plan_applied = True
         return None
 
-    def _record_plan_evaluation(self, snapshot_name: str, interval: tuple[int, int], audits_failed: int) -> None:
+    def _record_plan_evaluation(
+        self, snapshot_name: str, interval: tuple[int, int], count: int, audits_failed: int
+    ) -> None:
         self._plan_evaluations.setdefault(snapshot_name, []).append(interval)
+        self._plan_interval_counts[snapshot_name] = self._plan_interval_counts.get(snapshot_name, 0) + count
         self._plan_audits_failed[snapshot_name] = self._plan_audits_failed.get(snapshot_name, 0) + audits_failed
 
     # -- questions the executor asks -----------------------------------------------------
@@ -221,6 +226,7 @@ class SQLMeshRunSession(RunFramework):
             ModelStatus.NOTHING_DUE,
             plan_intervals=list(self._plan_evaluations.get(model_fqn, [])),
             plan_audits_failed=self._plan_audits_failed.get(model_fqn, 0),
+            interval_count=self._plan_interval_counts.get(model_fqn, 0),
             physical_table=internals.physical_table(run, snapshot) if snapshot.is_model else None,
             snapshot_version=snapshot.version,
         )
@@ -250,6 +256,7 @@ class SQLMeshRunSession(RunFramework):
             if result.interval is None:
                 continue
             outcome.intervals.append(result.interval)
+            outcome.interval_count += result.interval_count
             outcome.audits.extend(_audit_outcomes(result.audit_results))
             if result.rows_processed is not None:
                 outcome.rows_processed = (outcome.rows_processed or 0) + result.rows_processed

@@ -36,6 +36,11 @@ class DagsterSQLMeshTranslator:
         return dg.AssetKey(schema_and_table(model.fqn))
 
     def get_group_name(self, model: Any) -> str | None:
+        """The project's name for its models; external tables it reads (``model`` external or
+        None for an undeclared one) go to ``<project>_sources``, so that the project's group
+        holds exactly what it builds and "Materialize all" on it works."""
+        if self.project_name and (model is None or model.kind.is_external):
+            return f"{self.project_name}_sources"
         return self.project_name
 
     def get_description(self, model: Any) -> str | None:

@@ -1,0 +1,97 @@
+"""Names one room writes and another reads: run tags, metadata keys, the run summary's fields.
+
+Producers and consumers import them from here, so a rename changes both sides at once.
+
+Example::
+
+    from dagctl_dagster.names import ExecutorSummary, PROJECT_TAG
+
+    summary = ExecutorSummary.from_metadata(engine_event_metadata)  # None if not a summary
+    summary.skipped                                                # all three skip reasons
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+# Run and op tags.
+PROJECT_TAG = "dagctl/project"
+FRAMEWORK_TAG = "dagctl/framework"
+SQLMESH_MODEL_TAG = "dagctl/sqlmesh_model"
+MODELS_TAG_PREFIX = "dagctl/models_"
+DURATION_TAG = "dagctl/duration_s"
+
+# Asset keys and group of the code location's own observability assets. They live under
+# their own prefix so that a project's key prefix and group hold exactly its models.
+OBSERVABILITY_PREFIX = "dagctl"
+OBSERVABILITY_GROUP = "dagctl_observability"
+
+# Metadata of model materializations.
+SQLMESH_DURATION_KEY = "duration_s"
+DBT_DURATION_KEY = "Execution Duration"  # dagster-dbt's, from dbt's node timings
+ROW_COUNT_KEY = "dagster/row_count"
+MODEL_DURATION_KEYS = (SQLMESH_DURATION_KEY, DBT_DURATION_KEY)
+
+# Metadata of a failed multi-model step (one dbt invocation): the models behind the failure.
+FAILED_MODELS_KEY = "failed_models"
+SKIPPED_MODELS_KEY = "skipped_models"
+
+# Output metadata of a `<project>_plan` run: whether the plan was applied.
+PLAN_APPLIED_KEY = "applied"
+PLAN_ENVIRONMENT_KEY = "environment"
+
+
+# Failure metadata of a step that did not evaluate its model for a reason other than the
+# model failing: the summary counts it as not run (and the run is not green).
+NOT_RUN_REASON_KEY = "dagctl/not_run_reason"
+
+
+class NotRunReason(enum.Enum):
+    NOT_IN_ENVIRONMENT = "not_in_environment"  # files changed, no plan applied yet
+    CLAIM_LOST = "claim_lost"  # the run no longer holds the model's claim
+    ENVIRONMENT_UNAVAILABLE = "environment_unavailable"  # removed while the run went on
+    FRAMEWORK_NOT_READY = "framework_not_ready"  # e.g. a unit test failed before the first plan
+    RUN_STOPPED = "run_stopped"  # the run was terminated mid-model
+
+
+@dataclass(frozen=True)
+class ExecutorSummary:
+    """The claim-aware executor's run summary (an engine event's metadata), counted per step."""
+
+    duration_s: float
+    executed: int
+    failed: int
+    blocked: int
+    skipped_claimed_elsewhere: int
+    skipped_environment_changed: int
+    skipped_downstream: int
+    not_run: int = 0
+    not_run_not_in_environment: int = 0
+    not_run_claim_lost: int = 0
+    not_run_environment_unavailable: int = 0
+    not_run_framework_not_ready: int = 0
+    not_run_run_stopped: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.skipped_claimed_elsewhere + self.skipped_environment_changed + self.skipped_downstream
+
+    def metadata(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> ExecutorSummary | None:
+        """The summary in an event's metadata (raw values or ``MetadataValue``s), else None."""
+        values = {
+            f.name: getattr(metadata.get(f.name, f.default), "value", metadata.get(f.name, f.default))
+            for f in fields(cls)
+        }
+        counts = [v for k, v in values.items() if k != "duration_s"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+            return None
+        if not isinstance(values["duration_s"], (int, float)):
+            return None
+        return cls(**values)

@@ -1,0 +1,118 @@
+"""`scripts/dev.sh` as the README runs it: real `dg dev` (webserver + daemon) on the example.
+
+The example's schedules are set to every minute, so the scheduler's first tick comes within
+the test: with the default (``DAGCTL_AUTOMATION`` unset, dev.sh turns it off) nothing is
+launched; ``DAGCTL_AUTOMATION=on`` launches the run as production would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT, free_port
+from test_surface import graphql
+
+REPOSITORY = '{repositoryName: "__repository__", repositoryLocationName: "dagctl"}'
+STATE = f"""
+{{
+  schedulesOrError(repositorySelector: {REPOSITORY}) {{ ... on Schedules {{ results {{ name scheduleState {{ status }} }} }} }}
+  sensorsOrError(repositorySelector: {REPOSITORY}) {{ ... on Sensors {{ results {{ name sensorState {{ status }} }} }} }}
+  runsOrError {{ ... on Runs {{ results {{ runId jobName }} }} }}
+  instance {{ daemonHealth {{ allDaemonStatuses {{ daemonType healthy }} }} }}
+}}
+"""
+ALERT_SENSORS = {"dagctl_tiered_alerts", "dagctl_slack_on_run_failure"}
+
+
+def start_dev(repo: Path, tmp_path: Path, automation: str | None) -> tuple[subprocess.Popen, int]:
+    config = repo / ".dagctl" / "config.yaml"
+    config.write_text(re.sub(r'schedule: "[^"]*"', 'schedule: "* * * * *"', config.read_text()))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DAGCTL_AUTOMATION"}
+    env.update(
+        DAGSTER_HOME=str(home),
+        DAGSTER_PORT=str(port),
+        DAGCTL_CONFIG=str(config),
+        SQLMESH_EXAMPLE_DB=str(tmp_path / "sqlmesh_warehouse.duckdb"),
+        DBT_EXAMPLE_DB=str(tmp_path / "dbt_warehouse.duckdb"),
+    )
+    if automation is not None:
+        env["DAGCTL_AUTOMATION"] = automation
+    process = subprocess.Popen(
+        [str(REPO_ROOT / "scripts" / "dev.sh")],
+        env=env,
+        stdout=open(tmp_path / "dev.out", "w"),
+        stderr=open(tmp_path / "dev.err", "w"),
+        start_new_session=True,
+    )
+    return process, port
+
+
+def stop_dev(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def state_when(port: int, ready, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    last: dict | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = graphql(port, STATE)
+            if last["schedulesOrError"].get("results") and ready(last):
+                return last
+        except (OSError, AssertionError, KeyError):
+            pass  # starting up
+        time.sleep(2)
+    raise AssertionError(f"condition not reached in {timeout}s; last state: {last}")
+
+
+def daemons_healthy(state: dict) -> bool:
+    statuses = state["instance"]["daemonHealth"]["allDaemonStatuses"]
+    return any(s["daemonType"] == "SCHEDULER" and s["healthy"] for s in statuses)
+
+
+@pytest.mark.timeout(600)
+def test_dev_starts_with_automation_off_and_launches_nothing(example_repo: Path, tmp_path: Path):
+    process, port = start_dev(example_repo, tmp_path, automation=None)
+    try:
+        state_when(port, daemons_healthy, timeout=300)
+        # past the next minute boundary: the scheduler has had a tick to act on
+        time.sleep(60 - time.time() % 60 + 20)
+        state = state_when(port, lambda s: True, timeout=60)
+    finally:
+        stop_dev(process)
+
+    assert state["runsOrError"]["results"] == []
+    schedules = {s["name"]: s["scheduleState"]["status"] for s in state["schedulesOrError"]["results"]}
+    sensors = {s["name"]: s["sensorState"]["status"] for s in state["sensorsOrError"]["results"]}
+    assert "sqlmesh_example_run_schedule" in schedules and "dbt_example_run_schedule" in schedules
+    assert set(schedules.values()) == {"STOPPED"}, schedules
+    assert sensors["dagctl_config_version_sensor"] == "STOPPED"
+    assert {name: sensors[name] for name in ALERT_SENSORS} == {name: "RUNNING" for name in ALERT_SENSORS}
+    output = (tmp_path / "dev.out").read_text() + (tmp_path / "dev.err").read_text()
+    assert "Warning" not in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+
+
+@pytest.mark.timeout(600)
+def test_automation_on_launches_the_scheduled_run(example_repo: Path, tmp_path: Path):
+    process, port = start_dev(example_repo, tmp_path, automation="on")
+    try:
+        state = state_when(port, lambda s: s["runsOrError"]["results"], timeout=400)
+    finally:
+        stop_dev(process)
+    assert {r["jobName"] for r in state["runsOrError"]["results"]} & {"sqlmesh_example_run", "dbt_example_run"}

@@ -1,0 +1,65 @@
+"""Producers and consumers of shared names agree: the executor's run summary and the alert
+side's reading of it; the plan job's ``applied`` metadata and the "applied in prod" alert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster import DagsterInstance
+
+from dagctl_dagster.alerts import rules
+from dagctl_dagster.alerts.run_summary import summarize_run
+from dagctl_dagster.alerts.tiered import plan_outcome
+from dagctl_dagster.config import load_config
+from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
+from dagctl_dagster.names import ExecutorSummary
+from dagctl_dagster.sqlmesh.plan import build_plan_job
+from projects import executor_jobs
+
+
+@pytest.mark.timeout(180)
+def test_run_summary_reads_the_executors_own_summary(tmp_path: Path, dagster_home: Path, monkeypatch):
+    monkeypatch.setenv("DAGCTL_TEST_RECORD", str(tmp_path / "record.jsonl"))
+    monkeypatch.setenv("DAGCTL_TEST_SLEEP", "0")
+    monkeypatch.setenv("DAGCTL_TEST_FAIL", "bad")
+    monkeypatch.delenv("DAGCTL_TEST_FLAKY", raising=False)
+    with DagsterInstance.get() as instance:
+        result = dg.execute_job(dg.reconstructable(executor_jobs.get_failure_job), instance, raise_on_error=False)
+        summary = summarize_run(instance, instance.get_run_record_by_id(result.run_id))
+
+    event = next(e for e in result.all_events if (e.message or "").startswith(RUN_SUMMARY_MESSAGE))
+    reported = ExecutorSummary.from_metadata(event.event_specific_data.metadata)
+    assert reported is not None, "the executor's summary no longer matches ExecutorSummary"
+    assert (reported.executed, reported.failed, reported.blocked, reported.skipped) == (4, 1, 2, 0)
+    assert (summary.executed, summary.failed, summary.blocked, summary.skipped) == (4, 1, 2, 0)
+    assert summary.run_tags()["dagctl/models_failed"] == "1"
+
+
+def test_executor_summary_is_not_read_from_other_engine_events():
+    assert ExecutorSummary.from_metadata({"claimed": 3, "held_elsewhere": 0}) is None
+    assert ExecutorSummary.from_metadata({"executed": 1, "skipped": 0, "blocked": 0, "failed": 0}) is None
+
+
+@pytest.mark.timeout(240)
+def test_applied_in_prod_follows_what_the_plan_did(example_repo: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SQLMESH_EXAMPLE_DB", str(tmp_path / "warehouse.duckdb"))
+    loaded = load_config(example_repo / ".dagctl" / "config.yaml")
+    project = loaded.config.project("sqlmesh_example")
+    job = build_plan_job(loaded, project)
+    with dg.instance_for_test() as instance:
+        dry = job.execute_in_process(instance=instance, run_config={"ops": {"plan": {"config": {}}}})
+        applied = job.execute_in_process(
+            instance=instance, run_config={"ops": {"plan": {"config": {"auto_apply": True}}}}
+        )
+        dry_outcome = plan_outcome(instance, dry.run_id)
+        applied_outcome = plan_outcome(instance, applied.run_id)
+        dry_run = instance.get_run_by_id(dry.run_id)
+        applied_run = instance.get_run_by_id(applied.run_id)
+
+    assert dry_outcome == rules.PlanOutcome(applied=False, environment="prod")
+    assert applied_outcome == rules.PlanOutcome(applied=True, environment="prod")
+    assert rules.informational(project.name, "plan", dry_run, "prod", dry_outcome) is None
+    alert = rules.informational(project.name, "plan", applied_run, "prod", applied_outcome)
+    assert alert is not None and alert.summary == f"plan run {job.name} applied in prod"

@@ -1,0 +1,156 @@
+"""What a user sees through the `dagster` CLI and the webserver: a project's key prefix and
+group hold exactly its models, and both can be materialized as a whole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
+
+from conftest import free_port, venv_command
+from test_code_location import SQLMESH_MODELS, dagster, example_env
+
+LOCATION = "dagctl"
+DBT_KEYS = {
+    *(f"dbt_example/{m}" for m in ("stg_customers", "stg_orders", "stg_payments", "customers", "orders", "daily_revenue")),
+    *(f"dbt_example/{s}" for s in ("raw_customers", "raw_orders", "raw_payments")),
+}
+OBSERVABILITY_KEYS = {
+    "dagctl/sqlmesh_example/alerts",
+    "dagctl/sqlmesh_example/runs",
+    "dagctl/sqlmesh_example/sqlmesh_state",
+    "dagctl/dbt_example/alerts",
+    "dagctl/dbt_example/runs",
+}
+
+
+def materialized_keys(instance: DagsterInstance, run_id: str | None = None) -> set[str]:
+    records = instance.get_event_records(EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION), limit=10_000)
+    return {
+        r.event_log_entry.dagster_event.asset_key.to_user_string()
+        for r in records
+        if run_id is None or r.run_id == run_id
+    }
+
+
+@pytest.mark.timeout(600)
+def test_cli_key_prefix_selection_materializes_exactly_the_projects_models(example_repo: Path, dagster_home: Path):
+    env = example_env(example_repo, dagster_home)
+    result = dagster(
+        ["asset", "materialize", "-f", "definitions.py", "--select", 'key:"sqlmesh_example/*"'], example_repo, env
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    with DagsterInstance.get() as instance:
+        assert materialized_keys(instance) == set(SQLMESH_MODELS)
+
+
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload = json.loads(response.read())
+    assert "errors" not in payload, payload["errors"]
+    return payload["data"]
+
+
+GROUP_ASSETS = """
+query ($group: String!) {
+  assetNodes(group: {groupName: $group, repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
+    assetKey { path }
+    isExecutable
+  }
+}
+"""
+LAUNCH = """
+mutation ($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+RUN_STATUS = "query ($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+
+
+def group_keys(port: int, group: str, timeout: float = 240) -> dict[str, bool]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            nodes = graphql(port, GROUP_ASSETS, {"group": group})["assetNodes"]
+            if nodes:
+                return {"/".join(n["assetKey"]["path"]): n["isExecutable"] for n in nodes}
+        except OSError:  # still starting
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the webserver never listed group {group}")
+        time.sleep(1)
+
+
+def materialize_all(port: int, keys: set[str], timeout: float = 300) -> tuple[str, str]:
+    """What the UI's "Materialize all" does: launch the asset job on the group's keys."""
+    params = {
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": key.split("/")} for key in sorted(keys)],
+        },
+        "mode": "default",
+        "executionMetadata": {"tags": []},
+    }
+    launched = graphql(port, LAUNCH, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return run_id, status
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+@pytest.mark.timeout(900)
+def test_webserver_groups_hold_exactly_the_models_and_materialize_all_works(example_repo: Path, dagster_home: Path):
+    # Runs launched from the UI start at once (no daemon in this test).
+    (dagster_home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_coordinator:\n"
+        "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
+    port = free_port()
+    env = example_env(example_repo, dagster_home)
+    server = subprocess.Popen(
+        [venv_command("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=example_repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        sqlmesh_group = group_keys(port, "sqlmesh_example")
+        dbt_group = group_keys(port, "dbt_example")
+        observability = group_keys(port, "dagctl_observability")
+        sqlmesh_run = materialize_all(port, set(sqlmesh_group))
+        dbt_run = materialize_all(port, set(dbt_group))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert sqlmesh_group == {key: True for key in SQLMESH_MODELS}
+    assert dbt_group == {key: True for key in DBT_KEYS}
+    assert set(observability) == OBSERVABILITY_KEYS
+    assert sqlmesh_run[1] == "SUCCESS" and dbt_run[1] == "SUCCESS"
+    with DagsterInstance.get() as instance:
+        assert materialized_keys(instance, sqlmesh_run[0]) == set(SQLMESH_MODELS)
+        assert materialized_keys(instance, dbt_run[0]) == DBT_KEYS
