@@ -11,16 +11,30 @@ RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default="100,500", help="model counts for the run-time comparison (default 100,500)")
-    parser.add_argument("--width", type=int, default=10, help="models per DAG layer (default 10)")
+    parser.add_argument("--models", default="100,500", help="SQLMesh sweep: model counts (default 100,500)")
+    parser.add_argument("--widths", default="5,20,50", help="SQLMesh sweep: models per DAG layer (default 5,20,50)")
+    parser.add_argument("--rows", default="1000,100000", help="SQLMesh sweep: rows per table (default 1000,100000)")
+    parser.add_argument("--sweep", choices=("full", "axes"), default="full", help="full: every models x widths x rows "
+                        "(default); axes: a base shape, each axis varied alone, and the largest corner")
+    parser.add_argument("--concurrent-tasks", type=int, help="SQLMesh gateways' concurrent_tasks for both contenders "
+                        "(default: SQLMesh's own, DuckDB 1 and PostgreSQL 4); also MAX_CONCURRENT_MODELS")
+    parser.add_argument("--kinds-models", type=int, default=100, help="size of the FULL/VIEW/INCREMENTAL mix (default 100)")
+    parser.add_argument("--latency-models", type=int, default=100, help="size of the PostgreSQL latency project (default 100)")
+    parser.add_argument("--dbt-models", default="8,200", help="dbt project sizes (default 8,200)")
+    parser.add_argument("--dbt-threads", type=int, default=5, help="dbt --threads for both contenders (default 5)")
+    parser.add_argument("--peer-python", type=Path, help="python of a separate virtualenv with dagster-sqlmesh "
+                        "(default: $DAGCTL_BENCH_PEER_PYTHON; without it the peer row is left out)")
+    parser.add_argument("--peer-models", type=int, default=100, help="size of the peer comparison (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of each contender (default 3)")
     parser.add_argument("--multiprocess-models", type=int, default=100, help="project size of the multiprocess row (default 100)")
     parser.add_argument("--load-models", type=int, default=1000, help="project size of the load-time row (default 1000)")
     parser.add_argument("--rss-models", type=int, default=1000, help="project size of the peak-RSS row (default 1000)")
     parser.add_argument("--claim-clients", type=int, default=8, help="concurrent claim-store clients (default 8)")
     parser.add_argument("--claim-seconds", type=float, default=10.0, help="duration of the claim-store load (default 10)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: run,multiprocess,load,rss,claims")
-    parser.add_argument("--quick", action="store_true", help="smoke check: every section at 20 models, width 5, one repetition")
+    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: "
+                        "run,kinds,latency,dbt,peer,startup,multiprocess,load,rss,claims")
+    parser.add_argument("--quick", action="store_true", help="smoke check: every section at 20 models (dbt 8, "
+                        "latency 10), width 5, 1k rows, one repetition")
     parser.add_argument("--workdir", type=Path, help="where generated projects go (default: a temporary directory, removed)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory for inspection")
     parser.add_argument("--postgres-url", help="PostgreSQL server for the multiprocess and claims rows "
@@ -31,10 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace):
     from benchmarks.harness import BenchOptions
 
-    try:
-        models = [int(part) for part in str(args.models).split(",") if part.strip()]
-    except ValueError:
-        raise SystemExit(f"--models: expected comma-separated integers such as 100,500 (got {args.models!r})")
+    models = _integers(args.models, "--models", "100,500")
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
     common = dict(
         skip=skip,
@@ -42,13 +53,22 @@ def options_from_args(args: argparse.Namespace):
         keep_workdir=args.keep_workdir,
         postgres_url=args.postgres_url,
         claim_clients=args.claim_clients,
+        concurrent_tasks=args.concurrent_tasks,
+        dbt_threads=args.dbt_threads,
+        peer_python=args.peer_python,
+        sweep_mode=args.sweep,
     )
     try:
         if args.quick:
             return BenchOptions.quick(**common)
         return BenchOptions(
             models=models,
-            width=args.width,
+            widths=_integers(args.widths, "--widths", "5,20,50"),
+            rows=_integers(args.rows, "--rows", "1000,100000"),
+            kinds_models=args.kinds_models,
+            latency_models=args.latency_models,
+            dbt_models=_integers(args.dbt_models, "--dbt-models", "8,200"),
+            peer_models=args.peer_models,
             repeats=args.repeats,
             multiprocess_models=args.multiprocess_models,
             load_models=args.load_models,
@@ -58,6 +78,16 @@ def options_from_args(args: argparse.Namespace):
         )
     except ValueError as exc:
         raise SystemExit(str(exc))
+
+
+def _integers(raw: str, option: str, example: str) -> list[int]:
+    try:
+        values = [int(part) for part in str(raw).split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"{option}: expected comma-separated integers such as {example} (got {raw!r})") from None
+    if not values:
+        raise SystemExit(f"{option}: expected at least one integer, such as {example}")
+    return values
 
 
 def run_from_args(args: argparse.Namespace, *, command: str) -> int:

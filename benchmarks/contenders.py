@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.generate import CONCURRENT_TASKS, JOB_NAME, ROWS, SCHEMA, GeneratedRepository
+from benchmarks.generate import JOB_NAME, ROWS, SCHEMA, GeneratedRepository
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -121,6 +121,25 @@ def _kill_session(process, reaped: threading.Event) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, 9)  # the session this contender's process leads, nothing else
     reaped.wait(30)
+
+
+def ensure_bytecode(python: Path | str = sys.executable, extra_dirs: Sequence[Path] = ()) -> float:
+    """Compile the interpreter's site-packages (and ``extra_dirs``) to ``.pyc`` where missing.
+
+    An installed application finds its bytecode in ``__pycache__`` (pip compiles on install,
+    and any process without ``PYTHONDONTWRITEBYTECODE`` writes it on first import). A
+    virtualenv made by ``uv sync`` in an environment that sets ``PYTHONDONTWRITEBYTECODE``
+    has none, so every process compiles every module it imports from source: seconds per
+    process, more for the contender that imports more. Returns the seconds it took.
+    """
+    import subprocess
+
+    code = "import site, sys; print('\\n'.join(site.getsitepackages()))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    dirs = [line for line in out.stdout.splitlines() if line.strip()] + [str(d) for d in extra_dirs]
+    started = time.perf_counter()
+    run_timed([str(python), "-m", "compileall", "-q", "-j", "0", *dirs], label="compile bytecode", timeout_s=1800)
+    return time.perf_counter() - started
 
 
 # -- starting states ---------------------------------------------------------------------
@@ -223,48 +242,74 @@ class PostgresState:
 # -- contenders --------------------------------------------------------------------------
 
 
-def run_native_sqlmesh(repo: GeneratedRepository, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> ProcessResult:
-    """``sqlmesh -p <project> run`` with ``concurrent_tasks: 5``, Context load included."""
+def run_native_sqlmesh(
+    repo: GeneratedRepository,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    extra_env: Mapping[str, str] | None = None,
+) -> ProcessResult:
+    """``sqlmesh -p <project> run`` with the project's own gateway settings, Context load included."""
     return run_timed(
         [venv_command("sqlmesh"), "-p", str(repo.project_dir), "run"],
         label=f"native sqlmesh run (N={repo.models})",
         cwd=repo.root,
         timeout_s=timeout_s,
+        env={**os.environ, **extra_env} if extra_env else None,
+    )
+
+
+def run_native_dbt(project_dir: Path, *, threads: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> ProcessResult:
+    """``dbt build --threads <threads>`` in the project directory, as a dbt user runs it."""
+    return run_timed(
+        [venv_command("dbt"), "build", "--threads", str(threads), "--profiles-dir", str(project_dir)],
+        label=f"native dbt build ({project_dir.name})",
+        cwd=project_dir,
+        timeout_s=timeout_s,
     )
 
 
 def run_dagster_job(
-    repo: GeneratedRepository,
+    repo: GeneratedRepository | None,
     definitions: Path,
     *,
     label: str,
     extra_env: Mapping[str, str] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    job: str = JOB_NAME,
+    cwd: Path | None = None,
+    expected_materializations: int | None = None,
+    max_concurrent: int = 5,
+    dagster: str | None = None,
+    verify: bool = True,
 ) -> ProcessResult:
-    """``dagster job execute -f <definitions> -j bench_run`` on a new SQLite DAGSTER_HOME.
+    """``dagster job execute -f <definitions> -j <job>`` on a new SQLite DAGSTER_HOME.
 
     The instance's databases are created before the clock starts, as they exist for any
     user who runs a job; the run is then checked in that instance: it succeeded and
-    materialized every model.
+    materialized every model. ``MAX_CONCURRENT_MODELS`` is ``max_concurrent``.
     """
+    expected = expected_materializations if expected_materializations is not None else repo.models
     with tempfile.TemporaryDirectory(prefix="bench_dagster_home_") as home:
         Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        _create_instance_storage(Path(home))
+        if verify:
+            _create_instance_storage(Path(home))
         env = {
             **os.environ,
             "DAGSTER_HOME": home,
-            "MAX_CONCURRENT_MODELS": str(CONCURRENT_TASKS),
+            "MAX_CONCURRENT_MODELS": str(max_concurrent),
             **(extra_env or {}),
         }
         env.pop("DAGCTL_CLAIMS_URL", None)  # claims go to the run's own SQLite instance
         result = run_timed(
-            [venv_command("dagster"), "job", "execute", "-f", str(definitions), "-j", JOB_NAME],
+            [dagster or venv_command("dagster"), "job", "execute", "-f", str(definitions), "-j", job],
             label=label,
             env=env,
-            cwd=repo.root,
+            cwd=cwd or repo.root,
             timeout_s=timeout_s,
         )
-        run_seconds = verify_dagster_run(Path(home), expected_materializations=repo.models, label=label)
+        if not verify:
+            return result
+        run_seconds = verify_dagster_run(Path(home), expected_materializations=expected, label=label)
     return dataclasses.replace(result, run_seconds=run_seconds)
 
 
@@ -307,55 +352,71 @@ def verify_dagster_run(home: Path, *, expected_materializations: int, label: str
 # -- result checks -----------------------------------------------------------------------
 
 
-def row_count_query(tables: Sequence[str]) -> str:
-    """One query returning (table, rows) for each ``bench`` model."""
+def row_count_query(tables: Sequence[str], *, schema: str = SCHEMA) -> str:
+    """One query returning (table, rows) for each model table in ``schema``."""
     return "\nUNION ALL\n".join(
-        f"SELECT '{table}' AS model, COUNT(*) AS row_count FROM {SCHEMA}.{table}" for table in tables
+        f"SELECT '{table}' AS model, COUNT(*) AS row_count FROM {schema}.{table}" for table in tables
     )
 
 
-def check_row_counts(counts: Mapping[str, int], expected_tables: Sequence[str], *, label: str) -> None:
-    """Every expected model exists and holds :data:`ROWS` rows."""
-    missing = [table for table in expected_tables if table not in counts]
-    wrong = {table: rows for table, rows in counts.items() if rows != ROWS}
+def check_row_counts(
+    counts: Mapping[str, int], expected: Mapping[str, int] | Sequence[str], *, label: str
+) -> None:
+    """Every expected model exists and holds its expected rows (:data:`ROWS` for a bare list of tables)."""
+    expected = dict(expected) if isinstance(expected, Mapping) else {table: ROWS for table in expected}
+    missing = [table for table in expected if table not in counts]
+    wrong = {table: rows for table, rows in counts.items() if table in expected and rows != expected[table]}
     if missing or wrong:
         examples = ", ".join(f"{t}={r}" for t, r in list(wrong.items())[:5])
+        wanted = sorted(set(expected.values()))
+        described = str(wanted[0]) if len(wanted) == 1 else "the expected count"
         raise ContenderFailed(
             f"{label}: wrong result: {len(missing)} model tables missing, {len(wrong)} with a row count "
-            f"other than {ROWS}{' (' + examples + ')' if examples else ''}"
+            f"other than {described}{' (' + examples + ')' if examples else ''}"
         )
 
 
-def verify_duckdb_warehouse(repo: GeneratedRepository, *, label: str) -> None:
+def duckdb_row_counts(database: Path, tables: Sequence[str], *, label: str, schema: str = SCHEMA) -> dict[str, int]:
     import duckdb
 
-    tables = [name.split(".", 1)[1] for name in repo.model_names()]
-    connection = duckdb.connect(str(repo.warehouse), read_only=True)
+    if not database.is_file():
+        raise ContenderFailed(f"{label}: wrong result: the warehouse {database} does not exist")
+    connection = duckdb.connect(str(database), read_only=True)
     try:
-        counts = _counts(lambda sql: connection.execute(sql).fetchall(), tables, label=label)
+        return _counts(lambda sql: connection.execute(sql).fetchall(), list(tables), label=label, schema=schema)
     finally:
         connection.close()
-    check_row_counts(counts, tables, label=label)
+
+
+def verify_duckdb_warehouse(repo: GeneratedRepository, *, label: str) -> None:
+    expected = repo.expected_row_counts()
+    check_row_counts(duckdb_row_counts(repo.warehouse, list(expected), label=label), expected, label=label)
+
+
+def verify_dbt_warehouse(repo, *, label: str) -> None:
+    expected = repo.expected_row_counts()
+    counts = duckdb_row_counts(repo.warehouse, list(expected), label=label, schema="main")
+    check_row_counts(counts, expected, label=label)
 
 
 def verify_postgres_warehouse(repo: GeneratedRepository, url: str, *, label: str) -> None:
     import sqlalchemy as sa
 
-    tables = [name.split(".", 1)[1] for name in repo.model_names()]
+    expected = repo.expected_row_counts()
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            counts = _counts(lambda sql: connection.execute(sa.text(sql)).fetchall(), tables, label=label)
+            counts = _counts(lambda sql: connection.execute(sa.text(sql)).fetchall(), list(expected), label=label)
     finally:
         engine.dispose()
-    check_row_counts(counts, tables, label=label)
+    check_row_counts(counts, expected, label=label)
 
 
-def _counts(fetch, tables: Sequence[str], *, label: str, chunk: int = 200) -> dict[str, int]:
+def _counts(fetch, tables: Sequence[str], *, label: str, chunk: int = 200, schema: str = SCHEMA) -> dict[str, int]:
     counts: dict[str, int] = {}
     for start in range(0, len(tables), chunk):
         try:
-            rows_by_model = fetch(row_count_query(tables[start : start + chunk]))
+            rows_by_model = fetch(row_count_query(tables[start : start + chunk], schema=schema))
         except Exception as exc:  # a missing model table makes the whole query fail
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ContenderFailed(f"{label}: wrong result: counting model rows failed: {first_line}") from exc

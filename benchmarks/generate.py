@@ -1,9 +1,20 @@
-"""Synthetic SQLMesh projects for the benchmarks: N FULL models in a layered DAG.
+"""Synthetic SQLMesh projects for the benchmarks: N models in a layered DAG, in several shapes.
 
-Layer 0 holds ``width`` seed-like models that each generate :data:`ROWS` rows with
-``generate_series`` (DuckDB and PostgreSQL alike); every model of a later layer joins two models of the layer before
-it on ``id``, so every model holds exactly :data:`ROWS` rows — which is what the
-contenders' correctness checks assert.
+Layer 0 holds ``width`` seed-like models that each generate ``rows`` rows with
+``generate_series`` (DuckDB and PostgreSQL alike); every model of a later layer joins two
+models of the layer before it on ``id``, so every FULL or VIEW model holds exactly ``rows``
+rows and an INCREMENTAL_BY_TIME_RANGE model ``rows`` per interval it computed — which is
+what the contenders' correctness checks assert (:func:`expected_row_counts`).
+
+A :class:`Shape` says the size (models, layer width, rows), the kinds (``full``: every
+model FULL; ``mix``: from layer 1 on, FULL, VIEW and INCREMENTAL_BY_TIME_RANGE in turn,
+the incremental ones with :data:`INCREMENTAL_INTERVALS` daily intervals due, one batch
+each) and the warehouse (``duckdb``; or ``latency``: PostgreSQL, each model's query sleeps
+100-300 ms with ``pg_sleep``, as a remote warehouse's round trips would).
+
+Gateways keep SQLMesh's own defaults unless ``concurrent_tasks`` is given: a DuckDB
+connection then runs one task at a time (SQLMesh's default 1, as ``sqlmesh init`` writes
+it), a PostgreSQL connection four.
 
 Example::
 
@@ -30,8 +41,56 @@ ROWS = 1000
 SCHEMA = "bench"
 PROJECT_NAME = "bench"
 JOB_NAME = f"{PROJECT_NAME}_run"
-CONCURRENT_TASKS = 5
+CONCURRENT_TASKS = 5  # the multiprocess row's max_concurrent
 MODEL_START = "2026-01-01"
+INCREMENTAL_INTERVALS = 5
+INCREMENTAL_END = "2026-01-05"  # MODEL_START + INCREMENTAL_INTERVALS - 1 days: a fixed count of intervals
+KINDS = ("full", "mix")
+WAREHOUSES = ("duckdb", "latency")
+# SQLMesh's own defaults (ConnectionConfig.concurrent_tasks) when a gateway does not set it.
+SQLMESH_DEFAULT_TASKS = {"duckdb": 1, "postgres": 4}
+LATENCY_SLEEP_S = (0.1, 0.3)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One generated project's shape; ``concurrent_tasks`` None keeps SQLMesh's default."""
+
+    models: int
+    width: int
+    rows: int = ROWS
+    kinds: str = "full"
+    warehouse: str = "duckdb"
+    concurrent_tasks: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_shape(self.models, self.width)
+        if self.kinds not in KINDS:
+            raise ValueError(f"kinds must be one of {', '.join(KINDS)} (got {self.kinds!r})")
+        if self.warehouse not in WAREHOUSES:
+            raise ValueError(f"warehouse must be one of {', '.join(WAREHOUSES)} (got {self.warehouse!r})")
+        if self.rows < 1:
+            raise ValueError(f"--rows must be at least 1 (got {self.rows})")
+        if self.concurrent_tasks is not None and self.concurrent_tasks < 1:
+            raise ValueError(f"--concurrent-tasks must be at least 1 (got {self.concurrent_tasks})")
+
+    @property
+    def engine(self) -> str:
+        return "postgres" if self.warehouse == "latency" else "duckdb"
+
+    @property
+    def tasks(self) -> int:
+        """The ``concurrent_tasks`` both contenders run with."""
+        return self.concurrent_tasks or SQLMESH_DEFAULT_TASKS[self.engine]
+
+    @property
+    def slug(self) -> str:
+        return f"n{self.models}_w{self.width}_r{self.rows}_{self.kinds}_{self.warehouse}_t{self.tasks}"
+
+    def describe(self) -> str:
+        kinds = "FULL" if self.kinds == "full" else "FULL/VIEW/INCREMENTAL mix"
+        where = "DuckDB" if self.warehouse == "duckdb" else "PostgreSQL, 100-300 ms per query"
+        return f"N={self.models}, width {self.width}, {_rows(self.rows)} rows, {kinds}, {where}, concurrent_tasks {self.tasks}"
 
 
 @dataclass(frozen=True)
@@ -39,8 +98,15 @@ class GeneratedRepository:
     """Where a generated benchmark repository keeps its parts."""
 
     root: Path
-    models: int
-    width: int
+    shape: Shape
+
+    @property
+    def models(self) -> int:
+        return self.shape.models
+
+    @property
+    def width(self) -> int:
+        return self.shape.width
 
     @property
     def project_dir(self) -> Path:
@@ -77,6 +143,9 @@ class GeneratedRepository:
     def model_names(self) -> list[str]:
         return [f"{SCHEMA}.{name}" for name in model_table_names(self.models, self.width)]
 
+    def expected_row_counts(self) -> dict[str, int]:
+        return expected_row_counts(self.shape)
+
 
 def model_table_names(models: int, width: int) -> list[str]:
     """Table names in DAG order: ``m_<layer>_<position>``."""
@@ -99,19 +168,44 @@ def upstream_tables(models: int, width: int) -> dict[str, tuple[str, ...]]:
     return graph
 
 
-def generate_repository(root: Path, *, models: int, width: int) -> GeneratedRepository:
+def model_kind(shape: Shape, table: str) -> str:
+    """``FULL``, ``VIEW`` or ``INCREMENTAL_BY_TIME_RANGE`` for a model of ``shape``."""
+    layer, position = (int(part) for part in table.split("_")[1:])
+    if shape.kinds == "full" or layer == 0:
+        return "FULL"
+    return ("FULL", "VIEW", "INCREMENTAL_BY_TIME_RANGE")[position % 3]
+
+
+def expected_row_counts(shape: Shape) -> dict[str, int]:
+    """Each model table → the rows it holds after a run that computed everything due."""
+    return {
+        table: shape.rows * (INCREMENTAL_INTERVALS if model_kind(shape, table) == "INCREMENTAL_BY_TIME_RANGE" else 1)
+        for table in model_table_names(shape.models, shape.width)
+    }
+
+
+def generate_repository(
+    root: Path,
+    *,
+    models: int | None = None,
+    width: int | None = None,
+    shape: Shape | None = None,
+) -> GeneratedRepository:
     """Write a benchmark repository at ``root`` (overwriting generated files) and return it."""
-    _check_shape(models, width)
-    repo = GeneratedRepository(root=Path(root).resolve(), models=models, width=width)
+    if shape is None:
+        if models is None or width is None:
+            raise ValueError("generate_repository needs a shape, or models and width")
+        shape = Shape(models=models, width=width)
+    repo = GeneratedRepository(root=Path(root).resolve(), shape=shape)
     models_dir = repo.project_dir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     for stale in models_dir.glob("*.sql"):
         stale.unlink()
-    for table, upstream in upstream_tables(models, width).items():
-        (models_dir / f"{table}.sql").write_text(model_sql(table, upstream))
+    for table, upstream in upstream_tables(shape.models, shape.width).items():
+        (models_dir / f"{table}.sql").write_text(model_sql(table, upstream, shape))
     (repo.project_dir / "config.yaml").write_text(sqlmesh_config(repo))
     repo.config_path.parent.mkdir(parents=True, exist_ok=True)
-    repo.config_path.write_text(dagctl_config(gateway="local"))
+    repo.config_path.write_text(dagctl_config(gateway="postgres" if shape.warehouse == "latency" else "local"))
     repo.postgres_config_path.write_text(dagctl_config(gateway="postgres"))
     repo.definitions.write_text(definitions_source(repo.config_path.name))
     repo.definitions_postgres.write_text(definitions_source(repo.postgres_config_path.name))
@@ -122,42 +216,79 @@ def generate_repository(root: Path, *, models: int, width: int) -> GeneratedRepo
     return repo
 
 
-def model_sql(table: str, upstream: tuple[str, ...]) -> str:
-    header = f"MODEL (\n  name {SCHEMA}.{table},\n  kind FULL,\n  grain id\n);\n\n"
+def model_sql(table: str, upstream: tuple[str, ...], shape: Shape | None = None) -> str:
+    shape = shape or _DEFAULT_SHAPE
+    kind = model_kind(shape, table)
+    incremental = kind == "INCREMENTAL_BY_TIME_RANGE"
+    header = _model_header(table, kind)
+    day = "  CAST(@start_ds AS DATE) AS ds,\n" if incremental else ""
     if not upstream:
-        return header + (
+        body = (
             "SELECT\n"
             "  r.i AS id,\n"
             "  r.i % 97 AS bucket,\n"
             f"  (r.i * {_seed_factor(table)}) % 1000 AS amount\n"
-            f"FROM generate_series(0, {ROWS - 1}) AS r(i)\n"
+            f"FROM generate_series(0, {shape.rows - 1}) AS r(i)\n"
         )
+        return header + body + _latency_join(shape, table)
     left, right = upstream
-    return header + (
+    body = (
         "SELECT\n"
         "  l.id AS id,\n"
         "  l.bucket AS bucket,\n"
+        f"{day}"
         "  (l.amount + r.amount) % 1000 AS amount\n"
-        f"FROM {SCHEMA}.{left} AS l\n"
-        f"JOIN {SCHEMA}.{right} AS r\n"
+        f"FROM {_read(shape, left)} AS l\n"
+        f"JOIN {_read(shape, right)} AS r\n"
         "  ON l.id = r.id\n"
     )
+    return header + body + _latency_join(shape, table)
+
+
+def _model_header(table: str, kind: str) -> str:
+    if kind == "INCREMENTAL_BY_TIME_RANGE":
+        return (
+            f"MODEL (\n  name {SCHEMA}.{table},\n"
+            "  kind INCREMENTAL_BY_TIME_RANGE (time_column ds, batch_size 1),\n"
+            f"  start '{MODEL_START}',\n  end '{INCREMENTAL_END}',\n"
+            "  grain (id, ds)\n);\n\n"
+        )
+    return f"MODEL (\n  name {SCHEMA}.{table},\n  kind {kind},\n  grain id\n);\n\n"
+
+
+def _read(shape: Shape, table: str) -> str:
+    """An upstream table, one interval of it when it is incremental (keeps joins one-to-one)."""
+    if model_kind(shape, table) != "INCREMENTAL_BY_TIME_RANGE":
+        return f"{SCHEMA}.{table}"
+    return f"(SELECT * FROM {SCHEMA}.{table} WHERE ds = CAST('{MODEL_START}' AS DATE))"
+
+
+def _latency_join(shape: Shape, table: str) -> str:
+    """On the latency warehouse, the query waits 100-300 ms in the server (once per query)."""
+    if shape.warehouse != "latency":
+        return ""
+    low, high = LATENCY_SLEEP_S
+    layer, position = (int(part) for part in table.split("_")[1:])
+    seconds = low + (high - low) * (((layer * 7 + position * 13) % 11) / 10)
+    return f"CROSS JOIN (SELECT pg_sleep({seconds:.2f})) AS latency\n"
 
 
 def sqlmesh_config(repo: GeneratedRepository) -> str:
+    shape = repo.shape
+    tasks = f"\n              concurrent_tasks: {shape.concurrent_tasks}" if shape.concurrent_tasks else ""
+    dialect = "postgres" if shape.warehouse == "latency" else "duckdb"
+    default_gateway = "postgres" if shape.warehouse == "latency" else "local"
     return textwrap.dedent(
         f"""\
-        # Generated by benchmarks/generate.py: {repo.models} models, width {repo.width}.
+        # Generated by benchmarks/generate.py: {shape.describe()}.
         gateways:
           local:
             connection:
               type: duckdb
-              database: {repo.warehouse}
-              concurrent_tasks: {CONCURRENT_TASKS}
+              database: {repo.warehouse}{tasks}
             state_connection:
               type: duckdb
               database: {repo.state_db}
-              concurrent_tasks: {CONCURRENT_TASKS}
           postgres:
             connection:
               type: postgres
@@ -165,11 +296,10 @@ def sqlmesh_config(repo: GeneratedRepository) -> str:
               port: "{{{{ env_var('BENCH_PG_PORT', '5432') }}}}"
               user: "{{{{ env_var('BENCH_PG_USER', 'postgres') }}}}"
               password: "{{{{ env_var('BENCH_PG_PASSWORD', '') }}}}"
-              database: "{{{{ env_var('BENCH_PG_DATABASE', 'bench') }}}}"
-              concurrent_tasks: {CONCURRENT_TASKS}
-        default_gateway: local
+              database: "{{{{ env_var('BENCH_PG_DATABASE', 'bench') }}}}"{tasks}
+        default_gateway: {default_gateway}
         model_defaults:
-          dialect: duckdb
+          dialect: {dialect}
           start: '{MODEL_START}'
           cron: '@daily'
         """
@@ -245,8 +375,15 @@ def _seed_factor(table: str) -> int:
     return 7 + 2 * int(table.rsplit("_", 1)[1])
 
 
+def _rows(rows: int) -> str:
+    return f"{rows // 1000}k" if rows >= 1000 and rows % 1000 == 0 else str(rows)
+
+
 def _check_shape(models: int, width: int) -> None:
     if width < 2:
         raise ValueError(f"--width must be at least 2 (each model joins two models of the layer before); got {width}")
     if models < width:
         raise ValueError(f"--models ({models}) must be at least --width ({width}): layer 0 alone has {width} models")
+
+
+_DEFAULT_SHAPE = Shape(models=2, width=2)

@@ -1,10 +1,16 @@
-"""Issue 4's benchmark: does moving `sqlmesh run` under Dagster cost wall time?
+"""Issues 4 and 16's benchmark: does moving `sqlmesh run` or `dbt build` under Dagster cost wall time?
 
 One invocation measures, alternating contenders and repeating each ``repeats`` times
 from the same starting state (prod planned, nothing computed):
 
-- native ``sqlmesh run`` vs this project's ``bench_run`` job (claim-aware executor) at each
-  ``models`` size;
+- native ``sqlmesh run`` vs this project's ``bench_run`` job (claim-aware executor) over a
+  sweep of project shapes: every ``models`` × ``widths`` × ``rows`` (FULL models, DuckDB);
+  a FULL/VIEW/INCREMENTAL_BY_TIME_RANGE mix; a PostgreSQL warehouse whose queries take
+  100-300 ms (``latency``);
+- native ``dbt build --threads T`` vs the dbt project's ``<project>_run`` job (``dbt``);
+- the community ``dagster-sqlmesh`` package on the same SQLMesh project, from a separate
+  virtualenv when one is given (``peer``);
+- the run worker's fixed cost: imports and code location load (``startup``);
 - Dagster's multiprocess executor vs the claim-aware executor over the same assets;
 - ``load_definitions`` vs a bare SQLMesh ``Context`` load, each in a fresh process;
 - the run worker's peak RSS;
@@ -30,12 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import contenders as c
-from benchmarks.generate import CONCURRENT_TASKS, GeneratedRepository, generate_repository
+from benchmarks.generate import CONCURRENT_TASKS, GeneratedRepository, Shape, generate_repository
 from benchmarks.report import GIB, Row, Series, Target, ratio_row, value_row
 
-SECTIONS = ("run", "multiprocess", "load", "rss", "claims")
+SWEEP_MODES = ("full", "axes")
+SECTIONS = ("run", "kinds", "latency", "dbt", "peer", "startup", "multiprocess", "load", "rss", "claims")
 
-TARGET_RUN_RATIO = Target("<=", 1.5)
+TARGET_RUN_RATIO = Target("<=", 1.25)
+TARGET_LATENCY_RATIO = Target("<=", 1.05)
+TARGET_DBT_SMALL_RATIO = Target("<=", 1.5)
+TARGET_DBT_LARGE_RATIO = Target("<=", 1.15)
+DBT_SMALL_MODELS = 8
 TARGET_MULTIPROCESS_RATIO = Target(">=", 10)
 TARGET_LOAD_RATIO = Target("<=", 1.3)
 TARGET_PEAK_RSS = Target("<=", 1.5, "GiB")
@@ -48,7 +59,16 @@ class BenchOptions:
     """What to measure. The defaults are the issue's full benchmark."""
 
     models: list[int] = field(default_factory=lambda: [100, 500])
-    width: int = 10
+    widths: list[int] = field(default_factory=lambda: [5, 20, 50])
+    rows: list[int] = field(default_factory=lambda: [1000, 100_000])
+    concurrent_tasks: int | None = None  # None: SQLMesh's default per engine (DuckDB 1, PostgreSQL 4)
+    kinds_models: int = 100
+    latency_models: int = 100
+    dbt_models: list[int] = field(default_factory=lambda: [8, 200])
+    dbt_threads: int = 5
+    peer_python: Path | None = None
+    peer_models: int = 100
+    sweep_mode: str = "full"
     repeats: int = 3
     multiprocess_models: int = 100
     load_models: int = 1000
@@ -65,7 +85,18 @@ class BenchOptions:
     def quick(cls, **overrides) -> BenchOptions:
         """A smoke check: every section at 20 models, one repetition."""
         options = dict(
-            models=[20], width=5, repeats=1, multiprocess_models=20, load_models=20, rss_models=20, claim_seconds=2.0
+            models=[20],
+            widths=[5],
+            rows=[1000],
+            kinds_models=20,
+            latency_models=10,
+            dbt_models=[8],
+            peer_models=20,
+            repeats=1,
+            multiprocess_models=20,
+            load_models=20,
+            rss_models=20,
+            claim_seconds=2.0,
         )
         options.update(overrides)
         return cls(**options)
@@ -76,6 +107,37 @@ class BenchOptions:
             raise ValueError(f"--skip: unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
         if self.repeats < 1:
             raise ValueError(f"--repeats must be at least 1 (got {self.repeats})")
+        if self.sweep_mode not in SWEEP_MODES:
+            raise ValueError(f"--sweep must be one of {', '.join(SWEEP_MODES)} (got {self.sweep_mode!r})")
+        for models in self.models:
+            for width in self.widths:
+                Shape(models=models, width=width)  # names the option when a shape is impossible
+
+    @property
+    def width(self) -> int:
+        """The layer width of the single-shape sections (multiprocess, load, rss, kinds, latency)."""
+        return 10 if 10 <= min(self.models + [self.kinds_models]) else min(self.widths)
+
+    def sweep(self) -> list[Shape]:
+        """The DuckDB FULL-model shapes of the run section.
+
+        ``full``: every models × widths × rows. ``axes``: a base shape (fewest models, the
+        middle width, fewest rows), each axis varied alone over its values, and the corner
+        with the most of everything; every value is covered in fewer runs.
+        """
+        if self.sweep_mode == "full":
+            triples = [(m, w, r) for m in self.models for w in self.widths for r in self.rows]
+        else:
+            base = (min(self.models), sorted(self.widths)[len(self.widths) // 2], min(self.rows))
+            triples = [base]
+            for axis, values in enumerate((self.models, self.widths, self.rows)):
+                for value in values:
+                    varied = list(base)
+                    varied[axis] = value
+                    triples.append(tuple(varied))
+            triples.append((max(self.models), max(self.widths), max(self.rows)))
+        unique = list(dict.fromkeys(triples))
+        return [Shape(models=m, width=w, rows=r, concurrent_tasks=self.concurrent_tasks) for m, w, r in unique]
 
 
 @dataclass
@@ -97,16 +159,36 @@ def run_benchmarks(
     """
     say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
     results = results if results is not None else BenchResults()
+    say("[bytecode] compiling the virtualenvs' modules once, as an installed application has them")
+    compiled = c.ensure_bytecode(sys.executable, [c.REPO_ROOT / "dagctl_dagster", c.REPO_ROOT / "benchmarks"])
+    results.notes.append(
+        f"Bytecode: every contender imports from compiled `.pyc` files (`compileall` of the virtualenvs first, "
+        f"{compiled:.0f} s); this machine sets PYTHONDONTWRITEBYTECODE, which otherwise makes every process "
+        "compile every module it imports."
+    )
     load_before = os.getloadavg()
     with _workdir(options) as workdir:
         repos = _Repositories(workdir, options.width)
         if "run" not in options.skip:
-            for models in options.models:
-                _run_section(repos.get(models), options, results, say)
-        needs_postgres = {"multiprocess", "claims"} - options.skip
+            for shape in options.sweep():
+                _run_section(repos.shaped(shape), options, results, say)
+        if "kinds" not in options.skip:
+            shape = Shape(models=options.kinds_models, width=options.width, kinds="mix", concurrent_tasks=options.concurrent_tasks)
+            _run_section(repos.shaped(shape), options, results, say)
+        if "peer" not in options.skip:
+            _peer_section(repos, options, results, say)
+        if "dbt" not in options.skip:
+            for models in options.dbt_models:
+                _dbt_section(workdir, models, options, results, say)
+        if "startup" not in options.skip:
+            _startup_section(repos.shaped(Shape(models=min(options.models), width=options.width)), options, results, say)
+        needs_postgres = {"multiprocess", "claims", "latency"} - options.skip
         with _postgres(options, workdir, enabled=bool(needs_postgres), say=say) as postgres_url:
+            if "latency" not in options.skip:
+                shape = Shape(models=options.latency_models, width=options.width, warehouse="latency", concurrent_tasks=options.concurrent_tasks)
+                _latency_section(repos.shaped(shape), postgres_url, options, results, say)
             if "multiprocess" not in options.skip:
-                _multiprocess_section(repos.get(options.multiprocess_models), postgres_url, options, results, say)
+                _multiprocess_section(repos.get(options.multiprocess_models, concurrent_tasks=CONCURRENT_TASKS), postgres_url, options, results, say)
             if "claims" not in options.skip:
                 _claims_section(postgres_url, options, results, say)
         if "load" not in options.skip:
@@ -114,6 +196,7 @@ def run_benchmarks(
         if "rss" not in options.skip:
             _rss_section(repos.get(options.rss_models), options, results, say)
     load_after = os.getloadavg()
+    results.rows[:0] = worst_ratio_rows(results.rows)
     results.notes.append(
         f"Load average (1, 5, 15 min) before: {_loads(load_before)}; after: {_loads(load_after)} "
         f"on {os.cpu_count()} CPUs (other work on the machine slows every contender)."
@@ -128,46 +211,223 @@ def _loads(values: tuple[float, float, float]) -> str:
 # -- sections ----------------------------------------------------------------------------
 
 
-def _warm_translation_cache(config_path: Path, cwd: Path, options: BenchOptions) -> None:
+def _warm_translation_cache(config_path: Path, cwd: Path, options: BenchOptions, env=None) -> None:
     """One untimed definitions load, as a code server does before any run is launched.
 
     The native baseline starts with SQLMesh's cache warm (the plan made it); this is the
     same for dagctl's translation cache, which the code server's load fills.
     """
     command = [sys.executable, str(c.PROBES), "definitions-load", str(config_path)]
-    c.run_timed(command, label="warm-up definitions load", cwd=cwd, timeout_s=options.timeout_s)
+    c.run_timed(command, label="warm-up definitions load", cwd=cwd, timeout_s=options.timeout_s, env=env)
+
+
+RUN_RATIO = "claim-aware `bench_run` / native `sqlmesh run`"
+LATENCY_RATIO = "claim-aware `bench_run` / native `sqlmesh run`, latency warehouse"
+DBT_RATIO = "`bench_dbt_run` / native `dbt build`"
 
 
 def _run_section(repo: GeneratedRepository, options: BenchOptions, results: BenchResults, say) -> None:
+    shape = repo.shape
     state = c.DuckDBState(repo)
-    say(f"[run N={repo.models}] planning prod (skip backfill) once; every repetition starts from a copy")
+    say(f"[run {shape.describe()}] planning prod (skip backfill) once; every repetition starts from a copy")
     state.prepare()
     _warm_translation_cache(repo.config_path, repo.root, options)
+    _compare_sqlmesh(repo, state.restore, options, results, say, verify=lambda label: c.verify_duckdb_warehouse(repo, label=label), measure=RUN_RATIO, target=TARGET_RUN_RATIO)
+
+
+def _compare_sqlmesh(repo, reset, options: BenchOptions, results: BenchResults, say, *, verify, measure: str, target: Target, extra_env=None) -> None:
+    shape = repo.shape
     native = Series("native `sqlmesh run`", repo.models, "s")
     claim = Series("claim-aware `bench_run`", repo.models, "s")
 
     def native_once() -> float:
-        seconds = c.run_native_sqlmesh(repo, timeout_s=options.timeout_s).seconds
-        c.verify_duckdb_warehouse(repo, label=native.label)
+        seconds = c.run_native_sqlmesh(repo, timeout_s=options.timeout_s, extra_env=extra_env).seconds
+        verify(native.label)
         return seconds
 
     in_run = Series("in-run time (run start → end)", repo.models, "s")
 
     def claim_once() -> float:
-        result = c.run_dagster_job(repo, repo.definitions, label=claim.label, timeout_s=options.timeout_s)
-        c.verify_duckdb_warehouse(repo, label=claim.label)
+        result = c.run_dagster_job(
+            repo, repo.definitions, label=claim.label, timeout_s=options.timeout_s,
+            max_concurrent=shape.tasks, extra_env=extra_env,
+        )
+        verify(claim.label)
         if result.run_seconds is not None:
             in_run.samples.append(result.run_seconds)
         return result.seconds
 
-    _alternate([(native, native_once), (claim, claim_once)], state.restore, options.repeats, say)
+    _alternate([(native, native_once), (claim, claim_once)], reset, options.repeats, say)
     if in_run.samples:
         results.notes.append(
-            f"Claim-aware N={repo.models}: {in_run.describe()}; the rest of its wall time is process "
+            f"Claim-aware, {shape.describe()}: {in_run.describe()}; the rest of its wall time is process "
             "start, imports and loading the definitions."
         )
-    results.rows.append(value_row("native `sqlmesh run` wall time (Context load included)", native))
-    results.rows.append(ratio_row("claim-aware `bench_run` / native `sqlmesh run`", claim, native, TARGET_RUN_RATIO))
+    results.rows.append(ratio_row(f"{measure} — {shape.describe()}", claim, native, target))
+
+
+def _latency_section(repo: GeneratedRepository, postgres_url: str, options: BenchOptions, results: BenchResults, say) -> None:
+    state = c.PostgresState(repo, postgres_url)
+    say(f"[latency {repo.shape.describe()}] planning prod on PostgreSQL once")
+    state.prepare()
+    _warm_translation_cache(repo.config_path, repo.root, options, env={**os.environ, **state.env})
+    try:
+        _compare_sqlmesh(
+            repo, state.restore, options, results, say,
+            verify=lambda label: c.verify_postgres_warehouse(repo, state.url, label=label),
+            measure=LATENCY_RATIO, target=TARGET_LATENCY_RATIO, extra_env=state.env,
+        )
+    finally:
+        state.drop()
+
+
+def _dbt_section(workdir: Path, models: int, options: BenchOptions, results: BenchResults, say) -> None:
+    from benchmarks.generate_dbt import DBT_JOB_NAME, generate_dbt_repository
+
+    width = 4 if models < 20 else 20
+    repo = generate_dbt_repository(workdir / f"dbt_{models}", models=models, width=width, threads=options.dbt_threads)
+    say(f"[dbt {repo.describe()}] one untimed build of each contender (dbt's partial parse, the manifest)")
+
+    def reset() -> None:
+        for path in (repo.warehouse, repo.warehouse.with_name(repo.warehouse.name + ".wal")):
+            path.unlink(missing_ok=True)
+
+    def native_once() -> float:
+        seconds = c.run_native_dbt(repo.project_dir, threads=repo.threads, timeout_s=options.timeout_s).seconds
+        c.verify_dbt_warehouse(repo, label=native.label)
+        return seconds
+
+    def ours_once() -> float:
+        result = c.run_dagster_job(
+            None, repo.definitions, label=ours.label, timeout_s=options.timeout_s, job=DBT_JOB_NAME,
+            cwd=repo.root, expected_materializations=models, max_concurrent=repo.threads,
+        )
+        c.verify_dbt_warehouse(repo, label=ours.label)
+        if result.run_seconds is not None:
+            in_run.samples.append(result.run_seconds)
+        return result.seconds
+
+    native = Series("native `dbt build`", models, "s")
+    ours = Series("`bench_dbt_run`", models, "s")
+    in_run = Series("in-run time (run start → end)", models, "s")
+    for once in (native_once, ours_once):
+        reset()
+        once()
+    in_run.samples.clear()
+    _alternate([(native, native_once), (ours, ours_once)], reset, options.repeats, say)
+    target = TARGET_DBT_SMALL_RATIO if models <= DBT_SMALL_MODELS else TARGET_DBT_LARGE_RATIO
+    results.rows.append(ratio_row(f"{DBT_RATIO} — {repo.describe()}", ours, native, target))
+    results.notes.append(
+        f"dbt N={models}: `{DBT_JOB_NAME}` {in_run.describe()}; the rest of its wall time is process start, "
+        "imports and loading the definitions."
+    )
+
+
+def _peer_section(repos: "_Repositories", options: BenchOptions, results: BenchResults, say) -> None:
+    from benchmarks.peer import PEER_JOB_NAME, peer_python, write_peer_definitions
+
+    python = peer_python(options.peer_python)
+    if python is not None:
+        c.ensure_bytecode(python)
+    if python is None:
+        results.notes.append(
+            "Peer (`dagster-sqlmesh`): not measured; give its virtualenv's python with --peer-python "
+            "or DAGCTL_BENCH_PEER_PYTHON (see benchmarks/peer.py)."
+        )
+        return
+    repo = repos.shaped(Shape(models=options.peer_models, width=options.width, concurrent_tasks=options.concurrent_tasks))
+    state = c.DuckDBState(repo)
+    say(f"[peer dagster-sqlmesh {repo.shape.describe()}] planning prod once")
+    state.prepare()
+    _warm_translation_cache(repo.config_path, repo.root, options)
+    definitions = write_peer_definitions(repo)
+    dagster = str(python.parent / "dagster")
+    native = Series("native `sqlmesh run`", repo.models, "s")
+    ours = Series("claim-aware `bench_run`", repo.models, "s")
+    peer = Series("`dagster-sqlmesh` job", repo.models, "s")
+
+    def verified(series: Series, run: Callable[[], float]) -> Callable[[], float]:
+        def once() -> float:
+            seconds = run()
+            c.verify_duckdb_warehouse(repo, label=series.label)
+            return seconds
+
+        return once
+
+    _alternate(
+        [
+            (native, verified(native, lambda: c.run_native_sqlmesh(repo, timeout_s=options.timeout_s).seconds)),
+            (ours, verified(ours, lambda: c.run_dagster_job(repo, repo.definitions, label=ours.label, timeout_s=options.timeout_s, max_concurrent=repo.shape.tasks).seconds)),
+            (peer, verified(peer, lambda: c.run_dagster_job(repo, definitions, label=peer.label, timeout_s=options.timeout_s, job=PEER_JOB_NAME, dagster=dagster, verify=False).seconds)),
+        ],
+        state.restore,
+        options.repeats,
+        say,
+    )
+    results.rows.append(ratio_row(f"`dagster-sqlmesh` / native `sqlmesh run` — {repo.shape.describe()}", peer, native, None))
+    results.rows.append(ratio_row(f"`dagster-sqlmesh` / claim-aware `bench_run` — {repo.shape.describe()}", peer, ours, None))
+    results.notes.append(
+        f"Peer: `dagster-sqlmesh` {_distribution_version(python, 'dagster-sqlmesh')} with dagster "
+        f"{_distribution_version(python, 'dagster')}, from {python.parent.parent} (not this project's lock); one "
+        "multi-asset op that plans and runs the prod environment. Its tables were checked after every "
+        "repetition: every model holds the same rows as after native `sqlmesh run`."
+    )
+
+
+def _distribution_version(python: Path, name: str) -> str:
+    import subprocess
+
+    out = subprocess.run(
+        [str(python), "-c", f"from importlib.metadata import version; print(version({name!r}))"],
+        capture_output=True, text=True, timeout=60,
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def _startup_section(repo: GeneratedRepository, options: BenchOptions, results: BenchResults, say) -> None:
+    """The run worker's fixed cost, before its first step: imports, then the code location load."""
+    say(f"[startup N={repo.models}] run worker imports and definitions load, fresh processes")
+    _warm_translation_cache(repo.config_path, repo.root, options)
+    command = [sys.executable, str(c.PROBES), "worker-start", str(repo.definitions), "bench_run"]
+    baseline_command = [sys.executable, "-c", "pass"]
+    whole = Series("imports + load (fresh process, wall)", repo.models, "s")
+    imports = Series("imports (dagster, dagctl_dagster)", repo.models, "s")
+    load = Series("definitions load + execution plan", repo.models, "s")
+    interpreter = Series("bare interpreter start", None, "s")
+
+    def probe() -> float:
+        result = c.run_timed(command, label=whole.label, cwd=repo.root, timeout_s=options.timeout_s)
+        values = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line and line.split("=", 1)[0] in ("imports", "load", "steps"))
+        if int(values.get("steps", -1)) != repo.models:
+            raise c.ContenderFailed(f"{whole.label}: expected {repo.models} steps, the probe printed {values!r}")
+        imports.samples.append(float(values["imports"]))
+        load.samples.append(float(values["load"]))
+        return result.seconds
+
+    _alternate([(interpreter, lambda: c.run_timed(baseline_command, label="python").seconds), (whole, probe)], lambda: None, options.repeats, say)
+    results.rows.append(value_row("run worker start: imports + definitions load (fresh process, wall)", whole))
+    results.rows.append(value_row("run worker start: imports of dagster and dagctl_dagster", imports))
+    results.rows.append(value_row("run worker start: definitions load and execution plan", load))
+    results.rows.append(value_row("bare `python -c pass` (for scale)", interpreter))
+
+
+def worst_ratio_rows(rows: list[Row]) -> list[Row]:
+    """The worst (largest) ratio of each family, first in the table: the sweep's verdict."""
+    families = [
+        ("worst over the DuckDB sweep: " + RUN_RATIO, RUN_RATIO + " — ", TARGET_RUN_RATIO),
+        ("worst: " + LATENCY_RATIO, LATENCY_RATIO + " — ", TARGET_LATENCY_RATIO),
+        ("worst: " + DBT_RATIO + ", N ≤ 8", DBT_RATIO + " — ", TARGET_DBT_SMALL_RATIO),
+        ("worst: " + DBT_RATIO + ", N > 8", DBT_RATIO + " — ", TARGET_DBT_LARGE_RATIO),
+    ]
+    summary: list[Row] = []
+    for title, prefix, target in families:
+        members = [row for row in rows if row.measure.startswith(prefix) and row.target == target]
+        if not members:
+            continue
+        worst = max(members, key=lambda row: row.value)
+        shape = worst.measure[len(prefix):]
+        summary.append(Row(title, worst.models, worst.value, worst.unit, f"{shape} (of {len(members)} shapes)", target))
+    return summary
 
 
 def _multiprocess_section(
@@ -183,7 +443,8 @@ def _multiprocess_section(
     def job_once(series: Series, definitions: Path) -> Callable[[], float]:
         def once() -> float:
             seconds = c.run_dagster_job(
-                repo, definitions, label=series.label, extra_env=state.env, timeout_s=options.timeout_s
+                repo, definitions, label=series.label, extra_env=state.env, timeout_s=options.timeout_s,
+                max_concurrent=CONCURRENT_TASKS,
             ).seconds
             c.verify_postgres_warehouse(repo, state.url, label=series.label)
             return seconds
@@ -276,7 +537,7 @@ def _rss_section(repo: GeneratedRepository, options: BenchOptions, results: Benc
     wall = Series("claim-aware `bench_run` wall time", repo.models, "s")
     state.restore()
     say(f"[rss N={repo.models}] bench_run")
-    result = c.run_dagster_job(repo, repo.definitions, label=wall.label, timeout_s=options.timeout_s)
+    result = c.run_dagster_job(repo, repo.definitions, label=wall.label, timeout_s=options.timeout_s, max_concurrent=repo.shape.tasks)
     c.verify_duckdb_warehouse(repo, label=wall.label)
     rss.samples.append(result.peak_rss_bytes / GIB)
     wall.samples.append(result.seconds)
@@ -340,12 +601,15 @@ class _Repositories:
     def __init__(self, workdir: Path, width: int):
         self.workdir = workdir
         self.width = width
-        self._repos: dict[int, GeneratedRepository] = {}
+        self._repos: dict[Shape, GeneratedRepository] = {}
 
-    def get(self, models: int) -> GeneratedRepository:
-        if models not in self._repos:
-            self._repos[models] = generate_repository(self.workdir / f"bench_{models}", models=models, width=self.width)
-        return self._repos[models]
+    def get(self, models: int, **shape) -> GeneratedRepository:
+        return self.shaped(Shape(models=models, width=self.width, **shape))
+
+    def shaped(self, shape: Shape) -> GeneratedRepository:
+        if shape not in self._repos:
+            self._repos[shape] = generate_repository(self.workdir / f"bench_{shape.slug}", shape=shape)
+        return self._repos[shape]
 
 
 @contextlib.contextmanager

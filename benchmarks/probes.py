@@ -3,6 +3,7 @@
     python benchmarks/probes.py plan <project_dir> <gateway>
     python benchmarks/probes.py context-load <project_dir> <gateway>
     python benchmarks/probes.py definitions-load <dagctl_config>
+    python benchmarks/probes.py worker-start <definitions.py> <job>
 
 ``plan`` creates the prod environment without computing any interval (tables exist, nothing
 is backfilled), the state every run contender starts from. The two ``*-load`` probes print
@@ -50,7 +51,38 @@ def definitions_load(config_path: str) -> None:
     print(f"{time.perf_counter() - started:.4f}")
 
 
-PROBES = {"plan": plan, "context-load": context_load, "definitions-load": definitions_load}
+def worker_start(definitions_file: str, job_name: str) -> None:
+    """What a run worker pays before its first step: imports, then the code location load.
+
+    Prints ``imports=<s>``, ``load=<s>`` (load the file's ``defs``, resolve the job's
+    plan as ``dagster job execute`` does) and the sum as the last line.
+    """
+    started = time.perf_counter()
+    import dagster as dg  # noqa: F401
+    import os
+
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.execution.api import create_execution_plan
+
+    import dagctl_dagster  # noqa: F401
+
+    imported = time.perf_counter()
+    repository = ReconstructableRepository.for_file(definitions_file, "defs", os.getcwd())
+    job = repository.get_reconstructable_job(job_name)
+    plan = create_execution_plan(job)
+    loaded = time.perf_counter()
+    print(f"steps={len(plan.step_keys_to_execute)}")
+    print(f"imports={imported - started:.4f}")
+    print(f"load={loaded - imported:.4f}")
+    print(f"{loaded - started:.4f}")
+
+
+PROBES = {
+    "plan": plan,
+    "context-load": context_load,
+    "definitions-load": definitions_load,
+    "worker-start": worker_start,
+}
 
 if __name__ == "__main__":
     name, *arguments = sys.argv[1:]

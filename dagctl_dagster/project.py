@@ -47,7 +47,7 @@ class ProjectDefinitions:
     @property
     def run_selection(self) -> dg.AssetSelection:
         """What `<project>_run` executes: every model, its checks and the extra check steps."""
-        selection = dg.AssetSelection.assets(*self.model_keys)
+        selection: dg.AssetSelection = dg.AssetSelection.assets(*self.model_keys)
         if self.extra_checked_keys:
             selection = selection | dg.AssetSelection.checks_for_assets(*self.extra_checked_keys)
         return selection

@@ -48,6 +48,7 @@ def parse_max_concurrent(value: Any, *, source: str) -> int:
 
 # A claim lease outside this range is a mistake: shorter renews several times a second and
 # expires on any pause; longer keeps a dead worker's models blocked for more than a day.
+DEFAULT_LEASE_SECONDS = 60.0
 MIN_LEASE_SECONDS = 5.0
 MAX_LEASE_SECONDS = 86400.0
 

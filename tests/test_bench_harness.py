@@ -10,7 +10,16 @@ import pytest
 
 from benchmarks import contenders as c
 from benchmarks.cli import add_arguments, options_from_args
-from benchmarks.generate import ROWS, generate_repository, model_table_names, upstream_tables
+from benchmarks.generate import (
+    INCREMENTAL_INTERVALS,
+    ROWS,
+    Shape,
+    expected_row_counts,
+    generate_repository,
+    model_kind,
+    model_table_names,
+    upstream_tables,
+)
 from benchmarks.report import (
     RESULTS_BEGIN,
     RESULTS_END,
@@ -64,7 +73,7 @@ def test_generated_repository_is_a_valid_sqlmesh_project_and_dagctl_config(tmp_p
     joined = models["warehouse.bench.m_001_003"]
     assert {d.replace('"', "") for d in joined.depends_on} == {"warehouse.bench.m_000_003", "warehouse.bench.m_000_000"}
     assert joined.kind.is_full
-    assert connection.concurrent_tasks == 5
+    assert connection.concurrent_tasks == 1  # SQLMesh's DuckDB default, as `sqlmesh init` leaves it
     assert connection.database == str(repo.warehouse)
 
     loaded = load_config(repo.config_path)
@@ -209,11 +218,25 @@ def _parse(*argv: str):
 
 
 def test_command_line_options():
-    options = _parse("--models", "100,500", "--width", "10", "--repeats", "3")
-    assert (options.models, options.width, options.repeats, options.load_models) == ([100, 500], 10, 3, 1000)
+    options = _parse("--models", "100,500", "--widths", "5,20", "--rows", "1000,100000", "--repeats", "3")
+    assert (options.models, options.widths, options.rows, options.repeats) == ([100, 500], [5, 20], [1000, 100000], 3)
+    assert len(options.sweep()) == 8 and options.sweep()[0] == Shape(models=100, width=5, rows=1000)
+    assert (options.dbt_models, options.dbt_threads, options.concurrent_tasks) == ([8, 200], 5, None)
 
-    quick = _parse("--quick", "--skip", "claims")
+    axes = _parse("--sweep", "axes").sweep()
+    assert [(shape.models, shape.width, shape.rows) for shape in axes] == [
+        (100, 20, 1000), (500, 20, 1000), (100, 5, 1000), (100, 50, 1000), (100, 20, 100000), (500, 50, 100000)
+    ]
+
+    quick = _parse("--quick", "--skip", "claims", "--concurrent-tasks", "4")
     assert (quick.models, quick.repeats, quick.rss_models, quick.skip) == ([20], 1, 20, {"claims"})
+    assert quick.sweep() == [Shape(models=20, width=5, rows=1000, concurrent_tasks=4)]
+    assert quick.dbt_models == [8]
+
+    with pytest.raises(SystemExit, match=r"--widths: expected comma-separated integers"):
+        _parse("--widths", "wide")
+    with pytest.raises(SystemExit, match=r"--models \(100\) must be at least --width \(200\)"):
+        _parse("--models", "100", "--widths", "200")
 
     with pytest.raises(SystemExit, match="--skip: unknown section"):
         _parse("--skip", "nothing")
@@ -242,3 +265,102 @@ def test_contenders_alternate_who_goes_first_and_reset_before_each():
 
     assert calls == ["reset", "a", "reset", "b", "reset", "b", "reset", "a", "reset", "a", "reset", "b"]
     assert (a.samples, b.samples) == ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0])
+
+
+# -- shapes (issue 16) -------------------------------------------------------------------
+
+
+def test_kind_mix_and_expected_rows():
+    shape = Shape(models=9, width=3, rows=100, kinds="mix")
+    kinds = {table: model_kind(shape, table) for table in model_table_names(9, 3)}
+
+    assert [kinds[t] for t in ("m_000_000", "m_000_001", "m_000_002")] == ["FULL"] * 3
+    assert [kinds[t] for t in ("m_001_000", "m_001_001", "m_001_002")] == ["FULL", "VIEW", "INCREMENTAL_BY_TIME_RANGE"]
+    rows = expected_row_counts(shape)
+    assert rows["m_001_002"] == 100 * INCREMENTAL_INTERVALS and rows["m_001_001"] == 100
+    assert set(expected_row_counts(Shape(models=9, width=3)).values()) == {ROWS}
+    with pytest.raises(ValueError, match="kinds must be one of full, mix"):
+        Shape(models=9, width=3, kinds="odd")
+
+
+def test_latency_models_sleep_between_100_and_300_ms_on_postgres(tmp_path):
+    import re
+
+    repo = generate_repository(tmp_path / "lat", shape=Shape(models=30, width=10, warehouse="latency"))
+    sleeps = [
+        float(re.search(r"pg_sleep\(([0-9.]+)\)", path.read_text()).group(1))
+        for path in sorted((repo.project_dir / "models").glob("*.sql"))
+    ]
+    config = (repo.project_dir / "config.yaml").read_text()
+
+    assert len(sleeps) == 30 and min(sleeps) >= 0.1 and max(sleeps) <= 0.3 and len(set(sleeps)) > 3
+    assert "default_gateway: postgres" in config and "dialect: postgres" in config
+    assert "concurrent_tasks:" not in config  # SQLMesh's own default (4 for PostgreSQL), for both contenders
+    assert repo.shape.tasks == 4
+    assert "gateway: postgres" in repo.config_path.read_text()
+
+
+@pytest.mark.timeout(300)
+def test_kind_mix_native_run_computes_every_interval_and_the_check_sees_it(tmp_path):
+    shape = Shape(models=9, width=3, rows=50, kinds="mix")
+    repo = generate_repository(tmp_path / "mix", shape=shape)
+    state = c.DuckDBState(repo)
+    state.prepare()
+
+    result = c.run_native_sqlmesh(repo, timeout_s=240)
+    c.verify_duckdb_warehouse(repo, label="native")
+    counts = c.duckdb_row_counts(repo.warehouse, ["m_002_002", "m_002_001"], label="x")
+
+    assert counts == {"m_002_002": 50 * INCREMENTAL_INTERVALS, "m_002_001": 50}
+    assert "Run finished for environment 'prod'" in result.output
+    state.restore()
+    with pytest.raises(c.ContenderFailed, match="row count other than the expected count"):
+        c.verify_duckdb_warehouse(repo, label="native")
+
+
+@pytest.mark.timeout(300)
+def test_generated_dbt_project_builds_with_its_tests(tmp_path):
+    from benchmarks.generate_dbt import generate_dbt_repository
+
+    repo = generate_dbt_repository(tmp_path / "dbt", models=4, width=2, threads=2, rows=30)
+
+    with pytest.raises(c.ContenderFailed, match=r"dbt: wrong result: the warehouse .*warehouse.duckdb does not exist"):
+        c.verify_dbt_warehouse(repo, label="dbt")
+    result = c.run_native_dbt(repo.project_dir, threads=2, timeout_s=240)
+    c.verify_dbt_warehouse(repo, label="dbt")
+
+    assert "PASS=12" in result.output  # 4 models, 8 tests
+    assert "threads: 2" in (repo.project_dir / "profiles.yml").read_text()
+    assert "framework: dbt" in repo.config_path.read_text()
+
+
+def test_worst_ratio_comes_first_per_family():
+    from benchmarks.harness import RUN_RATIO, TARGET_RUN_RATIO, worst_ratio_rows
+
+    def row(shape: str, value: float) -> Row:
+        return Row(f"{RUN_RATIO} — {shape}", 100, value, "×", "", TARGET_RUN_RATIO)
+
+    (worst,) = worst_ratio_rows([row("A", 1.1), row("B", 1.6), row("C", 0.9), Row("other", 1, 9.0, "×", "")])
+
+    assert worst.value == 1.6 and worst.result == "miss"
+    assert worst.measure.startswith("worst over the DuckDB sweep") and worst.detail == "B (of 3 shapes)"
+
+
+def test_peer_needs_a_virtualenv_with_dagster(tmp_path, monkeypatch):
+    from benchmarks.peer import PEER_PYTHON_ENV, peer_python, write_peer_definitions
+
+    monkeypatch.delenv(PEER_PYTHON_ENV, raising=False)
+    assert peer_python(None) is None
+    (tmp_path / "bin").mkdir()
+    python = tmp_path / "bin" / "python"
+    python.write_text("")
+    with pytest.raises(SystemExit, match="expected the python of a virtualenv with dagster-sqlmesh"):
+        peer_python(python)
+    (tmp_path / "bin" / "dagster").write_text("")
+    monkeypatch.setenv(PEER_PYTHON_ENV, str(python))
+    assert peer_python(None) == python
+
+    repo = generate_repository(tmp_path / "repo", models=4, width=2)
+    source = write_peer_definitions(repo).read_text()
+    compile(source, "definitions_peer.py", "exec")
+    assert "sqlmesh_assets" in source and str(repo.project_dir) in source and 'environment="prod"' in source

@@ -25,7 +25,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunSta
 
 from conftest import venv_command
 from dagctl_dagster.execution.claims import ClaimStore, ClaimStoreError
-from dagctl_dagster.execution.framework import SKIP_REASON_METADATA_KEY
+from dagctl_dagster.names import NOT_RUN_REASON_KEY, NotRunReason
 from projects import overlap_project
 from tcp_proxy import TcpProxy
 from test_overlapping_runs import (  # noqa: F401  (overlap_repo is a fixture)
@@ -150,8 +150,8 @@ def steps_failed_for_lost_claims(run_id: str) -> set[str]:
     found = set()
     for record in records:
         user_data = record.dagster_event.step_failure_data.user_failure_data
-        reason = (user_data.metadata or {}).get(SKIP_REASON_METADATA_KEY) if user_data else None
-        if getattr(reason, "value", reason) == "claim_lost":
+        reason = (user_data.metadata or {}).get(NOT_RUN_REASON_KEY) if user_data else None
+        if getattr(reason, "value", reason) == NotRunReason.CLAIM_LOST.value:
             found.add(record.step_key)
     return found
 

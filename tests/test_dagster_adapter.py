@@ -102,6 +102,66 @@ def test_sqlite_event_storage_reuses_one_connection_per_database_file(dagster_ho
     assert _kept_engines(storage) == {}, "dispose() closes the kept engines"
 
 
+def _materialize_with_tags(instance: DagsterInstance, run, key: dg.AssetKey, index: int) -> None:
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+
+    materialization = dg.AssetMaterialization(asset_key=key, tags={"dagster/data_version": f"v{index}"})
+    instance.report_dagster_event(
+        DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name=run.job_name,
+            event_specific_data=StepMaterializationData(materialization),
+        ),
+        run_id=run.run_id,
+    )
+
+
+def test_sqlite_tagged_materializations_reuse_kept_connections(dagster_home, monkeypatch):
+    """Per event: no new engine for Dagster's table check, no pool ROLLBACK; the tags are stored."""
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+
+    adapter.keep_sqlite_event_connections_open(force=True)
+    new_engines: list[str] = []
+    original_create_engine = sqlite_event_log.create_engine
+
+    def counting_create_engine(*args, **kwargs):
+        new_engines.append(str(args[0]))
+        return original_create_engine(*args, **kwargs)
+
+    with DagsterInstance.get() as instance:
+        run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+        key = dg.AssetKey(["p", "tagged"])
+        _materialize_with_tags(instance, run, key, 0)
+        rollbacks: list[object] = []
+        for engine in _kept_engines(instance.event_log_storage).values():
+            original_rollback = engine.dialect.do_rollback
+            monkeypatch.setattr(
+                engine.dialect, "do_rollback", lambda conn, _o=original_rollback: (rollbacks.append(conn), _o(conn))
+            )
+        monkeypatch.setattr(sqlite_event_log, "create_engine", counting_create_engine)
+        for index in range(1, 6):
+            _materialize_with_tags(instance, run, key, index)
+        tags = instance.get_latest_data_version_record(key)
+        stored = instance.event_log_storage.get_event_tags_for_asset(key)
+    assert new_engines == [], "the asset_event_tags table check was answered without a new engine"
+    assert rollbacks == [], "kept connections are not rolled back on every checkin (each use commits)"
+    assert tags is not None
+    assert sorted(t["dagster/data_version"] for t in stored) == [f"v{i}" for i in range(6)]
+
+
+def test_sqlite_table_check_asks_again_after_wipe(dagster_home):
+    adapter.keep_sqlite_event_connections_open(force=True)
+    with DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        assert storage.has_table("asset_event_tags")
+        assert "asset_event_tags" in vars(storage)["_dagctl_known_tables"]
+        assert not storage.has_table("no_such_table")  # absent tables are asked again, never cached
+        assert "no_such_table" not in vars(storage)["_dagctl_known_tables"]
+        instance.wipe()
+        assert storage.has_table("asset_event_tags")  # wipe() re-creates the schema
+        assert not storage.has_table("no_such_table")
+
+
 def test_sqlite_kept_engines_are_bounded_and_evicted_shards_still_read_and_write(dagster_home):
     adapter.keep_sqlite_event_connections_open(force=True)
     with DagsterInstance.get() as instance:

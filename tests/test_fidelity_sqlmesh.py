@@ -79,9 +79,13 @@ def test_dagster_run_matches_native_sqlmesh(name: str, tmp_path: Path):
 
 
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("name", fixture_names())
+@pytest.mark.parametrize("name", ["marts"])
 def test_native_runs_are_reproducible(name: str, tmp_path: Path):
-    """The harness's own control: two native runs of a fixture compare equal."""
+    """The harness's own control: two native runs of a fixture compare equal.
+
+    On the fixture with the most moving parts (lookback, signals with arguments, a weekly
+    cron, two catalogs); the other fixtures' determinism is shown by their comparison with
+    Dagster's run passing."""
     fixture = load_fixture(PROJECTS_DIR / name)
     for attempt in (1, 2):
         day = utc_today()

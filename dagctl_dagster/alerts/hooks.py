@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from typing import Any
+
 import dagster as dg
 from dagster_slack import slack_on_failure
 
 from dagctl_dagster.alerts.messages import StepFailure, step_failure_text
-from dagctl_dagster.names import FAILED_MODELS_KEY, SQLMESH_MODEL_TAG
+from dagctl_dagster.names import FAILED_MODELS_KEY, NOT_RUN_REASON_KEY, SQLMESH_MODEL_TAG
 
 logger = logging.getLogger("dagctl_dagster.alerts")
 
@@ -47,7 +49,15 @@ def model_failure_hook(
 
     # Without a channel the client logs the message instead of sending it.
     hook = slack_on_failure(channel=channel or "", message_fn=message)
-    return hook._replace(name=f"dagctl_slack_on_failure_{project}")
+
+    @dg.failure_hook(name=f"dagctl_slack_on_failure_{project}", required_resource_keys=hook.required_resource_keys)
+    def _on_model_failure(context: dg.HookContext) -> None:
+        # A step that did not evaluate its model (not in the environment, the project's first
+        # plan failed elsewhere, a lost claim) is no model failure: the run's own alert says why.
+        if not_run_reason(context.op_exception) is None:
+            hook.decorated_fn(context)
+
+    return _on_model_failure
 
 
 def model_of_step(context: dg.HookContext, models_by_op: Mapping[str, str]) -> str:
@@ -57,6 +67,13 @@ def model_of_step(context: dg.HookContext, models_by_op: Mapping[str, str]) -> s
         return ", ".join(failed)
     op_name = context.op.name
     return models_by_op.get(op_name) or context.op.tags.get(SQLMESH_MODEL_TAG) or op_name
+
+
+def not_run_reason(exc: BaseException | None) -> str | None:
+    if not isinstance(exc, dg.Failure):
+        return None
+    value: Any = exc.metadata.get(NOT_RUN_REASON_KEY)
+    return getattr(value, "value", value)
 
 
 def failed_models(exc: BaseException | None) -> list[str]:

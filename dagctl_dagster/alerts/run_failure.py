@@ -49,7 +49,7 @@ def slack_run_failure_sensor(
                 error=context.failure_event.message or "run failed",
             )
         )
-        slack.get_client().chat_postMessage(channel=channel, text=text)
+        slack.get_client().chat_postMessage(channel=channel or "", text=text)
         context.log.info(f"run {run.run_id} failure reported to {channel or '(log only)'}")
         return None
 

@@ -20,6 +20,8 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
+from typing import Any
+
 import dagster as dg
 
 from dagctl_dagster.names import (
@@ -108,12 +110,13 @@ def summarize_run(instance: dg.DagsterInstance, record: dg.RunRecord) -> RunSumm
 
 def _record(step: _StepRecord, event: dg.DagsterEvent) -> None:
     if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-        step.materialized.add(event.asset_key.to_user_string())
+        if event.asset_key is not None:
+            step.materialized.add(event.asset_key.to_user_string())
         return
     step.outcome = _OUTCOMES[event.event_type]
     if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-        metadata = event.step_failure_data.user_failure_data
-        metadata = metadata.metadata if metadata is not None else {}
+        user_data = event.step_failure_data.user_failure_data
+        metadata: Mapping[str, Any] = user_data.metadata if user_data is not None else {}
         if FAILED_MODELS_KEY in metadata:
             step.failed_models = _names(metadata[FAILED_MODELS_KEY])
             step.skipped_models = _names(metadata.get(SKIPPED_MODELS_KEY))
@@ -153,7 +156,7 @@ def _count_models(counts: dict[str, int], step: _StepRecord, model_count: int) -
         counts["blocked"] += len(step.skipped_models)
 
 
-def _names(value: object) -> list[str]:
+def _names(value: Any) -> list[str]:
     raw = getattr(value, "value", value)
     if isinstance(raw, str):
         raw = json.loads(raw) if raw.startswith("[") else [n for n in raw.split(", ") if n]

@@ -88,7 +88,7 @@ def _deploy_outcome(invocation: Any, project: ProjectConfig, select: str, change
     results = RunResults.read(run_results_path)
     statuses = Counter(node.status for node in results.nodes.values())
     built = sorted(n.name for n in results.nodes.values() if n.resource_type != "test" and not n.failed and not n.skipped)
-    metadata = {
+    metadata: dict[str, Any] = {
         "select": select or "(full build)",
         "changed_files": dg.MetadataValue.json(changed_files),
         "built": dg.MetadataValue.json(built),

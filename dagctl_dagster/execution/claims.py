@@ -39,13 +39,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from dagctl_dagster.secrets import mask_url, redact, unescaped_password_problem, url_secrets
-from dagctl_dagster.settings import MAX_LEASE_SECONDS
+from dagctl_dagster.settings import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS
 
 logger = logging.getLogger(__name__)
 
 CLAIMS_URL_ENV = "DAGCTL_CLAIMS_URL"
 SQLITE_FILE_NAME = "dagctl_claims.sqlite"
-DEFAULT_LEASE_SECONDS = 60.0
 
 # Arbitrary constant key: serialises concurrent CREATE TABLE in PostgreSQL.
 _SCHEMA_LOCK_KEY = 0x64616763
@@ -340,7 +339,7 @@ class ClaimStore:
         return sorted(won), {c.model: c for c in held}
 
     @functools.cached_property
-    def _upsert(self) -> sa.TextClause:
+    def _upsert(self) -> sa.TextualSelect:
         """The batch upsert, as SQL text: SQLAlchemy does not cache compiled dialect ``insert``
         constructs (ON CONFLICT), and compiling one per claim cost more than the database.
         The batch is one array (PostgreSQL) or JSON list (SQLite) parameter, so the statement
@@ -484,7 +483,7 @@ class ClaimStore:
                 f"claim store URL {self.masked_url}: an in-memory SQLite database cannot be shared "
                 "between runs; use a file, e.g. sqlite:////path/to/dagctl_claims.sqlite"
             )
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             parsed, pool_size=2, max_overflow=8, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_SECONDS}
         )
@@ -542,7 +541,7 @@ class _Watchdog:
     the blocked driver call then fails at once instead of waiting for an answer forever."""
 
     def __init__(self, conn: sa.Connection, seconds: float):
-        self._fileno = conn.connection.dbapi_connection.fileno()
+        self._fileno = conn.connection.dbapi_connection.fileno()  # type: ignore[union-attr]
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         self._lock = threading.Lock()
@@ -632,6 +631,7 @@ class ClaimOwnership:
 
     def _renew(self, models: set[str], *, confirms_all: bool = False) -> RenewalReport | None:
         started = time.monotonic()
+        report: RenewalReport | None
         try:
             kept = self.store.renew_held(self.run_id, sorted(models)) if models else set()
         except Exception as exc:

@@ -192,6 +192,7 @@ def storage_connections_held_open(instance: dg.DagsterInstance, *, max_connectio
 SQLITE_EVENT_LOG_MODULE = "dagster._core.storage.event_log.sqlite.sqlite_event_log"
 KEPT_OPEN_SQLITE_SHARDS = 4  # the index shard and the last few runs' shards
 _KEPT_ENGINES_ATTR = "_dagctl_kept_open_engines"
+_KNOWN_TABLES_ATTR = "_dagctl_known_tables"
 _kept_open_install_lock = threading.Lock()
 
 
@@ -219,11 +220,24 @@ def keep_sqlite_event_connections_open(*, force: bool = False) -> bool:
             return True
         original_wipe = SqliteEventLogStorage.wipe
         original_dispose = SqliteEventLogStorage.dispose
+        original_has_table = SqliteEventLogStorage.has_table
 
         def wipe(self) -> None:
             with self._db_lock:
                 _dispose_kept_engines(self)
+                self.__dict__.pop(_KNOWN_TABLES_ATTR, None)
             original_wipe(self)
+
+        def has_table(self, table_name: str) -> bool:
+            # Dagster asks before writing each materialization's tags, on a new engine and
+            # connection every time; a table that exists stays until wipe().
+            known = self.__dict__.setdefault(_KNOWN_TABLES_ATTR, set())
+            if table_name in known:
+                return True
+            present = original_has_table(self, table_name)
+            if present:
+                known.add(table_name)
+            return present
 
         def dispose(self) -> None:
             try:
@@ -234,6 +248,7 @@ def keep_sqlite_event_connections_open(*, force: bool = False) -> bool:
 
         SqliteEventLogStorage._connect = _kept_open_sqlite_connect  # type: ignore[method-assign]
         SqliteEventLogStorage.wipe = wipe  # type: ignore[method-assign]
+        SqliteEventLogStorage.has_table = has_table  # type: ignore[method-assign]
         SqliteEventLogStorage.dispose = dispose  # type: ignore[method-assign]
         SqliteEventLogStorage._dagctl_kept_open = True  # type: ignore[attr-defined]
     return True
@@ -274,7 +289,16 @@ def _new_kept_engine(storage: Any, shard: str) -> Any:
         storage._initdb(init_engine)
         init_engine.dispose()
         storage._initialized_dbs.add(shard)
-    return sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=1, max_overflow=0, connect_args=connect_args)
+    # No reset on return: every use is inside ``connection.begin()``, which already ended its
+    # transaction, so the pool's own ROLLBACK per checkin would be one more SQLite call per use.
+    return sa.create_engine(
+        url,
+        poolclass=sa.pool.QueuePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_reset_on_return=None,
+        connect_args=connect_args,
+    )
 
 
 def _dispose_kept_engines(storage: Any) -> None:

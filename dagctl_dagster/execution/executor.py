@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 MAX_CONCURRENT_ENV = shared_settings.MAX_CONCURRENT_ENV
 DEFAULT_MAX_CONCURRENT = shared_settings.DEFAULT_MAX_CONCURRENT
-DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_LEASE_SECONDS = shared_settings.DEFAULT_LEASE_SECONDS
 ENVIRONMENT_POLL_SECONDS = 0.5
 # How long a stopping run waits for its running steps before it reports and releases claims.
 STOP_WAIT_SECONDS = 15.0
@@ -116,8 +116,8 @@ def claim_aware_executor(init_context: dg.InitExecutorContext) -> adapter.Execut
     """Runs model steps concurrently in one process, claiming models across overlapping runs."""
     config = dict(init_context.executor_config)
     settings = ExecutorSettings.resolve(config)
-    retries = adapter.RetryMode.from_config(config.get("retries") or {"enabled": {}})
-    return ClaimAwareExecutor(settings, retries)
+    retries = adapter.RetryMode.from_config(config.get("retries") or {"enabled": {}})  # type: ignore[arg-type]
+    return ClaimAwareExecutor(settings, retries or adapter.RetryMode.ENABLED)
 
 
 class ClaimAwareExecutor(adapter.Executor):
@@ -243,7 +243,7 @@ class _RunExecution:
                     yield from self._release_all()
         yield self._summary(time.perf_counter() - started)
 
-    def _claim_models(self) -> Iterator[adapter.DagsterEvent]:
+    def _claim_models(self) -> Generator[adapter.DagsterEvent, None, dict[str, dict[str, str]]]:
         models = sorted({m for ms in self.models_by_step.values() for m in ms})
         instance = self.job_context.instance
 
@@ -363,7 +363,7 @@ class _RunExecution:
                 f"resolve against {os.getcwd()}, not each project's own directory.",
             )
 
-    def _prepare_one(self, active, framework: RunFramework) -> Iterator[adapter.DagsterEvent]:
+    def _prepare_one(self, active, framework: RunFramework) -> Generator[adapter.DagsterEvent, None, Preparation]:
         outcome: list[Preparation] = []
         interrupted = threading.Event()
         worker = threading.Thread(
@@ -403,7 +403,7 @@ class _RunExecution:
             if not launched and not self.in_flight and not self.ready and not active.is_complete:
                 active.sleep_til_ready()
 
-    def _launch_ready(self, active) -> Iterator[adapter.DagsterEvent]:
+    def _launch_ready(self, active) -> Generator[adapter.DagsterEvent, None, int]:
         launched = 0
         waiting: list[Any] = []
         for step in self.ready:
@@ -419,7 +419,9 @@ class _RunExecution:
         self.ready = waiting
         return launched
 
-    def _start_or_settle(self, active, step, slot: _FrameworkSlot | None) -> Iterator[adapter.DagsterEvent]:
+    def _start_or_settle(
+        self, active, step, slot: _FrameworkSlot | None
+    ) -> Generator[adapter.DagsterEvent, None, int]:
         """Starts the step, or records why it does not run (skipped or failed with a reason)."""
         step_context = self.job_context.for_step(step, active.get_known_state())
         yield from self._narrow_to_runnable_models(step.key)
@@ -450,9 +452,6 @@ class _RunExecution:
                 "while the run could not renew it); another run may be evaluating it.",
                 NotRunReason.CLAIM_LOST,
             )
-        elif slot is not None and slot.preparation.error:
-            self.counts.not_run.setdefault(NotRunReason.FRAMEWORK_NOT_READY, set()).add(step.key)
-            yield from self._fail_unstarted(active, step_context, step.key, slot.preparation.error, NotRunReason.FRAMEWORK_NOT_READY)
         elif stop is not None and stop.expected:
             self.counts.environment_changed.add(step.key)
             yield from adapter.step_skipped(
@@ -685,7 +684,7 @@ class _RunExecution:
 
     def _summary(self, duration_s: float) -> adapter.DagsterEvent:
         counts = self.counts
-        summary = ExecutorSummary(**{
+        summary = ExecutorSummary(**{  # type: ignore[arg-type]
             "duration_s": round(duration_s, 3),
             "executed": len(counts.executed),
             "failed": len(counts.failed),

@@ -169,7 +169,7 @@ def _cached_translation(
     # key does not cover: groups always translate from a Context.
     cache = None if location.is_group else TranslationCache.for_project(location.paths[0], project, translator)
     translation = cache.load() if cache else None
-    if translation is not None:
+    if cache is not None and translation is not None:
         logger.debug("project %s: assets from the translation cache %s", project.name, cache.path)
         return translation
     context = load_context(location)
@@ -409,6 +409,11 @@ def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig)
                 f"Apply a plan (job {project.name}_plan) to add it."
             ),
             metadata={NOT_RUN_REASON_KEY: NotRunReason.NOT_IN_ENVIRONMENT.value, "model": name},
+        )
+    if outcome.status is ModelStatus.NOT_PREPARED:
+        raise dg.Failure(
+            description=f"SQLMesh {name} was not evaluated: {outcome.error}",
+            metadata={NOT_RUN_REASON_KEY: NotRunReason.FRAMEWORK_NOT_READY.value, "model": name},
         )
     if outcome.status is ModelStatus.CLAIM_LOST:
         raise dg.Failure(

@@ -23,6 +23,7 @@ class DagctlConsole(NoopConsole):
     """Forwards SQLMesh's warnings and errors to Python logging; drops progress output."""
 
     recorder: EvaluationRecorder | None = None
+    failure_recorder: Callable[[str, str], None] | None = None
 
     def log_warning(self, short_message: str, long_message: str | None = None) -> None:
         logger.warning(long_message or short_message)
@@ -49,15 +50,29 @@ class DagctlConsole(NoopConsole):
             self.recorder(snapshot.name, batch, interval_count(snapshot, batch), num_audits_failed)
 
 
+    def log_failed_models(self, errors: list[Any]) -> None:
+        for error in errors:
+            node = getattr(error, "node", None)
+            name = getattr(node, "snapshot_name", None)
+            cause = error.__cause__ or error
+            if name and self.failure_recorder is not None:
+                self.failure_recorder(name, " ".join(str(cause).split()) or type(cause).__name__)
+
+
 @contextlib.contextmanager
-def recording_evaluations(recorder: EvaluationRecorder) -> Iterator[None]:
-    """Reports each batch SQLMesh evaluates (and completes) meanwhile to ``recorder``."""
+def recording_evaluations(
+    recorder: EvaluationRecorder, failure_recorder: Callable[[str, str], None] | None = None
+) -> Iterator[None]:
+    """Reports each batch SQLMesh evaluates (and completes) meanwhile to ``recorder``, and
+    each model that failed (snapshot name, its error's first line) to ``failure_recorder``."""
     console = get_console()
     if not isinstance(console, DagctlConsole):
         yield
         return
     console.recorder = recorder
+    console.failure_recorder = failure_recorder
     try:
         yield
     finally:
         console.recorder = None
+        console.failure_recorder = None

@@ -93,10 +93,6 @@ class PlanSummary:
     def total_intervals(self) -> int:
         return sum(self.intervals.values())
 
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.added or self.removed or self.directly_modified or self.indirectly_modified)
-
     def metadata(self) -> dict[str, Any]:
         return {
             PLAN_ENVIRONMENT_KEY: self.environment,

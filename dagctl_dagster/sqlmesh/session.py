@@ -52,6 +52,7 @@ class ModelStatus(enum.Enum):
     NOT_IN_ENVIRONMENT = "not_in_environment"
     STOPPED = "stopped"
     CLAIM_LOST = "claim_lost"
+    NOT_PREPARED = "not_prepared"  # the project's first plan or its preparation failed
     FAILED = "failed"
 
 
@@ -95,7 +96,10 @@ class SQLMeshRunSession(RunFramework):
         self._plan_evaluations: dict[str, list[tuple[int, int]]] = {}
         self._plan_audits_failed: dict[str, int] = {}
         self._plan_interval_counts: dict[str, int] = {}
+        self._plan_failures: dict[str, str] = {}
         self._holds_claims: Callable[[], bool] = lambda: True
+        self._preparation: Preparation | None = None
+        self._prepare_lock = threading.Lock()
 
     @property
     def projects(self) -> frozenset[str]:
@@ -116,6 +120,12 @@ class SQLMeshRunSession(RunFramework):
         from dagctl_dagster.sqlmesh.context import load_context
 
         self._holds_claims = holds_claims
+        self._preparation = self._prepare(should_stop)
+        return self._preparation
+
+    def _prepare(self, should_stop: Callable[[], bool]) -> Preparation:
+        from dagctl_dagster.sqlmesh.context import load_context
+
         started = time.perf_counter()
         try:
             self._context = load_context(self.location, load=False)
@@ -144,6 +154,17 @@ class SQLMeshRunSession(RunFramework):
         )
         return Preparation(concurrency_limit=limit, limit_reason=reason, notes=tuple(notes))
 
+    def _prepared_or_error(self) -> str | None:
+        """Prepares on first use under an executor that does not (in-process, multiprocess).
+
+        The claim-aware executor prepares every session before any step starts; Dagster's own
+        executors just run steps, so the first step prepares the session for the others.
+        """
+        with self._prepare_lock:
+            if self._preparation is None:
+                self._preparation = self.prepare(lambda: False, lambda: True)
+        return self._preparation.error
+
     def _concurrency_limit(self) -> tuple[int, str | None]:
         tasks = internals.concurrent_tasks(self._context)
         self._shared_cursor = internals.shares_one_cursor(self._context)
@@ -163,17 +184,29 @@ class SQLMeshRunSession(RunFramework):
         from dagctl_dagster.sqlmesh.console import recording_evaluations
 
         self._context.load()
-        failed = internals.run_unit_tests(self._context)
-        if failed:
-            names = "; ".join(f"{t.name}: {t.reason}" for t in failed)
+        failed_tests = internals.run_unit_tests(self._context)
+        if failed_tests:
+            names = "; ".join(f"{t.name}: {t.reason}" for t in failed_tests)
             return (
-                f"{self.label}: {len(failed)} SQLMesh unit test(s) failed, so environment "
+                f"{self.label}: {len(failed_tests)} SQLMesh unit test(s) failed, so environment "
                 f"'{self.environment}' was not planned and nothing was deployed: {names}"
             )
-        with recording_evaluations(self._record_plan_evaluation):
-            internals.apply_plan(self._context, self.environment, circuit_breaker=stop)
+        try:
+            with recording_evaluations(self._record_plan_evaluation, self._record_plan_failure):
+                internals.apply_plan(self._context, self.environment, circuit_breaker=stop)
+        except Exception as exc:
+            if not self._plan_failures:
+                raise
+            failed = ", ".join(sorted(self._plan_failures))
+            return (
+                f"{self.label}: the first plan of environment '{self.environment}' failed on {failed}, so "
+                f"nothing was deployed (as `sqlmesh plan` refuses to apply): {_one_line(exc)}"
+            )
         self.initial_plan_applied = True
         return None
+
+    def _record_plan_failure(self, snapshot_name: str, error: str) -> None:
+        self._plan_failures[snapshot_name] = redact(error)
 
     def _record_plan_evaluation(
         self, snapshot_name: str, interval: tuple[int, int], count: int, audits_failed: int
@@ -215,9 +248,12 @@ class SQLMeshRunSession(RunFramework):
 
     def evaluate_model(self, model_fqn: str) -> ModelOutcome:
         """Executes the model's due units in order; audits run after each batch."""
+        error = self._prepared_or_error()
+        if model_fqn in self._plan_failures:
+            return ModelOutcome(model_fqn, ModelStatus.FAILED, error=self._plan_failures[model_fqn])
         run = self._run
-        if run is None:
-            return ModelOutcome(model_fqn, ModelStatus.FAILED, error=f"{self.label} was not prepared")
+        if error or run is None:
+            return ModelOutcome(model_fqn, ModelStatus.NOT_PREPARED, error=error or f"{self.label} was not prepared")
         snapshot = run.snapshot(model_fqn)
         if snapshot is None:
             return ModelOutcome(model_fqn, ModelStatus.NOT_IN_ENVIRONMENT)
