@@ -13,13 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from conftest import venv_command
+from projects.sqlmesh_repo import dagster_env, write_repository
 from slack_stub import SlackStub
 
-from conftest import venv_command
 from dagctl_dagster.alerts.freshness import FRESHNESS_SENSOR_NAME, ModelSchedule, due_end, judge
 from dagctl_dagster.config import FreshnessConfig
 from dagctl_dagster.names import FRESHNESS_CHECK_NAME
-from projects.sqlmesh_repo import dagster_env, write_repository
 
 MODELS = {
     "fresh.sql": "MODEL (name demo.fresh, kind FULL);\nSELECT 1 AS id\n",
@@ -141,9 +141,9 @@ def _dbt_example(tmp_path: Path, daily_revenue_meta: str) -> Path:
 
 
 def test_dbt_models_take_their_own_freshness_from_meta_else_the_project_schedule(tmp_path: Path):
+    from dagctl_dagster.alerts.freshness import dbt_model_crons
     from dagctl_dagster.config import load_config
     from dagctl_dagster.dbt.asset_factory import build_dbt_project
-    from dagctl_dagster.alerts.freshness import dbt_model_crons
 
     repo = _dbt_example(
         tmp_path, '{{ config(meta={"dagctl": {"freshness": {"cron": "0 6 * * *", "grace_minutes": 30}}}) }}'

@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
-
 from conftest import venv_command
-from dagctl_dagster.names import PAUSED_BY_KEY, PAUSED_KEY, ExecutorSummary
+from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
 from projects.sqlmesh_repo import dagster_env, run_job, write_repository
+
+from dagctl_dagster.names import PAUSED_BY_KEY, PAUSED_KEY, ExecutorSummary
 
 MODELS = {
     "source.sql": "MODEL (name demo.source, kind FULL);\nSELECT range AS id FROM range(5)\n",

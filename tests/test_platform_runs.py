@@ -13,12 +13,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
-from dagster import DagsterEventType, DagsterInstance
-
 from conftest import venv_command
+from dagster import DagsterEventType, DagsterInstance
+from projects import platform_repo
+
 from dagctl_dagster.execution.claims import ClaimStore
 from dagctl_dagster.names import ExecutorSummary
-from projects import platform_repo
 
 
 @pytest.fixture

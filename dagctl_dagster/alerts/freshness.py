@@ -63,7 +63,7 @@ class Verdict:
 def due_end(cron: str, timezone: str, now: datetime, grace: timedelta) -> datetime:
     """The latest tick of ``cron`` at or before ``now - grace``: the end the last completed
     interval must have reached by now."""
-    from croniter import croniter
+    from croniter import croniter  # type: ignore[import-untyped]
 
     local = (now - grace).astimezone(ZoneInfo(timezone))
     iterator = croniter(cron, local + timedelta(microseconds=1))

@@ -123,7 +123,7 @@ def build_dbt_project(
 
 def _freshness_of_models(project_name: str, assets_def: dg.AssetsDefinition) -> dict[dg.AssetKey, tuple[str, int | None]]:
     """Each model's ``meta: {dagctl: {freshness: {cron: "...", grace_minutes: N}}}``."""
-    from croniter import croniter
+    from croniter import croniter  # type: ignore[import-untyped]
     from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
     manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([assets_def])
