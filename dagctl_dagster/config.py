@@ -584,7 +584,7 @@ def _describe(error: dict[str, Any]) -> str:
     kind = error["type"]
     given = error.get("input")
     if kind == "extra_forbidden":
-        return "unknown key; remove it or check its spelling against the README's config reference"
+        return "unknown key; remove it or check its spelling against docs/config.md"
     if kind == "missing":
         return "required field is missing"
     if kind == "literal_error":

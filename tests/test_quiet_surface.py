@@ -39,7 +39,7 @@ def test_config_error_is_one_line_without_traceback(example_repo: Path, dagster_
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: {config}: bogus_field: unknown key; remove it or check its spelling against the README's config reference"
+        f"error: {config}: bogus_field: unknown key; remove it or check its spelling against docs/config.md"
     ]
 
 
