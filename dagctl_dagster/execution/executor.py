@@ -285,7 +285,9 @@ class _RunExecution:
         try:
             return PauseStore.of(self.store).paused(models)
         except Exception as exc:  # the run cannot tell what is paused: it must not start anything
-            raise ClaimStoreError(f"could not read paused models: {self.store.describe(exc)}") from None
+            raise ClaimStoreError(
+                f"claim store {self.store.masked_url} failed: could not read paused models: {self.store.describe(exc)}"
+            ) from None
 
     def _left_out_by_step(self, held_by_step: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         """Per multi-model step (a dbt build), the models it must leave out and why; a step
