@@ -14,32 +14,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="100,500", help="SQLMesh sweep: model counts (default 100,500)")
     parser.add_argument("--widths", default="5,20,50", help="SQLMesh sweep: models per DAG layer (default 5,20,50)")
     parser.add_argument("--rows", default="1000,100000", help="SQLMesh sweep: rows per table (default 1000,100000)")
-    parser.add_argument("--sweep", choices=("full", "axes"), default="full", help="full: every models x widths x rows "
-                        "(default); axes: a base shape, each axis varied alone, and the largest corner")
-    parser.add_argument("--concurrent-tasks", type=int, help="SQLMesh gateways' concurrent_tasks for both contenders "
-                        "(default: SQLMesh's own, DuckDB 1 and PostgreSQL 4); also MAX_CONCURRENT_MODELS")
-    parser.add_argument("--kinds-models", type=int, default=100, help="size of the FULL/VIEW/INCREMENTAL mix (default 100)")
-    parser.add_argument("--latency-models", type=int, default=100, help="size of the PostgreSQL latency project (default 100)")
+    parser.add_argument(
+        "--sweep",
+        choices=("full", "axes"),
+        default="full",
+        help="full: every models x widths x rows "
+        "(default); axes: a base shape, each axis varied alone, and the largest corner",
+    )
+    parser.add_argument(
+        "--concurrent-tasks",
+        type=int,
+        help="SQLMesh gateways' concurrent_tasks for both contenders "
+        "(default: SQLMesh's own, DuckDB 1 and PostgreSQL 4); also MAX_CONCURRENT_MODELS",
+    )
+    parser.add_argument(
+        "--kinds-models", type=int, default=100, help="size of the FULL/VIEW/INCREMENTAL mix (default 100)"
+    )
+    parser.add_argument(
+        "--latency-models", type=int, default=100, help="size of the PostgreSQL latency project (default 100)"
+    )
     parser.add_argument("--dbt-models", default="8,200", help="dbt project sizes (default 8,200)")
     parser.add_argument("--dbt-threads", type=int, default=5, help="dbt --threads for both contenders (default 5)")
-    parser.add_argument("--peer-python", type=Path, help="python of a separate virtualenv with dagster-sqlmesh "
-                        "(default: $DAGCTL_BENCH_PEER_PYTHON; without it the peer row is left out)")
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        help="python of a separate virtualenv with dagster-sqlmesh "
+        "(default: $DAGCTL_BENCH_PEER_PYTHON; without it the peer row is left out)",
+    )
     parser.add_argument("--peer-models", type=int, default=100, help="size of the peer comparison (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of each contender (default 3)")
-    parser.add_argument("--multiprocess-models", type=int, default=100, help="project size of the multiprocess row (default 100)")
-    parser.add_argument("--load-models", type=int, default=1000, help="project size of the load-time row (default 1000)")
+    parser.add_argument(
+        "--multiprocess-models", type=int, default=100, help="project size of the multiprocess row (default 100)"
+    )
+    parser.add_argument(
+        "--load-models", type=int, default=1000, help="project size of the load-time row (default 1000)"
+    )
     parser.add_argument("--rss-models", type=int, default=1000, help="project size of the peak-RSS row (default 1000)")
     parser.add_argument("--claim-clients", type=int, default=8, help="concurrent claim-store clients (default 8)")
-    parser.add_argument("--claim-seconds", type=float, default=10.0, help="duration of the claim-store load (default 10)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: "
-                        "run,kinds,latency,dbt,peer,startup,multiprocess,load,rss,claims")
-    parser.add_argument("--quick", action="store_true", help="smoke check: every section at 20 models (dbt 8, "
-                        "latency 10), width 5, 1k rows, one repetition")
-    parser.add_argument("--workdir", type=Path, help="where generated projects go (default: a temporary directory, removed)")
+    parser.add_argument(
+        "--claim-seconds", type=float, default=10.0, help="duration of the claim-store load (default 10)"
+    )
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated sections to leave out: run,kinds,latency,dbt,peer,startup,multiprocess,load,rss,claims",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke check: every section at 20 models (dbt 8, latency 10), width 5, 1k rows, one repetition",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="where generated projects go (default: a temporary directory, removed)"
+    )
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory for inspection")
-    parser.add_argument("--postgres-url", help="PostgreSQL server for the multiprocess and claims rows "
-                        "(default: $DAGCTL_BENCH_POSTGRES_URL, else an embedded server)")
-    parser.add_argument("--write-results", action="store_true", help=f"update {RESULTS_PATH.name} with the table and machine")
+    parser.add_argument(
+        "--postgres-url",
+        help="PostgreSQL server for the multiprocess and claims rows "
+        "(default: $DAGCTL_BENCH_POSTGRES_URL, else an embedded server)",
+    )
+    parser.add_argument(
+        "--write-results", action="store_true", help=f"update {RESULTS_PATH.name} with the table and machine"
+    )
 
 
 def options_from_args(args: argparse.Namespace):
@@ -77,7 +113,7 @@ def options_from_args(args: argparse.Namespace):
             **common,
         )
     except ValueError as exc:
-        raise SystemExit(str(exc))
+        raise SystemExit(str(exc)) from None
 
 
 def _integers(raw: str, option: str, example: str) -> list[int]:

@@ -359,9 +359,7 @@ def row_count_query(tables: Sequence[str], *, schema: str = SCHEMA) -> str:
     )
 
 
-def check_row_counts(
-    counts: Mapping[str, int], expected: Mapping[str, int] | Sequence[str], *, label: str
-) -> None:
+def check_row_counts(counts: Mapping[str, int], expected: Mapping[str, int] | Sequence[str], *, label: str) -> None:
     """Every expected model exists and holds its expected rows (:data:`ROWS` for a bare list of tables)."""
     expected = dict(expected) if isinstance(expected, Mapping) else {table: ROWS for table in expected}
     missing = [table for table in expected if table not in counts]
@@ -431,5 +429,7 @@ def run_load_probe(command: Sequence[str], *, label: str, cwd: Path) -> tuple[fl
     try:
         inner = float(result.last_line)
     except ValueError:
-        raise ContenderFailed(f"{label}: probe did not print its load time; output ended with {result.last_line!r}")
+        raise ContenderFailed(
+            f"{label}: probe did not print its load time; output ended with {result.last_line!r}"
+        ) from None
     return result.seconds, inner

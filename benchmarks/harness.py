@@ -173,7 +173,9 @@ def run_benchmarks(
             for shape in options.sweep():
                 _run_section(repos.shaped(shape), options, results, say)
         if "kinds" not in options.skip:
-            shape = Shape(models=options.kinds_models, width=options.width, kinds="mix", concurrent_tasks=options.concurrent_tasks)
+            shape = Shape(
+                models=options.kinds_models, width=options.width, kinds="mix", concurrent_tasks=options.concurrent_tasks
+            )
             _run_section(repos.shaped(shape), options, results, say)
         if "peer" not in options.skip:
             _peer_section(repos, options, results, say)
@@ -181,14 +183,27 @@ def run_benchmarks(
             for models in options.dbt_models:
                 _dbt_section(workdir, models, options, results, say)
         if "startup" not in options.skip:
-            _startup_section(repos.shaped(Shape(models=min(options.models), width=options.width)), options, results, say)
+            _startup_section(
+                repos.shaped(Shape(models=min(options.models), width=options.width)), options, results, say
+            )
         needs_postgres = {"multiprocess", "claims", "latency"} - options.skip
         with _postgres(options, workdir, enabled=bool(needs_postgres), say=say) as postgres_url:
             if "latency" not in options.skip:
-                shape = Shape(models=options.latency_models, width=options.width, warehouse="latency", concurrent_tasks=options.concurrent_tasks)
+                shape = Shape(
+                    models=options.latency_models,
+                    width=options.width,
+                    warehouse="latency",
+                    concurrent_tasks=options.concurrent_tasks,
+                )
                 _latency_section(repos.shaped(shape), postgres_url, options, results, say)
             if "multiprocess" not in options.skip:
-                _multiprocess_section(repos.get(options.multiprocess_models, concurrent_tasks=CONCURRENT_TASKS), postgres_url, options, results, say)
+                _multiprocess_section(
+                    repos.get(options.multiprocess_models, concurrent_tasks=CONCURRENT_TASKS),
+                    postgres_url,
+                    options,
+                    results,
+                    say,
+                )
             if "claims" not in options.skip:
                 _claims_section(postgres_url, options, results, say)
         if "load" not in options.skip:
@@ -232,10 +247,30 @@ def _run_section(repo: GeneratedRepository, options: BenchOptions, results: Benc
     say(f"[run {shape.describe()}] planning prod (skip backfill) once; every repetition starts from a copy")
     state.prepare()
     _warm_translation_cache(repo.config_path, repo.root, options)
-    _compare_sqlmesh(repo, state.restore, options, results, say, verify=lambda label: c.verify_duckdb_warehouse(repo, label=label), measure=RUN_RATIO, target=TARGET_RUN_RATIO)
+    _compare_sqlmesh(
+        repo,
+        state.restore,
+        options,
+        results,
+        say,
+        verify=lambda label: c.verify_duckdb_warehouse(repo, label=label),
+        measure=RUN_RATIO,
+        target=TARGET_RUN_RATIO,
+    )
 
 
-def _compare_sqlmesh(repo, reset, options: BenchOptions, results: BenchResults, say, *, verify, measure: str, target: Target, extra_env=None) -> None:
+def _compare_sqlmesh(
+    repo,
+    reset,
+    options: BenchOptions,
+    results: BenchResults,
+    say,
+    *,
+    verify,
+    measure: str,
+    target: Target,
+    extra_env=None,
+) -> None:
     shape = repo.shape
     native = Series("native `sqlmesh run`", repo.models, "s")
     claim = Series("claim-aware `bench_run`", repo.models, "s")
@@ -249,8 +284,12 @@ def _compare_sqlmesh(repo, reset, options: BenchOptions, results: BenchResults, 
 
     def claim_once() -> float:
         result = c.run_dagster_job(
-            repo, repo.definitions, label=claim.label, timeout_s=options.timeout_s,
-            max_concurrent=shape.tasks, extra_env=extra_env,
+            repo,
+            repo.definitions,
+            label=claim.label,
+            timeout_s=options.timeout_s,
+            max_concurrent=shape.tasks,
+            extra_env=extra_env,
         )
         verify(claim.label)
         if result.run_seconds is not None:
@@ -266,16 +305,24 @@ def _compare_sqlmesh(repo, reset, options: BenchOptions, results: BenchResults, 
     results.rows.append(ratio_row(f"{measure} — {shape.describe()}", claim, native, target))
 
 
-def _latency_section(repo: GeneratedRepository, postgres_url: str, options: BenchOptions, results: BenchResults, say) -> None:
+def _latency_section(
+    repo: GeneratedRepository, postgres_url: str, options: BenchOptions, results: BenchResults, say
+) -> None:
     state = c.PostgresState(repo, postgres_url)
     say(f"[latency {repo.shape.describe()}] planning prod on PostgreSQL once")
     state.prepare()
     _warm_translation_cache(repo.config_path, repo.root, options, env={**os.environ, **state.env})
     try:
         _compare_sqlmesh(
-            repo, state.restore, options, results, say,
+            repo,
+            state.restore,
+            options,
+            results,
+            say,
             verify=lambda label: c.verify_postgres_warehouse(repo, state.url, label=label),
-            measure=LATENCY_RATIO, target=TARGET_LATENCY_RATIO, extra_env=state.env,
+            measure=LATENCY_RATIO,
+            target=TARGET_LATENCY_RATIO,
+            extra_env=state.env,
         )
     finally:
         state.drop()
@@ -299,8 +346,14 @@ def _dbt_section(workdir: Path, models: int, options: BenchOptions, results: Ben
 
     def ours_once() -> float:
         result = c.run_dagster_job(
-            None, repo.definitions, label=ours.label, timeout_s=options.timeout_s, job=DBT_JOB_NAME,
-            cwd=repo.root, expected_materializations=models, max_concurrent=repo.threads,
+            None,
+            repo.definitions,
+            label=ours.label,
+            timeout_s=options.timeout_s,
+            job=DBT_JOB_NAME,
+            cwd=repo.root,
+            expected_materializations=models,
+            max_concurrent=repo.threads,
         )
         c.verify_dbt_warehouse(repo, label=ours.label)
         if result.run_seconds is not None:
@@ -323,7 +376,7 @@ def _dbt_section(workdir: Path, models: int, options: BenchOptions, results: Ben
     )
 
 
-def _peer_section(repos: "_Repositories", options: BenchOptions, results: BenchResults, say) -> None:
+def _peer_section(repos: _Repositories, options: BenchOptions, results: BenchResults, say) -> None:
     from benchmarks.peer import PEER_JOB_NAME, peer_python, write_peer_definitions
 
     python = peer_python(options.peer_python)
@@ -335,7 +388,9 @@ def _peer_section(repos: "_Repositories", options: BenchOptions, results: BenchR
             "or DAGCTL_BENCH_PEER_PYTHON (see benchmarks/peer.py)."
         )
         return
-    repo = repos.shaped(Shape(models=options.peer_models, width=options.width, concurrent_tasks=options.concurrent_tasks))
+    repo = repos.shaped(
+        Shape(models=options.peer_models, width=options.width, concurrent_tasks=options.concurrent_tasks)
+    )
     state = c.DuckDBState(repo)
     say(f"[peer dagster-sqlmesh {repo.shape.describe()}] planning prod once")
     state.prepare()
@@ -357,15 +412,49 @@ def _peer_section(repos: "_Repositories", options: BenchOptions, results: BenchR
     _alternate(
         [
             (native, verified(native, lambda: c.run_native_sqlmesh(repo, timeout_s=options.timeout_s).seconds)),
-            (ours, verified(ours, lambda: c.run_dagster_job(repo, repo.definitions, label=ours.label, timeout_s=options.timeout_s, max_concurrent=repo.shape.tasks).seconds)),
-            (peer, verified(peer, lambda: c.run_dagster_job(repo, definitions, label=peer.label, timeout_s=options.timeout_s, job=PEER_JOB_NAME, dagster=dagster, verify=False).seconds)),
+            (
+                ours,
+                verified(
+                    ours,
+                    lambda: (
+                        c.run_dagster_job(
+                            repo,
+                            repo.definitions,
+                            label=ours.label,
+                            timeout_s=options.timeout_s,
+                            max_concurrent=repo.shape.tasks,
+                        ).seconds
+                    ),
+                ),
+            ),
+            (
+                peer,
+                verified(
+                    peer,
+                    lambda: (
+                        c.run_dagster_job(
+                            repo,
+                            definitions,
+                            label=peer.label,
+                            timeout_s=options.timeout_s,
+                            job=PEER_JOB_NAME,
+                            dagster=dagster,
+                            verify=False,
+                        ).seconds
+                    ),
+                ),
+            ),
         ],
         state.restore,
         options.repeats,
         say,
     )
-    results.rows.append(ratio_row(f"`dagster-sqlmesh` / native `sqlmesh run` — {repo.shape.describe()}", peer, native, None))
-    results.rows.append(ratio_row(f"`dagster-sqlmesh` / claim-aware `bench_run` — {repo.shape.describe()}", peer, ours, None))
+    results.rows.append(
+        ratio_row(f"`dagster-sqlmesh` / native `sqlmesh run` — {repo.shape.describe()}", peer, native, None)
+    )
+    results.rows.append(
+        ratio_row(f"`dagster-sqlmesh` / claim-aware `bench_run` — {repo.shape.describe()}", peer, ours, None)
+    )
     results.notes.append(
         f"Peer: `dagster-sqlmesh` {_distribution_version(python, 'dagster-sqlmesh')} with dagster "
         f"{_distribution_version(python, 'dagster')}, from {python.parent.parent} (not this project's lock); one "
@@ -379,7 +468,9 @@ def _distribution_version(python: Path, name: str) -> str:
 
     out = subprocess.run(
         [str(python), "-c", f"from importlib.metadata import version; print(version({name!r}))"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return out.stdout.strip() or "unknown"
 
@@ -397,14 +488,23 @@ def _startup_section(repo: GeneratedRepository, options: BenchOptions, results: 
 
     def probe() -> float:
         result = c.run_timed(command, label=whole.label, cwd=repo.root, timeout_s=options.timeout_s)
-        values = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line and line.split("=", 1)[0] in ("imports", "load", "steps"))
+        values = dict(
+            line.split("=", 1)
+            for line in result.output.splitlines()
+            if "=" in line and line.split("=", 1)[0] in ("imports", "load", "steps")
+        )
         if int(values.get("steps", -1)) != repo.models:
             raise c.ContenderFailed(f"{whole.label}: expected {repo.models} steps, the probe printed {values!r}")
         imports.samples.append(float(values["imports"]))
         load.samples.append(float(values["load"]))
         return result.seconds
 
-    _alternate([(interpreter, lambda: c.run_timed(baseline_command, label="python").seconds), (whole, probe)], lambda: None, options.repeats, say)
+    _alternate(
+        [(interpreter, lambda: c.run_timed(baseline_command, label="python").seconds), (whole, probe)],
+        lambda: None,
+        options.repeats,
+        say,
+    )
     results.rows.append(value_row("run worker start: imports + definitions load (fresh process, wall)", whole))
     results.rows.append(value_row("run worker start: imports of dagster and dagctl_dagster", imports))
     results.rows.append(value_row("run worker start: definitions load and execution plan", load))
@@ -425,7 +525,7 @@ def worst_ratio_rows(rows: list[Row]) -> list[Row]:
         if not members:
             continue
         worst = max(members, key=lambda row: row.value)
-        shape = worst.measure[len(prefix):]
+        shape = worst.measure[len(prefix) :]
         summary.append(Row(title, worst.models, worst.value, worst.unit, f"{shape} (of {len(members)} shapes)", target))
     return summary
 
@@ -443,7 +543,11 @@ def _multiprocess_section(
     def job_once(series: Series, definitions: Path) -> Callable[[], float]:
         def once() -> float:
             seconds = c.run_dagster_job(
-                repo, definitions, label=series.label, extra_env=state.env, timeout_s=options.timeout_s,
+                repo,
+                definitions,
+                label=series.label,
+                extra_env=state.env,
+                timeout_s=options.timeout_s,
                 max_concurrent=CONCURRENT_TASKS,
             ).seconds
             c.verify_postgres_warehouse(repo, state.url, label=series.label)
@@ -453,7 +557,10 @@ def _multiprocess_section(
 
     try:
         _alternate(
-            [(claim, job_once(claim, repo.definitions_postgres)), (multiprocess, job_once(multiprocess, repo.definitions_multiprocess))],
+            [
+                (claim, job_once(claim, repo.definitions_postgres)),
+                (multiprocess, job_once(multiprocess, repo.definitions_multiprocess)),
+            ],
             state.restore,
             options.repeats,
             say,
@@ -487,7 +594,9 @@ def _load_section(repo: GeneratedRepository, options: BenchOptions, results: Ben
     def probe(series: Series, command: list[str], expect: str, env: dict | None = None) -> Callable[[], float]:
         def once() -> float:
             result = c.run_timed(command, label=series.label, cwd=repo.root, timeout_s=options.timeout_s, env=env)
-            counted = next((line for line in result.output.splitlines() if line.startswith(expect.split("=")[0] + "=")), "")
+            counted = next(
+                (line for line in result.output.splitlines() if line.startswith(expect.split("=")[0] + "=")), ""
+            )
             if counted != expect:
                 raise c.ContenderFailed(f"{series.label}: expected '{expect}', the probe printed '{counted}'")
             inner[series.label].append(float(result.last_line))
@@ -506,7 +615,12 @@ def _load_section(repo: GeneratedRepository, options: BenchOptions, results: Ben
         say,
     )
     results.rows.append(
-        ratio_row("`load_definitions` / SQLMesh `Context` load (fresh process, cache warm)", definitions, context, TARGET_LOAD_RATIO)
+        ratio_row(
+            "`load_definitions` / SQLMesh `Context` load (fresh process, cache warm)",
+            definitions,
+            context,
+            TARGET_LOAD_RATIO,
+        )
     )
     results.rows.append(
         ratio_row(
@@ -537,7 +651,9 @@ def _rss_section(repo: GeneratedRepository, options: BenchOptions, results: Benc
     wall = Series("claim-aware `bench_run` wall time", repo.models, "s")
     state.restore()
     say(f"[rss N={repo.models}] bench_run")
-    result = c.run_dagster_job(repo, repo.definitions, label=wall.label, timeout_s=options.timeout_s, max_concurrent=repo.shape.tasks)
+    result = c.run_dagster_job(
+        repo, repo.definitions, label=wall.label, timeout_s=options.timeout_s, max_concurrent=repo.shape.tasks
+    )
     c.verify_duckdb_warehouse(repo, label=wall.label)
     rss.samples.append(result.peak_rss_bytes / GIB)
     wall.samples.append(result.seconds)
@@ -551,8 +667,7 @@ def _claims_section(postgres_url: str, options: BenchOptions, results: BenchResu
         from benchmarks.bench_claims import run as run_claims
     except ImportError as exc:
         raise c.ContenderFailed(
-            "claims: benchmarks/bench_claims.py (its run() function) is missing; "
-            "add it or pass --skip claims"
+            "claims: benchmarks/bench_claims.py (its run() function) is missing; add it or pass --skip claims"
         ) from exc
     say(f"[claims] {options.claim_clients} clients on PostgreSQL for {options.claim_seconds:.0f} s")
     outcome = run_claims(url=postgres_url, clients=options.claim_clients, seconds=options.claim_seconds)
@@ -560,7 +675,9 @@ def _claims_section(postgres_url: str, options: BenchOptions, results: BenchResu
     p99_ms = _field(outcome, "p99_ms")
     if _field(outcome, "double_wins") != 0 or _field(outcome, "operations") < 1:
         raise c.ContenderFailed(f"claims: wrong result (a model won by two runs, or no operation done): {outcome!r}")
-    label = f"{options.claim_clients} clients, batch {outcome.get('batch_size')}, {outcome.get('operations')} operations"
+    label = (
+        f"{options.claim_clients} clients, batch {outcome.get('batch_size')}, {outcome.get('operations')} operations"
+    )
     results.rows.append(
         value_row(
             "claim store claim+release throughput (PostgreSQL)",

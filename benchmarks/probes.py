@@ -58,9 +58,9 @@ def worker_start(definitions_file: str, job_name: str) -> None:
     plan as ``dagster job execute`` does) and the sum as the last line.
     """
     started = time.perf_counter()
-    import dagster as dg  # noqa: F401
     import os
 
+    import dagster as dg  # noqa: F401
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.execution.api import create_execution_plan
 

@@ -135,8 +135,10 @@ def machine_description() -> dict[str, str]:
     }
 
 
-def results_section(rows: Sequence[Row], *, command: str, notes: Sequence[str] = (), now: _dt.datetime | None = None) -> str:
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+def results_section(
+    rows: Sequence[Row], *, command: str, notes: Sequence[str] = (), now: _dt.datetime | None = None
+) -> str:
+    now = now or _dt.datetime.now(_dt.UTC)
     machine = machine_description()
     parts = [
         RESULTS_BEGIN,

@@ -1,6 +1,6 @@
 """Run the benchmark: ``python benchmarks/run.py [--models 100,500] [--width 10] [--repeats 3] [--quick]``.
 
-The same as ``dagctl-dagster bench ...``; see benchmarks/README.md.
+The same as ``dagctl-dagster bench ...``; see docs/benchmarks.md.
 """
 
 from __future__ import annotations

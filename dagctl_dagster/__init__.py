@@ -36,9 +36,10 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dagctl_dagster.config import ConfigError, load_config
-    from dagctl_dagster.definitions import load_definitions
-    from dagctl_dagster.errors import ProjectLoadError
+    from dagctl_dagster.config import ConfigError as ConfigError
+    from dagctl_dagster.config import load_config as load_config
+    from dagctl_dagster.definitions import load_definitions as load_definitions
+    from dagctl_dagster.errors import ProjectLoadError as ProjectLoadError
 
 
 def __getattr__(name: str) -> Any:

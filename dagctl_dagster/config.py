@@ -120,7 +120,10 @@ class ResourcesConfig(_Strict):
     def over(self, defaults: ResourcesConfig) -> ResourcesConfig:
         """These quantities, with ``defaults`` filling each one left unset (as a LimitRange would)."""
         merged = {
-            kind: {**getattr(defaults, kind).model_dump(exclude_none=True), **getattr(self, kind).model_dump(exclude_none=True)}
+            kind: {
+                **getattr(defaults, kind).model_dump(exclude_none=True),
+                **getattr(self, kind).model_dump(exclude_none=True),
+            }
             for kind in ("requests", "limits")
         }
         return ResourcesConfig.model_validate(merged)
@@ -492,7 +495,8 @@ class _BoundedLoader(yaml.SafeLoader):
             if len(self._path) > MAX_YAML_DEPTH:
                 self._refuse(f"nesting is deeper than {MAX_YAML_DEPTH} levels")
             node = super().compose_node(parent, index)
-            self._measure(node)
+            if node is not None:
+                self._measure(node)
             return node
         finally:
             self._path.pop()
@@ -551,7 +555,7 @@ def _config_error_from_validation(exc: ValidationError, raw: dict, path: Path) -
         return ConfigError(path, str(ctx_error), field=ctx_error.field)
     field = _format_location(location)
     field = _name_project(field, location, raw)
-    return ConfigError(path, _describe(error), field=field or None)
+    return ConfigError(path, _describe(dict(error)), field=field or None)
 
 
 def _format_location(location: list[Any]) -> str:
@@ -580,7 +584,7 @@ def _describe(error: dict[str, Any]) -> str:
     kind = error["type"]
     given = error.get("input")
     if kind == "extra_forbidden":
-        return "unknown key; remove it or check its spelling against the README's config reference"
+        return "unknown key; remove it or check its spelling against docs/config.md"
     if kind == "missing":
         return "required field is missing"
     if kind == "literal_error":

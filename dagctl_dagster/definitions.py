@@ -9,7 +9,7 @@ import dagster as dg
 from dagctl_dagster.config import LoadedConfig, ProjectConfig, default_config_path, load_config
 from dagctl_dagster.project import PROJECT_TAG, CodeLocationContext, ProjectDefinitions, run_job_name
 
-__all__ = ["DEFAULT_CONFIG_PATH", "build_project", "load_definitions"]
+__all__ = ["build_project", "load_definitions"]
 
 
 def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:

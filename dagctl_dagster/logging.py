@@ -29,12 +29,12 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from dagctl_dagster.secrets import redact
 from dagctl_dagster.project import PROJECT_TAG
+from dagctl_dagster.secrets import redact
 
 LOG_FORMAT_ENV_VAR = "DAGCTL_LOG_FORMAT"
 
@@ -59,7 +59,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
         line = {
-            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": redact(message),

@@ -8,7 +8,6 @@ from pathlib import Path
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-
 from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
 
 __all__ = ["FRAMEWORK_TAG", "PROJECT_TAG", "CodeLocationContext", "ProjectDefinitions", "run_job_name", "single_op_job"]

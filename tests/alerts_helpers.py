@@ -67,9 +67,7 @@ def backdated_run(
     return instance.get_run_by_id(run.run_id)
 
 
-def backdated_observation(
-    instance: dg.DagsterInstance, key: dg.AssetKey, metadata: dict, timestamp: float
-) -> None:
+def backdated_observation(instance: dg.DagsterInstance, key: dg.AssetKey, metadata: dict, timestamp: float) -> None:
     """An observation recorded as if it had happened at ``timestamp`` (e.g. a week ago)."""
     # Dagster's public `report_runless_asset_event` always stamps "now"; history needs the
     # event type's data class, which Dagster does not export.

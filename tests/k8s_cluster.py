@@ -160,7 +160,11 @@ class Deployment:
 
     def compute_logs(self) -> list[str]:
         storage = Path(self.instance.root_directory) / "storage"
-        return [p.read_text(errors="replace") for p in storage.rglob("*") if p.is_file() and p.suffix in (".out", ".err", ".complete", ".log", "")]
+        return [
+            p.read_text(errors="replace")
+            for p in storage.rglob("*")
+            if p.is_file() and p.suffix in (".out", ".err", ".complete", ".log", "")
+        ]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
@@ -173,7 +177,9 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
 
 
 @contextmanager
-def deployment(root: Path, postgres_url: str, monkeypatch, extra_files: dict[str, str] | None = None) -> Iterator[Deployment]:
+def deployment(
+    root: Path, postgres_url: str, monkeypatch, extra_files: dict[str, str] | None = None
+) -> Iterator[Deployment]:
     root.mkdir(parents=True, exist_ok=True)
     origin = create_origin(root / "origin", extra_files)
     warehouse_dir = root / "warehouse"
@@ -195,19 +201,24 @@ def deployment(root: Path, postgres_url: str, monkeypatch, extra_files: dict[str
         workdir=IMAGE_APP,
         paths={IMAGE_APP: image_app, DAGSTER_HOME_IN_IMAGE: image_home},
     )
-    with KubernetesApiStub() as stub, LocalKubelet(
-        stub, root / "node", {CODE_IMAGE: image, DBT_IMAGE: image}, {REPO_URL: origin}
-    ) as kubelet:
+    with (
+        KubernetesApiStub() as stub,
+        LocalKubelet(stub, root / "node", {CODE_IMAGE: image, DBT_IMAGE: image}, {REPO_URL: origin}) as kubelet,
+    ):
         stub.create_secret(NAMESPACE, "dagster-postgresql-secret", {"postgresql-password": pg_password})
         stub.create_secret(NAMESPACE, "sqlmesh-state-db", {"password": SECRET_VALUES["SQLMESH_STATE_PASSWORD"]})
         stub.create_secret(
-            NAMESPACE, "git-credentials", {"GITSYNC_USERNAME": "deploy-bot", "GITSYNC_PASSWORD": SECRET_VALUES["GITSYNC_PASSWORD"]}
+            NAMESPACE,
+            "git-credentials",
+            {"GITSYNC_USERNAME": "deploy-bot", "GITSYNC_PASSWORD": SECRET_VALUES["GITSYNC_PASSWORD"]},
         )
         stub.create_secret(NAMESPACE, "slack-bot", {"SLACK_BOT_TOKEN": SECRET_VALUES["SLACK_BOT_TOKEN"]})
         stub.create_config_map(NAMESPACE, "sqlmesh-env", {"SQLMESH_EXAMPLE_DB": sqlmesh_db})
         stub.create_config_map(NAMESPACE, "dbt-env", {"DBT_EXAMPLE_DB": str(warehouse_dir / "dbt.duckdb")})
         (root / "home").mkdir()
-        with dg.instance_for_test(overrides=instance_overrides(root, stub, origin, postgres_url), temp_dir=str(root / "home")) as instance:
+        with dg.instance_for_test(
+            overrides=instance_overrides(root, stub, origin, postgres_url), temp_dir=str(root / "home")
+        ) as instance:
             yield Deployment(root, origin, stub, kubelet, instance, warehouse_dir)
 
 

@@ -142,11 +142,14 @@ class KubernetesApiStub(LoopbackServer):
     def pods_of_job(self, namespace: str, job_name: str) -> list[str]:
         with self._lock:
             return [
-                name for (ns, name), pod in self.pods.items()
+                name
+                for (ns, name), pod in self.pods.items()
                 if ns == namespace and pod["metadata"]["labels"].get("job-name") == job_name
             ]
 
-    def record_event(self, namespace: str, involved: str, kind: str, reason: str, message: str, type_: str = "Warning") -> None:
+    def record_event(
+        self, namespace: str, involved: str, kind: str, reason: str, message: str, type_: str = "Warning"
+    ) -> None:
         with self._lock:
             self.events.append(
                 {
@@ -224,7 +227,8 @@ class KubernetesApiStub(LoopbackServer):
         if match := _EVENTS.match(path):
             wanted = _field_selector(query).get("involvedObject.name")
             items = [
-                e for e in self.events
+                e
+                for e in self.events
                 if e["metadata"]["namespace"] == match["ns"] and wanted in (None, e["involvedObject"]["name"])
             ]
             return 200, {"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items}
@@ -268,12 +272,18 @@ class KubernetesApiStub(LoopbackServer):
             del self.jobs[(namespace, name)]
             policy = (body or {}).get("propagationPolicy") or (query.get("propagationPolicy") or ["Orphan"])[0]
             if policy in ("Background", "Foreground"):
-                for pod_name in [n for (ns, n), p in self.pods.items() if ns == namespace and p["metadata"]["labels"].get("job-name") == name]:
+                for pod_name in [
+                    n
+                    for (ns, n), p in self.pods.items()
+                    if ns == namespace and p["metadata"]["labels"].get("job-name") == name
+                ]:
                     self._delete_pod(namespace, pod_name, None, after)
             return 200, _status(200, "deleted", "", status="Success")
         return 405, _status(405, f"{method} not allowed")
 
-    def _pods(self, method: str, namespace: str, name: str | None, log: bool, query, body: Any, after: list) -> tuple[int, Any]:
+    def _pods(
+        self, method: str, namespace: str, name: str | None, log: bool, query, body: Any, after: list
+    ) -> tuple[int, Any]:
         if name is None and method == "GET":
             selector = (query.get("labelSelector") or [""])[0]
             wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)

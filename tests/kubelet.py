@@ -254,7 +254,10 @@ class LocalKubelet:
                     self._finish(pod, succeeded=False, init_statuses=init_statuses, reason="Init:Error")
                 return
         statuses: list[dict[str, Any]] = []
-        codes = [self._run_container(pod, spec, c, volumes, statuses, init=False, init_statuses=init_statuses) for c in spec["containers"]]
+        codes = [
+            self._run_container(pod, spec, c, volumes, statuses, init=False, init_statuses=init_statuses)
+            for c in spec["containers"]
+        ]
         if any(code is None for code in codes):
             return
         self._finish(pod, succeeded=all(code == 0 for code in codes), init_statuses=init_statuses, statuses=statuses)
@@ -307,7 +310,9 @@ class LocalKubelet:
         stand_in = None if GIT_SYNC_IMAGE.search(image) else self.images.get(image)
         if stand_in is None and not GIT_SYNC_IMAGE.search(image):
             message = f'Back-off pulling image "{image}"'
-            statuses.append(_container_status(name, image, {"waiting": {"reason": "ImagePullBackOff", "message": message}}))
+            statuses.append(
+                _container_status(name, image, {"waiting": {"reason": "ImagePullBackOff", "message": message}})
+            )
             self.stub.record_event(pod.namespace, pod.name, "Pod", "Failed", message)
             self._set_pod_status(pod, {"phase": "Pending", status_key: statuses, **other})
             return None
@@ -316,7 +321,9 @@ class LocalKubelet:
             env = resolve_env(container, pod.namespace, pod.name, self.stub.object_data)
         except ContainerConfigError as exc:
             statuses.append(
-                _container_status(name, image, {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}})
+                _container_status(
+                    name, image, {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
+                )
             )
             self.stub.record_event(pod.namespace, pod.name, "Pod", "Failed", f"Error: {exc}")
             self._set_pod_status(pod, {"phase": "Pending", status_key: statuses, **other})
@@ -383,10 +390,14 @@ class LocalKubelet:
         argv = [*(container.get("command") or stand_in.entrypoint), *(container.get("args") or [])]
         argv = [expand_references(arg, full_env) for arg in argv]
         workdir = container.get("workingDir") or stand_in.workdir
-        executable = argv[0] if argv and "/" in argv[0] else shutil.which(argv[0] if argv else "", path=full_env["PATH"])
+        executable = (
+            argv[0] if argv and "/" in argv[0] else shutil.which(argv[0] if argv else "", path=full_env["PATH"])
+        )
         if executable is None or not paths.host_path(workdir).is_dir():
             with log_path.open("a") as log:
-                log.write(f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH or no directory {workdir}\n')
+                log.write(
+                    f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH or no directory {workdir}\n'
+                )
             return 128, "StartError"
         wrapper = mount_namespace_command(paths, workdir, pod.directory / "shadowed")
         entry = _Container(container["name"])
@@ -426,7 +437,10 @@ class LocalKubelet:
         statuses: list[dict[str, Any]] | None = None,
         reason: str | None = None,
     ) -> None:
-        status: dict[str, Any] = {"phase": "Succeeded" if succeeded else "Failed", "initContainerStatuses": init_statuses}
+        status: dict[str, Any] = {
+            "phase": "Succeeded" if succeeded else "Failed",
+            "initContainerStatuses": init_statuses,
+        }
         if statuses is not None:
             status["containerStatuses"] = statuses
         if reason:
@@ -461,7 +475,15 @@ class LocalKubelet:
 
 
 def _container_status(name: str, image: str, state: dict[str, Any], ready: bool = False) -> dict[str, Any]:
-    return {"name": name, "image": image, "imageID": "", "ready": ready, "restartCount": 0, "started": ready, "state": state}
+    return {
+        "name": name,
+        "image": image,
+        "imageID": "",
+        "ready": ready,
+        "restartCount": 0,
+        "started": ready,
+        "state": state,
+    }
 
 
 def _condition(kind: str, when: str, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
@@ -484,7 +506,9 @@ def mount_namespace_command(paths: PathMap, workdir: str, shadow_root: Path) -> 
         if not target.exists() and not any(str(target).startswith(s + "/") for s in shadowed):
             ancestor = next(p for p in target.parents if p.exists())
             if ancestor == Path("/"):
-                raise ContainerConfigError(f"mount path {container_path} needs an existing directory below / on this machine")
+                raise ContainerConfigError(
+                    f"mount path {container_path} needs an existing directory below / on this machine"
+                )
             saved = shadow_root / str(ancestor).strip("/").replace("/", "_")
             saved.mkdir(parents=True, exist_ok=True)
             q_saved, q_ancestor = shlex.quote(str(saved)), shlex.quote(str(ancestor))
@@ -494,11 +518,25 @@ def mount_namespace_command(paths: PathMap, workdir: str, shadow_root: Path) -> 
                 f'for entry in {q_saved}/* {q_saved}/.[!.]*; do [ -e "$entry" ] && ln -s "$entry" {q_ancestor}/; done; true',
             ]
             shadowed.add(str(ancestor))
-        script += [f"mkdir -p {shlex.quote(container_path)}", f"mount --bind {shlex.quote(str(host))} {shlex.quote(container_path)}"]
+        script += [
+            f"mkdir -p {shlex.quote(container_path)}",
+            f"mount --bind {shlex.quote(str(host))} {shlex.quote(container_path)}",
+        ]
     # the shell's own PWD/OLDPWD are not the container's environment
     script += [f"cd {shlex.quote(workdir)}", 'exec /usr/bin/env -u PWD -u OLDPWD "$@"']
     user = [] if os.geteuid() == 0 else ["--map-root-user"]
-    return ["unshare", "--mount", "--propagation", "private", *user, "--", "/bin/sh", "-c", "\n".join(script), "container"]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        *user,
+        "--",
+        "/bin/sh",
+        "-c",
+        "\n".join(script),
+        "container",
+    ]
 
 
 # -- the container's environment --------------------------------------------------------------
@@ -533,7 +571,9 @@ def resolve_env(container: dict[str, Any], namespace: str, pod_name: str, lookup
     return env
 
 
-def _env_value(entry: dict[str, Any], namespace: str, pod_name: str, env: dict[str, str], lookup: ObjectLookup) -> str | None:
+def _env_value(
+    entry: dict[str, Any], namespace: str, pod_name: str, env: dict[str, str], lookup: ObjectLookup
+) -> str | None:
     if "valueFrom" not in entry:
         return expand_references(entry.get("value", ""), env)
     source = entry["valueFrom"]
@@ -633,8 +673,14 @@ def git_sync(settings: GitSyncSettings, paths: PathMap, repositories: Mapping[st
     if not (root / ".git").exists():
         git("init", "-q")
     git(
-        "-c", "uploadpack.allowAnySHA1InWant=true", "fetch", "-q", "--no-tags",
-        f"--depth={settings.depth}", f"file://{Path(source).resolve()}", settings.ref,
+        "-c",
+        "uploadpack.allowAnySHA1InWant=true",
+        "fetch",
+        "-q",
+        "--no-tags",
+        f"--depth={settings.depth}",
+        f"file://{Path(source).resolve()}",
+        settings.ref,
     )
     sha = git("rev-parse", "FETCH_HEAD^{commit}")
     worktree = root / ".worktrees" / sha

@@ -1,10 +1,10 @@
 """A TCP proxy on 127.0.0.1 that a test can cut or stall, to put faults between a run and a server.
 
-    with TcpProxy(("127.0.0.1", 5432)) as proxy:     # or TcpProxy("/run/postgresql/.s.PGSQL.5432")
-        url = f"postgresql://user@127.0.0.1:{proxy.port}/db"
-        proxy.cut()      # drops every connection; new ones are closed at once (an error, fast)
-        proxy.stall()    # connections stay open but nothing is forwarded (no error, no answer)
-        proxy.restore()  # forwards again (connections dropped by cut() stay dropped)
+with TcpProxy(("127.0.0.1", 5432)) as proxy:     # or TcpProxy("/run/postgresql/.s.PGSQL.5432")
+    url = f"postgresql://user@127.0.0.1:{proxy.port}/db"
+    proxy.cut()      # drops every connection; new ones are closed at once (an error, fast)
+    proxy.stall()    # connections stay open but nothing is forwarded (no error, no answer)
+    proxy.restore()  # forwards again (connections dropped by cut() stay dropped)
 """
 
 from __future__ import annotations

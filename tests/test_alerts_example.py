@@ -6,9 +6,9 @@ import os
 
 import dagster as dg
 import pytest
+from alerts_helpers import SECRET_TOKEN, use_slack_stub
 from slack_stub import SlackStub
 
-from alerts_helpers import SECRET_TOKEN, use_slack_stub
 from dagctl_dagster.alerts.slack import wait_for_pending_messages
 from dagctl_dagster.names import DBT_DURATION_KEY, MODEL_DURATION_KEYS, ROW_COUNT_KEY
 
@@ -59,12 +59,16 @@ def test_every_materialization_has_numeric_model_metrics(example_repo, monkeypat
 def test_failing_example_model_posts_one_slack_message(example_repo, monkeypatch, dagster_home):
     (example_repo / "examples" / "sqlmesh_project" / "models" / "broken_feed.sql").write_text(FAILING_MODEL)
     config = example_repo / ".dagctl" / "config.yaml"
-    config.write_text(config.read_text().replace("timezone: UTC\n", "timezone: UTC\nalerts:\n  failure_channel: '#data-alerts'\n", 1))
+    config.write_text(
+        config.read_text().replace("timezone: UTC\n", "timezone: UTC\nalerts:\n  failure_channel: '#data-alerts'\n", 1)
+    )
     with SlackStub() as stub:
         use_slack_stub(monkeypatch, stub)
         defs = load(example_repo, monkeypatch)
         with dg.DagsterInstance.get() as instance:
-            result = defs.resolve_job_def("sqlmesh_example_run").execute_in_process(instance=instance, raise_on_error=False)
+            result = defs.resolve_job_def("sqlmesh_example_run").execute_in_process(
+                instance=instance, raise_on_error=False
+            )
         assert wait_for_pending_messages(30)
 
     assert not result.success

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from alerts_helpers import SECRET_PASSWORD, evaluate, use_slack_stub, write_config
 from slack_stub import SlackStub
 
-from alerts_helpers import SECRET_PASSWORD, evaluate, use_slack_stub, write_config
 from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.alerts.slack import DagctlSlackResource, wait_for_pending_messages
@@ -46,8 +45,11 @@ def sqlmesh_project(tmp_path: Path, url: str) -> tuple[Path, ProjectConfig]:
     (project_dir / "models").mkdir(parents=True)
     (project_dir / "config.yaml").write_text(
         POSTGRES_STATE_CONFIG.format(
-            host=host, port=port, user=parsed.username,
-            password=parsed.password or "", database=parsed.database,
+            host=host,
+            port=port,
+            user=parsed.username,
+            password=parsed.password or "",
+            database=parsed.database,
         )
     )
     return project_dir, ProjectConfig(name="analytics", framework="sqlmesh", path=str(project_dir))
@@ -65,7 +67,11 @@ def test_postgres_state_size_is_observed_from_the_state_tables(tmp_path, postgre
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA sqlmesh"))
-        conn.execute(sa.text("CREATE TABLE sqlmesh._snapshots AS SELECT g AS id, repeat('x', 500) AS payload FROM generate_series(1, 2000) g"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE sqlmesh._snapshots AS SELECT g AS id, repeat('x', 500) AS payload FROM generate_series(1, 2000) g"
+            )
+        )
     engine.dispose()
     with dg.instance_for_test() as instance:
         metadata = observe(instance, *sqlmesh_project(tmp_path, postgres_url))
@@ -126,7 +132,11 @@ def test_run_summary_counts_executed_failed_and_blocked_models(tmp_path):
 
     defs = dg.Definitions(
         assets=[a, b, c, d],
-        jobs=[dg.define_asset_job("analytics_run", selection=dg.AssetSelection.all(), tags={"dagctl/project": "analytics"})],
+        jobs=[
+            dg.define_asset_job(
+                "analytics_run", selection=dg.AssetSelection.all(), tags={"dagctl/project": "analytics"}
+            )
+        ],
     )
     with dg.instance_for_test() as instance:
         lookup = ProjectLookup(write_config(tmp_path, {}).config)
@@ -147,7 +157,11 @@ def test_run_summary_counts_executed_failed_and_blocked_models(tmp_path):
     assert isinstance(metadata["duration_s"].value, float)
 
 
-JSON_HANDLER = {"python_logs": {"dagster_handler_config": {"handlers": {"dagctl_json": {"class": "dagctl_dagster.logging.JsonStdoutHandler"}}}}}
+JSON_HANDLER = {
+    "python_logs": {
+        "dagster_handler_config": {"handlers": {"dagctl_json": {"class": "dagctl_dagster.logging.JsonStdoutHandler"}}}
+    }
+}
 
 
 def run_orders_job(instance) -> dg.ExecuteInProcessResult:
@@ -157,7 +171,11 @@ def run_orders_job(instance) -> dg.ExecuteInProcessResult:
 
     job = dg.define_asset_job("analytics_run", selection=dg.AssetSelection.all(), tags={"dagctl/project": "analytics"})
     register_models({"analytics__orders": "analytics/orders"})
-    return dg.Definitions(assets=[orders], jobs=[job]).resolve_job_def("analytics_run").execute_in_process(instance=instance)
+    return (
+        dg.Definitions(assets=[orders], jobs=[job])
+        .resolve_job_def("analytics_run")
+        .execute_in_process(instance=instance)
+    )
 
 
 def test_json_logs_carry_project_model_and_run_id_on_every_line(capfd, monkeypatch):
@@ -194,7 +212,9 @@ def test_json_console_logger_when_run_config_selects_it(capfd):
         context.log.info("hello")
 
     job = dg.define_asset_job("analytics_run", selection=dg.AssetSelection.all(), tags={"dagctl/project": "analytics"})
-    defs = dg.Definitions(assets=[orders], jobs=[job], loggers={"console": json_console_logger({"analytics__orders": "analytics/orders"})})
+    defs = dg.Definitions(
+        assets=[orders], jobs=[job], loggers={"console": json_console_logger({"analytics__orders": "analytics/orders"})}
+    )
     capfd.readouterr()
     result = defs.resolve_job_def("analytics_run").execute_in_process(run_config={"loggers": {"console": {}}})
     lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]

@@ -6,8 +6,6 @@ import time
 
 import dagster as dg
 import pytest
-from slack_stub import SlackStub
-
 from alerts_helpers import (
     SECRET_PASSWORD,
     SECRET_TOKEN,
@@ -18,6 +16,8 @@ from alerts_helpers import (
     use_slack_stub,
     write_config,
 )
+from slack_stub import SlackStub
+
 from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.run_failure import slack_run_failure_sensor
 from dagctl_dagster.alerts.slack import DagctlSlackResource, wait_for_pending_messages
@@ -139,8 +139,10 @@ def test_scheduled_run_failing_after_its_retries_pages(harness):
     harness.instance.report_run_failed(run, "boom")
     messages = harness.tick()
     assert [m["channel"] for m in messages] == ["#page"]
-    assert "[page] *analytics*: scheduled run of analytics_run (schedule analytics_run_schedule) " \
+    assert (
+        "[page] *analytics*: scheduled run of analytics_run (schedule analytics_run_schedule) "
         "failed after 3 attempt(s)" in messages[0]["text"]
+    )
     assert run.run_id in messages[0]["text"]
 
 
@@ -197,9 +199,13 @@ def test_state_growth_over_twenty_percent_week_over_week_warns(harness):
     key = state_key("analytics")
     backdated_observation(harness.instance, key, {"reachable": True, "size_bytes": 1000}, time.time() - 8 * DAY)
     harness.tick()
-    harness.instance.report_runless_asset_event(dg.AssetObservation(key, metadata={"reachable": True, "size_bytes": 1150}))
+    harness.instance.report_runless_asset_event(
+        dg.AssetObservation(key, metadata={"reachable": True, "size_bytes": 1150})
+    )
     assert harness.tick() == []
-    harness.instance.report_runless_asset_event(dg.AssetObservation(key, metadata={"reachable": True, "size_bytes": 1250}))
+    harness.instance.report_runless_asset_event(
+        dg.AssetObservation(key, metadata={"reachable": True, "size_bytes": 1250})
+    )
     messages = harness.tick()
     assert [m["channel"] for m in messages] == ["#warn"]
     assert "SQLMesh state database grew 25% in a week (1,000 → 1,250 bytes)" in messages[0]["text"]

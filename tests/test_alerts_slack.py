@@ -6,9 +6,9 @@ import logging
 
 import dagster as dg
 import pytest
+from alerts_helpers import SECRET_PASSWORD, SECRET_TOKEN, use_slack_stub
 from slack_stub import INVALID_AUTH, OK, SlackStub, rate_limited
 
-from alerts_helpers import SECRET_PASSWORD, SECRET_TOKEN, use_slack_stub
 from dagctl_dagster.alerts.hooks import model_failure_hook
 from dagctl_dagster.alerts.slack import DagctlSlackResource, wait_for_pending_messages
 from dagctl_dagster.names import FAILED_MODELS_KEY
@@ -30,7 +30,9 @@ def customers() -> None:
 
 
 def run_failing_job(instance: dg.DagsterInstance, channel: str | None = "#data-alerts") -> dg.ExecuteInProcessResult:
-    hook = model_failure_hook("analytics", channel, {"analytics__orders": "analytics/orders", "analytics__customers": "analytics/customers"})
+    hook = model_failure_hook(
+        "analytics", channel, {"analytics__orders": "analytics/orders", "analytics__customers": "analytics/customers"}
+    )
     defs = dg.Definitions(
         assets=[orders, customers],
         jobs=[dg.define_asset_job("analytics_run", selection=dg.AssetSelection.all(), hooks={hook})],
@@ -81,8 +83,12 @@ def test_invalid_auth_is_logged_and_leaves_the_run_unchanged(monkeypatch, caplog
     assert len(stub.post_attempts) == 1 and stub.messages == []
     # the same outcome as without Slack: orders failed, customers materialized, hook did not error
     assert status == dg.DagsterRunStatus.FAILURE
-    failed = {e.step_key for e in events if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE}
-    succeeded = {e.step_key for e in events if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS}
+    failed = {
+        e.step_key for e in events if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
+    }
+    succeeded = {
+        e.step_key for e in events if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS
+    }
     assert failed == {"analytics__orders"} and succeeded == {"analytics__customers"}
     assert not [e for e in events if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.HOOK_ERRORED]
     assert "invalid_auth" in caplog.text and "check $SLACK_BOT_TOKEN" in caplog.text
@@ -116,7 +122,9 @@ def test_successful_run_posts_nothing(monkeypatch):
 
 
 def test_failure_of_a_multi_model_step_names_its_failed_models(monkeypatch):
-    @dg.multi_asset(specs=[dg.AssetSpec(["shop", "stg_orders"]), dg.AssetSpec(["shop", "orders"])], name="shop_dbt_build")
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(["shop", "stg_orders"]), dg.AssetSpec(["shop", "orders"])], name="shop_dbt_build"
+    )
     def shop_dbt_build():
         raise dg.Failure(
             description="dbt build of project 'shop' failed",

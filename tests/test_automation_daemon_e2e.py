@@ -35,7 +35,9 @@ def _wait_for(predicate, timeout: float, what: str, daemon: subprocess.Popen, lo
         if value:
             return value
         if daemon.poll() is not None:
-            pytest.fail(f"dagster-daemon exited ({daemon.returncode}) while waiting for {what}:\n{log.read_text()[-4000:]}")
+            pytest.fail(
+                f"dagster-daemon exited ({daemon.returncode}) while waiting for {what}:\n{log.read_text()[-4000:]}"
+            )
         time.sleep(2)
     pytest.fail(f"timed out waiting for {what}; daemon log tail:\n{log.read_text()[-4000:]}")
 
@@ -55,7 +57,9 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
     env = {
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),
-        "SQLMESH_EXAMPLE_DB": str(tmp_path / "sqlmesh_warehouse.duckdb"),  # a file named sqlmesh.duckdb would clash with the state schema
+        "SQLMESH_EXAMPLE_DB": str(
+            tmp_path / "sqlmesh_warehouse.duckdb"
+        ),  # a file named sqlmesh.duckdb would clash with the state schema
         "DBT_EXAMPLE_DB": str(tmp_path / "dbt.duckdb"),
         "DAGCTL_SENSOR_INTERVAL_SECONDS": "5",
     }
@@ -64,7 +68,11 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
     with log.open("w") as out:
         daemon = subprocess.Popen(
             [venv_command("dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=example_repo, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=example_repo,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
@@ -95,7 +103,11 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
                 assert runs["sqlmesh_example_plan"].tags["dagster/run_key"] == "deploy:sqlmesh_example:2"
                 assert runs["sqlmesh_example_plan"].run_config["ops"]["plan"]["config"]["auto_apply"] is True
             assert runs["dbt_example_deploy"].tags["dagster/run_key"] == "deploy:dbt_example:2"
-            assert runs["dbt_example_deploy"].tags["dagctl/deploy-scope"].startswith("full build (no previously deployed commit")
+            assert (
+                runs["dbt_example_deploy"]
+                .tags["dagctl/deploy-scope"]
+                .startswith("full build (no previously deployed commit")
+            )
             # its artifacts are named like the run job's, so only the newest few are kept
             deploy_id = runs["dbt_example_deploy"].run_id[:7]
             target = example_repo / "examples" / "dbt_project" / "target"

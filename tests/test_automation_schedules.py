@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -18,7 +18,7 @@ def _config(**project_fields) -> DagctlConfig:
 
 def _tick(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance):
     context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=datetime(2026, 11, 21, 12, 15, tzinfo=timezone.utc)
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 21, 12, 15, tzinfo=UTC)
     )
     return schedule.evaluate_tick(context)
 

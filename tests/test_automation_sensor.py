@@ -34,9 +34,7 @@ projects:
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _write(repo: Path, files: dict[str, str]) -> None:
@@ -131,7 +129,9 @@ def test_interval_comes_from_the_environment(repo, monkeypatch):
 def test_new_version_deploys_every_project_with_idempotent_run_keys(repo, instance):
     sensor, cursor = _baseline(repo, instance)
     head = _set_version(
-        repo, 2, extra={"shop/models/staging/stg_orders.sql": "select 2 as id", "analytics/models/a.sql": "SELECT 2 AS x"}
+        repo,
+        2,
+        extra={"shop/models/staging/stg_orders.sql": "select 2 as id", "analytics/models/a.sql": "SELECT 2 AS x"},
     )
     result = _tick(sensor, instance, cursor)
     requests = {r.job_name: r for r in result.run_requests}

@@ -33,7 +33,6 @@ from benchmarks.report import (
     write_results,
 )
 
-
 # -- generator ---------------------------------------------------------------------------
 
 
@@ -109,7 +108,9 @@ def test_native_contender_is_checked_against_the_warehouse(tmp_path):
 
 def test_row_count_check_names_missing_and_wrong_models():
     c.check_row_counts({"a": ROWS, "b": ROWS}, ["a", "b"], label="x")
-    with pytest.raises(c.ContenderFailed, match=r"x: wrong result: 1 model tables missing, 1 with a row count other than 1000 \(b=3\)"):
+    with pytest.raises(
+        c.ContenderFailed, match=r"x: wrong result: 1 model tables missing, 1 with a row count other than 1000 \(b=3\)"
+    ):
         c.check_row_counts({"a": ROWS, "b": 3}, ["a", "b", "c"], label="x")
 
 
@@ -176,18 +177,22 @@ def test_median_ratio_and_targets():
     with pytest.raises(ValueError, match="'<=' or '>='"):
         Target("<", 1)
     with pytest.raises(ValueError, match="no samples for empty"):
-        Series("empty", 1, "s").median
+        Series("empty", 1, "s").median  # noqa: B018 - the property raises
 
 
 def test_markdown_table_shows_value_target_and_result():
     rows = [
-        ratio_row("claim / native", Series("claim", 100, "s", [3.0]), Series("native", 100, "s", [2.0]), Target("<=", 1.5)),
+        ratio_row(
+            "claim / native", Series("claim", 100, "s", [3.0]), Series("native", 100, "s", [2.0]), Target("<=", 1.5)
+        ),
         Row("peak RSS", 1000, 1.8, "GiB", "rss", Target("<=", 1.5, "GiB")),
     ]
     lines = markdown_table(rows).splitlines()
 
     assert lines[0].startswith("| Measure | Models | Value | Target | Result |")
-    assert lines[2].startswith("| claim / native | 100 | 1.50× | ≤ 1.50 | pass | claim: median 3.00 s (3.00); native: median 2.00 s (2.00) |")
+    assert lines[2].startswith(
+        "| claim / native | 100 | 1.50× | ≤ 1.50 | pass | claim: median 3.00 s (3.00); native: median 2.00 s (2.00) |"
+    )
     assert lines[3].startswith("| peak RSS | 1000 | 1.80 GiB | ≤ 1.50 GiB | miss |")
 
 
@@ -195,7 +200,9 @@ def test_write_results_replaces_only_the_generated_section(tmp_path):
     path = tmp_path / "RESULTS.md"
     path.write_text(f"# Results\n\nProse stays.\n\n{RESULTS_BEGIN}\nold table\n{RESULTS_END}\n\nMore prose.\n")
     row = Row("peak RSS", 1000, 0.5, "GiB", "rss", Target("<=", 1.5, "GiB"))
-    section = results_section([row], command="dagctl-dagster bench --quick", notes=["a note"], now=dt.datetime(2026, 11, 21, 12, 0))
+    section = results_section(
+        [row], command="dagctl-dagster bench --quick", notes=["a note"], now=dt.datetime(2026, 11, 21, 12, 0)
+    )
 
     write_results(path, section)
     text = path.read_text()
@@ -225,7 +232,12 @@ def test_command_line_options():
 
     axes = _parse("--sweep", "axes").sweep()
     assert [(shape.models, shape.width, shape.rows) for shape in axes] == [
-        (100, 20, 1000), (500, 20, 1000), (100, 5, 1000), (100, 50, 1000), (100, 20, 100000), (500, 50, 100000)
+        (100, 20, 1000),
+        (500, 20, 1000),
+        (100, 5, 1000),
+        (100, 50, 1000),
+        (100, 20, 100000),
+        (500, 50, 100000),
     ]
 
     quick = _parse("--quick", "--skip", "claims", "--concurrent-tasks", "4")

@@ -166,9 +166,7 @@ def test_processes_racing_for_overlapping_batches_each_model_is_won_once(store_u
     batches = {run_id: b for batches in per_process for run_id, b in batches.items()}
     store = make_store()
     holders = {c.model: c for c in store.list_claims()}
-    results = {
-        run_id: ClaimResult(won=r["won"], held={m: holders[m] for m in r["held"]}) for run_id, r in raw.items()
-    }
+    results = {run_id: ClaimResult(won=r["won"], held={m: holders[m] for m in r["held"]}) for run_id, r in raw.items()}
     # the holder each loser saw is the model's winner (the claims are never released here)
     assert all(holders[m].run_id == holder for r in raw.values() for m, holder in r["held"].items())
     assert_each_model_won_once(batches, results, store)
@@ -306,10 +304,22 @@ def test_list_claims_marks_expired_rows(make_store):
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgresql://dagster:hunter2@127.0.0.1:1/dagster", "claim store postgresql://dagster:***@127.0.0.1:1/dagster failed: connection to server at \"127.0.0.1\", port 1 failed"),
-        ("mysql://dagster:hunter2@db/dagster", "claim store URL mysql://dagster:***@db/dagster: unsupported database 'mysql'"),
-        ("postgresql://dagster:hunter2@db:notaport/x", "invalid claim store URL postgresql://***@db:notaport/x: invalid literal for int()"),
-        ("postgres:/:hunter2@@db", "invalid claim store URL postgres://***@db: an '@' in the password or a parameter is not percent-encoded"),
+        (
+            "postgresql://dagster:hunter2@127.0.0.1:1/dagster",
+            'claim store postgresql://dagster:***@127.0.0.1:1/dagster failed: connection to server at "127.0.0.1", port 1 failed',
+        ),
+        (
+            "mysql://dagster:hunter2@db/dagster",
+            "claim store URL mysql://dagster:***@db/dagster: unsupported database 'mysql'",
+        ),
+        (
+            "postgresql://dagster:hunter2@db:notaport/x",
+            "invalid claim store URL postgresql://***@db:notaport/x: invalid literal for int()",
+        ),
+        (
+            "postgres:/:hunter2@@db",
+            "invalid claim store URL postgres://***@db: an '@' in the password or a parameter is not percent-encoded",
+        ),
         ("sqlite://", "in-memory SQLite database cannot be shared"),
     ],
 )
@@ -355,7 +365,10 @@ def test_from_environment_prefers_url_then_env_then_postgres_instance_then_sqlit
         assert chosen(instance=instance) == pg_store.masked_url
         monkeypatch.setenv("DAGCTL_CLAIMS_URL", f"sqlite:///{tmp_path / 'env.sqlite'}")
         assert chosen(instance=instance) == f"sqlite:///{tmp_path / 'env.sqlite'}"
-        assert chosen(instance=instance, url=f"sqlite:///{tmp_path / 'arg.sqlite'}") == f"sqlite:///{tmp_path / 'arg.sqlite'}"
+        assert (
+            chosen(instance=instance, url=f"sqlite:///{tmp_path / 'arg.sqlite'}")
+            == f"sqlite:///{tmp_path / 'arg.sqlite'}"
+        )
     finally:
         instance.dispose()
     monkeypatch.delenv("DAGCTL_CLAIMS_URL")

@@ -21,11 +21,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
-
 from conftest import venv_command
-from dagctl_dagster.execution.claims import ClaimStore, ClaimStoreError
-from dagctl_dagster.names import NOT_RUN_REASON_KEY, NotRunReason
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from projects import overlap_project
 from tcp_proxy import TcpProxy
 from test_overlapping_runs import (  # noqa: F401  (overlap_repo is a fixture)
@@ -36,6 +33,9 @@ from test_overlapping_runs import (  # noqa: F401  (overlap_repo is a fixture)
     overlap_repo,
     wait_for,
 )
+
+from dagctl_dagster.execution.claims import ClaimStore, ClaimStoreError
+from dagctl_dagster.names import NOT_RUN_REASON_KEY, NotRunReason
 
 SLOW_MODEL = "m_0_0"
 FIRST_DAY = min(day for model, day in overlap_project.expected_intervals() if model == SLOW_MODEL)
@@ -345,9 +345,9 @@ def test_stalled_claim_store_fails_the_run_fast_and_says_so(
     assert audit_rows_of_pid(postgres_url, pid_of_run(run_a_id)) == {(SLOW_MODEL, FIRST_DAY)}
     assert_run_a_failed_for_lost_claims(run_a_id)
     messages = engine_messages(run_a_id)
-    assert any(
-        m.startswith("Could not renew this run's claims: claim store") and "timeout" in m for m in messages
-    ), messages
+    assert any(m.startswith("Could not renew this run's claims: claim store") and "timeout" in m for m in messages), (
+        messages
+    )
     proxy.restore()
     assert_final_clean_run(overlap_repo, postgres_url)
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
-
 from conftest import free_port, venv_command
+from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
 
 SQLMESH_MODELS = {
     "sqlmesh_example/seed_orders": 12,
@@ -81,13 +80,15 @@ def test_cli_materializes_every_model_of_both_examples(example_repo: Path, dagst
             assert isinstance(event.metadata["duration_s"].value, float)
             assert event.metadata["initial_plan_applied"].value is True
         for model in dbt_models(example_repo):
-            events = [
-                e for key in (f"dbt_example/{model}", model) for e in materializations(instance, key)
-            ] or [e for e in _all_materializations(instance) if e.asset_key.path[-1] == model]
+            events = [e for key in (f"dbt_example/{model}", model) for e in materializations(instance, key)] or [
+                e for e in _all_materializations(instance) if e.asset_key.path[-1] == model
+            ]
             assert events, f"dbt model {model} has no materialization"
             assert "Execution Duration" in events[-1].metadata
 
-    second = dagster(["asset", "materialize", "-f", "definitions.py", "--select", "group:sqlmesh_example"], example_repo, env)
+    second = dagster(
+        ["asset", "materialize", "-f", "definitions.py", "--select", "group:sqlmesh_example"], example_repo, env
+    )
     assert second.returncode == 0, second.stderr[-4000:]
     with DagsterInstance.get() as instance:
         for key in SQLMESH_MODELS:
@@ -103,7 +104,9 @@ def _all_materializations(instance: DagsterInstance) -> list:
 
 @pytest.mark.timeout(300)
 def test_definitions_validate_passes_on_workspace(example_repo: Path, dagster_home: Path):
-    result = dagster(["definitions", "validate", "-w", "workspace.yaml"], example_repo, example_env(example_repo, dagster_home))
+    result = dagster(
+        ["definitions", "validate", "-w", "workspace.yaml"], example_repo, example_env(example_repo, dagster_home)
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Validation successful" in result.stdout + result.stderr
 
@@ -112,7 +115,9 @@ def test_definitions_validate_passes_on_workspace(example_repo: Path, dagster_ho
 def test_definitions_validate_names_the_broken_model(example_repo: Path, dagster_home: Path):
     broken = example_repo / "examples" / "sqlmesh_project" / "models" / "broken.sql"
     broken.write_text("MODEL (name sqlmesh_example.broken, kind FULL);\nSELECT FROM WHERE (\n")
-    result = dagster(["definitions", "validate", "-w", "workspace.yaml"], example_repo, example_env(example_repo, dagster_home))
+    result = dagster(
+        ["definitions", "validate", "-w", "workspace.yaml"], example_repo, example_env(example_repo, dagster_home)
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "project 'sqlmesh_example'" in output
@@ -151,10 +156,15 @@ def test_webserver_graphql_lists_every_model_with_edges_and_checks(example_repo:
     for key in SQLMESH_MODELS:
         assert by_key[key]["isExecutable"], key
     deps = {key: {"/".join(d["path"]) for d in node["dependencyKeys"]} for key, node in by_key.items()}
-    assert deps["sqlmesh_example/orders_enriched"] == {"sqlmesh_example/incremental_orders", "sqlmesh_example/customers"}
+    assert deps["sqlmesh_example/orders_enriched"] == {
+        "sqlmesh_example/incremental_orders",
+        "sqlmesh_example/customers",
+    }
     assert deps["sqlmesh_example/customers"] == {"raw/customers"}
     assert not by_key["raw/customers"]["isExecutable"]
-    checks = {(key, c["name"]) for key, node in by_key.items() for c in (node["assetChecksOrError"].get("checks") or [])}
+    checks = {
+        (key, c["name"]) for key, node in by_key.items() for c in (node["assetChecksOrError"].get("checks") or [])
+    }
     assert SQLMESH_CHECKS <= checks
     dbt_keys = {key for key in by_key if key.split("/")[-1] in dbt_models(example_repo)}
     assert {k.split("/")[-1] for k in dbt_keys} == dbt_models(example_repo)

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, copy_repository, venv_command
 
 PYPROJECT = """\

@@ -35,7 +35,10 @@ def key_in_subprocess(project_dir: Path) -> subprocess.CompletedProcess[str]:
 
     return subprocess.run(
         [sys.executable, "-c", KEY_SCRIPT, str(project_dir)],
-        capture_output=True, text=True, timeout=120, preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
     )
 
 

@@ -11,9 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
-
 from conftest import venv_command
+
 from dagctl_dagster.config import ConfigError, load_config
 from dagctl_dagster.execution.claims import ClaimStore, ClaimStoreError
 from dagctl_dagster.execution.executor import ExecutorConfigError, ExecutorSettings
@@ -31,8 +30,10 @@ ANCHOR_BOMB = "".join(
 
 def bomb_in(block: str) -> str:
     """An anchor bomb (9^9 values once expanded) inside ``block`` of the project."""
-    return HEADER + f"    {block}:\n      a0: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + ANCHOR_BOMB.replace(
-        "*`", "*a"
+    return (
+        HEADER
+        + f"    {block}:\n      a0: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+        + ANCHOR_BOMB.replace("*`", "*a")
     )
 
 
@@ -46,7 +47,12 @@ def validate(repo: Path, *args: str, config: Path | None = None, **env: str) -> 
         command += ["--config", str(config)]
     environ = {k: v for k, v in os.environ.items() if k != "DAGCTL_CONFIG"} | env
     return subprocess.run(
-        command, cwd=repo, env=environ, capture_output=True, text=True, timeout=TIMEOUT_SECONDS,
+        command,
+        cwd=repo,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
         preexec_fn=limit_memory,
     )
 
@@ -118,11 +124,27 @@ def test_huge_values_are_refused_and_never_echoed_whole(repo: Path):
     ("extra", "field", "words"),
     [
         ("    alerts: {cooldown_minutes: soon}\n", "projects[0].alerts.cooldown_minutes", "valid integer"),
-        ("    alerts: {thresholds: {history_days: 0}}\n", "projects[0].alerts.thresholds.history_days", "greater than or equal to 1"),
+        (
+            "    alerts: {thresholds: {history_days: 0}}\n",
+            "projects[0].alerts.thresholds.history_days",
+            "greater than or equal to 1",
+        ),
         ("    alerts: {failure_chanel: '#x'}\n", "projects[0].alerts.failure_chanel", "unknown key"),
-        ("    state_backup: {schedule: daily}\n", "projects[0].state_backup.schedule", "'daily' is not a cron expression"),
-        ("    k8s: {git_sync: {repository: r, mount_path: relative}}\n", "projects[0].k8s.git_sync.mount_path", "'relative' is not an absolute path; it must start with '/'"),
-        ("    k8s: {git_sync: {repository: r, link: a/b}}\n", "projects[0].k8s.git_sync.link", "'a/b' is not a single directory name"),
+        (
+            "    state_backup: {schedule: daily}\n",
+            "projects[0].state_backup.schedule",
+            "'daily' is not a cron expression",
+        ),
+        (
+            "    k8s: {git_sync: {repository: r, mount_path: relative}}\n",
+            "projects[0].k8s.git_sync.mount_path",
+            "'relative' is not an absolute path; it must start with '/'",
+        ),
+        (
+            "    k8s: {git_sync: {repository: r, link: a/b}}\n",
+            "projects[0].k8s.git_sync.link",
+            "'a/b' is not a single directory name",
+        ),
     ],
 )
 @pytest.mark.timeout(300)

@@ -71,7 +71,9 @@ def test_hooks_run_for_steps_the_executor_runs_in_threads(dagster_home):
 
 
 def _engine_events(instance: DagsterInstance, run_id: str) -> list[str]:
-    return [entry.dagster_event.message for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+    return [
+        entry.dagster_event.message for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+    ]
 
 
 def _write_events_from_threads(instance: DagsterInstance, run, count: int, threads: int) -> None:

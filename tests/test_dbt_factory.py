@@ -14,12 +14,12 @@ from types import SimpleNamespace
 import dagster as dg
 import duckdb
 import pytest
-from dagster_dbt import DbtCliResource
 from conftest import copy_repository
+from dagster_dbt import DbtCliResource
 
+from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.cli import main as cli_main
 from dagctl_dagster.config import load_config
-from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.dbt.asset_factory import KEEP_INVOCATION_DIRS, build_dbt_project, dbt_assets, prune_invocation_dirs
 from dagctl_dagster.dbt.manifest import FINGERPRINT_FILE_NAME
 from dagctl_dagster.errors import ProjectLoadError
@@ -220,8 +220,7 @@ def test_warehouse_holds_built_tables_in_the_project_directory(built):
     assert not Path(built.working_dir, "module_warehouse.duckdb").exists()
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         counts = {
-            name: conn.execute(f"select count(*) from main.{name}").fetchone()[0]
-            for name in [*SEEDS, *STAGING, *MARTS]
+            name: conn.execute(f"select count(*) from main.{name}").fetchone()[0] for name in [*SEEDS, *STAGING, *MARTS]
         }
         lifetime_value = conn.execute("select sum(lifetime_value) from main.customers").fetchone()[0]
         paid = conn.execute("select sum(amount) / 100.0 from main.raw_payments").fetchone()[0]
@@ -307,7 +306,9 @@ def test_failing_model_fails_the_step_naming_it_and_its_skipped_downstream(tmp_p
     failure_metadata = failure.step_failure_data.user_failure_data.metadata
     assert failure_metadata["failed_models"].value == ["dbt_example/stg_payments"]
     assert failure_metadata["skipped_models"].value == [
-        "dbt_example/customers", "dbt_example/daily_revenue", "dbt_example/orders"
+        "dbt_example/customers",
+        "dbt_example/daily_revenue",
+        "dbt_example/orders",
     ]
     checked = {(e.asset_key, e.passed) for e in result.get_asset_check_evaluations()}
     assert (key("stg_orders"), True) in checked

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, free_port
 from test_surface import graphql
 

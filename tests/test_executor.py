@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster import DagsterEventType, DagsterInstance
+from projects import executor_jobs, release_jobs
 
 from dagctl_dagster.execution.claims import ClaimStore
-from projects import executor_jobs, release_jobs
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

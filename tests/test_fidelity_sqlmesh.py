@@ -10,7 +10,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from fidelity.harness import (
     PROJECTS_DIR,
     Fixture,
@@ -133,8 +132,11 @@ def test_row_order_state_rows_and_equal_data_do_not_count(tmp_path: Path):
     _warehouse(tmp_path / "a" / "db.duckdb", BASE)
     _warehouse(
         tmp_path / "b" / "db.duckdb",
-        [*BASE[:1], "CREATE TABLE shop.orders AS SELECT * FROM (VALUES (2, 'b', 3.0), (1, 'a', 2.5)) t(id, code, amount)",
-         *BASE[2:]],
+        [
+            *BASE[:1],
+            "CREATE TABLE shop.orders AS SELECT * FROM (VALUES (2, 'b', 3.0), (1, 'a', 2.5)) t(id, code, amount)",
+            *BASE[2:],
+        ],
     )
     a, b = warehouse_snapshot(tmp_path / "a"), warehouse_snapshot(tmp_path / "b")
     assert set(a) == {"db.duckdb:db.shop.orders", "db.duckdb:db.shop.big"}
@@ -171,9 +173,7 @@ def test_an_empty_warehouse_or_state_is_refused(tmp_path: Path):
 
 def test_a_hung_command_is_killed_with_its_process_group(tmp_path: Path):
     pid_file = tmp_path / "child.pid"
-    result = run_command(
-        ["bash", "-c", f"sleep 120 & echo $! > {pid_file}; wait"], tmp_path, os.environ, timeout=2
-    )
+    result = run_command(["bash", "-c", f"sleep 120 & echo $! > {pid_file}; wait"], tmp_path, os.environ, timeout=2)
     assert result.timed_out and not result.ok
     child = int(pid_file.read_text())
     # SIGKILL is asynchronous: the child may close its pipe a moment before it stops running.

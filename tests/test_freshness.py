@@ -59,7 +59,9 @@ def _complete_only_fresh(project_dir: Path) -> None:
 
 
 def _freshness_evaluations(instance: dg.DagsterInstance) -> dict[str, list[bool]]:
-    records = instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_CHECK_EVALUATION), ascending=True)
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(dg.DagsterEventType.ASSET_CHECK_EVALUATION), ascending=True
+    )
     found: dict[str, list[bool]] = {}
     for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
@@ -93,7 +95,9 @@ def test_an_overdue_model_fails_its_freshness_check_and_warns_once_within_the_co
     config = yaml.safe_load((repo / ".dagctl" / "config.yaml").read_text())
     config["alerts"] = {"warning_channel": "#warn", "cooldown_minutes": 60}
     config["freshness"] = {"grace_minutes": 0, "check_interval_seconds": 5}
-    config["projects"][0].update({"schedule": "0 0 1 1 *", "janitor_schedule": None, "state_backup": {"enabled": False}})
+    config["projects"][0].update(
+        {"schedule": "0 0 1 1 *", "janitor_schedule": None, "state_backup": {"enabled": False}}
+    )
     (repo / ".dagctl" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (repo / "workspace.yaml").write_text("load_from:\n  - python_file: definitions.py\n")
     _complete_only_fresh(repo / "project")
@@ -106,13 +110,20 @@ def test_an_overdue_model_fails_its_freshness_check_and_warns_once_within_the_co
         env = dagster_env(home, SLACK_API_URL=stub.url, SLACK_BOT_TOKEN="xoxb-test", DAGCTL_AUTOMATION="on")
         daemon = subprocess.Popen(
             [venv_command("dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=repo,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 verdicts = _wait_for(
-                    lambda: (v := _freshness_evaluations(instance)) and len(v) == 2 and v, 180,
-                    "both models' freshness checks", daemon, log,
+                    lambda: (v := _freshness_evaluations(instance)) and len(v) == 2 and v,
+                    180,
+                    "both models' freshness checks",
+                    daemon,
+                    log,
                 )
                 assert verdicts == {"demo/fresh": [True], "demo/stale": [False]}
                 stub.wait_for_requests(1, timeout_s=30)
@@ -162,7 +173,10 @@ def test_a_bad_dbt_freshness_meta_is_one_error_naming_the_model(tmp_path: Path):
 
     repo = _dbt_example(tmp_path, '{{ config(meta={"dagctl": {"freshness": {"cron": "every day"}}}) }}')
     loaded = load_config(repo / ".dagctl" / "config.yaml")
-    with pytest.raises(ProjectLoadError, match=r"model daily_revenue \(models/marts/daily_revenue.sql\): meta.dagctl.freshness needs a valid `cron`"):
+    with pytest.raises(
+        ProjectLoadError,
+        match=r"model daily_revenue \(models/marts/daily_revenue.sql\): meta.dagctl.freshness needs a valid `cron`",
+    ):
         build_dbt_project(loaded, loaded.config.project("dbt_example"))
 
 
@@ -174,14 +188,24 @@ def test_freshness_config_errors_name_the_field(tmp_path: Path):
         parse_config({**base, "freshness": {"tier": "loud"}}, tmp_path / "config.yaml")
     with pytest.raises(ConfigError, match=r"projects\[0\].freshness.grace_minutes"):
         parse_config(
-            {"version": 1, "projects": [{"name": "p", "framework": "sqlmesh", "path": "x", "freshness": {"grace_minutes": -5}}]},
+            {
+                "version": 1,
+                "projects": [{"name": "p", "framework": "sqlmesh", "path": "x", "freshness": {"grace_minutes": -5}}],
+            },
             tmp_path / "config.yaml",
         )
     parsed = parse_config(
-        {"version": 1, "freshness": {"grace_minutes": 10}, "projects": [{"name": "p", "framework": "sqlmesh", "path": "x", "freshness": {"tier": "page"}}]},
+        {
+            "version": 1,
+            "freshness": {"grace_minutes": 10},
+            "projects": [{"name": "p", "framework": "sqlmesh", "path": "x", "freshness": {"tier": "page"}}],
+        },
         tmp_path / "config.yaml",
     )
-    assert (parsed.freshness_for(parsed.projects[0]).grace_minutes, parsed.freshness_for(parsed.projects[0]).tier) == (10, "page")
+    assert (parsed.freshness_for(parsed.projects[0]).grace_minutes, parsed.freshness_for(parsed.projects[0]).tier) == (
+        10,
+        "page",
+    )
 
 
 def test_executing_only_the_checks_evaluates_them_in_the_run(tmp_path: Path, dagster_home: Path):

@@ -24,11 +24,17 @@ from dagctl_dagster.execution.claims import ClaimStore
 pytestmark = pytest.mark.timeout(600)
 
 SQLMESH_MODELS = {
-    "customers", "daily_revenue", "incremental_orders", "item_revenue", "orders_enriched", "seed_orders", "tier_revenue",
+    "customers",
+    "daily_revenue",
+    "incremental_orders",
+    "item_revenue",
+    "orders_enriched",
+    "seed_orders",
+    "tier_revenue",
 }
 
 # The launched process's environment dump: names in the run's logs, values only as hashes.
-ENV_PROBE = '''\
+ENV_PROBE = """\
 import hashlib
 import os
 
@@ -42,10 +48,10 @@ def execute(context, start, end, execution_time, **kwargs):
     print("run worker environment: " + " ".join(names), flush=True)
     digests = [hashlib.sha256(os.environ[name].encode()).hexdigest() for name in names]
     return pd.DataFrame({"name": names, "sha256": digests})
-'''
+"""
 
 # Waits until the file GATE_FILE names exists: a model that is mid-run for as long as a test needs.
-GATE = '''\
+GATE = """\
 import os
 import time
 
@@ -60,7 +66,7 @@ def execute(context, start, end, execution_time, **kwargs):
     while not os.path.exists(marker):
         time.sleep(0.1)
     return pd.DataFrame({"opened": [1]})
-'''
+"""
 
 
 def _events(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -69,9 +75,12 @@ def _events(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 def _tables(path: Path, schema: str) -> dict[str, int]:
     with duckdb.connect(str(path), read_only=True) as conn:
-        names = [r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
-        ).fetchall()]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
+            ).fetchall()
+        ]
         return {name: conn.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0] for name in names}
 
 
@@ -144,13 +153,20 @@ def test_dbt_run_executes_from_the_image(tmp_path, postgres_url, monkeypatch):
         assert store.list_claims() == []
         store.dispose()
         haystacks = [r.raw_body for r in cluster.stub.requests]
-        haystacks += [dg.serialize_value(finished), *_events(cluster.instance, run.run_id), *cluster.compute_logs(), log]
+        haystacks += [
+            dg.serialize_value(finished),
+            *_events(cluster.instance, run.run_id),
+            *cluster.compute_logs(),
+            log,
+        ]
         _assert_no_secret_values(haystacks)
 
 
 def test_killed_pod_fails_the_run_through_monitoring_and_a_later_run_finishes(tmp_path, postgres_url, monkeypatch):
     gate_file = tmp_path / "gate.open"
-    with deployment(tmp_path / "d", postgres_url, monkeypatch, {"examples/sqlmesh_project/models/gate.py": GATE}) as cluster:
+    with deployment(
+        tmp_path / "d", postgres_url, monkeypatch, {"examples/sqlmesh_project/models/gate.py": GATE}
+    ) as cluster:
         _add_to_config_map(cluster, "sqlmesh-env", {"GATE_FILE": str(gate_file)})
         monkeypatch.setenv("GATE_FILE", str(gate_file))
         victim = cluster.submit("sqlmesh_example")
@@ -169,7 +185,11 @@ def test_killed_pod_fails_the_run_through_monitoring_and_a_later_run_finishes(tm
         monitor_started_run(cluster.instance, None, record, logging.getLogger("run-monitoring"))
         dead = cluster.instance.get_run_by_id(victim.run_id)
         assert dead.status == dg.DagsterRunStatus.FAILURE
-        failure = [e for e in _events(cluster.instance, victim.run_id) if "Run has not completed but K8s job has no active pods" in e]
+        failure = [
+            e
+            for e in _events(cluster.instance, victim.run_id)
+            if "Run has not completed but K8s job has no active pods" in e
+        ]
         assert failure
 
         gate_file.touch()
@@ -184,7 +204,9 @@ def test_killed_pod_fails_the_run_through_monitoring_and_a_later_run_finishes(tm
 
 def test_terminating_a_run_deletes_its_job_and_stops_the_process(tmp_path, postgres_url, monkeypatch):
     gate_file = tmp_path / "gate.open"
-    with deployment(tmp_path / "d", postgres_url, monkeypatch, {"examples/sqlmesh_project/models/gate.py": GATE}) as cluster:
+    with deployment(
+        tmp_path / "d", postgres_url, monkeypatch, {"examples/sqlmesh_project/models/gate.py": GATE}
+    ) as cluster:
         _add_to_config_map(cluster, "sqlmesh-env", {"GATE_FILE": str(gate_file)})
         monkeypatch.setenv("GATE_FILE", str(gate_file))
         run = cluster.submit("sqlmesh_example")

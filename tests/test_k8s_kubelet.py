@@ -61,16 +61,23 @@ def origin_repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, origin_repo: Path) -> Iterator[tuple[KubernetesApiStub, LocalKubelet, kubernetes.client.ApiClient]]:
+def cluster(
+    tmp_path: Path, origin_repo: Path
+) -> Iterator[tuple[KubernetesApiStub, LocalKubelet, kubernetes.client.ApiClient]]:
     image = ImageStandIn(
         bin_dir=Path(sys.executable).parent,
         workdir="/opt/app",
         paths={"/opt/app": tmp_path / "image-app"},
     )
     (tmp_path / "image-app").mkdir()
-    with KubernetesApiStub() as stub, LocalKubelet(stub, tmp_path / "node", {IMAGE: image}, {REPO_URL: origin_repo}) as kubelet:
+    with (
+        KubernetesApiStub() as stub,
+        LocalKubelet(stub, tmp_path / "node", {IMAGE: image}, {REPO_URL: origin_repo}) as kubelet,
+    ):
         config = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(str(stub.write_kubeconfig(tmp_path / "kubeconfig")), client_configuration=config)
+        kubernetes.config.load_kube_config(
+            str(stub.write_kubeconfig(tmp_path / "kubeconfig")), client_configuration=config
+        )
         with kubernetes.client.ApiClient(config) as api:
             yield stub, kubelet, api
 
@@ -161,7 +168,10 @@ def test_git_sync_checkout_env_and_paths_are_what_the_spec_says(cluster, tmp_pat
                     {"name": "GITSYNC_LINK", "value": "repo"},
                     {"name": "GITSYNC_DEPTH", "value": "1"},
                     {"name": "GITSYNC_ONE_TIME", "value": "true"},
-                    {"name": "GITSYNC_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "git-credentials", "key": "GITSYNC_PASSWORD"}}},
+                    {
+                        "name": "GITSYNC_PASSWORD",
+                        "valueFrom": {"secretKeyRef": {"name": "git-credentials", "key": "GITSYNC_PASSWORD"}},
+                    },
                 ],
                 "volumeMounts": mount,
             }
@@ -202,12 +212,16 @@ def test_git_sync_checkout_env_and_paths_are_what_the_spec_says(cluster, tmp_pat
         "REGION": "eu",
         "POD_NAME": pod.metadata.name,
     }
-    assert "probe done" in kubernetes.client.CoreV1Api(api).read_namespaced_pod_log(pod.metadata.name, NS, container="main")
+    assert "probe done" in kubernetes.client.CoreV1Api(api).read_namespaced_pod_log(
+        pod.metadata.name, NS, container="main"
+    )
 
 
 def test_command_exiting_1_fails_the_job_as_dagster_k8s_reads_it(cluster):
     stub, kubelet, api = cluster
-    kubernetes.client.BatchV1Api(api).create_namespaced_job(NS, job("boom", python("print('going down'); raise SystemExit(1)")))
+    kubernetes.client.BatchV1Api(api).create_namespaced_job(
+        NS, job("boom", python("print('going down'); raise SystemExit(1)"))
+    )
     wait_for(lambda: finished(api, "boom"), 60, "the failing Job")
 
     status = job_status(api, "boom")
@@ -279,7 +293,9 @@ def test_deleting_the_job_with_its_pods_kills_the_process_group(cluster):
     wait_for(lambda: "up" in kubelet.pod_log(NS, "sleeper2"), 30, "the second sleeper to start")
     [pid2] = kubelet.pids(NS, "sleeper2")
     group2 = [int(p) for p in subprocess.run(["pgrep", "-g", str(pid2)], capture_output=True, text=True).stdout.split()]
-    client = DagsterKubernetesClient.production_client(batch_api_override=batch, core_api_override=kubernetes.client.CoreV1Api(api))
+    client = DagsterKubernetesClient.production_client(
+        batch_api_override=batch, core_api_override=kubernetes.client.CoreV1Api(api)
+    )
     assert client.delete_job("sleeper2", NS) is True
     wait_for(lambda: not any(_alive(p) for p in group2), 30, "the second sleeper's process group to stop")
     assert ("data", "sleeper2") not in stub.jobs

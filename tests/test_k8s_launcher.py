@@ -238,7 +238,9 @@ def test_terminate_deletes_the_job_and_its_pod_in_the_project_namespace(instance
     assert len(deleted) == 2 and deleted[1].startswith(f"/api/v1/namespaces/data/pods/{job_name}-")
     assert not [key for key in stub.pods if key[0] == "data"]
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELING
-    assert "[DagctlK8sRunLauncher] Run was terminated successfully." in [e.message for e in instance.all_logs(run.run_id)]
+    assert "[DagctlK8sRunLauncher] Run was terminated successfully." in [
+        e.message for e in instance.all_logs(run.run_id)
+    ]
 
 
 def test_no_secret_value_in_manifests_run_config_or_event_log(instance, stub):
@@ -303,7 +305,11 @@ def test_dagster_cli_launches_a_load_definitions_job_through_the_launcher(exampl
     env = {**os.environ, **SECRET_VALUES, "DAGSTER_HOME": str(home)}
     result = subprocess.run(
         [venv_command("dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "dbt_example_run"],
-        cwd=example_repo, env=env, capture_output=True, text=True, timeout=240,
+        cwd=example_repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
@@ -328,7 +334,10 @@ def test_dagster_cli_launches_a_load_definitions_job_through_the_launcher(exampl
     [container] = pod["containers"]
     assert container["image"] == "registry.example.com/marts:2.0"
     assert container["envFrom"] == [{"secretRef": {"name": "slack-bot"}}]
-    assert container["resources"] == {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "250m", "memory": "512Mi"}}
+    assert container["resources"] == {
+        "limits": {"cpu": "1", "memory": "1Gi"},
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+    }
     assert {"name": "MAX_CONCURRENT_MODELS", "value": "5"} in container["env"]
     assert container["securityContext"]["runAsNonRoot"] is True
 

@@ -223,9 +223,7 @@ def test_platform_security_context_wins_over_run_tags(full):
 
 def test_literal_secret_in_env_is_refused(full):
     """dagster-k8s's `env_vars: [SLACK_BOT_TOKEN]` copies the launcher's value; refuse that."""
-    context = context_for_project(
-        K8sContainerContext(env_vars=["SLACK_BOT_TOKEN"]), full.config.project("analytics")
-    )
+    context = context_for_project(K8sContainerContext(env_vars=["SLACK_BOT_TOKEN"]), full.config.project("analytics"))
     with pytest.raises(LiteralSecretError, match="SLACK_BOT_TOKEN .*k8s.env_secrets"):
         build_run_job(
             project=full.config.project("analytics"),
@@ -239,8 +237,18 @@ def test_literal_secret_in_env_is_refused(full):
 
 def test_render_cli_prints_the_launcher_manifest_as_yaml(full, capsys):
     code = main(
-        ["k8s", "render", "--project", "analytics", "--run-id", RUN_ID, "--config", str(full.path),
-         "--image", "registry.example.com/code:7"]
+        [
+            "k8s",
+            "render",
+            "--project",
+            "analytics",
+            "--run-id",
+            RUN_ID,
+            "--config",
+            str(full.path),
+            "--image",
+            "registry.example.com/code:7",
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0
@@ -264,7 +272,10 @@ def test_render_console_script_works_without_a_cluster(full, tmp_path):
 
     result = subprocess.run(
         [venv_command("dagctl-dagster"), "k8s", "render", "--project", "marts", "--config", str(full.path)],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
     manifest = yaml.safe_load(result.stdout)
@@ -297,7 +308,10 @@ def test_top_level_k8s_defaults_apply_to_every_project_and_each_can_override(tmp
     defaults = loaded.config.k8s_defaults
     plain = _render(loaded.config.project("plain"), defaults=defaults)
     heavy = _render(loaded.config.project("heavy"), defaults=defaults)
-    assert _container(plain)["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    assert _container(plain)["resources"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
     assert _container(heavy)["resources"] == {
         "requests": {"cpu": "100m", "memory": "4Gi"},
         "limits": {"cpu": "4", "memory": "8Gi"},
@@ -305,8 +319,23 @@ def test_top_level_k8s_defaults_apply_to_every_project_and_each_can_override(tmp
     for manifest in (plain, heavy):
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     # the render CLI reads the same top-level defaults
-    assert main(["k8s", "render", "--project", "plain", "--run-id", RUN_ID, "--config", str(loaded.path),
-                 "--image", "registry.example.com/code:7"]) == 0
+    assert (
+        main(
+            [
+                "k8s",
+                "render",
+                "--project",
+                "plain",
+                "--run-id",
+                RUN_ID,
+                "--config",
+                str(loaded.path),
+                "--image",
+                "registry.example.com/code:7",
+            ]
+        )
+        == 0
+    )
     assert _container(yaml.safe_load(capsys.readouterr().out))["resources"] == _container(plain)["resources"]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -34,7 +34,8 @@ def _state(context) -> tuple[dict, dict]:
     }
     snapshot_ids = [s.snapshot_id for env in context.state_sync.get_environments() for s in env.snapshots]
     intervals = {
-        s_id.name: sorted(snapshot.intervals) for s_id, snapshot in context.state_sync.get_snapshots(snapshot_ids).items()
+        s_id.name: sorted(snapshot.intervals)
+        for s_id, snapshot in context.state_sync.get_snapshots(snapshot_ids).items()
     }
     return environments, intervals
 
@@ -60,7 +61,7 @@ def test_janitor_drops_an_expired_environment_and_backup_restores_into_a_fresh_s
 
     backups = example_repo / ".dagctl" / "state-backups"
     backups.mkdir(parents=True)
-    old = backups / backup_file_name("sqlmesh_example", datetime.now(timezone.utc) - timedelta(days=8))
+    old = backups / backup_file_name("sqlmesh_example", datetime.now(UTC) - timedelta(days=8))
     old.write_text("{}")
     path, backup = _output(build_state_backup_job(loaded, project).execute_in_process(), "state_backup")
     path = Path(path)
@@ -83,7 +84,7 @@ def test_janitor_drops_an_expired_environment_and_backup_restores_into_a_fresh_s
 
 
 def test_prune_keeps_recent_backups_and_other_projects_files(tmp_path: Path):
-    now = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
     names = {
         "old": backup_file_name("analytics", now - timedelta(days=7, minutes=1)),
         "recent": backup_file_name("analytics", now - timedelta(days=6, hours=23)),

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster import DagsterInstance
+from projects import executor_jobs
 
 from dagctl_dagster.alerts import rules
 from dagctl_dagster.alerts.run_summary import summarize_run
@@ -16,7 +17,6 @@ from dagctl_dagster.config import load_config
 from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
 from dagctl_dagster.names import ExecutorSummary
 from dagctl_dagster.sqlmesh.plan import build_plan_job
-from projects import executor_jobs
 
 
 @pytest.mark.timeout(180)

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
-
 from conftest import venv_command
-from dagctl_dagster.execution.claims import ClaimStore
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from projects import overlap_project
+
+from dagctl_dagster.execution.claims import ClaimStore
 
 JOB = "overlap_run"
 
@@ -158,9 +158,7 @@ def test_killed_run_holds_its_claims_until_the_lease_expires(overlap_repo: Path,
 
         def dead_claims_expired() -> bool:
             now = time.time()
-            return all(
-                c.expires_at.timestamp() < now for c in store.list_claims() if c.run_id == dead_run.run_id
-            )
+            return all(c.expires_at.timestamp() < now for c in store.list_claims() if c.run_id == dead_run.run_id)
 
         wait_for(dead_claims_expired, 90, "the dead run's leases to expire")
         recovery = launch(overlap_repo)
@@ -192,8 +190,7 @@ def test_environment_change_mid_run_stops_new_models(overlap_repo: Path, postgre
         reasons = skip_reasons(instance, first.run_id)
         assert any("environment changed" in r for r in reasons), reasons
         succeeded = {
-            record.step_key
-            for record in instance.all_logs(first.run_id, of_type=DagsterEventType.STEP_SUCCESS)
+            record.step_key for record in instance.all_logs(first.run_id, of_type=DagsterEventType.STEP_SUCCESS)
         }
     evaluated_in_first = {model for model, _, _ in overlap_project.audit_rows(postgres_url)}
     # the running model finished; nothing new started after the plan was applied

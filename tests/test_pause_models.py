@@ -73,7 +73,9 @@ def test_a_paused_model_and_its_downstream_are_skipped_until_resumed(tmp_path: P
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     plan_without_backfill(repo / "project")  # a pause holds back runs; a plan's backfill is SQLMesh's own
 
-    paused = models_cli(repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-7 bad feed", "--by", "alice")
+    paused = models_cli(
+        repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-7 bad feed", "--by", "alice"
+    )
     assert paused.returncode == 0, paused.stderr
     listed = models_cli(repo, home, "list")
     assert "demo/paused" in listed.stdout and "alice" in listed.stdout and "INC-7 bad feed" in listed.stdout

@@ -10,7 +10,13 @@ import pytest
 
 from dagctl_dagster.config import load_config
 from dagctl_dagster.sqlmesh.context import open_context
-from dagctl_dagster.sqlmesh.plan import ENVIRONMENT_CHANGED, EnvironmentChangedError, apply_plan, build_plan, build_plan_job
+from dagctl_dagster.sqlmesh.plan import (
+    ENVIRONMENT_CHANGED,
+    EnvironmentChangedError,
+    apply_plan,
+    build_plan,
+    build_plan_job,
+)
 
 MODEL = "sqlmesh_example.daily_revenue"
 
@@ -78,7 +84,10 @@ def test_dry_run_reports_the_modified_model_then_apply_backfills_it(example):
     small = build_plan_job(loaded, project.model_copy(update={"max_backfill_intervals": prod_intervals - 1}))
     refused = _run(small, auto_apply=True)
     message = _failure(refused)
-    assert f"the plan backfills {prod_intervals} intervals, more than max_backfill_intervals ({prod_intervals - 1})" in message
+    assert (
+        f"the plan backfills {prod_intervals} intervals, more than max_backfill_intervals ({prod_intervals - 1})"
+        in message
+    )
     assert "allow_large_backfill: true" in message
     assert "num_orders" not in _columns(warehouse)
 

@@ -88,8 +88,19 @@ def test_a_dbt_source_on_a_sqlmesh_model_is_one_asset_and_one_run_builds_it_firs
         if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ASSET_MATERIALIZATION
     ]
     assert order == ["upstream/orders", "marts/from_sqlmesh"]
-    sqlmesh_done = next(e.timestamp for e in entries if e.step_key == "up__upstream__orders" and e.dagster_event and e.dagster_event.is_step_success)
-    dbt_started = next(e.timestamp for e in entries if e.step_key and "marts" in e.step_key and e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_START)
+    sqlmesh_done = next(
+        e.timestamp
+        for e in entries
+        if e.step_key == "up__upstream__orders" and e.dagster_event and e.dagster_event.is_step_success
+    )
+    dbt_started = next(
+        e.timestamp
+        for e in entries
+        if e.step_key
+        and "marts" in e.step_key
+        and e.dagster_event
+        and e.dagster_event.event_type == DagsterEventType.STEP_START
+    )
     assert sqlmesh_done <= dbt_started
     engine = sa.create_engine(postgres_url)
     with engine.connect() as conn:
@@ -132,8 +143,21 @@ def run_pause_job(repo: Path, tmp_path: Path, **config: str) -> str:
     run_config = tmp_path / f"pause-{config['action']}.yaml"
     run_config.write_text(yaml.safe_dump({"ops": {"pause_or_resume_model": {"config": config}}}))
     process = subprocess.run(
-        [venv_command("dagster"), "job", "execute", "-f", "definitions.py", "-j", "dagctl_models_pause", "-c", str(run_config)],
-        cwd=repo, capture_output=True, text=True, timeout=300,
+        [
+            venv_command("dagster"),
+            "job",
+            "execute",
+            "-f",
+            "definitions.py",
+            "-j",
+            "dagctl_models_pause",
+            "-c",
+            str(run_config),
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert process.returncode == 0, (process.stdout + process.stderr)[-6000:]
     return process.stdout + process.stderr

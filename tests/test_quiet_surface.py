@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import venv_command
 from test_code_location import example_env
 
@@ -19,7 +18,9 @@ def run(command: list[str], repo: Path, env: dict[str, str]) -> subprocess.Compl
 @pytest.mark.timeout(600)
 def test_cli_run_prints_no_warnings(example_repo: Path, dagster_home: Path):
     env = example_env(example_repo, dagster_home)
-    result = run([venv_command("dg"), "launch", "--job", "sqlmesh_example_run", "-f", "definitions.py"], example_repo, env)
+    result = run(
+        [venv_command("dg"), "launch", "--job", "sqlmesh_example_run", "-f", "definitions.py"], example_repo, env
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "RUN_SUCCESS" in output
@@ -32,11 +33,13 @@ def test_config_error_is_one_line_without_traceback(example_repo: Path, dagster_
     config = example_repo / ".dagctl" / "config.yaml"
     config.write_text(config.read_text().replace("timezone: UTC", "timezone: UTC\nbogus_field: 1"))
     env = example_env(example_repo, dagster_home)
-    result = run([venv_command("dg"), "launch", "--job", "sqlmesh_example_run", "-f", "definitions.py"], example_repo, env)
+    result = run(
+        [venv_command("dg"), "launch", "--job", "sqlmesh_example_run", "-f", "definitions.py"], example_repo, env
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: {config}: bogus_field: unknown key; remove it or check its spelling against the README's config reference"
+        f"error: {config}: bogus_field: unknown key; remove it or check its spelling against docs/config.md"
     ]
 
 

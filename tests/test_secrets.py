@@ -48,7 +48,10 @@ def test_secret_env_values_are_redacted_in_text_and_nested_metadata(monkeypatch)
     monkeypatch.setenv("DB_PASSWORD", "short")  # too short to be masked safely
     text = "tok xoxb-abc/def+ghi, url-encoded xoxb-abc%2Fdef%2Bghi, pw correct horse, key k3y-value-123, hello world"
     assert redact(text) == "tok ***, url-encoded ***, pw ***, key ***, hello world"
-    assert redact_value({"a": ["correct horse", 3], "b": ("x", "k3y-value-123")}) == {"a": ["***", 3], "b": ("x", "***")}
+    assert redact_value({"a": ["correct horse", 3], "b": ("x", "k3y-value-123")}) == {
+        "a": ["***", 3],
+        "b": ("x", "***"),
+    }
     assert redact("ss@db", ["p@ss"]) == "ss@db" and redact("p@ss@db", ["p@ss"]) == "***@db"
 
 

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import textwrap
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
-
 from conftest import venv_command
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 SLACK_TOKEN = "xoxb-11111-22222-SeCrEtSlAcK"
 STATE_PASSWORD = "st@te:pa/ss-Word42"
 CLAIMS_PASSWORD = "cl@ims:pa/ss-Word77"
 
-MODEL = '''
+MODEL = """
 import os
 
 import pandas as pd
@@ -38,7 +36,7 @@ def execute(context: ExecutionContext, **kwargs) -> pd.DataFrame:
             f"password={os.environ['SQLMESH_STATE_PASSWORD']}"
         )
     return pd.DataFrame({"x": [1]})
-'''
+"""
 
 CONFIG = """
 gateways:
@@ -88,7 +86,11 @@ def execute(repo: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "SLACK_BOT_TOKEN": SLACK_TOKEN, "SQLMESH_STATE_PASSWORD": STATE_PASSWORD, **env}
     return subprocess.run(
         [venv_command("dagster"), "job", "execute", "-f", "definitions.py", "-j", "leaky_run"],
-        cwd=repo, env=environ, capture_output=True, text=True, timeout=300,
+        cwd=repo,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -165,6 +167,8 @@ def test_a_claim_store_url_is_masked_in_the_run_failure(leaky_repo: Path, claims
         assert run.status == DagsterRunStatus.FAILURE
         records = instance.all_logs(run.run_id)
         assert leaks("\n".join(str(record) for record in records), CLAIMS_PASSWORD) == []
-        failures = [r for r in records if r.dagster_event and r.dagster_event.event_type == DagsterEventType.RUN_FAILURE]
+        failures = [
+            r for r in records if r.dagster_event and r.dagster_event.event_type == DagsterEventType.RUN_FAILURE
+        ]
         failure_text = "\n".join(str(r) for r in records if r.dagster_event and r.dagster_event.is_failure)
         assert failures and "claim store" in failure_text and "***" in failure_text, failure_text[-2000:]

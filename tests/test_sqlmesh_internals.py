@@ -29,7 +29,9 @@ def test_run_merged_intervals_still_decides_target_table_existence_as_internals_
 
     source = _source(Scheduler.run_merged_intervals)
     assert "snapshot.snapshot_id not in snapshots_to_create or node.batch_index > 0" in source
-    assert "self._dag( batched_intervals, snapshot_dag=snapshot_dag, snapshots_to_create=snapshots_to_create )" in source
+    assert (
+        "self._dag( batched_intervals, snapshot_dag=snapshot_dag, snapshots_to_create=snapshots_to_create )" in source
+    )
     assert "selected_models=selected_models" in source
     assert "runtime_stage=RuntimeStage.BEFORE_ALL" in source and "runtime_stage=RuntimeStage.AFTER_ALL" in source
 
@@ -61,12 +63,21 @@ def test_the_private_names_internals_uses_exist_with_their_parameters():
         ThreadLocalSharedConnectionPool,
     )
 
-    assert list(inspect.signature(Scheduler._dag).parameters) == ["self", "batches", "snapshot_dag", "snapshots_to_create"]
+    assert list(inspect.signature(Scheduler._dag).parameters) == [
+        "self",
+        "batches",
+        "snapshot_dag",
+        "snapshots_to_create",
+    ]
     assert {"target_table_exists", "batch_index", "environment_naming_info"} <= set(
         inspect.signature(Scheduler.evaluate).parameters
     )
     assert callable(GenericContext._load_materializations)
-    assert {f.name for f in __import__("dataclasses").fields(EvaluateNode)} == {"snapshot_name", "interval", "batch_index"}
+    assert {f.name for f in __import__("dataclasses").fields(EvaluateNode)} == {
+        "snapshot_name",
+        "interval",
+        "batch_index",
+    }
     assert {f.name for f in __import__("dataclasses").fields(CreateNode)} == {"snapshot_name"}
     for pool in (SingletonConnectionPool, ThreadLocalConnectionPool, ThreadLocalSharedConnectionPool):
         assert callable(pool.close_cursor)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from conftest import venv_command
 from projects.sqlmesh_repo import CONFIG_YAML, dagster_env
 
@@ -91,9 +90,20 @@ def test_one_run_over_both_repositories_executes_them_in_dependency_order(tmp_pa
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     result = subprocess.run(
-        [venv_command("dagster"), "asset", "materialize", "-f", str(root / "definitions.py"),
-         "--select", "group:repo_1 or group:repo_2"],
-        cwd=elsewhere, env=dagster_env(home), capture_output=True, text=True, timeout=500,
+        [
+            venv_command("dagster"),
+            "asset",
+            "materialize",
+            "-f",
+            str(root / "definitions.py"),
+            "--select",
+            "group:repo_1 or group:repo_2",
+        ],
+        cwd=elsewhere,
+        env=dagster_env(home),
+        capture_output=True,
+        text=True,
+        timeout=500,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:

@@ -16,7 +16,6 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, EventRecordsFilter
-
 from projects.sqlmesh_repo import run_job, start_job, wide_models, write_repository
 
 

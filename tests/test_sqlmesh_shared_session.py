@@ -15,10 +15,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from projects import sqlmesh_jobs
 
 from benchmarks.contenders import DuckDBState, verify_duckdb_warehouse
 from benchmarks.generate import JOB_NAME, generate_repository
-from projects import sqlmesh_jobs
 
 # The call that evaluates one model's batch: one per model here (FULL models, one batch).
 PER_MODEL_CALLS = {"Scheduler.evaluate"}
@@ -71,9 +71,7 @@ def counted_run(tmp_path: Path, monkeypatch, models: int, get_job) -> collection
         counts = count_calls(patch, sqlmesh_targets())
         with dg.DagsterInstance.get() as instance:
             result = dg.execute_job(dg.reconstructable(get_job), instance, raise_on_error=False)
-            materialized = {
-                event.asset_key for event in result.all_events if event.is_step_materialization
-            }
+            materialized = {event.asset_key for event in result.all_events if event.is_step_materialization}
     assert result.success
     assert len(materialized) == models
     verify_duckdb_warehouse(repo, label=f"bench_run N={models}")  # every table holds its rows

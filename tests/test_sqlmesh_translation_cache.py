@@ -25,7 +25,11 @@ def _summary(assets) -> dict:
     summary = {}
     for item in assets:
         specs = [item] if isinstance(item, dg.AssetSpec) else list(item.specs)
-        checks = [] if isinstance(item, dg.AssetSpec) else sorted((c.name, c.blocking, c.description) for c in item.check_specs)
+        checks = (
+            []
+            if isinstance(item, dg.AssetSpec)
+            else sorted((c.name, c.blocking, c.description) for c in item.check_specs)
+        )
         for spec in specs:
             summary[spec.key.to_user_string()] = {
                 "deps": sorted(d.asset_key.to_user_string() for d in spec.deps),
@@ -65,7 +69,10 @@ def test_editing_a_model_misses_the_cache_and_shows_the_change(project_dir: Path
     model.write_text(model.read_text().replace("SELECT", "SELECT 1 AS added_column,", 1))
     after, hit = _load(project_dir, caplog)
     assert not hit
-    assert after["sqlmesh_example/daily_revenue"]["code_version"] != before["sqlmesh_example/daily_revenue"]["code_version"]
+    assert (
+        after["sqlmesh_example/daily_revenue"]["code_version"]
+        != before["sqlmesh_example/daily_revenue"]["code_version"]
+    )
     assert "added_column" in after["sqlmesh_example/daily_revenue"]["metadata"]["dagster/column_schema"]
     assert "added_column" not in before["sqlmesh_example/daily_revenue"]["metadata"]["dagster/column_schema"]
 
@@ -81,7 +88,9 @@ def test_an_environment_variable_the_config_reads_is_part_of_the_key(project_dir
 
 def test_a_model_broken_after_a_cached_load_is_still_a_load_error(project_dir: Path, caplog):
     _load(project_dir, caplog)
-    (project_dir / "models" / "broken.sql").write_text("MODEL (name sqlmesh_example.broken, kind FULL);\nSELECT FROM WHERE (\n")
+    (project_dir / "models" / "broken.sql").write_text(
+        "MODEL (name sqlmesh_example.broken, kind FULL);\nSELECT FROM WHERE (\n"
+    )
     with pytest.raises(ProjectLoadError) as excinfo:
         sqlmesh_assets(project_dir, name="sqlmesh_example")
     assert "broken.sql" in str(excinfo.value)

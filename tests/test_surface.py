@@ -10,14 +10,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
-
 from conftest import free_port, venv_command
+from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
 from test_code_location import SQLMESH_MODELS, dagster, example_env
 
 LOCATION = "dagctl"
 DBT_KEYS = {
-    *(f"dbt_example/{m}" for m in ("stg_customers", "stg_orders", "stg_payments", "customers", "orders", "daily_revenue")),
+    *(
+        f"dbt_example/{m}"
+        for m in ("stg_customers", "stg_orders", "stg_payments", "customers", "orders", "daily_revenue")
+    ),
     *(f"dbt_example/{s}" for s in ("raw_customers", "raw_orders", "raw_payments")),
 }
 OBSERVABILITY_KEYS = {

@@ -63,7 +63,7 @@ class Verdict:
 def due_end(cron: str, timezone: str, now: datetime, grace: timedelta) -> datetime:
     """The latest tick of ``cron`` at or before ``now - grace``: the end the last completed
     interval must have reached by now."""
-    from croniter import croniter  # type: ignore[import-untyped]
+    from croniter import croniter
 
     local = (now - grace).astimezone(ZoneInfo(timezone))
     iterator = croniter(cron, local + timedelta(microseconds=1))
@@ -75,7 +75,9 @@ def judge(schedule: ModelSchedule, settings: FreshnessConfig, now: datetime) -> 
     due = due_end(schedule.cron, schedule.timezone, now, grace)
     model = schedule.key.to_user_string()
     if schedule.last_end is None:
-        return Verdict(schedule.key, True, due, None, f"{model} has no completed interval; due by {due:%Y-%m-%d %H:%M} UTC")
+        return Verdict(
+            schedule.key, True, due, None, f"{model} has no completed interval; due by {due:%Y-%m-%d %H:%M} UTC"
+        )
     if schedule.last_end < due:
         return Verdict(
             schedule.key,
@@ -86,7 +88,11 @@ def judge(schedule: ModelSchedule, settings: FreshnessConfig, now: datetime) -> 
             f"the interval ending {due:%Y-%m-%d %H:%M} UTC was due (cron '{schedule.cron}', grace {grace})",
         )
     return Verdict(
-        schedule.key, False, due, schedule.last_end, f"{model} is fresh: complete up to {schedule.last_end:%Y-%m-%d %H:%M} UTC"
+        schedule.key,
+        False,
+        due,
+        schedule.last_end,
+        f"{model} is fresh: complete up to {schedule.last_end:%Y-%m-%d %H:%M} UTC",
     )
 
 
@@ -140,7 +146,9 @@ def _sqlmesh_schedules(loaded: LoadedConfig, project: ProjectConfig, keys: set[d
     return found
 
 
-def evaluate(source: FreshnessSource, settings: FreshnessConfig, instance: dg.DagsterInstance, now: datetime) -> list[Verdict]:
+def evaluate(
+    source: FreshnessSource, settings: FreshnessConfig, instance: dg.DagsterInstance, now: datetime
+) -> list[Verdict]:
     return [judge(schedule, settings, now) for schedule in source.schedules(instance)]
 
 
@@ -175,7 +183,9 @@ def freshness_checks(source: FreshnessSource, settings: FreshnessConfig) -> dg.A
     if not keys:
         return None
     specs = [
-        dg.AssetCheckSpec(FRESHNESS_CHECK_NAME, asset=key, blocking=False, description="Freshness SLA from the model's schedule")
+        dg.AssetCheckSpec(
+            FRESHNESS_CHECK_NAME, asset=key, blocking=False, description="Freshness SLA from the model's schedule"
+        )
         for key in keys
     ]
 
@@ -213,7 +223,9 @@ class FreshnessCursor:
         return json.dumps({"alerts": self.alerts.serialize(), "late": self.late}, sort_keys=True)
 
 
-def freshness_sensor(sources: Sequence[FreshnessSource], lookup: ProjectLookup, interval_s: int, default_status) -> dg.SensorDefinition:
+def freshness_sensor(
+    sources: Sequence[FreshnessSource], lookup: ProjectLookup, interval_s: int, default_status
+) -> dg.SensorDefinition:
     @dg.sensor(
         name=FRESHNESS_SENSOR_NAME,
         description="Evaluates every model's freshness SLA; late models fail their dagctl_freshness check and alert.",
@@ -234,7 +246,9 @@ def freshness_sensor(sources: Sequence[FreshnessSource], lookup: ProjectLookup, 
             try:
                 verdicts = evaluate(source, settings, context.instance, datetime.fromtimestamp(now, UTC))
             except Exception as exc:  # state unreachable or locked: the next tick tries again
-                context.log.warning(f"freshness of project '{source.name}' not evaluated this tick: {type(exc).__name__}: {exc}")
+                context.log.warning(
+                    f"freshness of project '{source.name}' not evaluated this tick: {type(exc).__name__}: {exc}"
+                )
                 continue
             for verdict in verdicts:
                 model = verdict.key.to_user_string()
@@ -255,7 +269,9 @@ def _has_run_in_progress(instance: dg.DagsterInstance, project: str) -> bool:
     return bool(instance.get_run_records(dg.RunsFilter(tags={PROJECT_TAG: project}, statuses=in_progress), limit=1))
 
 
-def build_freshness(location, lookup: ProjectLookup) -> tuple[list[dg.AssetChecksDefinition], list[dg.SensorDefinition]]:
+def build_freshness(
+    location, lookup: ProjectLookup
+) -> tuple[list[dg.AssetChecksDefinition], list[dg.SensorDefinition]]:
     """The checks and the sensor of every project whose freshness is enabled."""
     from dagctl_dagster.settings import sensor_default_status
 

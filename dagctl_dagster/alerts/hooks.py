@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-
 from typing import Any
 
 import dagster as dg
@@ -27,9 +26,7 @@ logger = logging.getLogger("dagctl_dagster.alerts")
 SLACK_RESOURCE_KEY = "slack"
 
 
-def model_failure_hook(
-    project: str, channel: str | None, models_by_op: Mapping[str, str]
-) -> dg.HookDefinition:
+def model_failure_hook(project: str, channel: str | None, models_by_op: Mapping[str, str]) -> dg.HookDefinition:
     """A failure hook posting project, model, run id, the error's first line and a run link."""
 
     def message(context: dg.HookContext) -> str:

@@ -54,8 +54,7 @@ def step_failure_text(failure: StepFailure) -> str:
     """``model `a` failed``; a step of several models (one dbt build) lists them: ``model `a`, `b` failed``."""
     models = ", ".join(f"`{name}`" for name in failure.model.split(", "))
     lines = [
-        f":red_circle: *{failure.project}* model {models} failed in run {failure.run_id} "
-        f"(job {failure.job_name})",
+        f":red_circle: *{failure.project}* model {models} failed in run {failure.run_id} (job {failure.job_name})",
         f"> {first_line(failure.error)}",
     ]
     return _with_link(lines, failure.run_id)

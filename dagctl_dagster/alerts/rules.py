@@ -76,9 +76,10 @@ def slow_run(
 ) -> Alert | None:
     run = record.dagster_run
     duration = _duration(record)
-    if duration is None:
+    if duration is None or record.end_time is None:
         return None
-    since = record.end_time - thresholds.history_days * _DAY_S
+    end_time = record.end_time
+    since = end_time - thresholds.history_days * _DAY_S
     history = instance.get_run_records(
         dg.RunsFilter(job_name=run.job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=500
     )
@@ -87,7 +88,8 @@ def slow_run(
         for r in history
         if r.dagster_run.run_id != run.run_id
         and (d := _duration(r)) is not None
-        and since <= r.end_time <= record.end_time
+        and r.end_time is not None
+        and since <= r.end_time <= end_time
     ]
     if len(earlier) < thresholds.min_history:
         return None
@@ -199,12 +201,16 @@ def informational(
     the environment it names.
     """
     if job_kind == "janitor":
-        return Alert("info", project, f"info:janitor:{run.run_id}", f"janitor run of {run.job_name} completed", run.run_id)
+        return Alert(
+            "info", project, f"info:janitor:{run.run_id}", f"janitor run of {run.job_name} completed", run.run_id
+        )
     backfill = run.tags.get(BACKFILL_ID_TAG)
     if backfill and environment == "prod":
         return Alert("info", project, f"info:backfill:{run.run_id}", f"backfill {backfill} applied in prod", run.run_id)
     if plan is not None and plan.applied and (plan.environment or environment) == "prod":
-        return Alert("info", project, f"info:backfill:{run.run_id}", f"plan run {run.job_name} applied in prod", run.run_id)
+        return Alert(
+            "info", project, f"info:backfill:{run.run_id}", f"plan run {run.job_name} applied in prod", run.run_id
+        )
     return None
 
 
@@ -230,4 +236,6 @@ def _number(record: dg.EventLogRecord, key: str) -> float | None:
 
 def late_model(project: str, tier: str, model: str, summary: str) -> Alert:
     """A model whose last completed interval is older than its cron and grace allow."""
-    return Alert(tier=tier, project=project, cause=f"{tier}:late_model:{model}", summary=summary, facts={"model": model})
+    return Alert(
+        tier=tier, project=project, cause=f"{tier}:late_model:{model}", summary=summary, facts={"model": model}
+    )

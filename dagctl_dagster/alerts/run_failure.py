@@ -24,9 +24,7 @@ from dagctl_dagster.alerts.slack import DagctlSlackResource
 RUN_FAILURE_SENSOR_NAME = "dagctl_slack_on_run_failure"
 
 
-def slack_run_failure_sensor(
-    projects: ProjectLookup, hooked_jobs: Collection[str]
-) -> dg.SensorDefinition:
+def slack_run_failure_sensor(projects: ProjectLookup, hooked_jobs: Collection[str]) -> dg.SensorDefinition:
     """Posts a run failure unless the run's job has step hooks and a step failure was posted."""
 
     @dg.run_failure_sensor(

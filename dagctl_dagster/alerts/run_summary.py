@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-
 from typing import Any
 
 import dagster as dg
@@ -122,7 +121,9 @@ def _record(step: _StepRecord, event: dg.DagsterEvent) -> None:
             step.skipped_models = _names(metadata.get(SKIPPED_MODELS_KEY))
 
 
-def _step_counts(reported: ExecutorSummary | None, steps: Mapping[str, _StepRecord], planned: set[str]) -> dict[str, int]:
+def _step_counts(
+    reported: ExecutorSummary | None, steps: Mapping[str, _StepRecord], planned: set[str]
+) -> dict[str, int]:
     if reported is not None:
         return {
             "executed": reported.executed,
@@ -192,6 +193,8 @@ def _models_by_step(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[st
             models[step.key] = [
                 o.properties.asset_key.to_user_string()
                 for o in step.outputs
-                if o.properties is not None and o.properties.asset_key is not None and o.properties.asset_check_key is None
+                if o.properties is not None
+                and o.properties.asset_key is not None
+                and o.properties.asset_check_key is None
             ]
     return models

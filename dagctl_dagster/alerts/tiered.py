@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -24,10 +25,10 @@ from dagctl_dagster.alerts import rules
 from dagctl_dagster.alerts.cursor import AlertCursor
 from dagctl_dagster.alerts.messages import tier_alert_text
 from dagctl_dagster.alerts.projects import ProjectLookup
-from dagctl_dagster.secrets import redact
 from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.alerts.slack import DagctlSlackResource
 from dagctl_dagster.names import OBSERVABILITY_PREFIX, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
+from dagctl_dagster.secrets import redact
 
 TIERED_ALERT_SENSOR_NAME = "dagctl_tiered_alerts"
 # Without a cursor (first tick), only this recent past is alerted on.
@@ -76,9 +77,7 @@ def tiered_alert_sensor(
 
 
 class _Evaluation:
-    def __init__(
-        self, context: dg.SensorEvaluationContext, projects: ProjectLookup, cursor: AlertCursor, now: float
-    ):
+    def __init__(self, context: dg.SensorEvaluationContext, projects: ProjectLookup, cursor: AlertCursor, now: float):
         self.context = context
         self.instance = context.instance
         self.projects = projects
@@ -191,12 +190,12 @@ def deliver_alerts(
             context.log.info(f"{alert.cause}: recorded ({text})")
             continue
         client = client or slack.get_client()
-        client.chat_postMessage(channel=channel, text=text)
+        client.chat_postMessage(channel=channel or "", text=text)
         context.log.info(f"{alert.cause}: posted to {channel or '(log only)'}")
 
 
 def _record_alert(instance: dg.DagsterInstance, alert: rules.Alert) -> None:
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "tier": alert.tier,
         "cause": alert.cause,
         "summary": redact(alert.summary),

@@ -55,7 +55,5 @@ def build_automation(location: CodeLocationContext) -> Automation:
             deploy_jobs.append(deploy_job)
     sensor = build_config_version_sensor(location, deploy_jobs)
     return Automation(
-        definitions=dg.Definitions(
-            jobs=[*own_jobs, *maintenance_jobs], schedules=schedules, sensors=[sensor]
-        )
+        definitions=dg.Definitions(jobs=[*own_jobs, *maintenance_jobs], schedules=schedules, sensors=[sensor])
     )

@@ -83,9 +83,7 @@ def sensor_interval_seconds() -> int:
     return int(raw)
 
 
-def build_config_version_sensor(
-    location: CodeLocationContext, jobs: Sequence[dg.JobDefinition]
-) -> dg.SensorDefinition:
+def build_config_version_sensor(location: CodeLocationContext, jobs: Sequence[dg.JobDefinition]) -> dg.SensorDefinition:
     """The deploy sensor of a code location; ``jobs`` are the plan and deploy jobs it launches."""
     known_projects = {project_defs.name for project_defs in location.projects}
     config_path = location.loaded.path
@@ -155,7 +153,8 @@ def sqlmesh_deploy_request(project: ProjectConfig, version: str, commit: str | N
         run_config={"ops": {"plan": {"config": {"environment": project.environment, "auto_apply": apply}}}},
         tags={
             **_deploy_tags(project, version, commit),
-            SCOPE_TAG: f"plan {project.environment}" + ("" if apply else " (protected: dry run, apply with approved: true)"),
+            SCOPE_TAG: f"plan {project.environment}"
+            + ("" if apply else " (protected: dry run, apply with approved: true)"),
         },
     )
 
@@ -172,7 +171,9 @@ def dbt_deploy_request(
         job_name=deploy_job_name(project),
         run_key=deploy_run_key(project, loaded.version),
         run_config={
-            "ops": {"dbt_deploy": {"config": {"select": scope.select or "", "changed_files": list(scope.changed_files)}}}
+            "ops": {
+                "dbt_deploy": {"config": {"select": scope.select or "", "changed_files": list(scope.changed_files)}}
+            }
         },
         tags={
             **_deploy_tags(project, loaded.version, commit),

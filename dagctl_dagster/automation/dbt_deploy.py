@@ -13,7 +13,6 @@ factory) without the code location's parsed manifest, so a model added in the de
 commit is built even before the code location reloads and shows it as an asset.
 """
 
-
 import os
 import uuid
 from collections import Counter
@@ -67,7 +66,10 @@ def _deploy(
         args += ["--select", *select.split()]
     context.log.info(f"dbt {' '.join(args)} (project '{project.name}')")
     # Named like the run job's directories (<op>-<run>-<uuid>), so the newest few are kept.
-    target = Path(os.environ.get("DBT_TARGET_PATH", "target")) / f"{context.op.name}-{context.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    target = (
+        Path(os.environ.get("DBT_TARGET_PATH", "target"))
+        / f"{context.op.name}-{context.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    )
     invocation = dbt.cli(args, raise_on_error=False, target_path=target)
     try:
         invocation.wait()
@@ -87,7 +89,9 @@ def _deploy_outcome(invocation: Any, project: ProjectConfig, select: str, change
         )
     results = RunResults.read(run_results_path)
     statuses = Counter(node.status for node in results.nodes.values())
-    built = sorted(n.name for n in results.nodes.values() if n.resource_type != "test" and not n.failed and not n.skipped)
+    built = sorted(
+        n.name for n in results.nodes.values() if n.resource_type != "test" and not n.failed and not n.skipped
+    )
     metadata: dict[str, Any] = {
         "select": select or "(full build)",
         "changed_files": dg.MetadataValue.json(changed_files),

@@ -71,9 +71,7 @@ def build_run_schedule(config: DagctlConfig, project: ProjectConfig) -> dg.Sched
 
 def in_progress_run_id(instance: dg.DagsterInstance, job_name: str) -> str | None:
     """The id of the newest queued or running run of ``job_name``, if any."""
-    records = instance.get_run_records(
-        dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS_STATUSES), limit=1
-    )
+    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS_STATUSES), limit=1)
     return records[0].dagster_run.run_id if records else None
 
 

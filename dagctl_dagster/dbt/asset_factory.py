@@ -121,9 +121,11 @@ def build_dbt_project(
     )
 
 
-def _freshness_of_models(project_name: str, assets_def: dg.AssetsDefinition) -> dict[dg.AssetKey, tuple[str, int | None]]:
+def _freshness_of_models(
+    project_name: str, assets_def: dg.AssetsDefinition
+) -> dict[dg.AssetKey, tuple[str, int | None]]:
     """Each model's ``meta: {dagctl: {freshness: {cron: "...", grace_minutes: N}}}``."""
-    from croniter import croniter  # type: ignore[import-untyped]
+    from croniter import croniter
     from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
     manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([assets_def])
@@ -136,7 +138,11 @@ def _freshness_of_models(project_name: str, assets_def: dg.AssetsDefinition) -> 
         if freshness is None:
             continue
         where = f"model {props['name']} ({props.get('original_file_path')}): meta.dagctl.freshness"
-        if not isinstance(freshness, dict) or not isinstance(freshness.get("cron"), str) or not croniter.is_valid(freshness["cron"]):
+        if (
+            not isinstance(freshness, dict)
+            or not isinstance(freshness.get("cron"), str)
+            or not croniter.is_valid(freshness["cron"])
+        ):
             raise ProjectLoadError(project_name, f"{where} needs a valid `cron` (e.g. '0 6 * * *')")
         grace = freshness.get("grace_minutes")
         if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool) or grace < 0):
@@ -151,9 +157,7 @@ def max_concurrent_models(environ: Mapping[str, str] | None = None) -> int:
     try:
         return parse_max_concurrent(raw, source=f"env var {MAX_CONCURRENT_ENV}")
     except InvalidMaxConcurrent as exc:
-        raise dg.Failure(
-            description=f"{exc}; it sets dbt's --threads. Fix it and launch the run again."
-        ) from None
+        raise dg.Failure(description=f"{exc}; it sets dbt's --threads. Fix it and launch the run again.") from None
 
 
 @dataclass(frozen=True)

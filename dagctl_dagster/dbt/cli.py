@@ -35,7 +35,9 @@ def _prepare(args: argparse.Namespace) -> int:
         return 1
     projects = [p for p in loaded.projects if p.framework == "dbt" and args.project in (None, p.name)]
     if not projects:
-        print(f"error: {loaded.path}: no dbt project{f' named {args.project!r}' if args.project else ''}", file=sys.stderr)
+        print(
+            f"error: {loaded.path}: no dbt project{f' named {args.project!r}' if args.project else ''}", file=sys.stderr
+        )
         return 1
     for project in projects:
         profiles_dir = (loaded.root / project.profiles_dir).resolve() if project.profiles_dir else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import yaml
@@ -107,9 +107,7 @@ def scope_of_changes(project_dir: Path, files: list[str]) -> DeployScope:
             continue
         nodes = _nodes_of_file(project_dir, path)
         if nodes is None:
-            return DeployScope(
-                full_build=True, changed_files=changed, reason=f"{name} changed and could not be read"
-            )
+            return DeployScope(full_build=True, changed_files=changed, reason=f"{name} changed and could not be read")
         selectors.extend(f"{node}+" for node in nodes if f"{node}+" not in selectors)
     if not selectors:
         reason = "no model, seed, snapshot or project file changed" if files else "no file changed"

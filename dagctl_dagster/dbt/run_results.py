@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 SKIPPED_STATUS = "skipped"
 REFABLE_TYPES = frozenset({"model", "seed", "snapshot"})

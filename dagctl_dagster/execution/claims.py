@@ -72,6 +72,7 @@ def _postgres_timeouts() -> dict[str, Any]:
         "keepalives_count": 3,
     }
 
+
 metadata = sa.MetaData()
 claims_table = sa.Table(
     "dagctl_claims",
@@ -251,9 +252,7 @@ class ClaimStore:
     def renew(self, run_id: str) -> int:
         """Extend every lease ``run_id`` holds to a full lease from now; returns how many."""
         statement = (
-            sa.update(claims_table)
-            .where(claims_table.c.run_id == run_id)
-            .values(expires_at=self._now_and_expiry()[1])
+            sa.update(claims_table).where(claims_table.c.run_id == run_id).values(expires_at=self._now_and_expiry()[1])
         )
         with self._write() as conn:
             return conn.execute(statement).rowcount
@@ -388,8 +387,7 @@ class ClaimStore:
         if self._is_postgres:
             models = " AND model = ANY(CAST(:models AS TEXT[]))" if by_model else ""
             return sa.text(
-                "SET LOCAL synchronous_commit TO OFF; "
-                f"DELETE FROM dagctl_claims WHERE run_id = :run_id{models}"
+                f"SET LOCAL synchronous_commit TO OFF; DELETE FROM dagctl_claims WHERE run_id = :run_id{models}"
             )
         statement = sa.delete(claims_table).where(claims_table.c.run_id == sa.bindparam("run_id"))
         if by_model:

@@ -11,7 +11,6 @@ test and adjusting this file, nothing else.
 from __future__ import annotations
 
 import collections
-import os
 import sys
 import threading
 import warnings
@@ -246,7 +245,7 @@ def keep_sqlite_event_connections_open(*, force: bool = False) -> bool:
                 with self._db_lock:
                     _dispose_kept_engines(self)
 
-        SqliteEventLogStorage._connect = _kept_open_sqlite_connect  # type: ignore[method-assign]
+        SqliteEventLogStorage._connect = _kept_open_sqlite_connect  # type: ignore[method-assign,assignment]
         SqliteEventLogStorage.wipe = wipe  # type: ignore[method-assign]
         SqliteEventLogStorage.has_table = has_table  # type: ignore[method-assign]
         SqliteEventLogStorage.dispose = dispose  # type: ignore[method-assign]

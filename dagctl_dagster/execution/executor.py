@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +67,9 @@ class ExecutorSettings:
         environ = dict(os.environ if environ is None else environ)
         max_concurrent = config.get("max_concurrent")
         if max_concurrent is None:
-            max_concurrent = parse_max_concurrent(environ.get(MAX_CONCURRENT_ENV), source=f"env var {MAX_CONCURRENT_ENV}")
+            max_concurrent = parse_max_concurrent(
+                environ.get(MAX_CONCURRENT_ENV), source=f"env var {MAX_CONCURRENT_ENV}"
+            )
         else:
             max_concurrent = parse_max_concurrent(max_concurrent, source="executor config `max_concurrent`")
         try:
@@ -137,8 +139,7 @@ class ClaimAwareExecutor(adapter.Executor):
         gc.freeze()
         yield adapter.engine_event(
             plan_context,
-            f"Claim-aware executor: up to {self.settings.max_concurrent} model steps at once "
-            f"in process {os.getpid()}",
+            f"Claim-aware executor: up to {self.settings.max_concurrent} model steps at once in process {os.getpid()}",
             {"max_concurrent": self.settings.max_concurrent, "pid": os.getpid()},
         )
         yield from adapter.run_with_execution_context(plan_context, self, self._iterate)
@@ -222,8 +223,7 @@ class _RunExecution:
     def events(self) -> Iterator[adapter.DagsterEvent]:
         steps = self.plan.get_steps_to_execute_in_topo_order()
         self.models_by_step = {
-            step.key: [k.to_user_string() for k in adapter.asset_keys_of_step(self.job_context, step)]
-            for step in steps
+            step.key: [k.to_user_string() for k in adapter.asset_keys_of_step(self.job_context, step)] for step in steps
         }
         started = time.perf_counter()
         with adapter.started_plan(self.job_context, self.plan) as active:
@@ -419,9 +419,7 @@ class _RunExecution:
         self.ready = waiting
         return launched
 
-    def _start_or_settle(
-        self, active, step, slot: _FrameworkSlot | None
-    ) -> Generator[adapter.DagsterEvent, None, int]:
+    def _start_or_settle(self, active, step, slot: _FrameworkSlot | None) -> Generator[adapter.DagsterEvent, None, int]:
         """Starts the step, or records why it does not run (skipped or failed with a reason)."""
         step_context = self.job_context.for_step(step, active.get_known_state())
         yield from self._narrow_to_runnable_models(step.key)
@@ -562,6 +560,7 @@ class _RunExecution:
         slot = self._slot_of(step_context.step)
         if slot is not None:
             slot.in_flight -= 1
+
     def _after_step(self, active, step_key: str) -> Iterator[adapter.DagsterEvent]:
         """Skip and block what can no longer run, naming the reason, and free its claims."""
         abandoned_before = adapter.abandoned_step_keys(active)
@@ -684,19 +683,21 @@ class _RunExecution:
 
     def _summary(self, duration_s: float) -> adapter.DagsterEvent:
         counts = self.counts
-        summary = ExecutorSummary(**{  # type: ignore[arg-type]
-            "duration_s": round(duration_s, 3),
-            "executed": len(counts.executed),
-            "failed": len(counts.failed),
-            "blocked": len(counts.blocked),
-            "skipped_claimed_elsewhere": len(counts.claimed_elsewhere),
-            "skipped_environment_changed": len(counts.environment_changed),
-            "skipped_downstream": len(counts.skipped_downstream),
-            "skipped_paused": len(counts.paused),
-            "models_left_out": len(counts.left_out_models),
-            "not_run": sum(len(steps) for steps in counts.not_run.values()),
-            **{f"not_run_{reason.value}": len(counts.not_run.get(reason, ())) for reason in NotRunReason},
-        })
+        summary = ExecutorSummary(
+            **{  # type: ignore[arg-type]
+                "duration_s": round(duration_s, 3),
+                "executed": len(counts.executed),
+                "failed": len(counts.failed),
+                "blocked": len(counts.blocked),
+                "skipped_claimed_elsewhere": len(counts.claimed_elsewhere),
+                "skipped_environment_changed": len(counts.environment_changed),
+                "skipped_downstream": len(counts.skipped_downstream),
+                "skipped_paused": len(counts.paused),
+                "models_left_out": len(counts.left_out_models),
+                "not_run": sum(len(steps) for steps in counts.not_run.values()),
+                **{f"not_run_{reason.value}": len(counts.not_run.get(reason, ())) for reason in NotRunReason},
+            }
+        )
         metadata = summary.metadata()
         return adapter.engine_event(
             self.job_context,
@@ -712,7 +713,8 @@ def _paused_message(step_key: str, paused: list[Pause]) -> str:
     project = paused[0].project
     models = ", ".join(p.model for p in paused)
     return (
-        f"Skipping {step_key}: " + "; ".join(f"{p.model} is {p.describe()}" for p in paused)
+        f"Skipping {step_key}: "
+        + "; ".join(f"{p.model} is {p.describe()}" for p in paused)
         + ". Its downstream steps in this run are skipped too. Resume with "
         f"`dagctl-dagster models resume --project {project} <model>` ({models})."
     )
@@ -727,9 +729,7 @@ def _not_run_reason(metadata: dict[str, Any]) -> NotRunReason | None:
         return None
 
 
-def _run_step(
-    step_context, step_key: str, messages: queue.Queue, models: list[str], left_out: dict[str, str]
-) -> None:
+def _run_step(step_context, step_key: str, messages: queue.Queue, models: list[str], left_out: dict[str, str]) -> None:
     """Thread body: the step's events, then its hooks, then a done marker, always."""
     _step_local.models = models
     set_left_out_models(left_out)
@@ -744,4 +744,3 @@ def _run_step(
         messages.put(_StepMessage("crash", step_key, f"{type(exc).__name__}: {exc}"))
     finally:
         messages.put(_StepMessage("done", step_key))
-

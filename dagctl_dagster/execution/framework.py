@@ -39,6 +39,7 @@ def set_left_out_models(left_out: Mapping[str, str]) -> None:
     """Called by the executor on a step's thread before the step runs."""
     _step_local.left_out = dict(left_out)
 
+
 @dataclass(frozen=True)
 class Preparation:
     """The outcome of :meth:`RunFramework.prepare`: a limit on concurrent steps, or an error."""

@@ -59,7 +59,10 @@ def _do_pause(args, pauses, key: str, project: str) -> int:
 def _resume(args: argparse.Namespace) -> int:
     def resume(pauses, key: str, project: str) -> int:
         if not pauses.resume(key):
-            print(f"error: {key} (project '{project}') is not paused; `dagctl-dagster models list` shows what is", file=sys.stderr)
+            print(
+                f"error: {key} (project '{project}') is not paused; `dagctl-dagster models list` shows what is",
+                file=sys.stderr,
+            )
             return 1
         _record(key, None)
         print(f"{key} resumed: the next run of project '{project}' runs it")

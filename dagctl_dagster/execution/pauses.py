@@ -82,7 +82,7 @@ class PauseStore:
         """Pauses ``model`` (again: the new reason and author replace the old ones)."""
         reason = reason.strip()
         if not reason:
-            raise PauseError("a pause needs a reason (--reason \"...\"): the skip events show it to everyone")
+            raise PauseError('a pause needs a reason (--reason "..."): the skip events show it to everyone')
         if len(reason) > MAX_REASON_CHARS:
             raise PauseError(f"the reason is {len(reason)} characters long; keep it under {MAX_REASON_CHARS}")
         pause = Pause(model, project, reason, (by or current_user()).strip() or "unknown", datetime.now(UTC))
@@ -90,7 +90,11 @@ class PauseStore:
             conn.execute(sa.delete(pauses_table).where(pauses_table.c.model == model))
             conn.execute(
                 sa.insert(pauses_table).values(
-                    model=model, project=project, reason=pause.reason, paused_by=pause.paused_by, paused_at=pause.paused_at
+                    model=model,
+                    project=project,
+                    reason=pause.reason,
+                    paused_by=pause.paused_by,
+                    paused_at=pause.paused_at,
                 )
             )
         return pause

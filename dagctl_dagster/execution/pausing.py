@@ -98,7 +98,9 @@ def build_pause_job(loaded: "LoadedConfig") -> dg.JobDefinition:
         try:
             pauses = PauseStore.of(store)
             if config.action == "pause":
-                pause = pauses.pause(key, project=project.name, reason=config.reason, by=config.by or _run_user(context))
+                pause = pauses.pause(
+                    key, project=project.name, reason=config.reason, by=config.by or _run_user(context)
+                )
                 context.log.info(f"{key} {pause.describe()}")
             else:
                 pause = None

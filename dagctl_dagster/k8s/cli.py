@@ -26,15 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     render.add_argument("--project", required=True, help="project name from the config")
     render.add_argument("--run-id", default=PLACEHOLDER_RUN_ID, help="run id to render the Job for")
-    render.add_argument(
-        "--config", default=None, help="config file (default: $DAGCTL_CONFIG or .dagctl/config.yaml)"
-    )
+    render.add_argument("--config", default=None, help="config file (default: $DAGCTL_CONFIG or .dagctl/config.yaml)")
     render.add_argument(
         "--image", default=None, help="run image (default: the project's k8s.image, else a placeholder)"
     )
     render.add_argument(
-        "--namespace", default=None, help="launcher namespace when the project sets none "
-        f"(default: {LauncherSettings.namespace})"
+        "--namespace",
+        default=None,
+        help=f"launcher namespace when the project sets none (default: {LauncherSettings.namespace})",
     )
     render.set_defaults(handler=_render)
 
@@ -56,7 +55,10 @@ def _render(args: argparse.Namespace) -> int:
     settings = LauncherSettings(namespace=args.namespace) if args.namespace else LauncherSettings()
     try:
         manifest = render_run_job(
-            project, run_id=args.run_id, image=args.image, settings=settings,
+            project,
+            run_id=args.run_id,
+            image=args.image,
+            settings=settings,
             defaults=loaded.config.k8s_defaults,
         )
     except LiteralSecretError as exc:

@@ -109,9 +109,7 @@ class DagctlK8sRunLauncher(K8sRunLauncher):
         base = super().get_container_context_for_run(dagster_run)
         return context_for_project(base, self.project_for_run(dagster_run), self.dagctl_config().config.k8s_defaults)
 
-    def _launch_k8s_job_with_args(
-        self, job_name: str, args: Sequence[str] | None, run: dg.DagsterRun
-    ) -> None:
+    def _launch_k8s_job_with_args(self, job_name: str, args: Sequence[str] | None, run: dg.DagsterRun) -> None:
         project = self.project_for_run(run)
         container_context = context_for_project(
             super().get_container_context_for_run(run), project, self.dagctl_config().config.k8s_defaults
@@ -126,9 +124,7 @@ class DagctlK8sRunLauncher(K8sRunLauncher):
         if deployment_name:
             labels["dagster/deployment-name"] = deployment_name
         if run.remote_job_origin:
-            labels["dagster/code-location"] = (
-                run.remote_job_origin.repository_origin.code_location_origin.location_name
-            )
+            labels["dagster/code-location"] = run.remote_job_origin.repository_origin.code_location_origin.location_name
 
         job = build_run_job(
             project=project,
@@ -147,4 +143,3 @@ class DagctlK8sRunLauncher(K8sRunLauncher):
         self._report_run_worker_creating(run, job_name, namespace)
         self._api_client.create_namespaced_job_with_retries(body=job, namespace=namespace)
         self._report_run_worker_created(run)
-

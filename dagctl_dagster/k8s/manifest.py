@@ -56,7 +56,6 @@ CODE_VOLUME = "dagctl-code"
 GIT_SYNC_CONTAINER = "git-sync"
 
 
-
 class LiteralSecretError(ValueError):
     """A Job would carry a secret value literally instead of referencing a Secret."""
 
@@ -93,7 +92,7 @@ class LauncherSettings:
         )
 
 
-def project_container_context(project: ProjectConfig, defaults: K8sDefaults = K8sDefaults()) -> K8sContainerContext:
+def project_container_context(project: ProjectConfig, defaults: K8sDefaults | None = None) -> K8sContainerContext:
     """What the platform injects into every run Job of ``project``, from its ``k8s:`` block.
 
     Resources: the project's quantities, each one it leaves unset taken from ``defaults``
@@ -119,9 +118,7 @@ def project_container_context(project: ProjectConfig, defaults: K8sDefaults = K8
 
     env: list[dict[str, Any]] = [{"name": MAX_CONCURRENT_MODELS_ENV, "value": str(k8s.max_concurrent_models)}]
     if k8s.state_db_password is not None:
-        env.append(
-            _secret_env(STATE_DB_PASSWORD_ENV, k8s.state_db_password.secret, k8s.state_db_password.key)
-        )
+        env.append(_secret_env(STATE_DB_PASSWORD_ENV, k8s.state_db_password.secret, k8s.state_db_password.key))
     if k8s.service_account:
         pod_spec_config["service_account_name"] = k8s.service_account
 
@@ -133,7 +130,7 @@ def project_container_context(project: ProjectConfig, defaults: K8sDefaults = K8
         volumes=volumes,
         volume_mounts=volume_mounts,
         labels=labels,
-        resources=resource_requirements(k8s.resources.over(defaults.resources)),
+        resources=resource_requirements(k8s.resources.over((defaults or K8sDefaults()).resources)),
         security_context=container_security_context(k8s.run_as_user),
         run_k8s_config=UserDefinedDagsterK8sConfig(
             container_config=container_config,
@@ -149,7 +146,7 @@ def project_container_context(project: ProjectConfig, defaults: K8sDefaults = K8
 
 
 def context_for_project(
-    base: K8sContainerContext, project: ProjectConfig | None, defaults: K8sDefaults = K8sDefaults()
+    base: K8sContainerContext, project: ProjectConfig | None, defaults: K8sDefaults | None = None
 ) -> K8sContainerContext:
     """The launcher's context for a run with the project's injections merged on top."""
     if project is None:
@@ -301,7 +298,7 @@ def render_run_job(
     run_id: str = PLACEHOLDER_RUN_ID,
     image: str | None = None,
     settings: LauncherSettings = LauncherSettings(),
-    defaults: K8sDefaults = K8sDefaults(),
+    defaults: K8sDefaults | None = None,
 ) -> dict[str, Any]:
     """The Job manifest the launcher would create for a run of ``project``, without a cluster.
 

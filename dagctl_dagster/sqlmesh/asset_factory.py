@@ -25,7 +25,7 @@ import logging
 import re
 import warnings
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -372,7 +372,9 @@ def _check_op(ops: _OpContext, node: ModelTranslation) -> dg.AssetChecksDefiniti
     project = ops.project
 
     @dg.multi_asset_check(
-        name=ops.op_name([*target.path, "audit", node.name]) if node.role == "standalone_audit" else ops.op_name([*target.path, "audits"]),
+        name=ops.op_name([*target.path, "audit", node.name])
+        if node.role == "standalone_audit"
+        else ops.op_name([*target.path, "audits"]),
         specs=check_specs,
         required_resource_keys={ops.resource_key},
         resource_defs=ops.resource_defs,
@@ -436,9 +438,7 @@ def _check_names_by_audit(model: Any, translator: DagsterSQLMeshTranslator) -> d
     used: set[str] = set()
     names: dict[tuple[str, str], str] = {}
     for audit, args in audits_with_args(model):
-        names[(audit.name, _render_args(args))] = unique_check_name(
-            translator.get_check_name(audit.name, args), used
-        )
+        names[(audit.name, _render_args(args))] = unique_check_name(translator.get_check_name(audit.name, args), used)
     return names
 
 
@@ -480,7 +480,7 @@ def _data_version(outcome: ModelOutcome) -> dg.DataVersion:
 
 
 def _now_ms() -> int:
-    return int(datetime.now(tz=timezone.utc).timestamp() * 1000)
+    return int(datetime.now(tz=UTC).timestamp() * 1000)
 
 
 def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession) -> dict[str, Any]:
@@ -506,4 +506,4 @@ def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession)
 
 
 def _ts(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")

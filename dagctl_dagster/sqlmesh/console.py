@@ -49,7 +49,6 @@ class DagctlConsole(NoopConsole):
             batch = (int(interval[0]), int(interval[1]))
             self.recorder(snapshot.name, batch, interval_count(snapshot, batch), num_audits_failed)
 
-
     def log_failed_models(self, errors: list[Any]) -> None:
         for error in errors:
             node = getattr(error, "node", None)

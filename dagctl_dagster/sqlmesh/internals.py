@@ -248,16 +248,13 @@ def schedule_run(context: Any, environment: str, plan_id: str) -> ScheduledRun:
         restated, triggers = apply_auto_restatements(scheduler.snapshots, execution_time)
         state.add_snapshots_intervals(restated)
         state.update_auto_restatements({s.name_version: s.next_auto_restatement_ts for s in snapshots})
-    merged = scheduler.merged_missing_intervals(
-        execution_time=execution_time, deployability_index=deployability_index
-    )
+    merged = scheduler.merged_missing_intervals(execution_time=execution_time, deployability_index=deployability_index)
     selected = list(merged)
     snapshot_dag = snapshots_to_dag(snapshots).subdag(*{s.snapshot_id for s in selected})
     batched = scheduler.batch_intervals(merged, deployability_index, naming_info, dag=snapshot_dag)
     candidates = [s for s in selected if not deployability_index.is_representative(s) or s in batched]
     to_create = {
-        s.snapshot_id
-        for s in scheduler.snapshot_evaluator.get_snapshots_to_create(candidates, deployability_index)
+        s.snapshot_id for s in scheduler.snapshot_evaluator.get_snapshots_to_create(candidates, deployability_index)
     }
     # `_dag` removes from `to_create` the snapshots it gives a separate CreateNode, as
     # `run_merged_intervals` relies on when it decides `target_table_exists`.

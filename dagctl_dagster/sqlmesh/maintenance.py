@@ -13,11 +13,10 @@ Usable without Dagster::
         backup = backup_state(context, Path(".dagctl/state-backups"), "analytics", keep_days=7)
 """
 
-
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +77,13 @@ def run_janitor(context: Any) -> JanitorReport:
         context.run_janitor(ignore_ttl=False)
     finally:
         console.update_cleanup_progress = original
-    return JanitorReport(expired_environments=sorted(expired), cleaned_objects=cleaned, duration_s=time.perf_counter() - started)
+    return JanitorReport(
+        expired_environments=sorted(expired), cleaned_objects=cleaned, duration_s=time.perf_counter() - started
+    )
 
 
 def backup_file_name(project_name: str, at: datetime) -> str:
-    return f"{project_name}-state-{at.astimezone(timezone.utc).strftime(BACKUP_TIMESTAMP_FORMAT)}.json"
+    return f"{project_name}-state-{at.astimezone(UTC).strftime(BACKUP_TIMESTAMP_FORMAT)}.json"
 
 
 def backup_state(
@@ -91,7 +92,7 @@ def backup_state(
     """Export the project's SQLMesh state to a timestamped file and prune old backups."""
     import json
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / backup_file_name(project_name, now)
     context.export_state(path, confirm=True)  # the quiet console has no prompt; True means "go ahead"
@@ -115,7 +116,7 @@ def prune_backups(directory: Path, project_name: str, *, keep_days: int, now: da
         match = pattern.match(candidate.name)
         if not match:
             continue
-        taken = datetime.strptime(match.group(1), BACKUP_TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
+        taken = datetime.strptime(match.group(1), BACKUP_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
         if taken < cutoff:
             candidate.unlink()
             pruned.append(candidate)
@@ -155,7 +156,9 @@ def build_janitor_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDef
         )
         return dg.Output(len(report.cleaned_objects), metadata=report.metadata())
 
-    return _single_op_job(janitor_job_name(project), janitor_op, project, "Removes expired SQLMesh environments and snapshots.")
+    return _single_op_job(
+        janitor_job_name(project), janitor_op, project, "Removes expired SQLMesh environments and snapshots."
+    )
 
 
 def build_state_backup_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefinition:

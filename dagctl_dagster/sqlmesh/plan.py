@@ -22,7 +22,6 @@ The pieces are usable without Dagster::
         apply_plan(context, planned)
 """
 
-
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,7 +64,8 @@ class PlanConfig(dg.Config):
     restate_models: list[str] = Field(default_factory=list, description="Models (or tags) to restate.")
     auto_apply: bool = Field(default=False, description="Apply the plan after building it.")
     approved: bool = Field(
-        default=False, description="A person read the dry run and approves applying it (required for protected projects)."
+        default=False,
+        description="A person read the dry run and approves applying it (required for protected projects).",
     )
     allow_large_backfill: bool = Field(
         default=False, description="Apply even when the backfill exceeds the project's max_backfill_intervals."
@@ -108,7 +108,12 @@ class PlanSummary:
         }
 
     def markdown(self) -> str:
-        lines = [f"Plan for environment `{self.environment}`", "", "| model | change | category | intervals |", "|---|---|---|---|"]
+        lines = [
+            f"Plan for environment `{self.environment}`",
+            "",
+            "| model | change | category | intervals |",
+            "|---|---|---|---|",
+        ]
         rows = [(name, "added", "", self.intervals.get(name, 0)) for name in self.added]
         rows += [(name, "removed", "", 0) for name in self.removed]
         rows += [(n, "directly modified", c, self.intervals.get(n, 0)) for n, c in self.directly_modified.items()]
@@ -134,9 +139,7 @@ def build_plan(
 ) -> BuiltPlan:
     """Build (not apply) a plan of the context's project against ``environment``."""
     started = time.perf_counter()
-    plan = context.plan_builder(
-        environment, start=start, end=end, restate_models=restate_models or None
-    ).build()
+    plan = context.plan_builder(environment, start=start, end=end, restate_models=restate_models or None).build()
     summary = summarize_plan(plan, environment)
     summary.evaluation_s = time.perf_counter() - started
     return BuiltPlan(plan=plan, summary=summary)
@@ -153,9 +156,7 @@ def summarize_plan(plan: Any, environment: str) -> PlanSummary:
         removed=sorted(_model_name(info) for info in diff.removed_snapshots.values()),
         directly_modified=_categories(snapshots[s_id] for s_id in plan.directly_modified if s_id not in diff.added),
         indirectly_modified=_categories(snapshots[s_id] for s_id in indirect),
-        intervals={
-            _model_name(snapshots[item.snapshot_id]): len(item.intervals) for item in plan.missing_intervals
-        },
+        intervals={_model_name(snapshots[item.snapshot_id]): len(item.intervals) for item in plan.missing_intervals},
     )
 
 
@@ -246,11 +247,15 @@ def _run_plan(
             return
         if project.protected and not config.approved:
             yield _dry_run(
-                summary, metadata, f"project '{project.name}' is protected: a person must launch this job with approved: true to apply"
+                summary,
+                metadata,
+                f"project '{project.name}' is protected: a person must launch this job with approved: true to apply",
             )
             return
         try:
-            check_backfill_limit(summary, project.max_backfill_intervals, allow_large_backfill=config.allow_large_backfill)
+            check_backfill_limit(
+                summary, project.max_backfill_intervals, allow_large_backfill=config.allow_large_backfill
+            )
         except BackfillTooLargeError as exc:
             raise dg.Failure(description=f"Refused to apply: {exc}", metadata=metadata) from None
         evaluated = EvaluatedIntervals()
@@ -260,7 +265,9 @@ def _run_plan(
         except EnvironmentChangedError as exc:
             raise dg.Failure(description=str(exc), metadata=metadata) from None
         metadata.update({PLAN_APPLIED_KEY: True, "apply_s": dg.MetadataValue.float(round(apply_s, 3))})
-        context.log.info(f"Applied the plan to '{environment}' in {apply_s:.1f}s ({summary.total_intervals} intervals).")
+        context.log.info(
+            f"Applied the plan to '{environment}' in {apply_s:.1f}s ({summary.total_intervals} intervals)."
+        )
         yield from evaluated.materializations(sqlmesh, project, environment)
         yield dg.Output(_as_value(summary, applied=True), metadata=metadata)
 
@@ -276,7 +283,9 @@ class EvaluatedIntervals:
         self.by_snapshot.setdefault(snapshot_name, []).append(interval)
         self.counts[snapshot_name] = self.counts.get(snapshot_name, 0) + count
 
-    def materializations(self, context: Any, project: ProjectConfig, environment: str) -> Iterator[dg.AssetMaterialization]:
+    def materializations(
+        self, context: Any, project: ProjectConfig, environment: str
+    ) -> Iterator[dg.AssetMaterialization]:
         """One materialization per model the plan evaluated, so the asset agrees with SQLMesh state."""
         from dagctl_dagster.sqlmesh.translator import DagsterSQLMeshTranslator
 

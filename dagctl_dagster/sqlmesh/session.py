@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagctl_dagster.secrets import redact, redacted_traceback
 from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason
+from dagctl_dagster.secrets import redact, redacted_traceback
 from dagctl_dagster.sqlmesh import internals
 from dagctl_dagster.sqlmesh.context import SQLMeshLocation
 
@@ -117,7 +117,6 @@ class SQLMeshRunSession(RunFramework):
     # -- preparing -----------------------------------------------------------------------
 
     def prepare(self, should_stop: Callable[[], bool], holds_claims: Callable[[], bool]) -> Preparation:
-        from dagctl_dagster.sqlmesh.context import load_context
 
         self._holds_claims = holds_claims
         self._preparation = self._prepare(should_stop)
@@ -137,7 +136,9 @@ class SQLMeshRunSession(RunFramework):
                 failure = self._apply_first_plan(stop)
                 if failure:
                     return Preparation(error=failure)
-                notes.append(f"{self.label}: environment '{self.environment}' had never been planned; applied its first plan.")
+                notes.append(
+                    f"{self.label}: environment '{self.environment}' had never been planned; applied its first plan."
+                )
                 state = internals.environment_state(self._context, self.environment)
             if stop():
                 return Preparation(error=f"{self.label}: the run was stopped before any model started")

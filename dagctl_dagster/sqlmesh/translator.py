@@ -157,6 +157,5 @@ def _render_args(args: Mapping[str, Any]) -> str:
     from sqlglot import exp
 
     return ", ".join(
-        f"{key} := {value.sql() if isinstance(value, exp.Expression) else value}"
-        for key, value in args.items()
+        f"{key} := {value.sql() if isinstance(value, exp.Expression) else value}" for key, value in args.items()
     )

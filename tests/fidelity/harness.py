@@ -110,7 +110,9 @@ class CommandResult:
         return self.returncode == 0 and not self.timed_out
 
     def describe(self) -> str:
-        status = f"timed out after {COMMAND_TIMEOUT_S} s and was killed" if self.timed_out else f"exit {self.returncode}"
+        status = (
+            f"timed out after {COMMAND_TIMEOUT_S} s and was killed" if self.timed_out else f"exit {self.returncode}"
+        )
         tail = "\n".join(self.output.splitlines()[-OUTPUT_TAIL_LINES:])
         return (
             f"$ (cd {self.cwd} && {' '.join(self.args)})  -> {status}\n"
@@ -335,7 +337,9 @@ def _iso(epoch_ms: int) -> str:
 # --- comparison -------------------------------------------------------------------------------
 
 
-def diff_mappings(label: str, native: Mapping[str, Any], other: Mapping[str, Any], other_name: str = "dagster") -> list[str]:
+def diff_mappings(
+    label: str, native: Mapping[str, Any], other: Mapping[str, Any], other_name: str = "dagster"
+) -> list[str]:
     """One line per key that is missing, extra or different, naming both values."""
     diffs: list[str] = []
     for key in sorted(native.keys() | other.keys()):
@@ -381,4 +385,3 @@ def diff_outcomes(native: Outcome, other: Outcome, other_name: str = "dagster") 
 
 def utc_today() -> str:
     return datetime.now(UTC).date().isoformat()
-

@@ -33,7 +33,7 @@ def parents(name: str) -> list[str]:
     return sorted({f"m_{layer - 1}_{i}", f"m_{layer - 1}_{(i + 1) % WIDTH}"})
 
 
-MODEL_TEMPLATE = '''
+MODEL_TEMPLATE = """
 import os
 import time
 
@@ -64,9 +64,9 @@ def execute(context: ExecutionContext, start, end, execution_time, **kwargs) -> 
         f"('{name}', {{os.getpid()}}, '{{start.isoformat()}}', '{{end.isoformat()}}')"
     )
     return pd.DataFrame({{"ds": [start.date()], "model": ["{name}"], "version": [{version}]}})
-'''
+"""
 
-CONFIG_TEMPLATE = '''
+CONFIG_TEMPLATE = """
 import os
 
 import sqlalchemy as sa
@@ -86,7 +86,7 @@ config = Config(
     default_gateway="pg",
     model_defaults=ModelDefaultsConfig(dialect="postgres"),
 )
-'''
+"""
 
 
 def write_model(project_dir: Path, name: str, version: int = 1) -> None:

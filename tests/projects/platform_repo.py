@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-SQLMESH_CONFIG = '''
+SQLMESH_CONFIG = """
 import os
 
 import sqlalchemy as sa
@@ -36,7 +36,7 @@ config = Config(
     default_gateway="pg",
     model_defaults=ModelDefaultsConfig(dialect="postgres", start="2026-11-20", cron="@daily"),
 )
-'''
+"""
 
 PROFILES = """
 marts:
@@ -122,7 +122,9 @@ def create_repository(root: Path, postgres_url: str) -> Path:
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA platform_log"))
         conn.execute(
-            sa.text("CREATE TABLE platform_log.builds (model TEXT, invocation TEXT, at TIMESTAMPTZ DEFAULT clock_timestamp())")
+            sa.text(
+                "CREATE TABLE platform_log.builds (model TEXT, invocation TEXT, at TIMESTAMPTZ DEFAULT clock_timestamp())"
+            )
         )
     engine.dispose()
     return root
