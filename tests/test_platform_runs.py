@@ -180,3 +180,25 @@ def test_a_model_paused_from_dagster_is_left_out_of_dbt_build_with_its_downstrea
         assert PauseStore.of(store).list() == []
     finally:
         store.dispose()
+
+
+@pytest.mark.timeout(600)
+def test_a_dbt_builds_claims_are_released_as_its_nodes_finish(platform: Path, postgres_url: str):
+    """c finishes at once, slow_a sleeps: while the build still runs, only slow_a is held."""
+    run = materialize(platform, ["marts/c", "marts/slow_a"], MARTS_SLOW_SECONDS="25")
+    store = ClaimStore(postgres_url)
+    try:
+        deadline = time.monotonic() + 180
+        seen: set[frozenset[str]] = set()
+        while run.poll() is None and time.monotonic() < deadline:
+            held = frozenset(c.model for c in store.list_claims())
+            seen.add(held)
+            if held == {"marts/slow_a"} and ("c",) in [(m,) for m, _ in platform_repo.builds(postgres_url)]:
+                break
+            time.sleep(0.3)
+        assert frozenset({"marts/slow_a"}) in seen, f"claims seen while the build ran: {seen}"
+        assert [m for m, _ in platform_repo.builds(postgres_url)] == ["c"]  # slow_a still building
+        finish(run)
+        assert store.list_claims() == []
+    finally:
+        store.dispose()

@@ -224,8 +224,11 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     args = ["build", "--threads", str(threads), *_exclusion_args(context)]
     invocation = dbt.cli(args, context=context, raise_on_error=False)
     # dagster-dbt's row-count threads each `pushd` into the project; interleaved, they can
-    # leave the whole run worker in it. One thread keeps them ordered; chdir back regardless.
-    invocation.postprocessing_threadpool_num_threads = 1
+    # leave the whole run worker in it; chdir back regardless. Its pool's first thread tails
+    # dbt's event stream until dbt exits, so with one thread every node's event (and its
+    # claim's release) would wait for the whole build: the second thread counts rows, one
+    # node at a time, as dbt reports them.
+    invocation.postprocessing_threadpool_num_threads = 2
     try:
         yield from _node_events(context, invocation)
     finally:
