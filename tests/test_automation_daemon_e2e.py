@@ -64,6 +64,9 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
         "DAGCTL_SENSOR_INTERVAL_SECONDS": "5",
     }
     env.pop("DAGSTER_WEBSERVER_URL", None)
+    # The instance's storage exists before the daemon starts: two processes creating a
+    # fresh SQLite storage at once can stamp its schema twice.
+    dg.DagsterInstance.from_config(str(dagster_home)).dispose()
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
         daemon = subprocess.Popen(

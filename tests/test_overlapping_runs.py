@@ -32,6 +32,9 @@ def overlap_repo(tmp_path: Path, postgres_url: str, monkeypatch) -> Path:
         f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: '{postgres_url}'\n"
     )
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    # Dagster's tables exist before runs start together: three processes creating them at
+    # once race on PostgreSQL's catalog.
+    DagsterInstance.get().dispose()
     monkeypatch.setenv("OVERLAP_PG_URL", postgres_url)
     monkeypatch.delenv("MAX_CONCURRENT_MODELS", raising=False)
     monkeypatch.delenv("DAGCTL_CLAIMS_URL", raising=False)
