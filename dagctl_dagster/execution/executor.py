@@ -427,7 +427,6 @@ class _RunExecution:
         yield from self._narrow_to_runnable_models(step.key)
         holders = self.held_by_step.get(step.key)
         paused = [self.pauses[m] for m in self.models_by_step.get(step.key, []) if m in self.pauses]
-        stop = self._stop_reason(slot)
         if paused:
             self.counts.paused.add(step.key)
             yield from adapter.step_skipped(step_context, _paused_message(step.key, paused))
@@ -452,7 +451,7 @@ class _RunExecution:
                 "while the run could not renew it); another run may be evaluating it.",
                 NotRunReason.CLAIM_LOST,
             )
-        elif stop is not None and stop.expected:
+        elif (stop := self._stop_reason(slot)) is not None and stop.expected:
             self.counts.environment_changed.add(step.key)
             yield from adapter.step_skipped(
                 step_context, f"Skipping {step.key}: environment changed ({stop.message}); the next run does it."
