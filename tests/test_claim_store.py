@@ -445,3 +445,24 @@ def test_benchmark_run_reports_its_numbers_and_drops_its_database(postgres_serve
         left = conn.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'dagctl_bench_claims_%'")).all()
     admin.dispose()
     assert left == []
+
+
+def test_sqlite_claims_commit_to_a_write_ahead_log(tmp_path: Path):
+    """A run confirms its claims before every model it starts: on SQLite those commits go
+    to a write-ahead log (no disk sync per commit), and a second process still sees them."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'claims.sqlite'}"
+    store = ClaimStore(url)
+    try:
+        store.claim("run-a", ["m"], is_run_finished=lambda _run_id: False)
+        assert store.renew_held("run-a", ["m"]) == {"m"}
+        with sqlite3.connect(tmp_path / "claims.sqlite") as reader:
+            assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        other = ClaimStore(url)
+        try:
+            assert {c.model: c.run_id for c in other.list_claims()} == {"m": "run-a"}
+        finally:
+            other.dispose()
+    finally:
+        store.dispose()

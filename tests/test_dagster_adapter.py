@@ -151,6 +151,25 @@ def test_sqlite_tagged_materializations_reuse_kept_connections(dagster_home, mon
     assert sorted(t["dagster/data_version"] for t in stored) == [f"v{i}" for i in range(6)]
 
 
+def test_sqlite_kept_connections_write_ahead_without_a_sync_per_commit(dagster_home):
+    """The run's event log commits go to Dagster's write-ahead log, synced at checkpoints
+    (NORMAL, 1), not at every commit (SQLite's default FULL, 2); events are all readable."""
+    adapter.keep_sqlite_event_connections_open(force=True)
+    with DagsterInstance.get() as instance:
+        run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+        key = dg.AssetKey(["p", "synced"])
+        for index in range(3):
+            _materialize_with_tags(instance, run, key, index)
+        engines = _kept_engines(instance.event_log_storage)
+        assert engines, "the run's shards are on kept engines"
+        for engine in engines.values():
+            with engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        stored = instance.event_log_storage.get_event_tags_for_asset(key)
+    assert sorted(t["dagster/data_version"] for t in stored) == [f"v{i}" for i in range(3)]
+
+
 def test_sqlite_table_check_asks_again_after_wipe(dagster_home):
     adapter.keep_sqlite_event_connections_open(force=True)
     with DagsterInstance.get() as instance:

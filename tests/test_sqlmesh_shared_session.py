@@ -19,9 +19,12 @@ from projects import sqlmesh_jobs
 
 from benchmarks.contenders import DuckDBState, verify_duckdb_warehouse
 from benchmarks.generate import JOB_NAME, generate_repository
+from dagctl_dagster.execution.claims import ClaimOwnership
 
-# The call that evaluates one model's batch: one per model here (FULL models, one batch).
-PER_MODEL_CALLS = {"Scheduler.evaluate"}
+# The call that evaluates one model's batch: one per model here (FULL models, one batch);
+# and the confirmation, in the claim store, that the run still holds a model before its step
+# starts (the executor's; the step's first batch relies on it).
+PER_MODEL_CALLS = {"Scheduler.evaluate", "ClaimOwnership.holds"}
 # Polled on a clock while models run (has the environment been re-planned?), not per model.
 CLOCKED_CALLS = {"EngineAdapterStateSync.get_environments_summary"}
 
@@ -68,7 +71,7 @@ def counted_run(tmp_path: Path, monkeypatch, models: int, get_job) -> collection
     monkeypatch.setenv("MAX_CONCURRENT_MODELS", "5")
     get_job()  # a code server's load first: the run worker's load then hits the cache
     with monkeypatch.context() as patch:
-        counts = count_calls(patch, sqlmesh_targets())
+        counts = count_calls(patch, [*sqlmesh_targets(), (ClaimOwnership, "holds")])
         with dg.DagsterInstance.get() as instance:
             result = dg.execute_job(dg.reconstructable(get_job), instance, raise_on_error=False)
             materialized = {event.asset_key for event in result.all_events if event.is_step_materialization}
@@ -90,6 +93,7 @@ def test_a_runs_models_share_one_context_and_one_due_interval_computation(
 
     for models, counted in counts.items():
         assert counted["Scheduler.evaluate"] == models  # each model step evaluates its own batch
+        assert counted["ClaimOwnership.holds"] == models  # claims confirmed once per model step
         assert counted["GenericContext.__init__"] == 1  # one Context for the whole run
         assert counted["GenericContext.load"] == 0  # planned environment: no model file is parsed
         assert counted["Scheduler.merged_missing_intervals"] == 1  # due intervals computed once

@@ -486,6 +486,7 @@ class _RunExecution:
                 self.messages,
                 self.models_by_step.get(step.key, []),
                 self.left_out_by_step.get(step.key, {}),
+                self.ownership is not None,
             ),
             name=f"dagctl-step-{step.key}",
             daemon=True,
@@ -622,9 +623,18 @@ class _RunExecution:
         return sorted(found)
 
     def _current_step_holds_claims(self) -> bool:
-        """Asked by a framework before each unit of work, from the step's own thread."""
+        """Asked by a framework before each unit of work, from the step's own thread.
+
+        The first question of a step is answered by the confirmation the executor asked the
+        store for just before it started the step's thread; every later one asks the store.
+        """
         models = getattr(_step_local, "models", None)
-        return self.ownership is None or models is None or self.ownership.holds(models)
+        if self.ownership is None or models is None:
+            return True
+        if getattr(_step_local, "confirmed_at_start", False):
+            _step_local.confirmed_at_start = False
+            return True
+        return self.ownership.holds(models)
 
     def _ownership_events(self) -> Iterator[adapter.DagsterEvent]:
         if self.ownership is None:
@@ -730,9 +740,21 @@ def _not_run_reason(metadata: dict[str, Any]) -> NotRunReason | None:
         return None
 
 
-def _run_step(step_context, step_key: str, messages: queue.Queue, models: list[str], left_out: dict[str, str]) -> None:
-    """Thread body: the step's events, then its hooks, then a done marker, always."""
+def _run_step(
+    step_context,
+    step_key: str,
+    messages: queue.Queue,
+    models: list[str],
+    left_out: dict[str, str],
+    confirmed_at_start: bool,
+) -> None:
+    """Thread body: the step's events, then its hooks, then a done marker, always.
+
+    ``confirmed_at_start``: the executor confirmed the step's claims in the store right
+    before starting this thread (see ``_RunExecution._current_step_holds_claims``).
+    """
     _step_local.models = models
+    _step_local.confirmed_at_start = confirmed_at_start
     set_left_out_models(left_out)
     step_event_list: list[Any] = []
     try:
