@@ -42,9 +42,6 @@ if TYPE_CHECKING:
     from dagctl_dagster.execution.claims import ClaimOwnership
     from dagctl_dagster.execution.pauses import Pause
 
-MAX_CONCURRENT_ENV = shared_settings.MAX_CONCURRENT_ENV
-DEFAULT_MAX_CONCURRENT = shared_settings.DEFAULT_MAX_CONCURRENT
-DEFAULT_LEASE_SECONDS = shared_settings.DEFAULT_LEASE_SECONDS
 ENVIRONMENT_POLL_SECONDS = 0.5
 # How long a stopping run waits for its running steps before it reports and releases claims.
 STOP_WAIT_SECONDS = 15.0
@@ -68,13 +65,14 @@ class ExecutorSettings:
         max_concurrent = config.get("max_concurrent")
         if max_concurrent is None:
             max_concurrent = parse_max_concurrent(
-                environ.get(MAX_CONCURRENT_ENV), source=f"env var {MAX_CONCURRENT_ENV}"
+                environ.get(shared_settings.MAX_CONCURRENT_ENV), source=f"env var {shared_settings.MAX_CONCURRENT_ENV}"
             )
         else:
             max_concurrent = parse_max_concurrent(max_concurrent, source="executor config `max_concurrent`")
         try:
             lease = shared_settings.parse_lease_seconds(
-                config.get("lease_seconds", DEFAULT_LEASE_SECONDS), source="executor config `lease_seconds`"
+                config.get("lease_seconds", shared_settings.DEFAULT_LEASE_SECONDS),
+                source="executor config `lease_seconds`",
             )
         except shared_settings.InvalidLeaseSeconds as exc:
             raise ExecutorConfigError(f"{exc}; fix it and launch the run again") from None
@@ -96,12 +94,13 @@ def parse_max_concurrent(value: Any, *, source: str) -> int:
             dg.Noneable(int),
             is_required=False,
             default_value=None,
-            description=f"Most model steps at once; default: env {MAX_CONCURRENT_ENV}, else {DEFAULT_MAX_CONCURRENT}.",
+            description=f"Most model steps at once; default: env {shared_settings.MAX_CONCURRENT_ENV}, "
+            f"else {shared_settings.DEFAULT_MAX_CONCURRENT}.",
         ),
         "lease_seconds": dg.Field(
             float,
             is_required=False,
-            default_value=DEFAULT_LEASE_SECONDS,
+            default_value=shared_settings.DEFAULT_LEASE_SECONDS,
             description="Claim lease; a dead run worker's claims become free after it.",
         ),
         "claims_url": dg.Field(
