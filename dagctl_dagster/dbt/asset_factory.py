@@ -36,16 +36,16 @@ import dagster as dg
 import dagster_dbt
 from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, DbtProject
-from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.dbt.manifest import dbt_cli_resource, open_dbt_project, prepare_manifest
+from dagctl_dagster.dbt.internals import with_row_counts
+from dagctl_dagster.dbt.manifest import adapter_type, dbt_cli_resource, open_dbt_project, prepare_manifest
 from dagctl_dagster.dbt.run_results import RunResults
 from dagctl_dagster.dbt.translator import FRAMEWORK, DagctlDbtTranslator
 from dagctl_dagster.errors import ProjectLoadError
 from dagctl_dagster.execution.framework import left_out_models
-from dagctl_dagster.names import FAILED_MODELS_KEY, ROW_COUNT_KEY, SKIPPED_MODELS_KEY
-from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
+from dagctl_dagster.names import FAILED_MODELS_KEY, FRAMEWORK_TAG, PROJECT_TAG, ROW_COUNT_KEY, SKIPPED_MODELS_KEY
+from dagctl_dagster.project import ProjectDefinitions
 from dagctl_dagster.secrets import redact
 from dagctl_dagster.settings import MAX_CONCURRENT_ENV, InvalidMaxConcurrent, parse_max_concurrent
 
@@ -53,6 +53,10 @@ from dagctl_dagster.settings import MAX_CONCURRENT_ENV, InvalidMaxConcurrent, pa
 _REBUILT_MATERIALIZATIONS = frozenset({"table", "seed"})
 # dagster-dbt writes each invocation's artifacts to target/<op>-<run>-<uuid>; the newest are kept.
 KEEP_INVOCATION_DIRS = 5
+DUCKDB_ADAPTER = "duckdb"
+# Count queries at once while dbt builds (dagster-dbt's own default is higher; one warehouse
+# connection per thread, beside dbt's --threads).
+ROW_COUNT_THREADS = 2
 _OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _RESULT_ROWS = re.compile(r"^[A-Z]+ (\d+)$")
 
@@ -180,7 +184,8 @@ def _build(
         assets_def = _define_assets(project.name, dbt_project, manifest_path, translator, key)
     except (dg.DagsterError, ValueError, KeyError) as exc:
         raise ProjectLoadError(project.name, f"{type(exc).__name__}: {exc}", manifest_path) from exc
-    return _BuiltProject(assets_def, key, dbt_cli_resource(dbt_project))
+    counts_rows = adapter_type(manifest_path) != DUCKDB_ADAPTER
+    return _BuiltProject(assets_def, key, dbt_cli_resource(dbt_project, in_process_adapter=counts_rows))
 
 
 def _define_assets(
@@ -223,12 +228,8 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     working_dir = os.getcwd()
     args = ["build", "--threads", str(threads), *_exclusion_args(context)]
     invocation = dbt.cli(args, context=context, raise_on_error=False)
-    # dagster-dbt's row-count threads each `pushd` into the project; interleaved, they can
-    # leave the whole run worker in it; chdir back regardless. Its pool's first thread tails
-    # dbt's event stream until dbt exits, so with one thread every node's event (and its
-    # claim's release) would wait for the whole build: the second thread counts rows, one
-    # node at a time, as dbt reports them.
-    invocation.postprocessing_threadpool_num_threads = 2
+    # dagster-dbt's row-count queries each `pushd` into the project; interleaved, they can
+    # leave the whole run worker in it; chdir back regardless.
     try:
         yield from _node_events(context, invocation)
     finally:
@@ -275,10 +276,10 @@ def _node_events(context: AssetExecutionContext, invocation: Any) -> Iterator[An
             ):
                 yield _with_reported_rows(event, raw.raw_event, manifest)
 
-    if _is_duckdb(invocation.adapter):
+    if invocation.adapter is None or _is_duckdb(invocation.adapter):  # see run_dbt_build
         yield from events()
     else:
-        yield from DbtEventIterator(events(), invocation).fetch_row_counts()
+        yield from with_row_counts(events(), invocation, threads=ROW_COUNT_THREADS)
 
 
 def _raise_for_outcome(context: AssetExecutionContext, invocation: Any, project_name: str) -> None:
@@ -332,7 +333,7 @@ def prune_invocation_dirs(target_path: Path, keep: int = KEEP_INVOCATION_DIRS) -
 
 
 def _is_duckdb(adapter: Any) -> bool:
-    return adapter is not None and type(adapter).__name__ == "DuckDBAdapter"
+    return type(adapter).__name__ == "DuckDBAdapter"
 
 
 def _release_warehouse(adapter: Any) -> None:

@@ -31,14 +31,14 @@ import io
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 from dagster_dbt.errors import DagsterDbtCliRuntimeError, DagsterDbtError
 from filelock import FileLock
 
+from dagctl_dagster.dbt.internals import DagctlDbtCliResource, own_dbt_executable
 from dagctl_dagster.errors import ProjectLoadError
 
 PARSE_ON_LOAD_ENV = "DAGSTER_DBT_PARSE_PROJECT_ON_LOAD"
@@ -105,13 +105,26 @@ def manifest_is_current(dbt_project: DbtProject) -> bool:
 
 def dbt_executable() -> str:
     """The ``dbt`` of this Python's environment (the dbt-core dagster-dbt imports), else PATH's."""
-    beside_python = Path(sys.executable).with_name("dbt")
+    beside_python = own_dbt_executable()
     return str(beside_python) if beside_python.exists() else shutil.which("dbt") or "dbt"
 
 
-def dbt_cli_resource(dbt_project: DbtProject) -> DbtCliResource:
-    """dagster-dbt's CLI resource for the project (its directory, profiles and target)."""
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
+def dbt_cli_resource(dbt_project: DbtProject, *, in_process_adapter: bool = True) -> DagctlDbtCliResource:
+    """dagster-dbt's CLI resource for the project (its directory, profiles and target).
+
+    ``in_process_adapter``: False where no row count can be taken (DuckDB, see
+    :class:`~dagctl_dagster.dbt.internals.DagctlDbtCliResource`).
+    """
+    return DagctlDbtCliResource(
+        project_dir=dbt_project, dbt_executable=dbt_executable(), in_process_adapter=in_process_adapter
+    )
+
+
+def adapter_type(manifest_path: Path) -> str | None:
+    """The adapter the manifest was parsed for (``metadata.adapter_type``: duckdb, postgres, ...)."""
+    from dagster_dbt.dbt_manifest import read_manifest_path
+
+    return read_manifest_path(manifest_path.resolve()).get("metadata", {}).get("adapter_type")
 
 
 def _parse(project_name: str, dbt_project: DbtProject) -> None:
