@@ -7,7 +7,9 @@ from pathlib import Path
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig, default_config_path, load_config
-from dagctl_dagster.project import PROJECT_TAG, CodeLocationContext, ProjectDefinitions, run_job_name
+from dagctl_dagster.names import PROJECT_TAG
+from dagctl_dagster.project import CodeLocationContext, ProjectDefinitions
+from dagctl_dagster.run_identity import JobKind, job_name
 
 __all__ = ["build_project", "load_definitions"]
 
@@ -62,7 +64,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
         assets.extend(project_defs.assets)
         jobs.append(
             dg.define_asset_job(
-                run_job_name(project_defs.project),
+                job_name(project_defs.project, JobKind.RUN),
                 selection=project_defs.run_selection - dg.AssetSelection.checks(*alerting.freshness_checks),
                 description=f"Runs every model of {project_defs.project.framework} project "
                 f"'{project_defs.name}' that is due.",

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from dagctl_dagster.project import PROJECT_TAG
+from dagctl_dagster.names import PROJECT_TAG
 from dagctl_dagster.secrets import redact
 
 LOG_FORMAT_ENV_VAR = "DAGCTL_LOG_FORMAT"

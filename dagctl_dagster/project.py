@@ -10,11 +10,7 @@ import dagster as dg
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
 
-__all__ = ["FRAMEWORK_TAG", "PROJECT_TAG", "CodeLocationContext", "ProjectDefinitions", "run_job_name", "single_op_job"]
-
-
-def run_job_name(project: ProjectConfig) -> str:
-    return f"{project.name}_run"
+__all__ = ["CodeLocationContext", "ProjectDefinitions", "single_op_job"]
 
 
 @dataclass

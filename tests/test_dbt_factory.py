@@ -23,7 +23,7 @@ from dagctl_dagster.config import load_config
 from dagctl_dagster.dbt.asset_factory import KEEP_INVOCATION_DIRS, build_dbt_project, dbt_assets, prune_invocation_dirs
 from dagctl_dagster.dbt.manifest import FINGERPRINT_FILE_NAME
 from dagctl_dagster.errors import ProjectLoadError
-from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG
+from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
 
 PROJECT = "dbt_example"
 OP_NAME = f"{PROJECT}_dbt_build"

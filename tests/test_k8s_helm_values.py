@@ -15,7 +15,7 @@ from dagctl_dagster.alerts.slack import TOKEN_ENV_VAR as SLACK_TOKEN_ENV_VAR
 from dagctl_dagster.config import GitSyncConfig, load_config
 from dagctl_dagster.k8s.launcher import CONFIG_ENV_VAR, DagctlK8sRunLauncher
 from dagctl_dagster.k8s.manifest import GIT_CREDENTIAL_KEYS, STATE_DB_PASSWORD_ENV, LauncherSettings
-from dagctl_dagster.project import PROJECT_TAG
+from dagctl_dagster.names import PROJECT_TAG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VALUES_PATH = REPO_ROOT / "helm-values" / "dagster-values.yaml"

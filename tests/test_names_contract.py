@@ -16,6 +16,7 @@ from dagctl_dagster.alerts.tiered import plan_outcome
 from dagctl_dagster.config import load_config
 from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
 from dagctl_dagster.names import ExecutorSummary
+from dagctl_dagster.run_identity import JobKind
 from dagctl_dagster.sqlmesh.plan import build_plan_job
 
 
@@ -60,6 +61,43 @@ def test_applied_in_prod_follows_what_the_plan_did(example_repo: Path, tmp_path:
 
     assert dry_outcome == rules.PlanOutcome(applied=False, environment="prod")
     assert applied_outcome == rules.PlanOutcome(applied=True, environment="prod")
-    assert rules.informational(project.name, "plan", dry_run, "prod", dry_outcome) is None
-    alert = rules.informational(project.name, "plan", applied_run, "prod", applied_outcome)
+    assert rules.informational(project.name, JobKind.PLAN, dry_run, "prod", dry_outcome) is None
+    alert = rules.informational(project.name, JobKind.PLAN, applied_run, "prod", applied_outcome)
     assert alert is not None and alert.summary == f"plan run {job.name} applied in prod"
+
+
+@pytest.mark.timeout(240)
+def test_every_project_job_and_schedule_is_named_by_run_identity(example_repo: Path, tmp_path: Path, monkeypatch):
+    """The names load_definitions gives and the rule that reads a run's project agree."""
+    from dagctl_dagster import load_definitions
+    from dagctl_dagster.names import PROJECT_TAG
+    from dagctl_dagster.run_identity import JobKind, job_name, project_of_run, schedule_name
+
+    monkeypatch.setenv("SQLMESH_EXAMPLE_DB", str(tmp_path / "warehouse.duckdb"))
+    loaded = load_config(example_repo / ".dagctl" / "config.yaml")
+    repository = load_definitions(loaded.path).get_repository_def()
+
+    project_jobs = [job for job in repository.get_all_jobs() if PROJECT_TAG in job.tags]
+    assert project_jobs
+    for job in project_jobs:
+        match = project_of_run(loaded.config, job.name, job.tags)
+        assert match.project is not None and match.project.name == job.tags[PROJECT_TAG], job.name
+        assert match.kind is not None and job.name == job_name(match.project, match.kind), job.name
+    for project in loaded.projects:
+        assert repository.has_job(job_name(project, JobKind.RUN))
+    schedules = {schedule.name for schedule in repository.schedule_defs}
+    assert {schedule_name(p, JobKind.RUN) for p in loaded.projects if p.effective_schedule} <= schedules
+
+
+def test_a_runs_project_is_its_tag_and_an_unknown_tag_is_reported(example_repo: Path):
+    from dagctl_dagster.names import PROJECT_TAG
+    from dagctl_dagster.run_identity import JobKind, project_of_run
+
+    config = load_config(example_repo / ".dagctl" / "config.yaml").config
+    name = config.projects[0].name
+    assert project_of_run(config, "any_job", {PROJECT_TAG: name}).project == config.projects[0]
+    assert project_of_run(config, f"{name}_plan", {}).kind is JobKind.PLAN
+    assert project_of_run(config, f"{name}_custom", {}).kind is None  # a user's job beside ours
+    unknown = project_of_run(config, f"{name}_run", {PROJECT_TAG: "nope"})
+    assert (unknown.project, unknown.unknown_tag) == (None, "nope")
+    assert project_of_run(config, "unrelated", {}).project is None

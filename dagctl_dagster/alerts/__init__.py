@@ -23,7 +23,8 @@ import dagster as dg
 
 from dagctl_dagster.config import ProjectConfig
 from dagctl_dagster.names import OBSERVABILITY_GROUP
-from dagctl_dagster.project import CodeLocationContext, run_job_name
+from dagctl_dagster.project import CodeLocationContext
+from dagctl_dagster.run_identity import JobKind, job_name
 
 
 @dataclass
@@ -68,11 +69,14 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
         for p in location.projects
         for key, description in (
             (alerts_key(p.name), f"Alerts raised for project '{p.name}' (tier, cause, summary)."),
-            (runs_key(p.name), f"One observation per finished {run_job_name(p.project)}: duration and model counts."),
+            (
+                runs_key(p.name),
+                f"One observation per finished {job_name(p.project, JobKind.RUN)}: duration and model counts.",
+            ),
         )
     ]
     sensors = [
-        slack_run_failure_sensor(lookup, hooked_jobs={run_job_name(p.project) for p in location.projects}),
+        slack_run_failure_sensor(lookup, hooked_jobs={job_name(p.project, JobKind.RUN) for p in location.projects}),
         tiered_alert_sensor(
             lookup,
             model_keys={p.name: list(p.model_keys) for p in location.projects},

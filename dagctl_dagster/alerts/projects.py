@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dagctl_dagster.config import AlertsConfig, DagctlConfig
-from dagctl_dagster.project import PROJECT_TAG
+from dagctl_dagster.run_identity import JobKind, project_of_run
 
 
 @dataclass(frozen=True)
@@ -34,16 +34,10 @@ class ProjectLookup:
         return self.config.alerts_for(self.config.project(project))
 
     def project_of(self, job_name: str, tags: Mapping[str, str]) -> str | None:
-        """The ``dagctl/project`` run tag, else the project whose name prefixes the job name."""
-        tagged = tags.get(PROJECT_TAG)
-        if tagged in self.names:
-            return tagged
-        matches = [name for name in self.names if job_name.startswith(f"{name}_")]
-        return max(matches, key=len) if matches else None
+        """The run's project (:func:`~dagctl_dagster.run_identity.project_of_run`); a run tagged
+        with a project this config does not have belongs to none: it gets the default alerts."""
+        project = project_of_run(self.config, job_name, tags).project
+        return project.name if project else None
 
-    def job_kind(self, job_name: str, tags: Mapping[str, str]) -> str | None:
-        """``run`` / ``plan`` / ``janitor`` / ... for `<project>_<kind>` jobs."""
-        project = self.project_of(job_name, tags)
-        if project is None or not job_name.startswith(f"{project}_"):
-            return None
-        return job_name[len(project) + 1 :]
+    def job_kind(self, job_name: str, tags: Mapping[str, str]) -> JobKind | None:
+        return project_of_run(self.config, job_name, tags).kind

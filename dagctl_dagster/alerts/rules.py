@@ -24,6 +24,7 @@ import dagster as dg
 
 from dagctl_dagster.config import AlertThresholds
 from dagctl_dagster.names import MODEL_DURATION_KEYS
+from dagctl_dagster.run_identity import JobKind
 
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
 BACKFILL_ID_TAG = "dagster/backfill"
@@ -193,14 +194,14 @@ class PlanOutcome:
 
 
 def informational(
-    project: str, job_kind: str | None, run: dg.DagsterRun, environment: str, plan: PlanOutcome | None = None
+    project: str, job_kind: JobKind | None, run: dg.DagsterRun, environment: str, plan: PlanOutcome | None = None
 ) -> Alert | None:
     """Janitor runs; Dagster backfills of a prod project; plans that were applied to prod.
 
     A plan counts only when its own metadata says it was applied (a dry run does not), to
     the environment it names.
     """
-    if job_kind == "janitor":
+    if job_kind is JobKind.JANITOR:
         return Alert(
             "info", project, f"info:janitor:{run.run_id}", f"janitor run of {run.job_name} completed", run.run_id
         )

@@ -28,6 +28,7 @@ from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.alerts.slack import DagctlSlackResource
 from dagctl_dagster.names import OBSERVABILITY_PREFIX, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
+from dagctl_dagster.run_identity import JobKind
 from dagctl_dagster.secrets import redact
 
 TIERED_ALERT_SENSOR_NAME = "dagctl_tiered_alerts"
@@ -104,14 +105,14 @@ class _Evaluation:
             return
         kind = self.projects.job_kind(run.job_name, run.tags)
         thresholds = self.projects.alerts_for(project).thresholds
-        if kind == "run":
+        if kind is JobKind.RUN:
             self._record_run_summary(project, run_record)
         if event_type == dg.DagsterEventType.RUN_FAILURE:
             self._add(rules.scheduled_run_failed(project, run))
             return
         self._add(rules.slow_run(project, self.instance, run_record, thresholds))
         environment = self.projects.config.project(project).environment
-        plan = plan_outcome(self.instance, run_id) if kind == "plan" else None
+        plan = plan_outcome(self.instance, run_id) if kind is JobKind.PLAN else None
         self._add(rules.informational(project, kind, run, environment, plan))
 
     def materializations(self, project: str, key: dg.AssetKey) -> None:

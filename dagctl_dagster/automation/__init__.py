@@ -26,8 +26,9 @@ class Automation:
 def build_automation(location: CodeLocationContext) -> Automation:
     """Schedules, sensors and jobs for every project of the code location."""
     from dagctl_dagster.automation.config_sensor import build_config_version_sensor
-    from dagctl_dagster.automation.dbt_deploy import build_dbt_deploy_job, deploy_job_name
+    from dagctl_dagster.automation.dbt_deploy import build_dbt_deploy_job
     from dagctl_dagster.automation.schedules import build_maintenance_schedules, build_run_schedule
+    from dagctl_dagster.run_identity import JobKind, job_name
     from dagctl_dagster.sqlmesh.maintenance import build_janitor_job, build_state_backup_job
     from dagctl_dagster.sqlmesh.plan import build_plan_job
 
@@ -48,7 +49,7 @@ def build_automation(location: CodeLocationContext) -> Automation:
             schedules += build_maintenance_schedules(loaded.config, project)
         else:
             existing = {job.name: job for job in project_defs.jobs if isinstance(job, dg.JobDefinition)}
-            deploy_job = existing.get(deploy_job_name(project))  # the dbt factory may bring its own
+            deploy_job = existing.get(job_name(project, JobKind.DEPLOY))  # the dbt factory may bring its own
             if deploy_job is None:
                 deploy_job = build_dbt_deploy_job(project)
                 own_jobs.append(deploy_job)

@@ -31,12 +31,12 @@ from urllib.parse import urlparse
 
 import dagster as dg
 
-from dagctl_dagster.automation.dbt_deploy import deploy_job_name
 from dagctl_dagster.config import ConfigError, LoadedConfig, ProjectConfig, load_config
 from dagctl_dagster.dbt.deploy_scope import DeployScope, deploy_scope, head_commit
-from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, CodeLocationContext
+from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
+from dagctl_dagster.project import CodeLocationContext
+from dagctl_dagster.run_identity import JobKind, job_name
 from dagctl_dagster.settings import sensor_default_status
-from dagctl_dagster.sqlmesh.plan import plan_job_name
 
 SENSOR_NAME = "dagctl_config_version_sensor"
 INTERVAL_ENV = "DAGCTL_SENSOR_INTERVAL_SECONDS"
@@ -148,7 +148,7 @@ def sqlmesh_deploy_request(project: ProjectConfig, version: str, commit: str | N
     """Plan and apply the project's environment; a dry run only for a protected project."""
     apply = not project.protected
     return dg.RunRequest(
-        job_name=plan_job_name(project),
+        job_name=job_name(project, JobKind.PLAN),
         run_key=deploy_run_key(project, version),
         run_config={"ops": {"plan": {"config": {"environment": project.environment, "auto_apply": apply}}}},
         tags={
@@ -168,7 +168,7 @@ def dbt_deploy_request(
         log.info(f"dbt project '{project.name}': {scope.describe()}; no deploy run")
         return None
     return dg.RunRequest(
-        job_name=deploy_job_name(project),
+        job_name=job_name(project, JobKind.DEPLOY),
         run_key=deploy_run_key(project, loaded.version),
         run_config={
             "ops": {

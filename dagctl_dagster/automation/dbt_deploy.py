@@ -23,7 +23,9 @@ import dagster as dg
 from pydantic import Field
 
 from dagctl_dagster.config import ProjectConfig
-from dagctl_dagster.project import PROJECT_TAG, single_op_job
+from dagctl_dagster.names import PROJECT_TAG
+from dagctl_dagster.project import single_op_job
+from dagctl_dagster.run_identity import JobKind, job_name
 
 
 class DbtDeployConfig(dg.Config):
@@ -31,10 +33,6 @@ class DbtDeployConfig(dg.Config):
     changed_files: list[str] = Field(
         default_factory=list, description="The files the deploy changed (set by the deploy sensor, for the record)."
     )
-
-
-def deploy_job_name(project: ProjectConfig) -> str:
-    return f"{project.name}_deploy"
 
 
 def build_dbt_deploy_job(project: ProjectConfig) -> dg.JobDefinition:
@@ -49,7 +47,7 @@ def build_dbt_deploy_job(project: ProjectConfig) -> dg.JobDefinition:
         return _deploy(context, dbt, project, config.select.strip(), config.changed_files)
 
     return single_op_job(
-        deploy_job_name(project),
+        job_name(project, JobKind.DEPLOY),
         dbt_deploy_op,
         project,
         f"Builds what a deploy of dbt project '{project.name}' changed (dbt build --select).",

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dagster as dg
 
 from dagctl_dagster.config import DagctlConfig, ProjectConfig
-from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, run_job_name
+from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
+from dagctl_dagster.run_identity import JobKind, job_name, schedule_name
 from dagctl_dagster.settings import schedule_default_status
 
 IN_PROGRESS_STATUSES = [
@@ -35,22 +36,18 @@ def project_timezone(config: DagctlConfig, project: ProjectConfig) -> str:
     return project.timezone or config.timezone
 
 
-def run_schedule_name(project: ProjectConfig) -> str:
-    return f"{project.name}_run_schedule"
-
-
 def build_run_schedule(config: DagctlConfig, project: ProjectConfig) -> dg.ScheduleDefinition | None:
     """The schedule of `<project>_run`, or None for a project without one (dbt without ``schedule``)."""
     cron = project.effective_schedule
     if cron is None:
         return None
-    job_name = run_job_name(project)
+    run_job = job_name(project, JobKind.RUN)
     tags = {PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework}
 
     @dg.schedule(
-        name=run_schedule_name(project),
+        name=schedule_name(project, JobKind.RUN),
         cron_schedule=cron,
-        job_name=job_name,
+        job_name=run_job,
         execution_timezone=project_timezone(config, project),
         default_status=schedule_default_status(),
         description=f"Runs the due models of '{project.name}' ({cron}, overlap: {project.overlap}).",
@@ -58,10 +55,10 @@ def build_run_schedule(config: DagctlConfig, project: ProjectConfig) -> dg.Sched
     )
     def _run_schedule(context: dg.ScheduleEvaluationContext):
         if project.overlap == "forbid":
-            running = in_progress_run_id(context.instance, job_name)
+            running = in_progress_run_id(context.instance, run_job)
             if running is not None:
                 return dg.SkipReason(
-                    f"run {running} of {job_name} is still in progress; project '{project.name}' has "
+                    f"run {running} of {run_job} is still in progress; project '{project.name}' has "
                     "overlap: forbid, so this tick is skipped"
                 )
         return dg.RunRequest(tags=tags)
@@ -69,25 +66,23 @@ def build_run_schedule(config: DagctlConfig, project: ProjectConfig) -> dg.Sched
     return _run_schedule
 
 
-def in_progress_run_id(instance: dg.DagsterInstance, job_name: str) -> str | None:
-    """The id of the newest queued or running run of ``job_name``, if any."""
-    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS_STATUSES), limit=1)
+def in_progress_run_id(instance: dg.DagsterInstance, job: str) -> str | None:
+    """The id of the newest queued or running run of ``job``, if any."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=job, statuses=IN_PROGRESS_STATUSES), limit=1)
     return records[0].dagster_run.run_id if records else None
 
 
 def build_maintenance_schedules(config: DagctlConfig, project: ProjectConfig) -> list[dg.ScheduleDefinition]:
     """The janitor (weekly by default) and state-backup (daily) schedules of a SQLMesh project."""
-    from dagctl_dagster.sqlmesh.maintenance import janitor_job_name, state_backup_job_name
-
     timezone = project_timezone(config, project)
     tags = {PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework}
     schedules: list[dg.ScheduleDefinition] = []
     if project.janitor_schedule:
         schedules.append(
             dg.ScheduleDefinition(
-                name=f"{project.name}_janitor_schedule",
+                name=schedule_name(project, JobKind.JANITOR),
                 cron_schedule=project.janitor_schedule,
-                job_name=janitor_job_name(project),
+                job_name=job_name(project, JobKind.JANITOR),
                 execution_timezone=timezone,
                 default_status=schedule_default_status(),
                 tags=tags,
@@ -96,9 +91,9 @@ def build_maintenance_schedules(config: DagctlConfig, project: ProjectConfig) ->
     if project.state_backup.enabled:
         schedules.append(
             dg.ScheduleDefinition(
-                name=f"{project.name}_state_backup_schedule",
+                name=schedule_name(project, JobKind.STATE_BACKUP),
                 cron_schedule=project.state_backup.schedule,
-                job_name=state_backup_job_name(project),
+                job_name=job_name(project, JobKind.STATE_BACKUP),
                 execution_timezone=timezone,
                 default_status=schedule_default_status(),
                 tags=tags,

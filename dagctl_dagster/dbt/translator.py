@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 
-from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG
+from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
 
 FRAMEWORK = "dbt"
 

@@ -35,8 +35,7 @@ import dagster as dg
 from dagctl_dagster import settings as shared_settings
 from dagctl_dagster.execution import dagster_adapter as adapter
 from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason, set_left_out_models
-from dagctl_dagster.names import NOT_RUN_REASON_KEY, ExecutorSummary, NotRunReason
-from dagctl_dagster.project import PROJECT_TAG
+from dagctl_dagster.names import NOT_RUN_REASON_KEY, PROJECT_TAG, ExecutorSummary, NotRunReason
 
 if TYPE_CHECKING:
     from dagctl_dagster.execution.claims import ClaimOwnership

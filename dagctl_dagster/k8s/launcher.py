@@ -31,7 +31,8 @@ from dagster_k8s.utils import get_deployment_id_label
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig, load_config
 from dagctl_dagster.k8s.manifest import build_run_job, context_for_project
-from dagctl_dagster.project import PROJECT_TAG
+from dagctl_dagster.names import PROJECT_TAG
+from dagctl_dagster.run_identity import project_of_run
 
 CONFIG_ENV_VAR = "DAGCTL_CONFIG"
 # dagster's DOCKER_IMAGE_TAG (kept literal: dagster._core is off limits outside execution/).
@@ -91,19 +92,20 @@ class DagctlK8sRunLauncher(K8sRunLauncher):
         return self._loaded[1]
 
     def project_for_run(self, run: dg.DagsterRun) -> ProjectConfig | None:
-        """The run's project: its ``dagctl/project`` tag, else the job-name prefix, else None."""
+        """The run's project (:func:`~dagctl_dagster.run_identity.project_of_run`), else None.
+
+        A run tagged with a project the config does not have is refused: launched without
+        its project's settings, it would run without its secrets and limits.
+        """
         loaded = self.dagctl_config()
-        tagged = run.tags.get(PROJECT_TAG)
-        if tagged is not None:
-            try:
-                return loaded.config.project(tagged)
-            except KeyError as exc:
-                raise DagctlLaunchError(
-                    f"run {run.run_id} of job '{run.job_name}' has tag {PROJECT_TAG}={tagged}, but "
-                    f"{loaded.path}: {exc.args[0]}; fix the tag or add the project to the config"
-                ) from None
-        prefixed = [p for p in loaded.projects if run.job_name.startswith(f"{p.name}_")]
-        return max(prefixed, key=lambda p: len(p.name)) if prefixed else None
+        match = project_of_run(loaded.config, run.job_name, run.tags)
+        if match.unknown_tag is not None:
+            raise DagctlLaunchError(
+                f"run {run.run_id} of job '{run.job_name}' has tag {PROJECT_TAG}={match.unknown_tag}, but "
+                f"{loaded.path}: no project named '{match.unknown_tag}' (known: "
+                f"{', '.join(p.name for p in loaded.projects)}); fix the tag or add the project to the config"
+            )
+        return match.project
 
     def get_container_context_for_run(self, dagster_run: dg.DagsterRun) -> K8sContainerContext:
         base = super().get_container_context_for_run(dagster_run)

@@ -41,7 +41,7 @@ from dagster_k8s.job import (
 )
 
 from dagctl_dagster.config import GitSyncConfig, K8sDefaults, ProjectConfig, ResourcesConfig
-from dagctl_dagster.project import run_job_name
+from dagctl_dagster.run_identity import JobKind, job_name
 from dagctl_dagster.secrets import is_secret_name
 
 PROJECT_LABEL = "dagctl.io/project"
@@ -311,7 +311,7 @@ def render_run_job(
         container_context=context,
         job_config=settings.job_config(image or project.k8s.image or PLACEHOLDER_IMAGE),
         run_id=run_id,
-        dagster_job_name=run_job_name(project),
+        dagster_job_name=job_name(project, JobKind.RUN),
         args=list(PLACEHOLDER_ARGS),
     )
     manifest = manifest_dict(job)

@@ -32,8 +32,9 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.names import NOT_RUN_REASON_KEY, SQLMESH_MODEL_TAG, NotRunReason
-from dagctl_dagster.project import FRAMEWORK_TAG, PROJECT_TAG, ProjectDefinitions
+from dagctl_dagster.names import FRAMEWORK_TAG, NOT_RUN_REASON_KEY, PROJECT_TAG, SQLMESH_MODEL_TAG, NotRunReason
+from dagctl_dagster.project import ProjectDefinitions
+from dagctl_dagster.run_identity import JobKind, job_name
 from dagctl_dagster.sqlmesh.context import SQLMeshLocation, single_location, sqlmesh_location
 from dagctl_dagster.sqlmesh.session import ModelOutcome, ModelStatus, SQLMeshRunSession
 from dagctl_dagster.sqlmesh.translation_cache import ModelTranslation, ProjectTranslation, TranslationCache
@@ -408,7 +409,7 @@ def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig)
         raise dg.Failure(
             description=(
                 f"SQLMesh {name} is not in environment '{project.environment}': nothing was evaluated. "
-                f"Apply a plan (job {project.name}_plan) to add it."
+                f"Apply a plan (job {job_name(project, JobKind.PLAN)}) to add it."
             ),
             metadata={NOT_RUN_REASON_KEY: NotRunReason.NOT_IN_ENVIRONMENT.value, "model": name},
         )

@@ -23,7 +23,9 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.project import PROJECT_TAG, single_op_job
+from dagctl_dagster.names import PROJECT_TAG
+from dagctl_dagster.project import single_op_job
+from dagctl_dagster.run_identity import JobKind, job_name
 
 BACKUP_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -134,14 +136,6 @@ def backup_directory(loaded: LoadedConfig, project: ProjectConfig) -> Path:
     return directory if directory.is_absolute() else loaded.root / directory
 
 
-def janitor_job_name(project: ProjectConfig) -> str:
-    return f"{project.name}_janitor"
-
-
-def state_backup_job_name(project: ProjectConfig) -> str:
-    return f"{project.name}_state_backup"
-
-
 def build_janitor_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefinition:
     """The `<project>_janitor` op job."""
     from dagctl_dagster.sqlmesh.context import open_context
@@ -157,7 +151,7 @@ def build_janitor_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDef
         return dg.Output(len(report.cleaned_objects), metadata=report.metadata())
 
     return _single_op_job(
-        janitor_job_name(project), janitor_op, project, "Removes expired SQLMesh environments and snapshots."
+        job_name(project, JobKind.JANITOR), janitor_op, project, "Removes expired SQLMesh environments and snapshots."
     )
 
 
@@ -178,7 +172,7 @@ def build_state_backup_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.J
         return dg.Output(str(backup.path), metadata=backup.metadata())
 
     return _single_op_job(
-        state_backup_job_name(project), state_backup_op, project, f"Exports SQLMesh state to {directory}."
+        job_name(project, JobKind.STATE_BACKUP), state_backup_op, project, f"Exports SQLMesh state to {directory}."
     )
 
 

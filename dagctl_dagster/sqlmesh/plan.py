@@ -31,8 +31,9 @@ import dagster as dg
 from pydantic import Field
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.names import PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
-from dagctl_dagster.project import PROJECT_TAG, single_op_job
+from dagctl_dagster.names import PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY, PROJECT_TAG
+from dagctl_dagster.project import single_op_job
+from dagctl_dagster.run_identity import JobKind, job_name
 from dagctl_dagster.secrets import redact
 
 ENVIRONMENT_CHANGED = "environment changed since the plan; plan again"
@@ -194,10 +195,6 @@ def apply_plan(context: Any, built: BuiltPlan) -> float:
     return time.perf_counter() - started
 
 
-def plan_job_name(project: ProjectConfig) -> str:
-    return f"{project.name}_plan"
-
-
 def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefinition:
     """The `<project>_plan` op job of one SQLMesh project."""
 
@@ -215,7 +212,7 @@ def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefini
             raise dg.Failure(description=f"SQLMesh project '{project.name}': {reason}") from None
 
     return single_op_job(
-        plan_job_name(project),
+        job_name(project, JobKind.PLAN),
         plan_op,
         project,
         f"Plans SQLMesh project '{project.name}' against an environment; applies on request.",
