@@ -421,15 +421,3 @@ def _counts(fetch, tables: Sequence[str], *, label: str, chunk: int = 200, schem
         for model, rows in rows_by_model:
             counts[model] = int(rows)
     return counts
-
-
-def run_load_probe(command: Sequence[str], *, label: str, cwd: Path) -> tuple[float, float]:
-    """Whole-process wall time and the in-process load time the probe printed."""
-    result = run_timed(command, label=label, cwd=cwd)
-    try:
-        inner = float(result.last_line)
-    except ValueError:
-        raise ContenderFailed(
-            f"{label}: probe did not print its load time; output ended with {result.last_line!r}"
-        ) from None
-    return result.seconds, inner

@@ -33,23 +33,19 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
         config_path: the config file; defaults to ``$DAGCTL_CONFIG`` or
             ``.dagctl/config.yaml`` in the working directory.
     """
-    from dagctl_dagster.quiet import print_expected_errors_without_traceback, silence_known_warnings
-
-    silence_known_warnings()
-    print_expected_errors_without_traceback()
+    _configure_process_before_load()
     loaded = load_config(config_path or default_config_path())
     projects = _build_projects(loaded)
     _refuse_shared_keys(loaded, projects)
     location = CodeLocationContext(loaded=loaded, projects=projects)
+    models_by_op = {op: model for p in projects for op, model in p.models_by_op.items()}
+    _configure_process_after_load(models_by_op)
 
     from dagctl_dagster.alerts import build_alerting
     from dagctl_dagster.automation import build_automation
-    from dagctl_dagster.execution.dagster_adapter import keep_sqlite_event_connections_open
     from dagctl_dagster.execution.executor import claim_aware_executor
+    from dagctl_dagster.logging import json_console_logger, json_logs_enabled
 
-    # `dagster job execute` creates its run after loading this code location, writing one
-    # event per asset: with SQLite storage, on kept connections that is ~3x faster.
-    keep_sqlite_event_connections_open()
     alerting = build_alerting(location)
     automation = build_automation(location)
 
@@ -57,8 +53,6 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
 
     assets: list = []
     jobs: list = [build_pause_job(loaded)]
-    schedules: list = []
-    sensors: list = []
     resources: dict[str, object] = {}
     for project_defs in projects:
         assets.extend(project_defs.assets)
@@ -72,23 +66,46 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
                 hooks=alerting.step_hooks_for(project_defs.project),
             )
         )
-        jobs.extend(project_defs.jobs)
-        schedules.extend(project_defs.schedules)
-        sensors.extend(project_defs.sensors)
         resources.update(project_defs.resources)
 
     return dg.Definitions.merge(
         dg.Definitions(
             assets=assets,
             jobs=jobs,
-            schedules=schedules,
-            sensors=sensors,
             resources=resources,
             executor=claim_aware_executor,
+            loggers={"console": json_console_logger(models_by_op)} if json_logs_enabled() else None,
         ),
         automation.definitions,
         alerting.definitions,
     )
+
+
+def _configure_process_before_load() -> None:
+    """Loading a code location changes this process in exactly these ways, on purpose:
+
+    - before the config is read: warnings with nothing for the user to do are silenced, and
+      a config or project error that ends the process (``dagster job execute``, ``dg
+      launch``) prints one line instead of a traceback (:mod:`dagctl_dagster.quiet`);
+    - Dagster's SQLite event log storage keeps its connections open, if this process has a
+      SQLite instance (:func:`~dagctl_dagster.execution.dagster_adapter.keep_sqlite_event_connections_open`):
+      ``dagster job execute`` creates its run right after this load, one event per asset;
+    - after the projects are built (:func:`_configure_process_after_load`): the JSON log
+      handler a ``dagster.yaml`` may name (``python_logs``) learns which model each op runs.
+    """
+    from dagctl_dagster.execution.dagster_adapter import keep_sqlite_event_connections_open
+    from dagctl_dagster.quiet import print_expected_errors_without_traceback, silence_known_warnings
+
+    silence_known_warnings()
+    print_expected_errors_without_traceback()
+    keep_sqlite_event_connections_open()
+
+
+def _configure_process_after_load(models_by_op: dict[str, str]) -> None:
+    """See :func:`_configure_process_before_load`."""
+    from dagctl_dagster.logging import register_models
+
+    register_models(models_by_op)
 
 
 def build_project(

@@ -28,9 +28,6 @@ class ProjectDefinitions:
     # Check steps a run also executes besides the models' own checks (external models'
     # audits, standalone audits).
     extra_checked_keys: list[dg.AssetKey] = field(default_factory=list)
-    jobs: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = field(default_factory=list)
-    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
-    sensors: list[dg.SensorDefinition] = field(default_factory=list)
     resources: dict[str, object] = field(default_factory=dict)
     # dbt: models' own freshness SLA from `meta: {dagctl: {freshness: ...}}`: (cron, grace minutes).
     freshness: dict[dg.AssetKey, tuple[str, int | None]] = field(default_factory=dict)
@@ -38,6 +35,15 @@ class ProjectDefinitions:
     @property
     def name(self) -> str:
         return self.project.name
+
+    @property
+    def models_by_op(self) -> dict[str, str]:
+        """Op name → model asset key (``a/b``) of the project's single-model ops (SQLMesh models)."""
+        return {
+            asset.op.name: next(iter(asset.keys)).to_user_string()
+            for asset in self.assets
+            if isinstance(asset, dg.AssetsDefinition) and asset.is_executable and len(asset.keys) == 1
+        }
 
     @property
     def run_selection(self) -> dg.AssetSelection:

@@ -10,7 +10,7 @@
 (:class:`~dagctl_dagster.alerts.slack.DagctlSlackResource`), the run-failure sensor, the
 tiered-alert sensor, each SQLMesh project's ``dagctl/<project>/sqlmesh_state`` observable asset
 with its hourly observation schedule, the ``dagctl/<project>/alerts`` / ``dagctl/<project>/runs``
-record assets, and, with ``DAGCTL_LOG_FORMAT=json``, the JSON console logger. These live in
+record assets. These live in
 group ``dagctl_observability`` under the ``dagctl`` prefix: a project's key prefix and group
 hold exactly its models.
 """
@@ -40,26 +40,21 @@ class Alerting:
 
 
 def build_alerting(location: CodeLocationContext) -> Alerting:
-    """Hooks, sensors, observable assets, resource and logger for every project."""
+    """Hooks, sensors, observable assets and the Slack resource for every project."""
     from dagctl_dagster.alerts.freshness import build_freshness
-    from dagctl_dagster.alerts.hooks import SLACK_RESOURCE_KEY, model_failure_hook, models_by_op
+    from dagctl_dagster.alerts.hooks import SLACK_RESOURCE_KEY, model_failure_hook
     from dagctl_dagster.alerts.projects import ProjectLookup
     from dagctl_dagster.alerts.run_failure import slack_run_failure_sensor
     from dagctl_dagster.alerts.slack import DagctlSlackResource
     from dagctl_dagster.alerts.state_size import state_key, state_size_observation
     from dagctl_dagster.alerts.tiered import alerts_key, runs_key, tiered_alert_sensor
-    from dagctl_dagster.logging import json_console_logger, json_logs_enabled, register_models
 
     lookup = ProjectLookup(location.loaded.config)
-    model_names: dict[str, str] = {}
     hooks: dict[str, set[dg.HookDefinition]] = {}
     for project_defs in location.projects:
-        names = models_by_op(project_defs.assets)
-        model_names.update(names)
         channel = lookup.alerts_for(project_defs.name).failure_channel
-        hooks[project_defs.name] = {model_failure_hook(project_defs.name, channel, names)}
+        hooks[project_defs.name] = {model_failure_hook(project_defs.name, channel, project_defs.models_by_op)}
 
-    register_models(model_names)
     sqlmesh_projects = {
         p.name: (p.project_dir, p.project) for p in location.projects if p.project.framework == "sqlmesh"
     }
@@ -91,6 +86,5 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
         schedules=state_schedules,
         sensors=[*sensors, *freshness_sensors],
         resources={SLACK_RESOURCE_KEY: DagctlSlackResource()},
-        loggers={"console": json_console_logger(model_names)} if json_logs_enabled() else None,
     )
     return Alerting(definitions=definitions, hooks=hooks, freshness_checks=freshness_checks)

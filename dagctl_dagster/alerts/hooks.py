@@ -88,12 +88,3 @@ def error_of(exc: BaseException | None) -> str:
         return exc.description
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def models_by_op(assets: list) -> dict[str, str]:
-    """Op name → model asset key (``a/b``) of single-model assets definitions."""
-    names: dict[str, str] = {}
-    for asset in assets:
-        if isinstance(asset, dg.AssetsDefinition) and asset.is_executable and len(asset.keys) == 1:
-            names[asset.op.name] = next(iter(asset.keys)).to_user_string()
-    return names

@@ -28,13 +28,11 @@ def build_automation(location: CodeLocationContext) -> Automation:
     from dagctl_dagster.automation.config_sensor import build_config_version_sensor
     from dagctl_dagster.automation.dbt_deploy import build_dbt_deploy_job
     from dagctl_dagster.automation.schedules import build_maintenance_schedules, build_run_schedule
-    from dagctl_dagster.run_identity import JobKind, job_name
     from dagctl_dagster.sqlmesh.maintenance import build_janitor_job, build_state_backup_job
     from dagctl_dagster.sqlmesh.plan import build_plan_job
 
     loaded = location.loaded
     deploy_jobs: list[dg.JobDefinition] = []  # what the deploy sensor launches
-    own_jobs: list[dg.JobDefinition] = []
     maintenance_jobs: list[dg.JobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
     for project_defs in location.projects:
@@ -44,17 +42,11 @@ def build_automation(location: CodeLocationContext) -> Automation:
             schedules.append(run_schedule)
         if project.framework == "sqlmesh":
             deploy_jobs.append(build_plan_job(loaded, project))
-            own_jobs.append(deploy_jobs[-1])
             maintenance_jobs += [build_janitor_job(loaded, project), build_state_backup_job(loaded, project)]
             schedules += build_maintenance_schedules(loaded.config, project)
         else:
-            existing = {job.name: job for job in project_defs.jobs if isinstance(job, dg.JobDefinition)}
-            deploy_job = existing.get(job_name(project, JobKind.DEPLOY))  # the dbt factory may bring its own
-            if deploy_job is None:
-                deploy_job = build_dbt_deploy_job(project)
-                own_jobs.append(deploy_job)
-            deploy_jobs.append(deploy_job)
+            deploy_jobs.append(build_dbt_deploy_job(project))
     sensor = build_config_version_sensor(location, deploy_jobs)
     return Automation(
-        definitions=dg.Definitions(jobs=[*own_jobs, *maintenance_jobs], schedules=schedules, sensors=[sensor])
+        definitions=dg.Definitions(jobs=[*deploy_jobs, *maintenance_jobs], schedules=schedules, sensors=[sensor])
     )

@@ -40,10 +40,8 @@ from dagctl_dagster.sqlmesh.session import ModelOutcome, ModelStatus, SQLMeshRun
 from dagctl_dagster.sqlmesh.translation_cache import ModelTranslation, ProjectTranslation, TranslationCache
 from dagctl_dagster.sqlmesh.translator import (
     DagsterSQLMeshTranslator,
-    _render_args,
-    audits_with_args,
+    audit_identity,
     schema_and_table,
-    unique_check_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -208,7 +206,7 @@ def _translate(context: Any, translator: DagsterSQLMeshTranslator, location: SQL
                 role="external" if model.kind.is_external else "model",
                 spec=_spec_fields(model, keys[fqn], deps, translator, code_version),
                 check_specs=[_check_spec_fields(c) for c in translator.get_check_specs(model, keys[fqn])],
-                check_names=_check_names_by_audit(model, translator),
+                check_names=translator.get_check_names(model),
             )
         )
     for audit in sorted(context.standalone_audits.values(), key=lambda a: a.name):
@@ -435,14 +433,6 @@ def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig)
         )
 
 
-def _check_names_by_audit(model: Any, translator: DagsterSQLMeshTranslator) -> dict[tuple[str, str], str]:
-    used: set[str] = set()
-    names: dict[tuple[str, str], str] = {}
-    for audit, args in audits_with_args(model):
-        names[(audit.name, _render_args(args))] = unique_check_name(translator.get_check_name(audit.name, args), used)
-    return names
-
-
 def _check_results(
     asset_key: dg.AssetKey,
     outcome: ModelOutcome,
@@ -453,7 +443,7 @@ def _check_results(
     failed_rows: dict[str, int] = {}
     blocking: dict[str, bool] = {}
     for audit in outcome.audits:
-        name = check_names.get((audit.name, "" if standalone else _render_args(audit.args)))
+        name = check_names.get(audit_identity(audit.name, {} if standalone else audit.args))
         if name is None:
             name = next((n for (a, _), n in check_names.items() if a == audit.name), None)
         if name is None:

@@ -95,22 +95,27 @@ class DagsterSQLMeshTranslator:
     def get_check_name(self, audit_name: str, args: Mapping[str, Any]) -> str:
         return _CHECK_UNSAFE.sub("_", audit_name)
 
-    def get_check_specs(self, model: Any, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-        specs: list[dg.AssetCheckSpec] = []
+    def get_check_names(self, model: Any) -> dict[tuple[str, str], str]:
+        """Each audit of the model (:func:`audit_identity`) → its check's name, unique per model."""
         used: set[str] = set()
-        for audit, args in audits_with_args(model):
-            name = unique_check_name(self.get_check_name(audit.name, args), used)
-            specs.append(
-                dg.AssetCheckSpec(
-                    name=name,
-                    asset=asset_key,
-                    blocking=bool(audit.blocking),
-                    description=f"SQLMesh audit `{audit.name}`"
-                    + (f" ({_render_args(args)})" if args else "")
-                    + ("; blocking" if audit.blocking else "; non-blocking"),
-                )
+        return {
+            audit_identity(audit.name, args): unique_check_name(self.get_check_name(audit.name, args), used)
+            for audit, args in audits_with_args(model)
+        }
+
+    def get_check_specs(self, model: Any, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+        names = self.get_check_names(model)
+        return [
+            dg.AssetCheckSpec(
+                name=names[audit_identity(audit.name, args)],
+                asset=asset_key,
+                blocking=bool(audit.blocking),
+                description=f"SQLMesh audit `{audit.name}`"
+                + (f" ({render_audit_args(args)})" if args else "")
+                + ("; blocking" if audit.blocking else "; non-blocking"),
             )
-        return specs
+            for audit, args in audits_with_args(model)
+        ]
 
 
 _QUOTED_PART = re.compile(r'"((?:[^"]|"")*)"')
@@ -153,7 +158,13 @@ def unique_check_name(name: str, used: set[str]) -> str:
     return candidate
 
 
-def _render_args(args: Mapping[str, Any]) -> str:
+def audit_identity(audit_name: str, args: Mapping[str, Any]) -> tuple[str, str]:
+    """An audit as a model applies it: its name and its rendered arguments (one audit may be
+    applied twice with different arguments); what SQLMesh reports after evaluating it."""
+    return (audit_name, render_audit_args(args))
+
+
+def render_audit_args(args: Mapping[str, Any]) -> str:
     from sqlglot import exp
 
     return ", ".join(
