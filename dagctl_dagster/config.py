@@ -378,6 +378,10 @@ class LoadedConfig:
     def project_dir(self, project: ProjectConfig) -> Path:
         return (self.root / project.path).resolve()
 
+    def profiles_dir(self, project: ProjectConfig) -> Path | None:
+        """A dbt project's ``profiles_dir`` (relative to the repository root); None: dbt's default."""
+        return (self.root / project.profiles_dir).resolve() if project.profiles_dir else None
+
     @property
     def projects(self) -> Sequence[ProjectConfig]:
         return self.config.projects

@@ -79,13 +79,7 @@ def _deploy(
 def _deploy_outcome(invocation: Any, project: ProjectConfig, select: str, changed_files: list[str]) -> dg.Output[dict]:
     from dagctl_dagster.dbt.run_results import RunResults
 
-    run_results_path = invocation.target_path / "run_results.json"
-    if not run_results_path.is_file():
-        raise dg.Failure(
-            description=f"dbt deploy of project '{project.name}' wrote no run_results.json: "
-            f"{invocation.get_error() or 'no error reported'}"
-        )
-    results = RunResults.read(run_results_path)
+    results, run_results_path = RunResults.of_invocation(invocation, f"dbt deploy of project '{project.name}'")
     statuses = Counter(node.status for node in results.nodes.values())
     built = sorted(
         n.name for n in results.nodes.values() if n.resource_type != "test" and not n.failed and not n.skipped

@@ -112,7 +112,7 @@ def build_dbt_project(
     may read (see :class:`DagctlDbtTranslator`).
     """
     project_dir = loaded.project_dir(project)
-    profiles_dir = (loaded.root / project.profiles_dir).resolve() if project.profiles_dir else None
+    profiles_dir = loaded.profiles_dir(project)
     translator = DagctlDbtTranslator(project.name, upstream_keys=upstream_keys) if upstream_keys else None
     built = _build(project, project_dir, profiles_dir, translator)
     return ProjectDefinitions(
@@ -283,15 +283,7 @@ def _node_events(context: AssetExecutionContext, invocation: Any) -> Iterator[An
 
 
 def _raise_for_outcome(context: AssetExecutionContext, invocation: Any, project_name: str) -> None:
-    run_results_path = invocation.target_path / "run_results.json"
-    if not run_results_path.is_file():
-        error = invocation.get_error()
-        raise dg.Failure(
-            description=redact(
-                f"dbt build of project '{project_name}' wrote no run_results.json: {error or 'no error reported'}"
-            )
-        ) from None
-    results = RunResults.read(run_results_path)
+    results, run_results_path = RunResults.of_invocation(invocation, f"dbt build of project '{project_name}'")
     manifest = invocation.manifest
     outcome = results.outcome(manifest)
     for node in outcome.failed:

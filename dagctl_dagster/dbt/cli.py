@@ -40,7 +40,7 @@ def _prepare(args: argparse.Namespace) -> int:
         )
         return 1
     for project in projects:
-        profiles_dir = (loaded.root / project.profiles_dir).resolve() if project.profiles_dir else None
+        profiles_dir = loaded.profiles_dir(project)
         try:
             dbt_project = open_dbt_project(
                 project.name, loaded.project_dir(project), target=project.target, profiles_dir=profiles_dir

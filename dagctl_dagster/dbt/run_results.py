@@ -18,6 +18,7 @@ from typing import Any
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 SKIPPED_STATUS = "skipped"
 REFABLE_TYPES = frozenset({"model", "seed", "snapshot"})
+RUN_RESULTS_FILE = "run_results.json"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,26 @@ class RunResults:
     @classmethod
     def read(cls, path: Path) -> RunResults:
         return cls.from_json(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def of_invocation(cls, invocation: Any, what: str) -> tuple[RunResults, Path]:
+        """The results of a finished dagster-dbt invocation and their path.
+
+        Raises:
+            dagster.Failure: dbt wrote no ``run_results.json`` (it failed before running
+                anything); names ``what`` ran and dbt's error, secrets masked.
+        """
+        import dagster as dg
+
+        from dagctl_dagster.secrets import redact
+
+        path = invocation.target_path / RUN_RESULTS_FILE
+        if not path.is_file():
+            error = invocation.get_error()
+            raise dg.Failure(
+                description=redact(f"{what} wrote no {RUN_RESULTS_FILE}: {error or 'no error reported'}")
+            ) from None
+        return cls.read(path), path
 
     @classmethod
     def from_json(cls, artifact: Mapping[str, Any]) -> RunResults:

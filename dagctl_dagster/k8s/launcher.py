@@ -29,12 +29,11 @@ from dagster_k8s import K8sRunLauncher
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.utils import get_deployment_id_label
 
-from dagctl_dagster.config import LoadedConfig, ProjectConfig, load_config
-from dagctl_dagster.k8s.manifest import build_run_job, context_for_project
+from dagctl_dagster.config import CONFIG_ENV_VAR, LoadedConfig, ProjectConfig, load_config
+from dagctl_dagster.k8s.manifest import build_run_job, context_for_project, manifest_namespace
 from dagctl_dagster.names import PROJECT_TAG
 from dagctl_dagster.run_identity import project_of_run
 
-CONFIG_ENV_VAR = "DAGCTL_CONFIG"
 # dagster's DOCKER_IMAGE_TAG (kept literal: dagster._core is off limits outside execution/).
 _IMAGE_TAG = "dagster/image"
 
@@ -141,7 +140,7 @@ class DagctlK8sRunLauncher(K8sRunLauncher):
             extra_labels=labels,
         )
         self._instance.add_run_tags(run.run_id, {_IMAGE_TAG: job.spec.template.spec.containers[0].image})
-        namespace = container_context.namespace or "default"
+        namespace = manifest_namespace(container_context)
         self._report_run_worker_creating(run, job_name, namespace)
         self._api_client.create_namespaced_job_with_retries(body=job, namespace=namespace)
         self._report_run_worker_created(run)
