@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
+from daemon import running_daemon
+from waiting import wait_for
 
 from dagctl_dagster.automation.config_sensor import SENSOR_NAME
-from tests.conftest import venv_command
 
 NEVER = "0 0 1 1 *"  # keeps the run schedules from firing during the test
 # The SQLMesh project joins once its assets serialize for the daemon (today the translator's
@@ -26,20 +24,6 @@ def _sensor_cursor(instance: dg.DagsterInstance) -> str | None:
         if state.name == SENSOR_NAME and state.instigator_data is not None:
             return state.instigator_data.cursor
     return None
-
-
-def _wait_for(predicate, timeout: float, what: str, daemon: subprocess.Popen, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if daemon.poll() is not None:
-            pytest.fail(
-                f"dagster-daemon exited ({daemon.returncode}) while waiting for {what}:\n{log.read_text()[-4000:]}"
-            )
-        time.sleep(2)
-    pytest.fail(f"timed out waiting for {what}; daemon log tail:\n{log.read_text()[-4000:]}")
 
 
 @pytest.mark.timeout(300)
@@ -64,22 +48,15 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
         "DAGCTL_SENSOR_INTERVAL_SECONDS": "5",
     }
     env.pop("DAGSTER_WEBSERVER_URL", None)
-    # The instance's storage exists before the daemon starts: two processes creating a
-    # fresh SQLite storage at once can stamp its schema twice.
-    dg.DagsterInstance.from_config(str(dagster_home)).dispose()
-    log = tmp_path / "daemon.log"
-    with log.open("w") as out:
-        daemon = subprocess.Popen(
-            [venv_command("dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=example_repo,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with running_daemon(example_repo, env, tmp_path / "daemon.log") as watch:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-            baseline = _wait_for(lambda: _sensor_cursor(instance), 180, "the sensor's baseline tick", daemon, log)
+            baseline = wait_for(
+                lambda: _sensor_cursor(instance),
+                "the sensor's baseline tick",
+                timeout=180,
+                every=2,
+                **watch,
+            )
             assert '"version": "1"' in baseline
             assert instance.get_run_records() == []  # the baseline tick deploys nothing
 
@@ -92,7 +69,7 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
                 expected = len(DEPLOYED_PROJECTS)
                 return records if len(records) == expected and len(done) == expected else None
 
-            records = _wait_for(finished_deploy_runs, 200, "both deploy runs to finish", daemon, log)
+            records = wait_for(finished_deploy_runs, "both deploy runs to finish", timeout=200, every=2, **watch)
             runs = {r.dagster_run.job_name: r.dagster_run for r in records}
             assert sorted(runs) == sorted(DEPLOYED_PROJECTS.values())
             for run in runs.values():
@@ -116,10 +93,3 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
             target = example_repo / "examples" / "dbt_project" / "target"
             assert len(list(target.glob(f"dbt_deploy-{deploy_id}-*/run_results.json"))) == 1
             assert '"version": "2"' in _sensor_cursor(instance)
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()

@@ -10,11 +10,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from dagctl_dagster.execution.claims import (
     ClaimResult,
@@ -44,17 +44,6 @@ def make_store(store_url: str):
     yield make
     for store in stores:
         store.dispose()
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0, every: float = 0.05):
-    """Poll until ``condition()`` is truthy; the timeout only guards against a hang."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def contender_batches(count: int, seed: int) -> list[list[str]]:

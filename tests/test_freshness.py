@@ -4,18 +4,16 @@ project whose interval records (in SQLMesh state) show one model complete and on
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
-from conftest import venv_command
+from daemon import running_daemon
 from projects.sqlmesh_repo import dagster_env, write_repository
 from slack_stub import SlackStub
+from waiting import wait_for
 
 from dagctl_dagster.alerts.freshness import FRESHNESS_SENSOR_NAME, ModelSchedule, due_end, judge
 from dagctl_dagster.config import FreshnessConfig
@@ -77,18 +75,6 @@ def _ticks(instance: dg.DagsterInstance) -> int:
     return 0
 
 
-def _wait_for(predicate, timeout: float, what: str, daemon: subprocess.Popen, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            pytest.fail(f"dagster-daemon exited while waiting for {what}:\n{log.read_text()[-4000:]}")
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}; daemon log tail:\n{log.read_text()[-4000:]}")
-
-
 @pytest.mark.timeout(300)
 def test_an_overdue_model_fails_its_freshness_check_and_warns_once_within_the_cooldown(tmp_path: Path):
     repo = write_repository(tmp_path / "repo", MODELS)
@@ -105,41 +91,31 @@ def test_an_overdue_model_fails_its_freshness_check_and_warns_once_within_the_co
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
-    log = tmp_path / "daemon.log"
-    with SlackStub() as stub, log.open("w") as out:
+    with SlackStub() as stub:
         env = dagster_env(home, SLACK_API_URL=stub.url, SLACK_BOT_TOKEN="xoxb-test", DAGCTL_AUTOMATION="on")
-        daemon = subprocess.Popen(
-            [venv_command("dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=repo,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
+        with running_daemon(repo, env, tmp_path / "daemon.log") as watch:
             with dg.DagsterInstance.from_config(str(home)) as instance:
-                verdicts = _wait_for(
+                verdicts = wait_for(
                     lambda: (v := _freshness_evaluations(instance)) and len(v) == 2 and v,
-                    180,
                     "both models' freshness checks",
-                    daemon,
-                    log,
+                    timeout=180,
+                    every=0.5,
+                    **watch,
                 )
                 assert verdicts == {"demo/fresh": [True], "demo/stale": [False]}
                 stub.wait_for_requests(1, timeout_s=30)
                 first_ticks = _ticks(instance)
-                _wait_for(lambda: _ticks(instance) >= first_ticks + 2, 60, "two more sensor ticks", daemon, log)
+                wait_for(
+                    lambda: _ticks(instance) >= first_ticks + 2,
+                    "two more sensor ticks",
+                    timeout=60,
+                    every=0.5,
+                    **watch,
+                )
                 # still late, in cooldown: no second post; the check is not re-recorded while unchanged
                 assert [m["channel"] for m in stub.messages] == ["#warn"]
                 assert "demo/stale" in stub.messages[0]["text"] and "demo/fresh" not in stub.messages[0]["text"]
                 assert _freshness_evaluations(instance) == verdicts
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
 
 
 def _dbt_example(tmp_path: Path, daily_revenue_meta: str) -> Path:

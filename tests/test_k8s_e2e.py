@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -16,8 +17,9 @@ import duckdb
 import kubernetes_validate
 import pytest
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
-from k8s_cluster import CHECKOUT, NAMESPACE, deployment, git, wait_for
+from k8s_cluster import CHECKOUT, NAMESPACE, deployment, git
 from k8s_stub import SECRET_VALUES
+from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
 
@@ -162,16 +164,23 @@ def test_dbt_run_executes_from_the_image(tmp_path, postgres_url, monkeypatch):
         _assert_no_secret_values(haystacks)
 
 
-def test_killed_pod_fails_the_run_through_monitoring_and_a_later_run_finishes(tmp_path, postgres_url, monkeypatch):
-    gate_file = tmp_path / "gate.open"
+@contextmanager
+def gated_deployment(tmp_path: Path, postgres_url: str, monkeypatch, gate_file: Path):
+    """The deployment with a SQLMesh model that waits at ``gate_file`` (its run worker's env too)."""
     with deployment(
         tmp_path / "d", postgres_url, monkeypatch, {"examples/sqlmesh_project/models/gate.py": GATE}
     ) as cluster:
         _add_to_config_map(cluster, "sqlmesh-env", {"GATE_FILE": str(gate_file)})
         monkeypatch.setenv("GATE_FILE", str(gate_file))
+        yield cluster
+
+
+def test_killed_pod_fails_the_run_through_monitoring_and_a_later_run_finishes(tmp_path, postgres_url, monkeypatch):
+    gate_file = tmp_path / "gate.open"
+    with gated_deployment(tmp_path, postgres_url, monkeypatch, gate_file) as cluster:
         victim = cluster.submit("sqlmesh_example")
         job_name = f"dagster-run-{victim.run_id}"
-        wait_for(Path(f"{gate_file}.waiting").exists, 240, "the victim run to reach the gate model")
+        wait_for(Path(f"{gate_file}.waiting").exists, "the victim run to reach the gate model", timeout=240, every=0.2)
         assert cluster.instance.get_run_by_id(victim.run_id).status == dg.DagsterRunStatus.STARTED
         store = ClaimStore.from_environment(instance=cluster.instance, lease_seconds=60)
         assert any(c.run_id == victim.run_id for c in store.list_claims())
@@ -204,14 +213,10 @@ def test_killed_pod_fails_the_run_through_monitoring_and_a_later_run_finishes(tm
 
 def test_terminating_a_run_deletes_its_job_and_stops_the_process(tmp_path, postgres_url, monkeypatch):
     gate_file = tmp_path / "gate.open"
-    with deployment(
-        tmp_path / "d", postgres_url, monkeypatch, {"examples/sqlmesh_project/models/gate.py": GATE}
-    ) as cluster:
-        _add_to_config_map(cluster, "sqlmesh-env", {"GATE_FILE": str(gate_file)})
-        monkeypatch.setenv("GATE_FILE", str(gate_file))
+    with gated_deployment(tmp_path, postgres_url, monkeypatch, gate_file) as cluster:
         run = cluster.submit("sqlmesh_example")
         job_name = f"dagster-run-{run.run_id}"
-        wait_for(Path(f"{gate_file}.waiting").exists, 240, "the run to reach the gate model")
+        wait_for(Path(f"{gate_file}.waiting").exists, "the run to reach the gate model", timeout=240, every=0.2)
         [pid] = cluster.kubelet.pids(NAMESPACE, job_name)
 
         assert cluster.instance.run_launcher.terminate(run.run_id) is True

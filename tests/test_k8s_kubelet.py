@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes
@@ -19,6 +19,7 @@ import pytest
 from dagster_k8s.client import DagsterKubernetesClient
 from k8s_stub import KubernetesApiStub
 from kubelet import ImageStandIn, LocalKubelet
+from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,15 +27,6 @@ NS = "data"
 IMAGE = "registry.example.com/runner:1"
 REPO_URL = "https://git.example.com/data/platform.git"
 MOUNT = "/opt/dagster/projects"
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -178,7 +170,7 @@ def test_git_sync_checkout_env_and_paths_are_what_the_spec_says(cluster, tmp_pat
         ],
     )
     kubernetes.client.BatchV1Api(api).create_namespaced_job(NS, spec)
-    wait_for(lambda: finished(api, "probe"), 60, "the probe Job")
+    wait_for(lambda: finished(api, "probe"), "the probe Job", timeout=60)
 
     status = job_status(api, "probe")
     assert (status.succeeded, status.failed, status.active) == (1, None, None), kubelet.pod_log(NS, "probe")
@@ -222,7 +214,7 @@ def test_command_exiting_1_fails_the_job_as_dagster_k8s_reads_it(cluster):
     kubernetes.client.BatchV1Api(api).create_namespaced_job(
         NS, job("boom", python("print('going down'); raise SystemExit(1)"))
     )
-    wait_for(lambda: finished(api, "boom"), 60, "the failing Job")
+    wait_for(lambda: finished(api, "boom"), "the failing Job", timeout=60)
 
     status = job_status(api, "boom")
     assert (status.failed, status.succeeded, status.active) == (1, None, None)
@@ -246,7 +238,7 @@ def test_missing_secret_key_leaves_the_pod_in_create_container_config_error(clus
         container={"env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "state-db", "key": "password"}}}]},
     )
     kubernetes.client.BatchV1Api(api).create_namespaced_job(NS, spec)
-    wait_for(lambda: pod_of(api, "nokey").status.container_statuses, 30, "the container status")
+    wait_for(lambda: pod_of(api, "nokey").status.container_statuses, "the container status", timeout=30)
 
     pod = pod_of(api, "nokey")
     waiting = pod.status.container_statuses[0].state.waiting
@@ -278,7 +270,7 @@ def test_deleting_the_job_with_its_pods_kills_the_process_group(cluster):
     stub, kubelet, api = cluster
     batch = kubernetes.client.BatchV1Api(api)
     batch.create_namespaced_job(NS, job("sleeper", python(SLEEPER)))
-    wait_for(lambda: "up" in kubelet.pod_log(NS, "sleeper"), 30, "the sleeper to start")
+    wait_for(lambda: "up" in kubelet.pod_log(NS, "sleeper"), "the sleeper to start", timeout=30)
     [pid] = kubelet.pids(NS, "sleeper")
     group = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split()
     assert len(group) == 2  # python and its child `sleep`
@@ -290,29 +282,29 @@ def test_deleting_the_job_with_its_pods_kills_the_process_group(cluster):
 
     # dagster-k8s's delete_job also deletes the Job's pods: the whole group stops
     batch.create_namespaced_job(NS, job("sleeper2", python(SLEEPER)))
-    wait_for(lambda: "up" in kubelet.pod_log(NS, "sleeper2"), 30, "the second sleeper to start")
+    wait_for(lambda: "up" in kubelet.pod_log(NS, "sleeper2"), "the second sleeper to start", timeout=30)
     [pid2] = kubelet.pids(NS, "sleeper2")
     group2 = [int(p) for p in subprocess.run(["pgrep", "-g", str(pid2)], capture_output=True, text=True).stdout.split()]
     client = DagsterKubernetesClient.production_client(
         batch_api_override=batch, core_api_override=kubernetes.client.CoreV1Api(api)
     )
     assert client.delete_job("sleeper2", NS) is True
-    wait_for(lambda: not any(_alive(p) for p in group2), 30, "the second sleeper's process group to stop")
+    wait_for(lambda: not any(_alive(p) for p in group2), "the second sleeper's process group to stop", timeout=30)
     assert ("data", "sleeper2") not in stub.jobs
 
     kubelet.kill(NS, "sleeper", signal.SIGKILL)
-    wait_for(lambda: not _alive(pid), 30, "the orphaned sleeper to be killed")
+    wait_for(lambda: not _alive(pid), "the orphaned sleeper to be killed", timeout=30)
 
 
 def test_killed_container_fails_the_pod_and_the_job(cluster):
     stub, kubelet, api = cluster
     kubernetes.client.BatchV1Api(api).create_namespaced_job(NS, job("victim", python(SLEEPER)))
-    wait_for(lambda: "up" in kubelet.pod_log(NS, "victim"), 30, "the victim to start")
+    wait_for(lambda: "up" in kubelet.pod_log(NS, "victim"), "the victim to start", timeout=30)
     assert job_status(api, "victim").active == 1
     assert pod_of(api, "victim").status.phase == "Running"
 
     kubelet.kill(NS, "victim", signal.SIGKILL)
-    wait_for(lambda: finished(api, "victim"), 30, "the killed Job to fail")
+    wait_for(lambda: finished(api, "victim"), "the killed Job to fail", timeout=30)
     assert job_status(api, "victim").failed == 1
     terminated = pod_of(api, "victim").status.container_statuses[0].state.terminated
     assert terminated.exit_code == 128 + signal.SIGKILL
@@ -334,7 +326,7 @@ def test_unmapped_repository_fails_the_init_container(cluster):
         ],
     )
     kubernetes.client.BatchV1Api(api).create_namespaced_job(NS, spec)
-    wait_for(lambda: finished(api, "norepo"), 30, "the Job to fail")
+    wait_for(lambda: finished(api, "norepo"), "the Job to fail", timeout=30)
     pod = pod_of(api, "norepo")
     assert pod.status.phase == "Failed"
     assert pod.status.init_container_statuses[0].state.terminated.exit_code == 1

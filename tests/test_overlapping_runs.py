@@ -17,6 +17,7 @@ import pytest
 from conftest import venv_command
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from projects import overlap_project
+from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
 
@@ -64,15 +65,6 @@ def launch(repo: Path, *, run_config: Path | None = None, **env_overrides: str) 
 def finish(process: subprocess.Popen, timeout: float = 300) -> str:
     output, _ = process.communicate(timeout=timeout)
     return output
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def runs_by_pid(instance: DagsterInstance) -> dict[int, str]:
@@ -142,7 +134,7 @@ def test_killed_run_holds_its_claims_until_the_lease_expires(overlap_repo: Path,
         OVERLAP_SLOW_SECONDS="120",
     )
     try:
-        wait_for(marker.exists, 240, "the victim run to reach its slow model")
+        wait_for(marker.exists, "the victim run to reach its slow model", timeout=240, every=0.2)
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=60)
@@ -163,7 +155,7 @@ def test_killed_run_holds_its_claims_until_the_lease_expires(overlap_repo: Path,
             now = time.time()
             return all(c.expires_at.timestamp() < now for c in store.list_claims() if c.run_id == dead_run.run_id)
 
-        wait_for(dead_claims_expired, 90, "the dead run's leases to expire")
+        wait_for(dead_claims_expired, "the dead run's leases to expire", timeout=90, every=0.2)
         recovery = launch(overlap_repo)
         output = finish(recovery)
         assert recovery.returncode == 0, output[-3000:]
@@ -182,7 +174,7 @@ def test_environment_change_mid_run_stops_new_models(overlap_repo: Path, postgre
         OVERLAP_SLOW_MARKER=str(marker),
         OVERLAP_SLOW_SECONDS="8",
     )
-    wait_for(marker.exists, 240, "the run to reach its slow model")
+    wait_for(marker.exists, "the run to reach its slow model", timeout=240, every=0.2)
     overlap_project.write_model(overlap_repo / "overlap_project", "m_2_2", version=2)
     _plan_environment(overlap_repo)
     output = finish(run)
@@ -221,7 +213,7 @@ def test_environment_removed_mid_run_fails_the_rest(overlap_repo: Path, postgres
         OVERLAP_SLOW_MARKER=str(marker),
         OVERLAP_SLOW_SECONDS="8",
     )
-    wait_for(marker.exists, 240, "the run to reach its slow model")
+    wait_for(marker.exists, "the run to reach its slow model", timeout=240, every=0.2)
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         removed = conn.execute(sa.text("DELETE FROM sqlmesh._environments WHERE name = 'prod'")).rowcount

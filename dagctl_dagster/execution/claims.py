@@ -496,7 +496,7 @@ class ClaimStore:
             # every model it starts. A power loss can forget the last commits, never corrupt the
             # file; a forgotten claim or renewal only shortens a lease. WAL needs a local disk
             # (not NFS), as SQLite claims are for runs on one machine (PostgreSQL otherwise).
-            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            _use_write_ahead_log(dbapi_connection)
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
         @sa.event.listens_for(engine, "begin")
@@ -539,6 +539,23 @@ class ClaimStore:
                 yield conn
 
     _read = _write
+
+
+def _use_write_ahead_log(dbapi_connection: Any) -> None:
+    """Switch the file to WAL once; the mode is stored in the file, so later connections find it.
+
+    The switch needs the file to itself, and SQLite refuses it at once (no busy wait) while
+    another process uses the file: that connection then works in the rollback journal, and
+    a later one switches.
+    """
+    import sqlite3
+
+    if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    try:
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        pass
 
 
 class _Watchdog:
