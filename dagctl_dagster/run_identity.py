@@ -27,7 +27,28 @@ from dataclasses import dataclass
 from dagctl_dagster.config import DagctlConfig, ProjectConfig
 from dagctl_dagster.names import PROJECT_TAG
 
-__all__ = ["JobKind", "RunProject", "job_name", "project_of_run", "schedule_name"]
+__all__ = [
+    "CONFIG_VERSION_SENSOR",
+    "FRESHNESS_SENSOR",
+    "RUN_FAILURE_SENSOR",
+    "STATE_OBSERVATION_JOB",
+    "STATE_OBSERVATION_SCHEDULE",
+    "TIERED_ALERTS_SENSOR",
+    "JobKind",
+    "RunProject",
+    "job_name",
+    "project_of_run",
+    "schedule_name",
+]
+
+
+# The code location's own sensors and jobs (one each, not per project).
+CONFIG_VERSION_SENSOR = "dagctl_config_version_sensor"
+TIERED_ALERTS_SENSOR = "dagctl_tiered_alerts"
+FRESHNESS_SENSOR = "dagctl_freshness"
+RUN_FAILURE_SENSOR = "dagctl_slack_on_run_failure"
+STATE_OBSERVATION_JOB = "dagctl_observe_sqlmesh_state"
+STATE_OBSERVATION_SCHEDULE = f"{STATE_OBSERVATION_JOB}_hourly"
 
 
 class JobKind(enum.StrEnum):

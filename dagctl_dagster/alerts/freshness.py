@@ -36,8 +36,9 @@ from dagctl_dagster.alerts.slack import DagctlSlackResource
 from dagctl_dagster.config import FreshnessConfig, LoadedConfig, ProjectConfig
 from dagctl_dagster.names import FRESHNESS_CHECK_NAME, FRESHNESS_DUE_KEY, FRESHNESS_LAST_END_KEY, PROJECT_TAG
 from dagctl_dagster.project import ProjectDefinitions
+from dagctl_dagster.run_identity import FRESHNESS_SENSOR
 
-FRESHNESS_SENSOR_NAME = "dagctl_freshness"
+FRESHNESS_SENSOR_NAME = FRESHNESS_SENSOR
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ import dagster as dg
 from dagctl_dagster.alerts.messages import RunFailure, run_failure_text
 from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.slack import DagctlSlackResource
+from dagctl_dagster.run_identity import RUN_FAILURE_SENSOR
 
-RUN_FAILURE_SENSOR_NAME = "dagctl_slack_on_run_failure"
+RUN_FAILURE_SENSOR_NAME = RUN_FAILURE_SENSOR
 
 
 def slack_run_failure_sensor(projects: ProjectLookup, hooked_jobs: Collection[str]) -> dg.SensorDefinition:

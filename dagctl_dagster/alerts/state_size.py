@@ -22,10 +22,10 @@ import dagster as dg
 from dagctl_dagster.alerts.messages import first_line
 from dagctl_dagster.config import ProjectConfig
 from dagctl_dagster.names import OBSERVABILITY_GROUP, OBSERVABILITY_PREFIX
+from dagctl_dagster.run_identity import STATE_OBSERVATION_JOB, STATE_OBSERVATION_SCHEDULE
 from dagctl_dagster.settings import schedule_default_status
 from dagctl_dagster.sqlmesh.state_size import measure_state_size
 
-STATE_OBSERVATION_JOB = "dagctl_observe_sqlmesh_state"
 STATE_OBSERVATION_CRON = "0 * * * *"
 
 
@@ -79,7 +79,7 @@ def state_size_observation(
         description="Observes the size of every SQLMesh state database.",
     )
     schedule = dg.ScheduleDefinition(
-        name=f"{STATE_OBSERVATION_JOB}_hourly",
+        name=STATE_OBSERVATION_SCHEDULE,
         job=job,
         cron_schedule=STATE_OBSERVATION_CRON,
         default_status=schedule_default_status(),

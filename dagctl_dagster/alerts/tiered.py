@@ -28,10 +28,10 @@ from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.alerts.slack import DagctlSlackResource
 from dagctl_dagster.names import OBSERVABILITY_PREFIX, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
-from dagctl_dagster.run_identity import JobKind
+from dagctl_dagster.run_identity import TIERED_ALERTS_SENSOR, JobKind
 from dagctl_dagster.secrets import redact
 
-TIERED_ALERT_SENSOR_NAME = "dagctl_tiered_alerts"
+TIERED_ALERT_SENSOR_NAME = TIERED_ALERTS_SENSOR
 # Without a cursor (first tick), only this recent past is alerted on.
 FIRST_TICK_LOOKBACK_S = 3600
 _PAGE = 500

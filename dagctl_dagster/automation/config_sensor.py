@@ -35,10 +35,10 @@ from dagctl_dagster.config import ConfigError, LoadedConfig, ProjectConfig, load
 from dagctl_dagster.dbt.deploy_scope import DeployScope, deploy_scope, head_commit
 from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
 from dagctl_dagster.project import CodeLocationContext
-from dagctl_dagster.run_identity import JobKind, job_name
+from dagctl_dagster.run_identity import CONFIG_VERSION_SENSOR, JobKind, job_name
 from dagctl_dagster.settings import sensor_default_status
 
-SENSOR_NAME = "dagctl_config_version_sensor"
+SENSOR_NAME = CONFIG_VERSION_SENSOR
 INTERVAL_ENV = "DAGCTL_SENSOR_INTERVAL_SECONDS"
 DEFAULT_INTERVAL_SECONDS = 30
 WEBSERVER_URL_ENV = "DAGSTER_WEBSERVER_URL"

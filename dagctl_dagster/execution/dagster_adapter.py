@@ -169,11 +169,10 @@ def storage_connections_held_open(instance: dg.DagsterInstance, *, max_connectio
     """Keep the instance's database connections open while the run executes.
 
     Outside the webserver, Dagster's storages connect per call: SQLite event log storage
-    builds a new engine for every event it writes and every asset-record read (measured
-    here: 4 ms per event and 15 ms for the upstream asset records each asset step reads,
-    against 2.5 ms and 3.6 ms on a kept connection), and PostgreSQL storages open a new
-    server connection per query. A run writes about five events per model, so that is
-    most of Dagster's per-model cost.
+    builds a new engine for every event it writes and every asset-record read, and
+    PostgreSQL storages open a new server connection per query. A run writes about five
+    events per model, so that was most of Dagster's per-model cost (benchmarks/RESULTS.md,
+    issue 4).
 
     PostgreSQL (and other SQL) storages get the pooled engines the webserver uses
     (``optimize_for_webserver``, no statement timeout); they stay for the life of the run
@@ -199,9 +198,8 @@ def keep_sqlite_event_connections_open(*, force: bool = False) -> bool:
     """Make every SQLite event log storage of this process reuse one engine per database file.
 
     Dagster's ``SqliteEventLogStorage`` builds and disposes a SQLAlchemy engine for every
-    call: creating a run of a 500-asset job (one ``ASSET_MATERIALIZATION_PLANNED`` event per
-    asset, each in the run's and the index's database) took 6.2-6.9 s here, and 1.9-2.2 s
-    with kept engines. Connections are still used one at a time under the storage's own
+    call, and creating a run writes one ``ASSET_MATERIALIZATION_PLANNED`` event per asset,
+    each in the run's and the index's database (benchmarks/RESULTS.md, issue 4). Connections are still used one at a time under the storage's own
     lock, each call still in its own transaction. Engines are kept for the index (always)
     and the ``KEPT_OPEN_SQLITE_SHARDS - 1`` most recently used run shards, dropped before
     ``wipe()`` deletes run files, and closed by ``dispose()``.

@@ -132,8 +132,7 @@ class ClaimAwareExecutor(adapter.Executor):
     def execute(self, plan_context, execution_plan) -> Iterator[adapter.DagsterEvent]:
         # Everything loaded so far (Dagster, the definitions, SQLMesh's modules) lives as long
         # as this run worker. Frozen, the cyclic GC stops re-walking it on every full
-        # collection while models run and once more at interpreter exit: measured 3.4 s of
-        # collection over an N=100 run (1.4 s of it at exit) before this.
+        # collection while models run and once more at interpreter exit (benchmarks/RESULTS.md).
         gc.freeze()
         yield adapter.engine_event(
             plan_context,
