@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 from conftest import venv_command
+from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
 
@@ -169,9 +169,7 @@ def test_heartbeat_warnings_mask_the_password(caplog):
     heartbeat = LeaseHeartbeat(store, "run-a", interval=0.01)
     with caplog.at_level("WARNING", logger="dagctl_dagster.execution.claims"):
         with heartbeat:
-            deadline = time.monotonic() + 30
-            while not caplog.records and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(lambda: caplog.records, "a renewal warning", timeout=30, every=0.01)
     warnings = [r.getMessage() for r in caplog.records]
     assert warnings and "could not renew the claims of run run-a" in warnings[0]
     assert "password=***" in warnings[0]
