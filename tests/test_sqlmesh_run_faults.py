@@ -17,6 +17,7 @@ import duckdb
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, EventRecordsFilter
 from projects.sqlmesh_repo import run_job, start_job, wide_models, write_repository
+from waiting import wait_for
 
 
 def _events(home: Path, event_type: DagsterEventType) -> list:
@@ -172,9 +173,8 @@ def _plan_without_backfill(project_dir: Path) -> None:
 def _wait_for_event(home: Path, process, event_type: str, step_key: str | None = None, timeout: float = 180) -> None:
     """Polls the run's SQLite event log directly: opening a second instance while the run
     worker creates its storage would race its schema migration."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()[-4000:]
+
+    def recorded() -> bool:
         for run_db in (home / "history" / "runs").glob("*.db"):
             try:
                 with sqlite3.connect(f"file:{run_db}?mode=ro", uri=True) as con:
@@ -182,13 +182,20 @@ def _wait_for_event(home: Path, process, event_type: str, step_key: str | None =
                     args: tuple[str, ...] = (event_type,)
                     if step_key:
                         query, args = query + " and step_key = ?", (event_type, step_key)
-                    started = con.execute(query, args).fetchone()[0]
+                    if con.execute(query, args).fetchone()[0]:
+                        return True
             except sqlite3.Error:
                 continue
-            if started:
-                return
-        time.sleep(0.5)
-    raise AssertionError(f"no {event_type} {step_key or ''} within {timeout}s")
+        return False
+
+    wait_for(
+        recorded,
+        f"{event_type} {step_key or ''}",
+        timeout=timeout,
+        every=0.5,
+        alive=lambda: f"the run exited ({process.returncode})" if process.poll() is not None else None,
+        explain=lambda: process.stdout.read()[-4000:],
+    )
 
 
 @pytest.mark.timeout(600)
