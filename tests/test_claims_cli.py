@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from conftest import venv_command
+from conftest import instance_home, venv_command
 from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
@@ -86,9 +86,7 @@ def test_list_and_release_postgresql_by_url_and_through_the_dagster_instance(pos
     ]
 
     # no --url: the instance's dagster-postgres storage in DAGSTER_HOME/dagster.yaml is used
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {postgres_url}\n")
+    home = instance_home(tmp_path / "dagster_home", postgres_url)
     released = dagctl_claims("release", "--run-id", "run-a", "--force", dagster_home=home)
     assert (released.returncode, released.stdout) == (0, "released 1 claim(s) of run run-a\n"), released.stderr
     assert [(c.model, c.run_id) for c in store.list_claims()] == [("shop.items", "run-old")]
