@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, EventRecordsFilter
+from projects.deployment import plan_without_backfill
 from projects.sqlmesh_repo import run_job, start_job, wide_models, write_repository
 from waiting import wait_for
 
@@ -131,7 +132,7 @@ def test_a_run_blocked_in_the_engine_stops_on_a_signal(tmp_path: Path, signum: i
     backfill or a model step is running it."""
     repo = write_repository(tmp_path / "repo", {"slow.sql": BLOCKING_MODEL})
     if phase == "model_step":
-        _plan_without_backfill(repo / "project")
+        plan_without_backfill(repo / "project")
     home = tmp_path / "home"
     process = start_job(repo, home, tmp_path / "elsewhere")
     try:
@@ -153,21 +154,6 @@ def test_a_run_blocked_in_the_engine_stops_on_a_signal(tmp_path: Path, signum: i
     assert run.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE), output[-4000:]
     claims = sqlite3.connect(home / "dagctl_claims.sqlite").execute("select count(*) from dagctl_claims").fetchone()
     assert claims == (0,)
-
-
-def _plan_without_backfill(project_dir: Path) -> None:
-    from sqlmesh import Context
-
-    cwd = os.getcwd()
-    os.chdir(project_dir)  # the config's relative database path, as `sqlmesh` in the project
-    try:
-        context = Context(paths=[str(project_dir)])
-        try:
-            context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
-        finally:
-            context.close()
-    finally:
-        os.chdir(cwd)
 
 
 def _wait_for_event(home: Path, process, event_type: str, step_key: str | None = None, timeout: float = 180) -> None:
