@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from dagster import DagsterInstance
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin"
@@ -76,10 +77,26 @@ def example_repo(tmp_path: Path) -> Path:
     return copy_repository(tmp_path / "repo")
 
 
+def instance_home(path: Path, postgres_url: str | None = None) -> Path:
+    """A Dagster instance directory without telemetry; its storage in ``postgres_url`` if given."""
+    path.mkdir()
+    storage = f"storage:\n  postgres:\n    postgres_url: '{postgres_url}'\n" if postgres_url else ""
+    (path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + storage)
+    return path
+
+
 @pytest.fixture
 def dagster_home(tmp_path: Path, monkeypatch) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = instance_home(tmp_path / "dagster_home")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def postgres_dagster_home(tmp_path: Path, postgres_url: str, monkeypatch) -> Path:
+    """DAGSTER_HOME with its storage in the test's database, created before any process starts:
+    processes creating Dagster's tables at once race on PostgreSQL's catalog."""
+    home = instance_home(tmp_path / "dagster_home", postgres_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    DagsterInstance.from_config(str(home)).dispose()
     return home

@@ -25,7 +25,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from conftest import REPO_ROOT, copy_repository
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 from k8s_stub import SECRET_VALUES, KubernetesApiStub, write_config
 from kubelet import ImageStandIn, LocalKubelet
+from waiting import wait_for
 
 from dagctl_dagster import load_definitions
 
@@ -137,13 +137,18 @@ class Deployment:
         return run
 
     def wait_for_run(self, run_id: str, timeout: float = 300) -> dg.DagsterRun:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def finished() -> dg.DagsterRun | None:
             run = self.instance.get_run_by_id(run_id)
-            if run.is_finished:
-                return run
-            time.sleep(0.5)
-        raise AssertionError(f"run {run_id} not finished after {timeout} s:\n{self.pod_log(run_id)[-4000:]}")
+            return run if run is not None and run.is_finished else None
+
+        return wait_for(
+            finished,
+            f"run {run_id} to finish",
+            timeout=timeout,
+            every=0.5,
+            explain=lambda: f"pod log tail:\n{self.pod_log(run_id)[-4000:]}",
+        )
 
     def pod_log(self, run_id: str) -> str:
         return self.kubelet.pod_log(NAMESPACE, f"dagster-run-{run_id}")

@@ -558,17 +558,31 @@ def resolve_env(container: dict[str, Any], namespace: str, pod_name: str, lookup
             ref = source.get(key)
             if ref is None:
                 continue
-            data = lookup(kind, namespace, ref["name"])
+            data = _referenced(kind, namespace, ref, lookup)
             if data is None:
-                if ref.get("optional"):
-                    continue
-                raise ContainerConfigError(f'{kind[:-1]} "{ref["name"]}" not found')
+                continue
             env.update({prefix + k: v for k, v in data.items() if _ENV_NAME.match(prefix + k)})
     for entry in container.get("env") or []:
         value = _env_value(entry, namespace, pod_name, env, lookup)
         if value is not None:
             env[entry["name"]] = value
     return env
+
+
+def _referenced(kind: str, namespace: str, ref: dict[str, Any], lookup: ObjectLookup) -> dict[str, str] | None:
+    """The data of the ConfigMap or Secret ``ref`` names; None if it is missing and optional."""
+    data = lookup(kind, namespace, ref["name"])
+    if data is None and not ref.get("optional"):
+        raise ContainerConfigError(f'{kind[:-1]} "{ref["name"]}" not found')
+    return data
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _env_value(
@@ -581,11 +595,9 @@ def _env_value(
         ref = source.get(key)
         if ref is None:
             continue
-        data = lookup(kind, namespace, ref["name"])
+        data = _referenced(kind, namespace, ref, lookup)
         if data is None:
-            if ref.get("optional"):
-                return None
-            raise ContainerConfigError(f'{kind[:-1]} "{ref["name"]}" not found')
+            return None
         if ref["key"] not in data:
             if ref.get("optional"):
                 return None

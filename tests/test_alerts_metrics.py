@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 from alerts_helpers import SECRET_PASSWORD, evaluate, use_slack_stub, write_config
+from projects.deployment import execute_sql
 from slack_stub import SlackStub
 
 from dagctl_dagster.alerts.projects import ProjectLookup
@@ -64,15 +65,11 @@ def observe(instance, project_dir: Path, project: ProjectConfig) -> dict:
 
 
 def test_postgres_state_size_is_observed_from_the_state_tables(tmp_path, postgres_url):
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA sqlmesh"))
-        conn.execute(
-            sa.text(
-                "CREATE TABLE sqlmesh._snapshots AS SELECT g AS id, repeat('x', 500) AS payload FROM generate_series(1, 2000) g"
-            )
-        )
-    engine.dispose()
+    execute_sql(
+        postgres_url,
+        "CREATE SCHEMA sqlmesh",
+        "CREATE TABLE sqlmesh._snapshots AS SELECT g AS id, repeat('x', 500) AS payload FROM generate_series(1, 2000) g",
+    )
     with dg.instance_for_test() as instance:
         metadata = observe(instance, *sqlmesh_project(tmp_path, postgres_url))
     assert metadata["reachable"] is True and metadata["backend"] == "postgres"

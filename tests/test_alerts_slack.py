@@ -29,16 +29,23 @@ def customers() -> None:
     pass
 
 
-def run_failing_job(instance: dg.DagsterInstance, channel: str | None = "#data-alerts") -> dg.ExecuteInProcessResult:
-    hook = model_failure_hook(
-        "analytics", channel, {"analytics__orders": "analytics/orders", "analytics__customers": "analytics/customers"}
-    )
-    defs = dg.Definitions(
-        assets=[orders, customers],
-        jobs=[dg.define_asset_job("analytics_run", selection=dg.AssetSelection.all(), hooks={hook})],
+def alerting_job(
+    project: str, assets: list, models_by_op: dict[str, str], channel: str | None = "#data-alerts"
+) -> dg.JobDefinition:
+    """``<project>_run`` over ``assets``, with the model-failure hook posting to ``channel``."""
+    hook = model_failure_hook(project, channel, models_by_op)
+    job = f"{project}_run"
+    return dg.Definitions(
+        assets=assets,
+        jobs=[dg.define_asset_job(job, selection=dg.AssetSelection.all(), hooks={hook})],
         resources={"slack": DagctlSlackResource()},
-    )
-    result = defs.resolve_job_def("analytics_run").execute_in_process(instance=instance, raise_on_error=False)
+    ).resolve_job_def(job)
+
+
+def run_failing_job(instance: dg.DagsterInstance, channel: str | None = "#data-alerts") -> dg.ExecuteInProcessResult:
+    models_by_op = {"analytics__orders": "analytics/orders", "analytics__customers": "analytics/customers"}
+    job = alerting_job("analytics", [orders, customers], models_by_op, channel)
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
     assert wait_for_pending_messages(30)
     return result
 
@@ -108,15 +115,10 @@ def test_without_token_the_alert_is_logged_not_sent(monkeypatch, caplog):
 
 
 def test_successful_run_posts_nothing(monkeypatch):
-    hook = model_failure_hook("analytics", "#data-alerts", {})
-    defs = dg.Definitions(
-        assets=[customers],
-        jobs=[dg.define_asset_job("analytics_run", selection=dg.AssetSelection.all(), hooks={hook})],
-        resources={"slack": DagctlSlackResource()},
-    )
+    job = alerting_job("analytics", [customers], {})
     with SlackStub() as stub, dg.instance_for_test() as instance:
         use_slack_stub(monkeypatch, stub)
-        assert defs.resolve_job_def("analytics_run").execute_in_process(instance=instance).success
+        assert job.execute_in_process(instance=instance).success
         assert wait_for_pending_messages(10)
     assert stub.requests == []
 
@@ -131,15 +133,10 @@ def test_failure_of_a_multi_model_step_names_its_failed_models(monkeypatch):
             metadata={FAILED_MODELS_KEY: dg.MetadataValue.json(["shop/stg_orders", "shop/orders"])},
         )
 
-    hook = model_failure_hook("shop", "#data-alerts", {})
-    defs = dg.Definitions(
-        assets=[shop_dbt_build],
-        jobs=[dg.define_asset_job("shop_run", selection=dg.AssetSelection.all(), hooks={hook})],
-        resources={"slack": DagctlSlackResource()},
-    )
+    job = alerting_job("shop", [shop_dbt_build], {})
     with SlackStub() as stub, dg.instance_for_test() as instance:
         use_slack_stub(monkeypatch, stub)
-        defs.resolve_job_def("shop_run").execute_in_process(instance=instance, raise_on_error=False)
+        job.execute_in_process(instance=instance, raise_on_error=False)
         assert wait_for_pending_messages(30)
 
     (message,) = stub.messages

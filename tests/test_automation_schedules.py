@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import pytest
 
 from dagctl_dagster.automation.schedules import build_maintenance_schedules, build_run_schedule
 from dagctl_dagster.config import DagctlConfig
+from dagctl_dagster.names import PROJECT_TAG
 
 
 def _config(**project_fields) -> DagctlConfig:
@@ -21,6 +23,15 @@ def _tick(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance):
         instance=instance, scheduled_execution_time=datetime(2026, 11, 21, 12, 15, tzinfo=UTC)
     )
     return schedule.evaluate_tick(context)
+
+
+def _tick_beside_a_shop_run(overlap: str, status: dg.DagsterRunStatus) -> tuple[str, Any]:
+    """A tick of shop's run schedule (``overlap: <overlap>``) while a shop run is in ``status``."""
+    config = _config(overlap=overlap)
+    schedule = build_run_schedule(config, config.projects[0])
+    with dg.instance_for_test() as instance:
+        run_id = _job_run(instance, "shop_run", status)
+        return run_id, _tick(schedule, instance)
 
 
 def _job_run(instance: dg.DagsterInstance, job_name: str, status: dg.DagsterRunStatus) -> str:
@@ -68,15 +79,11 @@ def test_tick_requests_a_run_when_nothing_is_in_progress(overlap):
         result = _tick(schedule, instance)
     assert result.skip_message is None
     assert len(result.run_requests) == 1
-    assert result.run_requests[0].tags["dagctl/project"] == "shop"
+    assert result.run_requests[0].tags[PROJECT_TAG] == "shop"
 
 
 def test_forbid_overlap_skips_the_tick_naming_the_run_in_progress():
-    config = _config(overlap="forbid")
-    schedule = build_run_schedule(config, config.projects[0])
-    with dg.instance_for_test() as instance:
-        running = _job_run(instance, "shop_run", dg.DagsterRunStatus.STARTED)
-        result = _tick(schedule, instance)
+    running, result = _tick_beside_a_shop_run("forbid", dg.DagsterRunStatus.STARTED)
     assert result.run_requests == []
     assert result.skip_message is not None
     assert running in result.skip_message
@@ -84,21 +91,13 @@ def test_forbid_overlap_skips_the_tick_naming_the_run_in_progress():
 
 
 def test_forbid_overlap_counts_a_starting_run_as_in_progress():
-    config = _config(overlap="forbid")
-    schedule = build_run_schedule(config, config.projects[0])
-    with dg.instance_for_test() as instance:
-        starting = _job_run(instance, "shop_run", dg.DagsterRunStatus.STARTING)
-        result = _tick(schedule, instance)
+    starting, result = _tick_beside_a_shop_run("forbid", dg.DagsterRunStatus.STARTING)
     assert result.run_requests == []
     assert starting in result.skip_message
 
 
 def test_allow_overlap_starts_a_run_beside_the_one_in_progress():
-    config = _config(overlap="allow")
-    schedule = build_run_schedule(config, config.projects[0])
-    with dg.instance_for_test() as instance:
-        _job_run(instance, "shop_run", dg.DagsterRunStatus.STARTED)
-        result = _tick(schedule, instance)
+    _, result = _tick_beside_a_shop_run("allow", dg.DagsterRunStatus.STARTED)
     assert len(result.run_requests) == 1
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from git_repo import git, init_repo
 
 from dagctl_dagster.automation.config_sensor import SENSOR_NAME, build_config_version_sensor, request_location_reload
 from dagctl_dagster.automation.dbt_deploy import build_dbt_deploy_job
@@ -33,10 +33,6 @@ projects:
 """
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
 def _write(repo: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         path = repo / name
@@ -46,18 +42,14 @@ def _write(repo: Path, files: dict[str, str]) -> None:
 
 def _commit(repo: Path, files: dict[str, str], message: str) -> str:
     _write(repo, files)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", message)
-    return _git(repo, "rev-parse", "HEAD")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "ci@example.com")
-    _git(repo, "config", "user.name", "ci")
+    repo = init_repo(tmp_path / "repo")
     _commit(
         repo,
         {
@@ -93,7 +85,7 @@ def _set_version(repo: Path, version: int, commit: bool = True, extra: dict[str,
     if commit:
         return _commit(repo, files, f"version {version}")
     _write(repo, files)
-    return _git(repo, "rev-parse", "HEAD")
+    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture
@@ -115,7 +107,7 @@ def test_first_tick_records_the_baseline_and_deploys_nothing(repo, instance):
     result = _tick(sensor, instance, None)
     assert result.run_requests == []
     assert "baseline" in result.skip_message
-    assert json.loads(result.cursor) == {"version": "1", "commit": _git(repo, "rev-parse", "HEAD")}
+    assert json.loads(result.cursor) == {"version": "1", "commit": git(repo, "rev-parse", "HEAD")}
     again = _tick(sensor, instance, result.cursor)
     assert again.run_requests == []
     assert again.skip_message == "version 1 is already deployed"
@@ -219,7 +211,7 @@ def test_reload_failure_is_reported_not_raised(repo, monkeypatch):
 
 
 def test_scope_of_model_seed_and_schema_changes(repo):
-    base = _git(repo, "rev-parse", "HEAD")
+    base = git(repo, "rev-parse", "HEAD")
     _commit(
         repo,
         {
@@ -244,7 +236,7 @@ def test_scope_of_model_seed_and_schema_changes(repo):
 
 @pytest.mark.parametrize("changed", ["dbt_project.yml", "profiles.yml", "packages.yml", "macros/cents.sql"])
 def test_scope_of_project_wide_changes_is_a_full_build(repo, changed):
-    base = _git(repo, "rev-parse", "HEAD")
+    base = git(repo, "rev-parse", "HEAD")
     _commit(repo, {f"shop/{changed}": "# changed\n", "shop/models/marts/customers.sql": "select 3"}, "edit")
     scope = deploy_scope(repo / "shop", base)
     assert scope.full_build is True

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import instance_home
 from waiting import wait_for
 
 from dagctl_dagster.execution.claims import (
@@ -333,12 +334,8 @@ def test_from_environment_prefers_url_then_env_then_postgres_instance_then_sqlit
     from dagster import DagsterInstance
 
     monkeypatch.delenv("DAGCTL_CLAIMS_URL", raising=False)
-    sqlite_home = tmp_path / "sqlite_home"
-    sqlite_home.mkdir()
-    (sqlite_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    postgres_home = tmp_path / "postgres_home"
-    postgres_home.mkdir()
-    (postgres_home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {postgres_url}\n")
+    sqlite_home = instance_home(tmp_path / "sqlite_home")
+    postgres_home = instance_home(tmp_path / "postgres_home", postgres_url)
     pg_store = ClaimStore(postgres_url)
 
     def chosen(**kwargs) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from conftest import venv_command
+from conftest import instance_home, venv_command
+from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
 
@@ -86,9 +86,7 @@ def test_list_and_release_postgresql_by_url_and_through_the_dagster_instance(pos
     ]
 
     # no --url: the instance's dagster-postgres storage in DAGSTER_HOME/dagster.yaml is used
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {postgres_url}\n")
+    home = instance_home(tmp_path / "dagster_home", postgres_url)
     released = dagctl_claims("release", "--run-id", "run-a", "--force", dagster_home=home)
     assert (released.returncode, released.stdout) == (0, "released 1 claim(s) of run run-a\n"), released.stderr
     assert [(c.model, c.run_id) for c in store.list_claims()] == [("shop.items", "run-old")]
@@ -169,9 +167,7 @@ def test_heartbeat_warnings_mask_the_password(caplog):
     heartbeat = LeaseHeartbeat(store, "run-a", interval=0.01)
     with caplog.at_level("WARNING", logger="dagctl_dagster.execution.claims"):
         with heartbeat:
-            deadline = time.monotonic() + 30
-            while not caplog.records and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(lambda: caplog.records, "a renewal warning", timeout=30, every=0.01)
     warnings = [r.getMessage() for r in caplog.records]
     assert warnings and "could not renew the claims of run run-a" in warnings[0]
     assert "password=***" in warnings[0]

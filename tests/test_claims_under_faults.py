@@ -91,6 +91,23 @@ def start_gated_run(repo: Path, gate: dict[str, str], **kwargs) -> tuple[subproc
     return process, run.run_id
 
 
+def start_gated_run_through_proxy(
+    repo: Path, gate: dict[str, str], short_lease: Path, claims_proxy: tuple[TcpProxy, str]
+) -> tuple[TcpProxy, subprocess.Popen, str]:
+    """Run A with a short lease, reaching the claim store through the proxy, inside its gated batch."""
+    proxy, proxied_url = claims_proxy
+    run_a, run_a_id = start_gated_run(repo, gate, run_config=short_lease, DAGCTL_CLAIMS_URL=proxied_url)
+    return proxy, run_a, run_a_id
+
+
+def finish_b_green_and_a_not(run_b: subprocess.Popen, run_a: subprocess.Popen) -> None:
+    """B finishes first (A may still hold a batch B waits behind); B succeeds, A does not."""
+    output_b = finish(run_b)
+    output_a = finish(run_a)
+    assert run_b.returncode == 0, output_b[-3000:]
+    assert run_a.returncode != 0, output_a[-3000:]
+
+
 def open_gate_and_wait_for_the_batch(gate: dict[str, str], postgres_url: str) -> None:
     Path(gate["OVERLAP_SLOW_GATE"]).touch()
     wait_for(
@@ -235,11 +252,7 @@ def test_forced_release_of_a_live_run_stops_it_and_no_interval_is_evaluated_twic
 
     # A's in-flight batch finishes (the documented limit); B starts right after and does the rest.
     open_gate_and_wait_for_the_batch(gate, postgres_url)
-    run_b = launch(overlap_repo)
-    output_b = finish(run_b)
-    output_a = finish(run_a)
-    assert run_b.returncode == 0, output_b[-3000:]
-    assert run_a.returncode != 0, output_a[-3000:]
+    finish_b_green_and_a_not(launch(overlap_repo), run_a)
 
     assert_a_stopped_after_its_batch_and_b_did_the_rest(overlap_repo, postgres_url, run_a_id)
 
@@ -251,8 +264,7 @@ def test_forced_release_of_a_live_run_stops_it_and_no_interval_is_evaluated_twic
 def test_run_partitioned_from_the_claim_store_past_its_lease_starts_nothing_more(
     overlap_repo: Path, postgres_url: str, gate: dict[str, str], short_lease: Path, claims_proxy
 ):
-    proxy, proxied_url = claims_proxy
-    run_a, run_a_id = start_gated_run(overlap_repo, gate, run_config=short_lease, DAGCTL_CLAIMS_URL=proxied_url)
+    proxy, run_a, run_a_id = start_gated_run_through_proxy(overlap_repo, gate, short_lease, claims_proxy)
     proxy.cut()
     wait_until_leases_expired(postgres_url, run_a_id)
     open_gate_and_wait_for_the_batch(gate, postgres_url)
@@ -260,10 +272,7 @@ def test_run_partitioned_from_the_claim_store_past_its_lease_starts_nothing_more
     run_b = launch(overlap_repo)  # claims directly, during the cut
     run_b_id = wait_for_claim_event(run_a_id)
     proxy.restore()
-    output_b = finish(run_b)
-    output_a = finish(run_a)
-    assert run_b.returncode == 0, output_b[-3000:]
-    assert run_a.returncode != 0, output_a[-3000:]
+    finish_b_green_and_a_not(run_b, run_a)
 
     messages = engine_messages(run_a_id)
     assert any(m.startswith("Could not renew this run's claims: claim store") for m in messages), messages
@@ -333,8 +342,7 @@ def test_run_paused_past_its_lease_starts_nothing_more_after_it_resumes(
 def test_stalled_claim_store_fails_the_run_fast_and_says_so(
     overlap_repo: Path, postgres_url: str, gate: dict[str, str], short_lease: Path, claims_proxy
 ):
-    proxy, proxied_url = claims_proxy
-    run_a, run_a_id = start_gated_run(overlap_repo, gate, run_config=short_lease, DAGCTL_CLAIMS_URL=proxied_url)
+    proxy, run_a, run_a_id = start_gated_run_through_proxy(overlap_repo, gate, short_lease, claims_proxy)
     proxy.stall()
     open_gate_and_wait_for_the_batch(gate, postgres_url)
     try:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import free_port, venv_command
+from conftest import venv_command
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
+from webserver import graphql_when, running_webserver
 
 SQLMESH_MODELS = {
     "sqlmesh_example/seed_orders": 12,
@@ -138,20 +136,11 @@ GRAPHQL_ASSETS = """
 
 @pytest.mark.timeout(300)
 def test_webserver_graphql_lists_every_model_with_edges_and_checks(example_repo: Path, dagster_home: Path):
-    port = free_port()
-    env = example_env(example_repo, dagster_home)
-    server = subprocess.Popen(
-        [venv_command("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=example_repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        nodes = _query_until_loaded(port, GRAPHQL_ASSETS)["assetNodes"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with running_webserver(example_repo, example_env(example_repo, dagster_home)) as port:
+        served = graphql_when(
+            port, GRAPHQL_ASSETS, lambda data: data["assetNodes"], "the webserver to serve the assets"
+        )
+    nodes = served["assetNodes"]
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     for key in SQLMESH_MODELS:
         assert by_key[key]["isExecutable"], key
@@ -170,23 +159,3 @@ def test_webserver_graphql_lists_every_model_with_edges_and_checks(example_repo:
     assert {k.split("/")[-1] for k in dbt_keys} == dbt_models(example_repo)
     assert any(deps[k] & dbt_keys for k in dbt_keys), "dbt models have no upstream edges between them"
     assert any(key in dbt_keys for key, _ in checks), "dbt tests are not asset checks"
-
-
-def _query_until_loaded(port: int, query: str, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/graphql",
-                data=json.dumps({"query": query}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                payload = json.loads(response.read())
-            if payload.get("data", {}).get("assetNodes"):
-                return payload["data"]
-        except Exception as exc:  # server still starting
-            last_error = exc
-        time.sleep(1)
-    raise AssertionError(f"webserver on port {port} never served the assets: {last_error}")

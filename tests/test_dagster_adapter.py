@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+from conftest import instance_home
 from dagster import DagsterInstance
 
 from dagctl_dagster.execution import dagster_adapter as adapter
@@ -232,9 +233,7 @@ def test_a_code_location_load_patches_sqlite_storage_only_where_it_is_already_im
         "module = sys.modules.get(a.SQLITE_EVENT_LOG_MODULE)\n"
         "print(module is not None, bool(module and getattr(module.SqliteEventLogStorage, '_dagctl_kept_open', False)))\n"
     )
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = instance_home(tmp_path / "home")
     instance_first = f"import dagster as dg; dg.DagsterInstance.from_config({str(home)!r}).get_runs()\n"
     outputs = {}
     for name, setup in {"code server": "", "CLI with an instance": instance_first}.items():
@@ -249,11 +248,7 @@ def test_a_code_location_load_patches_sqlite_storage_only_where_it_is_already_im
 def test_postgres_storage_gets_pooled_connections_for_the_run(tmp_path, monkeypatch, postgres_url):
     from sqlalchemy.pool import NullPool
 
-    home = tmp_path / "pg_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(
-        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {postgres_url}\n"
-    )
+    home = instance_home(tmp_path / "pg_home", postgres_url)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with DagsterInstance.get() as instance:
         run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())

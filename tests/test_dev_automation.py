@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, free_port
-from test_surface import graphql
+from webserver import graphql_when
 
 REPOSITORY = '{repositoryName: "__repository__", repositoryLocationName: "dagctl"}'
 STATE = f"""
@@ -66,17 +66,14 @@ def stop_dev(process: subprocess.Popen) -> None:
 
 
 def state_when(port: int, ready, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    last: dict | None = None
-    while time.monotonic() < deadline:
-        try:
-            last = graphql(port, STATE)
-            if last["schedulesOrError"].get("results") and ready(last):
-                return last
-        except (OSError, AssertionError, KeyError):
-            pass  # starting up
-        time.sleep(2)
-    raise AssertionError(f"condition not reached in {timeout}s; last state: {last}")
+    return graphql_when(
+        port,
+        STATE,
+        lambda state: state["schedulesOrError"].get("results") and ready(state),
+        "the automation state",
+        timeout=timeout,
+        every=2.0,
+    )
 
 
 def daemons_healthy(state: dict) -> bool:

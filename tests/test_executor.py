@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 from projects import executor_jobs, release_jobs
+from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
 
@@ -186,7 +187,6 @@ def test_terminating_a_run_stops_new_steps_and_releases_claims(record: Path, dag
     import os
     import signal
     import subprocess
-    import time
 
     from conftest import REPO_ROOT, venv_command
 
@@ -198,10 +198,7 @@ def test_terminating_a_run_stops_new_steps_and_releases_claims(record: Path, dag
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 180
-    while not started_models(record) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert started_models(record), "the run never started a model"
+    wait_for(lambda: started_models(record), "the run to start a model", timeout=180, every=0.2)
     process.send_signal(signal.SIGINT)
     process.wait(timeout=120)
 

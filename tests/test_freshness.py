@@ -3,7 +3,6 @@ project whose interval records (in SQLMesh state) show one model complete and on
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import dagster as dg
 import pytest
 import yaml
 from daemon import running_daemon
+from projects.deployment import plan_without_backfill
 from projects.sqlmesh_repo import dagster_env, write_repository
 from slack_stub import SlackStub
 from waiting import wait_for
@@ -39,21 +39,6 @@ def test_a_daily_model_is_late_once_its_interval_plus_grace_has_passed():
     assert judge(ModelSchedule(dg.AssetKey("m"), "@daily", "UTC", None), settings, UTC_NOON).late
     hourly = ModelSchedule(dg.AssetKey("m"), "0 * * * *", "UTC", UTC_NOON - timedelta(hours=2), grace_minutes=10)
     assert judge(hourly, settings, UTC_NOON + timedelta(minutes=5)).late  # 11:00 was due by 11:10
-
-
-def _complete_only_fresh(project_dir: Path) -> None:
-    """`sqlmesh plan` without backfill, then `sqlmesh run --select-model demo.fresh`, in the project."""
-    from sqlmesh import Context
-
-    previous = os.getcwd()
-    os.chdir(project_dir)
-    context = Context(paths=[str(project_dir)])
-    try:
-        context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
-        context.run("prod", select_models=["demo.fresh"])
-    finally:
-        context.close()
-        os.chdir(previous)
 
 
 def _freshness_evaluations(instance: dg.DagsterInstance) -> dict[str, list[bool]]:
@@ -86,7 +71,7 @@ def test_an_overdue_model_fails_its_freshness_check_and_warns_once_within_the_co
     )
     (repo / ".dagctl" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (repo / "workspace.yaml").write_text("load_from:\n  - python_file: definitions.py\n")
-    _complete_only_fresh(repo / "project")
+    plan_without_backfill(repo / "project", then_run=["demo.fresh"])
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -189,7 +174,7 @@ def test_executing_only_the_checks_evaluates_them_in_the_run(tmp_path: Path, dag
     from dagctl_dagster import load_definitions
 
     repo = write_repository(tmp_path / "repo", MODELS)
-    _complete_only_fresh(repo / "project")
+    plan_without_backfill(repo / "project", then_run=["demo.fresh"])
     defs = load_definitions(repo / ".dagctl" / "config.yaml")
     keys = {dg.AssetCheckKey(dg.AssetKey(["demo", m]), FRESHNESS_CHECK_NAME) for m in ("fresh", "stale")}
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_check_selection=keys, asset_selection=set())

@@ -19,6 +19,7 @@ import pytest
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from k8s_cluster import CHECKOUT, NAMESPACE, deployment, git
 from k8s_stub import SECRET_VALUES
+from kubelet import process_alive
 from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
@@ -165,22 +166,24 @@ def test_dbt_run_executes_from_the_image(tmp_path, postgres_url, monkeypatch):
 
 
 @contextmanager
-def gated_deployment(tmp_path: Path, postgres_url: str, monkeypatch, gate_file: Path):
-    """The deployment with a SQLMesh model that waits at ``gate_file`` (its run worker's env too)."""
+def run_at_the_gate(tmp_path: Path, postgres_url: str, monkeypatch):
+    """A ``sqlmesh_example`` run waiting in a model that holds until the gate file exists.
+
+    Yields the cluster, the run, its Kubernetes Job's name and the gate file.
+    """
+    gate_file = tmp_path / "gate.open"
     with deployment(
         tmp_path / "d", postgres_url, monkeypatch, {"examples/sqlmesh_project/models/gate.py": GATE}
     ) as cluster:
         _add_to_config_map(cluster, "sqlmesh-env", {"GATE_FILE": str(gate_file)})
         monkeypatch.setenv("GATE_FILE", str(gate_file))
-        yield cluster
+        run = cluster.submit("sqlmesh_example")
+        wait_for(Path(f"{gate_file}.waiting").exists, "the run to reach the gate model", timeout=240, every=0.2)
+        yield cluster, run, f"dagster-run-{run.run_id}", gate_file
 
 
 def test_killed_pod_fails_the_run_through_monitoring_and_a_later_run_finishes(tmp_path, postgres_url, monkeypatch):
-    gate_file = tmp_path / "gate.open"
-    with gated_deployment(tmp_path, postgres_url, monkeypatch, gate_file) as cluster:
-        victim = cluster.submit("sqlmesh_example")
-        job_name = f"dagster-run-{victim.run_id}"
-        wait_for(Path(f"{gate_file}.waiting").exists, "the victim run to reach the gate model", timeout=240, every=0.2)
+    with run_at_the_gate(tmp_path, postgres_url, monkeypatch) as (cluster, victim, job_name, gate_file):
         assert cluster.instance.get_run_by_id(victim.run_id).status == dg.DagsterRunStatus.STARTED
         store = ClaimStore.from_environment(instance=cluster.instance, lease_seconds=60)
         assert any(c.run_id == victim.run_id for c in store.list_claims())
@@ -212,30 +215,16 @@ def test_killed_pod_fails_the_run_through_monitoring_and_a_later_run_finishes(tm
 
 
 def test_terminating_a_run_deletes_its_job_and_stops_the_process(tmp_path, postgres_url, monkeypatch):
-    gate_file = tmp_path / "gate.open"
-    with gated_deployment(tmp_path, postgres_url, monkeypatch, gate_file) as cluster:
-        run = cluster.submit("sqlmesh_example")
-        job_name = f"dagster-run-{run.run_id}"
-        wait_for(Path(f"{gate_file}.waiting").exists, "the run to reach the gate model", timeout=240, every=0.2)
+    with run_at_the_gate(tmp_path, postgres_url, monkeypatch) as (cluster, run, job_name, _):
         [pid] = cluster.kubelet.pids(NAMESPACE, job_name)
 
         assert cluster.instance.run_launcher.terminate(run.run_id) is True
 
         assert (NAMESPACE, job_name) not in cluster.stub.jobs
         cluster.kubelet.wait(NAMESPACE, job_name, 60)  # SIGTERM from the pod's deletion
-        assert not _alive(pid)
+        assert not process_alive(pid)
         finished = cluster.wait_for_run(run.run_id, timeout=120)
         assert finished.status == dg.DagsterRunStatus.CANCELED
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _add_to_config_map(cluster, name: str, data: dict[str, str]) -> None:

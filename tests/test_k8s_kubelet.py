@@ -6,7 +6,6 @@ Jobs are created with ``BatchV1Api`` against the API stub; the kubelet runs thei
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,8 +16,9 @@ from pathlib import Path
 import kubernetes
 import pytest
 from dagster_k8s.client import DagsterKubernetesClient
+from git_repo import git, init_repo
 from k8s_stub import KubernetesApiStub
-from kubelet import ImageStandIn, LocalKubelet
+from kubelet import ImageStandIn, LocalKubelet, process_alive
 from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,18 +29,10 @@ REPO_URL = "https://git.example.com/data/platform.git"
 MOUNT = "/opt/dagster/projects"
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
 @pytest.fixture
 def origin_repo(tmp_path: Path) -> Path:
     """The test's own repository: `release` one commit behind `main`."""
-    repo = tmp_path / "origin"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "t@example.com")
-    git(repo, "config", "user.name", "t")
+    repo = init_repo(tmp_path / "origin")
     (repo / "code.txt").write_text("first\n")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "first")
@@ -255,14 +247,6 @@ def test_missing_secret_key_leaves_the_pod_in_create_container_config_error(clus
     assert "Error: couldn't find key password in Secret data/state-db" in debug  # the Warning event
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 SLEEPER = "import subprocess, time; subprocess.Popen(['sleep', '300']); print('up', flush=True); time.sleep(300)"
 
 
@@ -278,7 +262,7 @@ def test_deleting_the_job_with_its_pods_kills_the_process_group(cluster):
     # batch/v1's default propagation orphans the pod: the process keeps running
     batch.delete_namespaced_job("sleeper", NS)
     time.sleep(0.5)
-    assert _alive(pid)
+    assert process_alive(pid)
 
     # dagster-k8s's delete_job also deletes the Job's pods: the whole group stops
     batch.create_namespaced_job(NS, job("sleeper2", python(SLEEPER)))
@@ -289,11 +273,13 @@ def test_deleting_the_job_with_its_pods_kills_the_process_group(cluster):
         batch_api_override=batch, core_api_override=kubernetes.client.CoreV1Api(api)
     )
     assert client.delete_job("sleeper2", NS) is True
-    wait_for(lambda: not any(_alive(p) for p in group2), "the second sleeper's process group to stop", timeout=30)
+    wait_for(
+        lambda: not any(process_alive(p) for p in group2), "the second sleeper's process group to stop", timeout=30
+    )
     assert ("data", "sleeper2") not in stub.jobs
 
     kubelet.kill(NS, "sleeper", signal.SIGKILL)
-    wait_for(lambda: not _alive(pid), "the orphaned sleeper to be killed", timeout=30)
+    wait_for(lambda: not process_alive(pid), "the orphaned sleeper to be killed", timeout=30)
 
 
 def test_killed_container_fails_the_pod_and_the_job(cluster):

@@ -17,6 +17,7 @@ import pytest
 from conftest import venv_command
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from projects import overlap_project
+from projects.deployment import plan_without_backfill
 from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
@@ -25,33 +26,26 @@ JOB = "overlap_run"
 
 
 @pytest.fixture
-def overlap_repo(tmp_path: Path, postgres_url: str, monkeypatch) -> Path:
+def overlap_repo(tmp_path: Path, postgres_url: str, postgres_dagster_home: Path, monkeypatch) -> Path:
     repo = overlap_project.create_repository(tmp_path / "repo", postgres_url)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(
-        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: '{postgres_url}'\n"
-    )
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    # Dagster's tables exist before runs start together: three processes creating them at
-    # once race on PostgreSQL's catalog.
-    DagsterInstance.get().dispose()
     monkeypatch.setenv("OVERLAP_PG_URL", postgres_url)
     monkeypatch.delenv("MAX_CONCURRENT_MODELS", raising=False)
     monkeypatch.delenv("DAGCTL_CLAIMS_URL", raising=False)
-    _plan_environment(repo)
+    plan_without_backfill(repo / "overlap_project")
     return repo
 
 
-def _plan_environment(repo: Path) -> None:
-    """Create the prod environment without computing anything: runs do all the work."""
-    from sqlmesh import Context
-
-    context = Context(paths=[str(repo / "overlap_project")])
-    try:
-        context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
-    finally:
-        context.close()
+def launch_into_slow_model(repo: Path, marker: Path) -> subprocess.Popen:
+    """A run, one model at a time, once it is inside m_0_0 (which takes a few seconds)."""
+    run = launch(
+        repo,
+        MAX_CONCURRENT_MODELS="1",
+        OVERLAP_SLOW_MODEL="m_0_0",
+        OVERLAP_SLOW_MARKER=str(marker),
+        OVERLAP_SLOW_SECONDS="8",
+    )
+    wait_for(marker.exists, "the run to reach its slow model", timeout=240, every=0.2)
+    return run
 
 
 def launch(repo: Path, *, run_config: Path | None = None, **env_overrides: str) -> subprocess.Popen:
@@ -166,17 +160,9 @@ def test_killed_run_holds_its_claims_until_the_lease_expires(overlap_repo: Path,
 
 @pytest.mark.timeout(600)
 def test_environment_change_mid_run_stops_new_models(overlap_repo: Path, postgres_url: str, tmp_path: Path):
-    marker = tmp_path / "slow.marker"
-    run = launch(
-        overlap_repo,
-        MAX_CONCURRENT_MODELS="1",
-        OVERLAP_SLOW_MODEL="m_0_0",
-        OVERLAP_SLOW_MARKER=str(marker),
-        OVERLAP_SLOW_SECONDS="8",
-    )
-    wait_for(marker.exists, "the run to reach its slow model", timeout=240, every=0.2)
+    run = launch_into_slow_model(overlap_repo, tmp_path / "slow.marker")
     overlap_project.write_model(overlap_repo / "overlap_project", "m_2_2", version=2)
-    _plan_environment(overlap_repo)
+    plan_without_backfill(overlap_repo / "overlap_project")
     output = finish(run)
     assert run.returncode == 0, output[-3000:]
 
@@ -205,15 +191,7 @@ def test_environment_removed_mid_run_fails_the_rest(overlap_repo: Path, postgres
     start, and the run is not green."""
     import sqlalchemy as sa
 
-    marker = tmp_path / "slow.marker"
-    run = launch(
-        overlap_repo,
-        MAX_CONCURRENT_MODELS="1",
-        OVERLAP_SLOW_MODEL="m_0_0",
-        OVERLAP_SLOW_MARKER=str(marker),
-        OVERLAP_SLOW_SECONDS="8",
-    )
-    wait_for(marker.exists, "the run to reach its slow model", timeout=240, every=0.2)
+    run = launch_into_slow_model(overlap_repo, tmp_path / "slow.marker")
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         removed = conn.execute(sa.text("DELETE FROM sqlmesh._environments WHERE name = 'prod'")).rowcount

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import venv_command
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
+from projects.deployment import plan_without_backfill
 from projects.sqlmesh_repo import dagster_env, run_job, write_repository
 
 from dagctl_dagster.names import PAUSED_BY_KEY, PAUSED_KEY, ExecutorSummary
@@ -30,20 +31,6 @@ def models_cli(repo: Path, home: Path, *args: str) -> subprocess.CompletedProces
         text=True,
         timeout=120,
     )
-
-
-def plan_without_backfill(project_dir: Path) -> None:
-    """In the project's directory, as `sqlmesh plan` runs: its DuckDB path is relative."""
-    from sqlmesh import Context
-
-    previous = os.getcwd()
-    os.chdir(project_dir)
-    context = Context(paths=[str(project_dir)])
-    try:
-        context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
-    finally:
-        context.close()
-        os.chdir(previous)
 
 
 def _records(home: Path, event_type: DagsterEventType) -> list:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -16,25 +15,21 @@ import yaml
 from conftest import venv_command
 from dagster import DagsterEventType, DagsterInstance
 from projects import platform_repo
+from projects.deployment import plan_without_backfill
+from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
 from dagctl_dagster.names import ExecutorSummary
 
 
 @pytest.fixture
-def platform(tmp_path: Path, postgres_url: str, monkeypatch) -> Path:
+def platform(tmp_path: Path, postgres_url: str, postgres_dagster_home: Path, monkeypatch) -> Path:
     repo = platform_repo.create_repository(tmp_path / "repo", postgres_url)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(
-        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: '{postgres_url}'\n"
-    )
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
     for name, value in platform_repo.environment(postgres_url).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DAGCTL_CLAIMS_URL", raising=False)
     monkeypatch.delenv("MAX_CONCURRENT_MODELS", raising=False)
-    platform_repo.plan_without_backfill(repo / "up_project")
+    plan_without_backfill(repo / "up_project")
     return repo
 
 
@@ -115,10 +110,13 @@ def test_overlapping_dbt_runs_never_build_a_model_twice(platform: Path, postgres
     first = materialize(platform, ["marts/slow_a", "marts/b"], MARTS_SLOW_SECONDS="30")
     store = ClaimStore(postgres_url)
     try:
-        deadline = time.monotonic() + 120
-        while not any(c.model == "marts/slow_a" for c in store.list_claims()):
-            assert first.poll() is None and time.monotonic() < deadline, "run 1 never claimed slow_a"
-            time.sleep(0.3)
+        wait_for(
+            lambda: any(c.model == "marts/slow_a" for c in store.list_claims()),
+            "run 1 to claim slow_a",
+            timeout=120,
+            every=0.3,
+            alive=lambda: "run 1 exited" if first.poll() is not None else None,
+        )
         holder = next(c.run_id for c in store.list_claims() if c.model == "marts/slow_a")
         second = materialize(platform, ["marts/slow_a", "marts/b", "marts/c", "marts/d"])
         second_output = finish(second)
@@ -188,14 +186,21 @@ def test_a_dbt_builds_claims_are_released_as_its_nodes_finish(platform: Path, po
     run = materialize(platform, ["marts/c", "marts/slow_a"], MARTS_SLOW_SECONDS="25")
     store = ClaimStore(postgres_url)
     try:
-        deadline = time.monotonic() + 180
         seen: set[frozenset[str]] = set()
-        while run.poll() is None and time.monotonic() < deadline:
+
+        def only_slow_a_held_after_c() -> bool:
             held = frozenset(c.model for c in store.list_claims())
             seen.add(held)
-            if held == {"marts/slow_a"} and ("c",) in [(m,) for m, _ in platform_repo.builds(postgres_url)]:
-                break
-            time.sleep(0.3)
+            return held == {"marts/slow_a"} and ("c",) in [(m,) for m, _ in platform_repo.builds(postgres_url)]
+
+        wait_for(
+            only_slow_a_held_after_c,
+            "only slow_a to be held once c is built",
+            timeout=180,
+            every=0.3,
+            alive=lambda: "the build exited" if run.poll() is not None else None,
+            explain=lambda: f"claims seen while the build ran: {seen}",
+        )
         assert frozenset({"marts/slow_a"}) in seen, f"claims seen while the build ran: {seen}"
         assert [m for m, _ in platform_repo.builds(postgres_url)] == ["c"]  # slow_a still building
         finish(run)

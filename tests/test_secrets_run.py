@@ -14,8 +14,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import venv_command
+from conftest import instance_home, venv_command
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from projects.deployment import plan_without_backfill, write_deployment
 
 SLACK_TOKEN = "xoxb-11111-22222-SeCrEtSlAcK"
 STATE_PASSWORD = "st@te:pa/ss-Word42"
@@ -58,27 +59,12 @@ def leaky_repo(tmp_path: Path, monkeypatch) -> Path:
     (project / "models").mkdir(parents=True)
     (project / "models" / "leaky.py").write_text(MODEL)
     (project / "config.yaml").write_text(CONFIG.format(database=project / "warehouse.duckdb"))
-    (root / ".dagctl").mkdir()
-    (root / ".dagctl" / "config.yaml").write_text(
-        "version: 1\nprojects:\n  - name: leaky\n    framework: sqlmesh\n    path: leaky\n"
-    )
-    (root / "definitions.py").write_text(
-        "from pathlib import Path\nfrom dagctl_dagster import load_definitions\n"
-        "defs = load_definitions(Path(__file__).parent / '.dagctl' / 'config.yaml')\n"
-    )
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    write_deployment(root, {"leaky": ("sqlmesh", "leaky")})
+    home = instance_home(tmp_path / "dagster_home")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     for name in ("DAGCTL_CLAIMS_URL", "MAX_CONCURRENT_MODELS", "LEAKY_MODEL_FAILS"):
         monkeypatch.delenv(name, raising=False)
-    from sqlmesh import Context
-
-    context = Context(paths=[str(project)])
-    try:
-        context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
-    finally:
-        context.close()
+    plan_without_backfill(project)
     return root
 
 

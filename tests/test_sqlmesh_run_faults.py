@@ -16,7 +16,9 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, EventRecordsFilter
+from projects.deployment import plan_without_backfill
 from projects.sqlmesh_repo import run_job, start_job, wide_models, write_repository
+from waiting import wait_for
 
 
 def _events(home: Path, event_type: DagsterEventType) -> list:
@@ -130,7 +132,7 @@ def test_a_run_blocked_in_the_engine_stops_on_a_signal(tmp_path: Path, signum: i
     backfill or a model step is running it."""
     repo = write_repository(tmp_path / "repo", {"slow.sql": BLOCKING_MODEL})
     if phase == "model_step":
-        _plan_without_backfill(repo / "project")
+        plan_without_backfill(repo / "project")
     home = tmp_path / "home"
     process = start_job(repo, home, tmp_path / "elsewhere")
     try:
@@ -154,27 +156,11 @@ def test_a_run_blocked_in_the_engine_stops_on_a_signal(tmp_path: Path, signum: i
     assert claims == (0,)
 
 
-def _plan_without_backfill(project_dir: Path) -> None:
-    from sqlmesh import Context
-
-    cwd = os.getcwd()
-    os.chdir(project_dir)  # the config's relative database path, as `sqlmesh` in the project
-    try:
-        context = Context(paths=[str(project_dir)])
-        try:
-            context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
-        finally:
-            context.close()
-    finally:
-        os.chdir(cwd)
-
-
 def _wait_for_event(home: Path, process, event_type: str, step_key: str | None = None, timeout: float = 180) -> None:
     """Polls the run's SQLite event log directly: opening a second instance while the run
     worker creates its storage would race its schema migration."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()[-4000:]
+
+    def recorded() -> bool:
         for run_db in (home / "history" / "runs").glob("*.db"):
             try:
                 with sqlite3.connect(f"file:{run_db}?mode=ro", uri=True) as con:
@@ -182,13 +168,20 @@ def _wait_for_event(home: Path, process, event_type: str, step_key: str | None =
                     args: tuple[str, ...] = (event_type,)
                     if step_key:
                         query, args = query + " and step_key = ?", (event_type, step_key)
-                    started = con.execute(query, args).fetchone()[0]
+                    if con.execute(query, args).fetchone()[0]:
+                        return True
             except sqlite3.Error:
                 continue
-            if started:
-                return
-        time.sleep(0.5)
-    raise AssertionError(f"no {event_type} {step_key or ''} within {timeout}s")
+        return False
+
+    wait_for(
+        recorded,
+        f"{event_type} {step_key or ''}",
+        timeout=timeout,
+        every=0.5,
+        alive=lambda: f"the run exited ({process.returncode})" if process.poll() is not None else None,
+        explain=lambda: process.stdout.read()[-4000:],
+    )
 
 
 @pytest.mark.timeout(600)

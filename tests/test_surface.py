@@ -3,16 +3,13 @@ group hold exactly its models, and both can be materialized as a whole."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, venv_command
 from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
 from test_code_location import SQLMESH_MODELS, dagster, example_env
+from waiting import wait_for
+from webserver import graphql, graphql_when, running_webserver
 
 LOCATION = "dagctl"
 DBT_KEYS = {
@@ -49,18 +46,6 @@ def test_cli_key_prefix_selection_materializes_exactly_the_projects_models(examp
     assert result.returncode == 0, result.stderr[-4000:]
     with DagsterInstance.get() as instance:
         assert materialized_keys(instance) == set(SQLMESH_MODELS)
-
-
-def graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        payload = json.loads(response.read())
-    assert "errors" not in payload, payload["errors"]
-    return payload["data"]
 
 
 GROUP_ASSETS = """
@@ -101,17 +86,15 @@ def data_versions(port: int, group: str) -> dict[str, tuple[str | None, int]]:
 
 
 def group_keys(port: int, group: str, timeout: float = 240) -> dict[str, bool]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            nodes = graphql(port, GROUP_ASSETS, {"group": group})["assetNodes"]
-            if nodes:
-                return {"/".join(n["assetKey"]["path"]): n["isExecutable"] for n in nodes}
-        except OSError:  # still starting
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the webserver never listed group {group}")
-        time.sleep(1)
+    listed = graphql_when(
+        port,
+        GROUP_ASSETS,
+        lambda data: data["assetNodes"],
+        f"the webserver to list group {group}",
+        variables={"group": group},
+        timeout=timeout,
+    )
+    return {"/".join(n["assetKey"]["path"]): n["isExecutable"] for n in listed["assetNodes"]}
 
 
 def materialize_all(port: int, keys: set[str], timeout: float = 300) -> tuple[str, str]:
@@ -129,13 +112,12 @@ def materialize_all(port: int, keys: set[str], timeout: float = 300) -> tuple[st
     launched = graphql(port, LAUNCH, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished() -> str | None:
         status = graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            return run_id, status
-        time.sleep(1)
-    raise AssertionError(f"run {run_id} did not finish")
+        return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    return run_id, wait_for(finished, f"run {run_id} to finish", timeout=timeout, every=1.0)
 
 
 @pytest.mark.timeout(900)
@@ -145,16 +127,7 @@ def test_webserver_groups_hold_exactly_the_models_and_materialize_all_works(exam
         "telemetry:\n  enabled: false\nrun_coordinator:\n"
         "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
     )
-    port = free_port()
-    env = example_env(example_repo, dagster_home)
-    server = subprocess.Popen(
-        [venv_command("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=example_repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with running_webserver(example_repo, example_env(example_repo, dagster_home)) as port:
         sqlmesh_group = group_keys(port, "sqlmesh_example")
         dbt_group = group_keys(port, "dbt_example")
         observability = group_keys(port, "dagctl_observability")
@@ -165,9 +138,6 @@ def test_webserver_groups_hold_exactly_the_models_and_materialize_all_works(exam
         second_run = materialize_all(port, set(sqlmesh_group))
         after_second = data_versions(port, "sqlmesh_example")
         dbt_run = materialize_all(port, set(dbt_group))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     assert sqlmesh_group == {key: True for key in SQLMESH_MODELS}
     assert dbt_group == {key: True for key in DBT_KEYS}

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from projects.deployment import execute_sql, write_deployment
+
 LAYERS = 3
 WIDTH = 3
 DAYS = 2
@@ -104,24 +106,13 @@ def create_repository(root: Path, postgres_url: str) -> Path:
     (project_dir / "config.py").write_text(textwrap.dedent(CONFIG_TEMPLATE))
     for name in model_names():
         write_model(project_dir, name)
-    (root / ".dagctl").mkdir()
-    (root / ".dagctl" / "config.yaml").write_text(
-        "version: 1\nprojects:\n  - name: overlap\n    framework: sqlmesh\n    path: overlap_project\n"
+    write_deployment(root, {"overlap": ("sqlmesh", "overlap_project")})
+    execute_sql(
+        postgres_url,
+        "CREATE SCHEMA IF NOT EXISTS overlap_audit",
+        "CREATE TABLE overlap_audit.log (model TEXT, pid INT, interval_start TEXT, interval_end TEXT, "
+        "recorded_at TIMESTAMPTZ DEFAULT clock_timestamp())",
     )
-    (root / "definitions.py").write_text(
-        "from pathlib import Path\nfrom dagctl_dagster import load_definitions\n"
-        "defs = load_definitions(Path(__file__).parent / '.dagctl' / 'config.yaml')\n"
-    )
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS overlap_audit"))
-        conn.execute(
-            sa.text(
-                "CREATE TABLE overlap_audit.log (model TEXT, pid INT, interval_start TEXT, interval_end TEXT, "
-                "recorded_at TIMESTAMPTZ DEFAULT clock_timestamp())"
-            )
-        )
-    engine.dispose()
     return root
 
 

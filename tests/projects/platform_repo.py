@@ -17,6 +17,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from projects.deployment import execute_sql, write_deployment
+
 SQLMESH_CONFIG = """
 import os
 
@@ -108,37 +110,13 @@ def create_repository(root: Path, postgres_url: str) -> Path:
     (marts / "dbt_project.yml").write_text(DBT_PROJECT)
     for name, text in DBT_MODELS.items():
         (marts / "models" / name).write_text(textwrap.dedent(text).lstrip())
-    (root / ".dagctl").mkdir()
-    (root / ".dagctl" / "config.yaml").write_text(
-        "version: 1\nprojects:\n"
-        "  - name: up\n    framework: sqlmesh\n    path: up_project\n"
-        "  - name: marts\n    framework: dbt\n    path: marts_project\n"
+    write_deployment(root, {"up": ("sqlmesh", "up_project"), "marts": ("dbt", "marts_project")})
+    execute_sql(
+        postgres_url,
+        "CREATE SCHEMA platform_log",
+        "CREATE TABLE platform_log.builds (model TEXT, invocation TEXT, at TIMESTAMPTZ DEFAULT clock_timestamp())",
     )
-    (root / "definitions.py").write_text(
-        "from pathlib import Path\nfrom dagctl_dagster import load_definitions\n"
-        "defs = load_definitions(Path(__file__).parent / '.dagctl' / 'config.yaml')\n"
-    )
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA platform_log"))
-        conn.execute(
-            sa.text(
-                "CREATE TABLE platform_log.builds (model TEXT, invocation TEXT, at TIMESTAMPTZ DEFAULT clock_timestamp())"
-            )
-        )
-    engine.dispose()
     return root
-
-
-def plan_without_backfill(project_dir: Path) -> None:
-    """The prod environment exists; runs do all the work."""
-    from sqlmesh import Context
-
-    context = Context(paths=[str(project_dir)])
-    try:
-        context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True, skip_tests=True)
-    finally:
-        context.close()
 
 
 def builds(postgres_url: str) -> list[tuple[str, str]]:
