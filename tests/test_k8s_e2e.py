@@ -111,7 +111,13 @@ def test_sqlmesh_run_executes_from_the_git_sync_checkout(tmp_path, postgres_url,
         code_volume = cluster.kubelet.volume_dir(NAMESPACE, job_name, "dagctl-code")
         head = git(cluster.origin, "rev-parse", "HEAD")
         assert (code_volume / "repo").readlink() == Path(".worktrees") / head
-        assert cluster.stub.jobs[(NAMESPACE, job_name)]["status"]["succeeded"] == 1
+        # The run is finished once its worker wrote RUN_SUCCESS; the Job reports success when
+        # the worker process has exited, a moment later.
+        wait_for(
+            lambda: cluster.stub.jobs[(NAMESPACE, job_name)]["status"].get("succeeded") == 1,
+            "the Job to report success",
+            timeout=60,
+        )
         assert cluster.instance.run_launcher.check_run_worker_health(finished).status.value == "SUCCESS"
 
         tables = _tables(cluster.warehouse_dir / "sqlmesh_warehouse.duckdb", "sqlmesh_example")
