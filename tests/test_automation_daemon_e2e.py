@@ -11,7 +11,7 @@ import yaml
 from daemon import running_daemon
 from waiting import wait_for
 
-from dagctl_dagster.automation.config_sensor import SENSOR_NAME
+from dagctl_dagster.run_identity import CONFIG_VERSION_SENSOR
 
 NEVER = "0 0 1 1 *"  # keeps the run schedules from firing during the test
 # The SQLMesh project joins once its assets serialize for the daemon (today the translator's
@@ -21,7 +21,7 @@ DEPLOYED_PROJECTS = {"dbt_example": "dbt_example_deploy", "sqlmesh_example": "sq
 
 def _sensor_cursor(instance: dg.DagsterInstance) -> str | None:
     for state in instance.all_instigator_state():
-        if state.name == SENSOR_NAME and state.instigator_data is not None:
+        if state.name == CONFIG_VERSION_SENSOR and state.instigator_data is not None:
             return state.instigator_data.cursor
     return None
 

@@ -9,11 +9,12 @@ import dagster as dg
 import pytest
 from git_repo import git, init_repo
 
-from dagctl_dagster.automation.config_sensor import SENSOR_NAME, build_config_version_sensor, request_location_reload
+from dagctl_dagster.automation.config_sensor import build_config_version_sensor, request_location_reload
 from dagctl_dagster.automation.dbt_deploy import build_dbt_deploy_job
 from dagctl_dagster.config import load_config
 from dagctl_dagster.dbt.deploy_scope import deploy_scope
 from dagctl_dagster.project import CodeLocationContext, ProjectDefinitions
+from dagctl_dagster.run_identity import CONFIG_VERSION_SENSOR
 from dagctl_dagster.sqlmesh.plan import build_plan_job
 
 CONFIG = """\
@@ -76,7 +77,7 @@ def _sensor(repo: Path) -> dg.SensorDefinition:
 
 
 def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, sensor_name=SENSOR_NAME)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, sensor_name=CONFIG_VERSION_SENSOR)
     return sensor.evaluate_tick(context)
 
 
@@ -201,7 +202,7 @@ def test_reload_failure_is_reported_not_raised(repo, monkeypatch):
     from tests.conftest import free_port
 
     monkeypatch.setenv("DAGSTER_WEBSERVER_URL", f"http://127.0.0.1:{free_port()}")
-    context = dg.build_sensor_context(sensor_name=SENSOR_NAME)
+    context = dg.build_sensor_context(sensor_name=CONFIG_VERSION_SENSOR)
     message = request_location_reload(context)
     assert message.startswith("could not ask http://127.0.0.1:")
     assert "reload code location 'dagctl'" in message

@@ -15,9 +15,10 @@ from projects.sqlmesh_repo import dagster_env, write_repository
 from slack_stub import SlackStub
 from waiting import wait_for
 
-from dagctl_dagster.alerts.freshness import FRESHNESS_SENSOR_NAME, ModelSchedule, due_end, judge
+from dagctl_dagster.alerts.freshness import ModelSchedule, due_end, judge
 from dagctl_dagster.config import FreshnessConfig
 from dagctl_dagster.names import FRESHNESS_CHECK_NAME
+from dagctl_dagster.run_identity import FRESHNESS_SENSOR
 
 MODELS = {
     "fresh.sql": "MODEL (name demo.fresh, kind FULL);\nSELECT 1 AS id\n",
@@ -55,7 +56,7 @@ def _freshness_evaluations(instance: dg.DagsterInstance) -> dict[str, list[bool]
 
 def _ticks(instance: dg.DagsterInstance) -> int:
     for state in instance.all_instigator_state():
-        if state.name == FRESHNESS_SENSOR_NAME:
+        if state.name == FRESHNESS_SENSOR:
             return len(instance.get_ticks(state.instigator_origin_id, state.selector_id))
     return 0
 

@@ -38,8 +38,6 @@ from dagctl_dagster.names import FRESHNESS_CHECK_NAME, FRESHNESS_DUE_KEY, FRESHN
 from dagctl_dagster.project import ProjectDefinitions
 from dagctl_dagster.run_identity import FRESHNESS_SENSOR
 
-FRESHNESS_SENSOR_NAME = FRESHNESS_SENSOR
-
 
 @dataclass(frozen=True)
 class ModelSchedule:
@@ -228,7 +226,7 @@ def freshness_sensor(
     sources: Sequence[FreshnessSource], lookup: ProjectLookup, interval_s: int, default_status
 ) -> dg.SensorDefinition:
     @dg.sensor(
-        name=FRESHNESS_SENSOR_NAME,
+        name=FRESHNESS_SENSOR,
         description="Evaluates every model's freshness SLA; late models fail their dagctl_freshness check and alert.",
         minimum_interval_seconds=interval_s,
         default_status=default_status,

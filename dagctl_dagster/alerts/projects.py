@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dagctl_dagster.config import AlertsConfig, DagctlConfig
-from dagctl_dagster.run_identity import JobKind, project_of_run
+from dagctl_dagster.run_identity import RunProject, project_of_run
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,6 @@ class ProjectLookup:
     """
 
     config: DagctlConfig
-
-    @property
-    def names(self) -> list[str]:
-        return [p.name for p in self.config.projects]
 
     @property
     def default_alerts(self) -> AlertsConfig:
@@ -39,5 +35,6 @@ class ProjectLookup:
         project = project_of_run(self.config, job_name, tags).project
         return project.name if project else None
 
-    def job_kind(self, job_name: str, tags: Mapping[str, str]) -> JobKind | None:
-        return project_of_run(self.config, job_name, tags).kind
+    def run_project(self, job_name: str, tags: Mapping[str, str]) -> RunProject:
+        """The run's project and the kind of its job, for callers that need both."""
+        return project_of_run(self.config, job_name, tags)

@@ -22,14 +22,12 @@ from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.slack import DagctlSlackResource
 from dagctl_dagster.run_identity import RUN_FAILURE_SENSOR
 
-RUN_FAILURE_SENSOR_NAME = RUN_FAILURE_SENSOR
-
 
 def slack_run_failure_sensor(projects: ProjectLookup, hooked_jobs: Collection[str]) -> dg.SensorDefinition:
     """Posts a run failure unless the run's job has step hooks and a step failure was posted."""
 
     @dg.run_failure_sensor(
-        name=RUN_FAILURE_SENSOR_NAME,
+        name=RUN_FAILURE_SENSOR,
         description="Posts to Slack when a run fails outside its model steps.",
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,

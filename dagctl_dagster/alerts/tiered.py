@@ -31,7 +31,6 @@ from dagctl_dagster.names import OBSERVABILITY_PREFIX, PLAN_APPLIED_KEY, PLAN_EN
 from dagctl_dagster.run_identity import TIERED_ALERTS_SENSOR, JobKind
 from dagctl_dagster.secrets import redact
 
-TIERED_ALERT_SENSOR_NAME = TIERED_ALERTS_SENSOR
 # Without a cursor (first tick), only this recent past is alerted on.
 FIRST_TICK_LOOKBACK_S = 3600
 _PAGE = 500
@@ -55,7 +54,7 @@ def tiered_alert_sensor(
     """One sensor for the code location; its cursor holds the read position and cooldowns."""
 
     @dg.sensor(
-        name=TIERED_ALERT_SENSOR_NAME,
+        name=TIERED_ALERTS_SENSOR,
         description="Page / warning / info alerts of the SQLMesh production runbook, and run summaries.",
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -100,10 +99,10 @@ class _Evaluation:
         if run_record is None:
             return
         run = run_record.dagster_run
-        project = self.projects.project_of(run.job_name, run.tags)
-        if project is None:
+        match = self.projects.run_project(run.job_name, run.tags)
+        if match.project is None:
             return
-        kind = self.projects.job_kind(run.job_name, run.tags)
+        project, kind = match.project.name, match.kind
         thresholds = self.projects.alerts_for(project).thresholds
         if kind is JobKind.RUN:
             self._record_run_summary(project, run_record)

@@ -38,7 +38,6 @@ from dagctl_dagster.project import CodeLocationContext
 from dagctl_dagster.run_identity import CONFIG_VERSION_SENSOR, JobKind, job_name
 from dagctl_dagster.settings import sensor_default_status
 
-SENSOR_NAME = CONFIG_VERSION_SENSOR
 INTERVAL_ENV = "DAGCTL_SENSOR_INTERVAL_SECONDS"
 DEFAULT_INTERVAL_SECONDS = 30
 WEBSERVER_URL_ENV = "DAGSTER_WEBSERVER_URL"
@@ -89,7 +88,7 @@ def build_config_version_sensor(location: CodeLocationContext, jobs: Sequence[dg
     config_path = location.loaded.path
 
     @dg.sensor(
-        name=SENSOR_NAME,
+        name=CONFIG_VERSION_SENSOR,
         jobs=list(jobs),
         minimum_interval_seconds=sensor_interval_seconds(),
         default_status=sensor_default_status(),

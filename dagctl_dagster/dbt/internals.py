@@ -74,7 +74,7 @@ def _version_from_subprocess(resource: DbtCliResource) -> version.Version:
 _SUBPROCESS_VERSIONS: dict[str, version.Version] = {}
 
 
-def with_row_counts(events: Iterator[Any], invocation: Any, *, threads: int = 2) -> Iterator[Any]:
+def with_row_counts(events: Iterator[Any], invocation: Any, *, threads: int) -> Iterator[Any]:
     """``events`` in their order, each model materialization with its ``dagster/row_count``.
 
     The count query of each built table runs on a pool while dbt goes on; an event is yielded

@@ -199,8 +199,9 @@ def keep_sqlite_event_connections_open(*, force: bool = False) -> bool:
 
     Dagster's ``SqliteEventLogStorage`` builds and disposes a SQLAlchemy engine for every
     call, and creating a run writes one ``ASSET_MATERIALIZATION_PLANNED`` event per asset,
-    each in the run's and the index's database (benchmarks/RESULTS.md, issue 4). Connections are still used one at a time under the storage's own
-    lock, each call still in its own transaction. Engines are kept for the index (always)
+    each in the run's and the index's database (benchmarks/RESULTS.md, issue 4). Connections
+    are still used one at a time under the storage's own lock, each call still in its own
+    transaction. Engines are kept for the index (always)
     and the ``KEPT_OPEN_SQLITE_SHARDS - 1`` most recently used run shards, dropped before
     ``wipe()`` deletes run files, and closed by ``dispose()``.
 
