@@ -12,7 +12,7 @@ Subclass :class:`DagsterSQLMeshTranslator` to change any of them::
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -97,25 +97,26 @@ class DagsterSQLMeshTranslator:
 
     def get_check_names(self, model: Any) -> dict[tuple[str, str], str]:
         """Each audit of the model (:func:`audit_identity`) → its check's name, unique per model."""
-        used: set[str] = set()
-        return {
-            audit_identity(audit.name, args): unique_check_name(self.get_check_name(audit.name, args), used)
-            for audit, args in audits_with_args(model)
-        }
+        return {audit_identity(audit.name, args): name for audit, args, name in self._named_audits(model)}
 
     def get_check_specs(self, model: Any, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-        names = self.get_check_names(model)
         return [
             dg.AssetCheckSpec(
-                name=names[audit_identity(audit.name, args)],
+                name=name,
                 asset=asset_key,
                 blocking=bool(audit.blocking),
                 description=f"SQLMesh audit `{audit.name}`"
                 + (f" ({render_audit_args(args)})" if args else "")
                 + ("; blocking" if audit.blocking else "; non-blocking"),
             )
-            for audit, args in audits_with_args(model)
+            for audit, args, name in self._named_audits(model)
         ]
+
+    def _named_audits(self, model: Any) -> Iterator[tuple[Any, dict[str, Any], str]]:
+        """The model's audits in order, each with its check name (a repeated name gets ``_2``...)."""
+        used: set[str] = set()
+        for audit, args in audits_with_args(model):
+            yield audit, args, unique_check_name(self.get_check_name(audit.name, args), used)
 
 
 _QUOTED_PART = re.compile(r'"((?:[^"]|"")*)"')
