@@ -35,6 +35,7 @@ import dagster as dg
 from dagctl_dagster import settings as shared_settings
 from dagctl_dagster.execution import dagster_adapter as adapter
 from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason, set_left_out_models
+from dagctl_dagster.execution.step_workers import StepWorkers
 from dagctl_dagster.names import NOT_RUN_REASON_KEY, PROJECT_TAG, ExecutorSummary, NotRunReason
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ ENVIRONMENT_POLL_SECONDS = 0.5
 # How long a stopping run waits for its running steps before it reports and releases claims.
 STOP_WAIT_SECONDS = 15.0
 RELEASE_INTERVAL_SECONDS = 1.0
+# How long the idle step threads get to close what they opened when the run ends.
+THREAD_END_WAIT_SECONDS = 5.0
 RUN_SUMMARY_MESSAGE = "dagctl run summary"
 
 
@@ -160,9 +163,10 @@ class ClaimAwareExecutor(adapter.Executor):
 
 @dataclass
 class _StepMessage:
-    kind: str  # "event" | "hook" | "done" | "crash"
+    kind: str  # "events" | "hooks" | "done" | "crash"
     step_key: str
-    event: Any = None
+    events: list[Any] = field(default_factory=list)
+    error: str = ""
 
 
 @dataclass
@@ -204,7 +208,7 @@ class _RunExecution:
         self.run_id = job_context.run_id
         self.messages: queue.Queue[_StepMessage] = queue.Queue()
         self.in_flight: dict[str, Any] = {}
-        self.threads: dict[str, threading.Thread] = {}
+        self.workers = StepWorkers(on_thread_end=self._step_thread_ending)
         self.ready: list[Any] = []
         self.retrying: set[str] = set()
         self.counts = _Counts()
@@ -236,7 +240,8 @@ class _RunExecution:
                         yield from self._prepare_frameworks(active)
                         yield from self._loop(active)
                 finally:
-                    self._wait_for_step_threads(STOP_WAIT_SECONDS)
+                    self.workers.wait(STOP_WAIT_SECONDS)
+                    self.workers.close(THREAD_END_WAIT_SECONDS)
                     yield from self._release_all()
         yield self._summary(time.perf_counter() - started)
 
@@ -475,21 +480,19 @@ class _RunExecution:
         if slot is not None:
             slot.in_flight += 1
         self.retrying.discard(step.key)
-        thread = threading.Thread(
-            target=_run_step,
-            args=(
-                step_context,
-                step.key,
-                self.messages,
-                self.models_by_step.get(step.key, []),
-                self.left_out_by_step.get(step.key, {}),
-                self.ownership is not None,
-            ),
-            name=f"dagctl-step-{step.key}",
-            daemon=True,
+        models = self.models_by_step.get(step.key, [])
+        left_out = self.left_out_by_step.get(step.key, {})
+        confirmed = self.ownership is not None
+        self.workers.start(
+            step.key,
+            lambda: _run_step(step_context, step.key, self.messages, models, left_out, confirmed),
+            finished=lambda: self.messages.put(_StepMessage("done", step.key)),
         )
-        self.threads[step.key] = thread
-        thread.start()
+
+    def _step_thread_ending(self) -> None:
+        """On each step thread as the run ends: the frameworks close what it opened."""
+        for slot in self.slots:
+            slot.framework.thread_ending()
 
     def _stop_reason(self, slot: _FrameworkSlot | None) -> StopReason | None:
         """Asks the framework before its steps start, at most every poll interval."""
@@ -520,29 +523,15 @@ class _RunExecution:
                 return
 
     def _handle(self, active, message: _StepMessage) -> Iterator[adapter.DagsterEvent]:
-        if message.kind == "event":
-            event = message.event
-            yield event
-            self._release_built_node(message.step_key, event)
-            if event.is_step_success:
-                adapter.mark_unyielded_outputs_produced(active, message.step_key)
-            active.handle_event(event)
-            if event.is_step_up_for_retry:
-                self.retrying.add(message.step_key)
-            elif event.is_step_failure:
-                reason = _not_run_reason(adapter.failure_metadata(event))
-                if reason is not None:
-                    self.counts.not_run.setdefault(reason, set()).add(message.step_key)
-                else:
-                    self.counts.failed.add(message.step_key)
-            elif event.is_step_success:
-                self.counts.executed.add(message.step_key)
-        elif message.kind == "hook":
-            yield message.event
+        if message.kind == "events":
+            for event in message.events:
+                yield from self._handle_step_event(active, message.step_key, event)
+        elif message.kind == "hooks":
+            yield from message.events
         elif message.kind == "crash":
             yield adapter.engine_event(
                 self.in_flight.get(message.step_key, self.job_context),
-                f"Step {message.step_key} crashed in the executor: {message.event}",
+                f"Step {message.step_key} crashed in the executor: {message.error}",
             )
         elif message.kind == "done":
             self._step_thread_done(message.step_key)
@@ -551,9 +540,25 @@ class _RunExecution:
                 self._finished_models.extend(self.models_by_step.get(message.step_key, []))
             yield from self._after_step(active, message.step_key)
 
+    def _handle_step_event(self, active, step_key: str, event: Any) -> Iterator[adapter.DagsterEvent]:
+        yield event
+        self._release_built_node(step_key, event)
+        if event.is_step_success:
+            adapter.mark_unyielded_outputs_produced(active, step_key)
+        active.handle_event(event)
+        if event.is_step_up_for_retry:
+            self.retrying.add(step_key)
+        elif event.is_step_failure:
+            reason = _not_run_reason(adapter.failure_metadata(event))
+            if reason is not None:
+                self.counts.not_run.setdefault(reason, set()).add(step_key)
+            else:
+                self.counts.failed.add(step_key)
+        elif event.is_step_success:
+            self.counts.executed.add(step_key)
+
     def _step_thread_done(self, step_key: str) -> None:
         step_context = self.in_flight.pop(step_key, None)
-        self.threads.pop(step_key, None)
         if step_context is None:
             return
         slot = self._slot_of(step_context.step)
@@ -670,24 +675,19 @@ class _RunExecution:
         for slot in self.slots:
             slot.framework.interrupt()
         running = len(self.in_flight)
-        stopped = self._wait_for_step_threads(STOP_WAIT_SECONDS)
+        stopped = self.workers.wait(STOP_WAIT_SECONDS)
         yield from self._release_all()
         yield adapter.engine_event(
             self.job_context,
             f"Run terminated: no new step started; {running} running step(s) were asked to stop "
-            + ("and stopped" if stopped else f"and {len(self.threads)} did not stop within {STOP_WAIT_SECONDS:.0f}s")
+            + (
+                "and stopped"
+                if stopped
+                else f"and {len(self.workers.running)} did not stop within {STOP_WAIT_SECONDS:.0f}s"
+            )
             + "; claims released.",
         )
         raise adapter.DagsterExecutionInterruptedError()
-
-    def _wait_for_step_threads(self, seconds: float) -> bool:
-        """Waits (bounded) until no step thread runs; True when none is left."""
-        deadline = time.monotonic() + seconds
-        for key, thread in list(self.threads.items()):
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if not thread.is_alive():
-                self.threads.pop(key, None)
-        return not self.threads
 
     def _summary(self, duration_s: float) -> adapter.DagsterEvent:
         counts = self.counts
@@ -745,22 +745,36 @@ def _run_step(
     left_out: dict[str, str],
     confirmed_at_start: bool,
 ) -> None:
-    """Thread body: the step's events, then its hooks, then a done marker, always.
+    """Step body, on a step thread: the step's events, then its hooks (the executor's
+    ``finished`` callback reports it done).
+
+    A one-model step reports its events together when it ends: they are already in the
+    event log, and the executor has nothing to do with them earlier, so it wakes once per
+    step instead of once per event. A multi-model step (a dbt build) reports each event at
+    once, because each of its models' claims is released as that model finishes.
 
     ``confirmed_at_start``: the executor confirmed the step's claims in the store right
-    before starting this thread (see ``_RunExecution._current_step_holds_claims``).
+    before starting this step (see ``_RunExecution._current_step_holds_claims``).
     """
     _step_local.models = models
     _step_local.confirmed_at_start = confirmed_at_start
     set_left_out_models(left_out)
+    report_each = len(models) > 1
     step_event_list: list[Any] = []
+    reported = 0
     try:
         for event in adapter.step_events(step_context):
             step_event_list.append(event)
-            messages.put(_StepMessage("event", step_key, event))
-        for event in adapter.hook_events(step_context, step_event_list):
-            messages.put(_StepMessage("hook", step_key, event))
+            if report_each:
+                messages.put(_StepMessage("events", step_key, [event]))
+                reported += 1
+        if reported < len(step_event_list):
+            messages.put(_StepMessage("events", step_key, step_event_list[reported:]))
+            reported = len(step_event_list)
+        hooks = list(adapter.hook_events(step_context, step_event_list))
+        if hooks:
+            messages.put(_StepMessage("hooks", step_key, hooks))
     except BaseException as exc:  # reported by the main loop; the step is then marked unknown
-        messages.put(_StepMessage("crash", step_key, f"{type(exc).__name__}: {exc}"))
-    finally:
-        messages.put(_StepMessage("done", step_key))
+        if reported < len(step_event_list):
+            messages.put(_StepMessage("events", step_key, step_event_list[reported:]))
+        messages.put(_StepMessage("crash", step_key, error=f"{type(exc).__name__}: {exc}"))

@@ -8,7 +8,8 @@ type and asks them, on its own thread, the few things it must:
   environment, apply a first plan, compute what is due) and say how many steps of these
   projects may run at once;
 - ``stop_reason``: may a new step still start (has the environment been re-planned)?
-- ``interrupt``: the run is being terminated: cancel running queries, start nothing new.
+- ``interrupt``: the run is being terminated: cancel running queries, start nothing new;
+- ``thread_ending``: a step thread, reused from step to step, ends with the run.
 
 Ownership before work: a framework asks ``holds_claims()`` (given to ``prepare``) before
 each unit of work, so a run that lost a model's claim starts none of its work.
@@ -91,3 +92,8 @@ class RunFramework(abc.ABC):
     @abc.abstractmethod
     def interrupt(self) -> None:
         """The run is terminating: start nothing new, cancel what runs. Never raises."""
+
+    @abc.abstractmethod
+    def thread_ending(self) -> None:
+        """Called on each of the executor's step threads as it ends, after the run's last
+        step: close what this thread opened (its connection or cursor). Never raises."""

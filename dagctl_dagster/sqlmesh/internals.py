@@ -422,8 +422,8 @@ def _open_connections(context: Any) -> Iterable[Any]:
 def release_thread_connections(context: Any) -> None:
     """Closes what SQLMesh opened for the calling thread (its cursor, or its own connection).
 
-    ``sqlmesh run`` reuses a few worker threads; a run here uses a new thread per model, so
-    each step gives back what its thread opened instead of keeping it until the run ends.
+    Step threads are reused from model to model, as ``sqlmesh run`` reuses its workers; each
+    closes what it opened when the run ends.
     """
     from sqlmesh.utils.connection_pool import ThreadLocalConnectionPool, ThreadLocalSharedConnectionPool
 

@@ -245,6 +245,9 @@ class SQLMeshRunSession(RunFramework):
         if self._context is not None:
             internals.interrupt_queries(self._context)
 
+    def thread_ending(self) -> None:
+        internals.release_thread_connections(self._context)
+
     # -- one model -----------------------------------------------------------------------
 
     def evaluate_model(self, model_fqn: str) -> ModelOutcome:
@@ -276,8 +279,6 @@ class SQLMeshRunSession(RunFramework):
                 outcome.error = _one_line(exc)
                 outcome.traceback = redacted_traceback(exc)
                 outcome.audits.extend(_failed_audit_outcomes(internals.audit_failures(exc)))
-            finally:
-                internals.release_thread_connections(self._context)
         outcome.duration_s = time.perf_counter() - started
         return outcome
 
