@@ -35,6 +35,19 @@ DBT_DURATION_KEY = "Execution Duration"  # dagster-dbt's, from dbt's node timing
 ROW_COUNT_KEY = "dagster/row_count"
 MODEL_DURATION_KEYS = (SQLMESH_DURATION_KEY, DBT_DURATION_KEY)
 
+# Step hooks that act only when a step fails (the Slack model-failure hook): the executor
+# does not build their hook context for a step that succeeded.
+FAILURE_HOOK_PREFIX = "dagctl_slack_on_failure_"
+
+
+def failure_hook_name(project: str) -> str:
+    return f"{FAILURE_HOOK_PREFIX}{project}"
+
+
+def acts_only_on_failure(hook_name: str) -> bool:
+    return hook_name.startswith(FAILURE_HOOK_PREFIX)
+
+
 # Metadata of a failed multi-model step (one dbt invocation): the models behind the failure.
 FAILED_MODELS_KEY = "failed_models"
 SKIPPED_MODELS_KEY = "skipped_models"

@@ -12,6 +12,7 @@ from dagster import DagsterInstance
 
 from dagctl_dagster.execution import dagster_adapter as adapter
 from dagctl_dagster.execution.executor import claim_aware_executor
+from dagctl_dagster.names import failure_hook_name
 
 HOOK_CALLS: list[str] = []
 
@@ -38,6 +39,11 @@ def record_success(context: dg.HookContext):
     HOOK_CALLS.append(f"success:{context.op.name}")
 
 
+@dg.success_hook(name=failure_hook_name("probe"))
+def named_as_failure_only(context: dg.HookContext):
+    HOOK_CALLS.append(f"failure-only name:{context.op.name}")
+
+
 @dg.asset
 def fine() -> None:
     return None
@@ -49,7 +55,10 @@ def broken() -> None:
 
 
 hooked_job = dg.define_asset_job(
-    "hooked", selection=[fine, broken], executor_def=claim_aware_executor, hooks={record_failure, record_success}
+    "hooked",
+    selection=[fine, broken],
+    executor_def=claim_aware_executor,
+    hooks={record_failure, record_success, named_as_failure_only},
 )
 defs = dg.Definitions(assets=[fine, broken], jobs=[hooked_job])
 
@@ -65,6 +74,7 @@ def test_hooks_run_for_steps_the_executor_runs_in_threads(dagster_home):
         result = dg.execute_job(dg.reconstructable(get_hooked_job), instance, raise_on_error=False)
         hook_events = [e.event_type_value for e in result.all_events if e.event_type_value.startswith("HOOK")]
     assert not result.success
+    # A hook named as acting only on failure is not even called for a step that succeeded.
     assert sorted(HOOK_CALLS) == ["failure:broken", "success:fine"]
     assert hook_events.count("HOOK_COMPLETED") == 2
     # Each step had one hook whose condition did not hold: no event is written for it.

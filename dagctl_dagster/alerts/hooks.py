@@ -19,7 +19,7 @@ import dagster as dg
 from dagster_slack import slack_on_failure
 
 from dagctl_dagster.alerts.messages import StepFailure, step_failure_text
-from dagctl_dagster.names import FAILED_MODELS_KEY, NOT_RUN_REASON_KEY, SQLMESH_MODEL_TAG
+from dagctl_dagster.names import FAILED_MODELS_KEY, NOT_RUN_REASON_KEY, SQLMESH_MODEL_TAG, failure_hook_name
 
 logger = logging.getLogger("dagctl_dagster.alerts")
 
@@ -47,7 +47,7 @@ def model_failure_hook(project: str, channel: str | None, models_by_op: Mapping[
     # Without a channel the client logs the message instead of sending it.
     hook = slack_on_failure(channel=channel or "", message_fn=message)
 
-    @dg.failure_hook(name=f"dagctl_slack_on_failure_{project}", required_resource_keys=hook.required_resource_keys)
+    @dg.failure_hook(name=failure_hook_name(project), required_resource_keys=hook.required_resource_keys)
     def _on_model_failure(context: dg.HookContext) -> None:
         # A step that did not evaluate its model (not in the environment, the project's first
         # plan failed elsewhere, a lost claim) is no model failure: the run's own alert says why.

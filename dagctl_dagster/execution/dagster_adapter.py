@@ -14,7 +14,7 @@ import collections
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -135,19 +135,28 @@ def step_events(step_context: StepExecutionContext) -> Iterator[DagsterEvent]:
     return dagster_event_sequence_for_step(step_context)
 
 
-def hook_events(step_context: StepExecutionContext, step_event_list: Sequence[DagsterEvent]) -> Iterator[DagsterEvent]:
+def hook_events(
+    step_context: StepExecutionContext,
+    step_event_list: Sequence[DagsterEvent],
+    acts_only_on_failure: Callable[[str], bool],
+) -> Iterator[DagsterEvent]:
     """Run the step's hooks as Dagster's ``_trigger_hook`` does, minus its HOOK_SKIPPED events.
 
     Dagster writes a HOOK_SKIPPED event for every hook whose condition did not hold: with
     the Slack failure hook on every ``<project>_run`` job, one more event-log write per
     successful model, which nobody reads. Hooks that run still report HOOK_COMPLETED,
-    and hooks that raise report HOOK_ERRORED without failing the run.
+    and hooks that raise report HOOK_ERRORED without failing the run. A hook named by
+    ``acts_only_on_failure`` is not even prepared (its context, its resources) for a step
+    without a failure event: it would skip itself.
     """
     hook_defs = step_context.job_def.get_all_hooks_for_handle(step_context.node_handle)
     if not hook_defs:
         return
+    failed = any(event.is_step_failure for event in step_event_list)
     op_label = step_context.describe_op()
     for hook_def in hook_defs:
+        if not failed and acts_only_on_failure(hook_def.name):
+            continue
         hook_context = step_context.for_hook(hook_def)
         try:
             with user_code_error_boundary(

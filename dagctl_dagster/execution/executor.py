@@ -36,7 +36,13 @@ from dagctl_dagster import settings as shared_settings
 from dagctl_dagster.execution import dagster_adapter as adapter
 from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason, set_left_out_models
 from dagctl_dagster.execution.step_workers import StepWorkers
-from dagctl_dagster.names import NOT_RUN_REASON_KEY, PROJECT_TAG, ExecutorSummary, NotRunReason
+from dagctl_dagster.names import (
+    NOT_RUN_REASON_KEY,
+    PROJECT_TAG,
+    ExecutorSummary,
+    NotRunReason,
+    acts_only_on_failure,
+)
 
 if TYPE_CHECKING:
     from dagctl_dagster.execution.claims import ClaimOwnership
@@ -771,7 +777,7 @@ def _run_step(
         if reported < len(step_event_list):
             messages.put(_StepMessage("events", step_key, step_event_list[reported:]))
             reported = len(step_event_list)
-        hooks = list(adapter.hook_events(step_context, step_event_list))
+        hooks = list(adapter.hook_events(step_context, step_event_list, acts_only_on_failure))
         if hooks:
             messages.put(_StepMessage("hooks", step_key, hooks))
     except BaseException as exc:  # reported by the main loop; the step is then marked unknown
