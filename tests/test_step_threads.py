@@ -118,3 +118,22 @@ def test_step_workers_reuse_an_idle_thread_and_end_each_thread_once_on_itself() 
     assert ran_on["a"] == ran_on["b"], "a step started after another finished runs on the same thread"
     assert ended == [ran_on["a"]], "each thread ends once, and tells the frameworks on itself"
     assert workers.running == []
+
+
+def test_a_step_body_that_raises_leaves_its_thread_serving_the_next_step() -> None:
+    import threading
+
+    from dagctl_dagster.execution.step_workers import StepWorkers
+
+    workers = StepWorkers(on_thread_end=lambda: None)
+    first_finished, second_ran = threading.Event(), threading.Event()
+
+    def broken() -> None:
+        raise RuntimeError("a bug in a step body")
+
+    workers.start("a", broken, finished=first_finished.set)
+    assert first_finished.wait(10), "finished runs even when the body raised"
+    workers.start("b", second_ran.set, finished=lambda: None)
+    assert second_ran.wait(10), "the reused idle thread is still alive and runs the next step"
+    assert workers.wait(10) and workers.running == []
+    workers.close(10)

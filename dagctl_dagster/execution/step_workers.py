@@ -98,6 +98,9 @@ class StepWorkers:
             while (job := jobs.get()) is not None:
                 try:
                     job.body()
+                except Exception:
+                    # The thread goes back to the idle list below: it must live on to serve it.
+                    logger.exception("step %s raised out of its body", job.step_key)
                 finally:
                     with self._lock:
                         self._idle.append(jobs)
