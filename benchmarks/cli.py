@@ -11,6 +11,8 @@ RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from benchmarks.harness import SECTIONS
+
     parser.add_argument("--models", default="100,500", help="SQLMesh sweep: model counts (default 100,500)")
     parser.add_argument("--widths", default="5,20,50", help="SQLMesh sweep: models per DAG layer (default 5,20,50)")
     parser.add_argument("--rows", default="1000,100000", help="SQLMesh sweep: rows per table (default 1000,100000)")
@@ -57,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated sections to leave out: run,kinds,latency,dbt,peer,startup,multiprocess,load,rss,claims",
+        help=f"comma-separated sections to leave out: {','.join(SECTIONS)}",
     )
     parser.add_argument(
         "--quick",

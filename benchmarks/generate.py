@@ -41,6 +41,7 @@ ROWS = 1000
 SCHEMA = "bench"
 PROJECT_NAME = "bench"
 JOB_NAME = f"{PROJECT_NAME}_run"
+FLOOR_JOB_NAME = "floor_run"
 CONCURRENT_TASKS = 5  # the multiprocess row's max_concurrent
 MODEL_START = "2026-01-01"
 INCREMENTAL_INTERVALS = 5
@@ -140,6 +141,10 @@ class GeneratedRepository:
     def definitions_multiprocess(self) -> Path:
         return self.root / "definitions_multiprocess.py"
 
+    @property
+    def definitions_floor(self) -> Path:
+        return self.root / "definitions_floor.py"
+
     def model_names(self) -> list[str]:
         return [f"{SCHEMA}.{name}" for name in model_table_names(self.models, self.width)]
 
@@ -210,6 +215,7 @@ def generate_repository(
     repo.definitions.write_text(definitions_source(repo.config_path.name))
     repo.definitions_postgres.write_text(definitions_source(repo.postgres_config_path.name))
     repo.definitions_multiprocess.write_text(multiprocess_definitions_source(repo.postgres_config_path.name))
+    repo.definitions_floor.write_text(floor_definitions_source(shape.models, shape.width))
     (repo.root / "workspace.yaml").write_text(
         "load_from:\n  - python_file:\n      relative_path: definitions.py\n      location_name: bench\n"
     )
@@ -363,6 +369,37 @@ def multiprocess_definitions_source(config_name: str) -> str:
 
 
         defs = _on_multiprocess_executor()
+        '''
+    )
+
+
+def floor_definitions_source(models: int, width: int) -> str:
+    """Stock Dagster doing nothing: no-op assets with the project's names and dependencies.
+
+    Job ``floor_run`` runs them on Dagster's own in-process executor, so its time is what
+    Dagster needs for this many asset steps before any model is evaluated.
+    """
+    return textwrap.dedent(
+        f'''\
+        """Dagster's floor: {models} no-op assets shaped like project '{PROJECT_NAME}'; job {FLOOR_JOB_NAME}."""
+
+        import dagster as dg
+
+        UPSTREAM = {upstream_tables(models, width)!r}
+
+
+        def _no_op_asset(name: str, upstream: tuple[str, ...]) -> dg.AssetsDefinition:
+            @dg.asset(name=name, deps=list(upstream))
+            def _asset() -> dg.MaterializeResult:
+                return dg.MaterializeResult()
+
+            return _asset
+
+
+        defs = dg.Definitions(
+            assets=[_no_op_asset(name, upstream) for name, upstream in UPSTREAM.items()],
+            jobs=[dg.define_asset_job("{FLOOR_JOB_NAME}", executor_def=dg.in_process_executor)],
+        )
         '''
     )
 

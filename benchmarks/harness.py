@@ -10,6 +10,8 @@ from the same starting state (prod planned, nothing computed):
 - native ``dbt build --threads T`` vs the dbt project's ``<project>_run`` job (``dbt``);
 - the community ``dagster-sqlmesh`` package on the same SQLMesh project, from a separate
   virtualenv when one is given (``peer``);
+- stock Dagster's own floor: no-op assets with the base shape's names and dependencies on
+  Dagster's in-process executor, beside both contenders (``floor``);
 - the run worker's fixed cost: imports and code location load (``startup``);
 - Dagster's multiprocess executor vs the claim-aware executor over the same assets;
 - ``load_definitions`` vs a bare SQLMesh ``Context`` load, each in a fresh process;
@@ -36,11 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import contenders as c
-from benchmarks.generate import CONCURRENT_TASKS, GeneratedRepository, Shape, generate_repository
+from benchmarks.generate import CONCURRENT_TASKS, FLOOR_JOB_NAME, GeneratedRepository, Shape, generate_repository
 from benchmarks.report import GIB, Row, Series, Target, ratio_row, value_row
 
 SWEEP_MODES = ("full", "axes")
-SECTIONS = ("run", "kinds", "latency", "dbt", "peer", "startup", "multiprocess", "load", "rss", "claims")
+SECTIONS = ("run", "floor", "kinds", "latency", "dbt", "peer", "startup", "multiprocess", "load", "rss", "claims")
 
 TARGET_RUN_RATIO = Target("<=", 1.25)
 TARGET_LATENCY_RATIO = Target("<=", 1.05)
@@ -128,7 +130,7 @@ class BenchOptions:
         if self.sweep_mode == "full":
             triples = [(m, w, r) for m in self.models for w in self.widths for r in self.rows]
         else:
-            base = (min(self.models), sorted(self.widths)[len(self.widths) // 2], min(self.rows))
+            base = self._base_triple()
             triples = [base]
             for axis, values in enumerate((self.models, self.widths, self.rows)):
                 for value in values:
@@ -138,6 +140,14 @@ class BenchOptions:
             triples.append((max(self.models), max(self.widths), max(self.rows)))
         unique = list(dict.fromkeys(triples))
         return [Shape(models=m, width=w, rows=r, concurrent_tasks=self.concurrent_tasks) for m, w, r in unique]
+
+    def base_shape(self) -> Shape:
+        """The axes sweep's base: fewest models, the middle width, fewest rows (the floor section's shape)."""
+        models, width, rows = self._base_triple()
+        return Shape(models=models, width=width, rows=rows, concurrent_tasks=self.concurrent_tasks)
+
+    def _base_triple(self) -> tuple[int, int, int]:
+        return min(self.models), sorted(self.widths)[len(self.widths) // 2], min(self.rows)
 
 
 @dataclass
@@ -172,6 +182,8 @@ def run_benchmarks(
         if "run" not in options.skip:
             for shape in options.sweep():
                 _run_section(repos.shaped(shape), options, results, say)
+        if "floor" not in options.skip:
+            _floor_section(repos.shaped(options.base_shape()), options, results, say)
         if "kinds" not in options.skip:
             shape = Shape(
                 models=options.kinds_models, width=options.width, kinds="mix", concurrent_tasks=options.concurrent_tasks
@@ -239,6 +251,8 @@ def _warm_translation_cache(config_path: Path, cwd: Path, options: BenchOptions,
 RUN_RATIO = "claim-aware `bench_run` / native `sqlmesh run`"
 LATENCY_RATIO = "claim-aware `bench_run` / native `sqlmesh run`, latency warehouse"
 DBT_RATIO = "`bench_dbt_run` / native `dbt build`"
+FLOOR_RATIO = "stock Dagster, no-op assets / native `sqlmesh run`"
+FLOOR_CLAIM_RATIO = "claim-aware `bench_run` / stock Dagster, no-op assets"
 
 
 def _run_section(repo: GeneratedRepository, options: BenchOptions, results: BenchResults, say) -> None:
@@ -259,28 +273,27 @@ def _run_section(repo: GeneratedRepository, options: BenchOptions, results: Benc
     )
 
 
-def _compare_sqlmesh(
-    repo,
-    reset,
-    options: BenchOptions,
-    results: BenchResults,
-    say,
-    *,
-    verify,
-    measure: str,
-    target: Target,
-    extra_env=None,
-) -> None:
+@dataclass
+class _SqlmeshContenders:
+    """Native ``sqlmesh run`` and the claim-aware job on one repository, each checked after it runs."""
+
+    native: Series
+    native_once: Callable[[], float]
+    claim: Series
+    claim_once: Callable[[], float]
+    in_run: Series
+
+
+def _sqlmesh_contenders(repo, options: BenchOptions, *, verify, extra_env=None) -> _SqlmeshContenders:
     shape = repo.shape
     native = Series("native `sqlmesh run`", repo.models, "s")
     claim = Series("claim-aware `bench_run`", repo.models, "s")
+    in_run = Series("in-run time (run start → end)", repo.models, "s")
 
     def native_once() -> float:
         seconds = c.run_native_sqlmesh(repo, timeout_s=options.timeout_s, extra_env=extra_env).seconds
         verify(native.label)
         return seconds
-
-    in_run = Series("in-run time (run start → end)", repo.models, "s")
 
     def claim_once() -> float:
         result = c.run_dagster_job(
@@ -296,13 +309,75 @@ def _compare_sqlmesh(
             in_run.samples.append(result.run_seconds)
         return result.seconds
 
-    _alternate([(native, native_once), (claim, claim_once)], reset, options.repeats, say)
-    if in_run.samples:
+    return _SqlmeshContenders(native, native_once, claim, claim_once, in_run)
+
+
+def _compare_sqlmesh(
+    repo,
+    reset,
+    options: BenchOptions,
+    results: BenchResults,
+    say,
+    *,
+    verify,
+    measure: str,
+    target: Target,
+    extra_env=None,
+) -> None:
+    shape = repo.shape
+    both = _sqlmesh_contenders(repo, options, verify=verify, extra_env=extra_env)
+    _alternate([(both.native, both.native_once), (both.claim, both.claim_once)], reset, options.repeats, say)
+    if both.in_run.samples:
         results.notes.append(
-            f"Claim-aware, {shape.describe()}: {in_run.describe()}; the rest of its wall time is process "
+            f"Claim-aware, {shape.describe()}: {both.in_run.describe()}; the rest of its wall time is process "
             "start, imports and loading the definitions."
         )
-    results.rows.append(ratio_row(f"{measure} — {shape.describe()}", claim, native, target))
+    results.rows.append(ratio_row(f"{measure} — {shape.describe()}", both.claim, both.native, target))
+
+
+def _floor_section(repo: GeneratedRepository, options: BenchOptions, results: BenchResults, say) -> None:
+    """Stock Dagster on no-op assets of the same names and dependencies, beside both contenders.
+
+    Its time is Dagster's own floor for this many asset steps on its in-process executor:
+    what any per-model-step integration pays before evaluating a single model.
+    """
+    shape = repo.shape
+    state = c.DuckDBState(repo)
+    say(f"[floor {shape.describe()}] stock Dagster on {repo.models} no-op assets, beside native and claim-aware")
+    state.prepare()
+    _warm_translation_cache(repo.config_path, repo.root, options)
+    both = _sqlmesh_contenders(repo, options, verify=lambda label: c.verify_duckdb_warehouse(repo, label=label))
+    floor = Series("stock Dagster `floor_run` (no-op assets, in-process executor)", repo.models, "s")
+    floor_in_run = Series("in-run time (run start → end)", repo.models, "s")
+
+    def floor_once() -> float:
+        result = c.run_dagster_job(
+            None,
+            repo.definitions_floor,
+            label=floor.label,
+            timeout_s=options.timeout_s,
+            job=FLOOR_JOB_NAME,
+            cwd=repo.root,
+            expected_materializations=repo.models,
+        )
+        if result.run_seconds is not None:
+            floor_in_run.samples.append(result.run_seconds)
+        return result.seconds
+
+    _alternate(
+        [(both.native, both.native_once), (both.claim, both.claim_once), (floor, floor_once)],
+        state.restore,
+        options.repeats,
+        say,
+    )
+    results.rows.append(ratio_row(f"{FLOOR_RATIO} — {shape.describe()}", floor, both.native, None))
+    results.rows.append(ratio_row(f"{FLOOR_CLAIM_RATIO} — {shape.describe()}", both.claim, floor, None))
+    for label, in_run in (("Stock Dagster, no-op assets", floor_in_run), ("Claim-aware", both.in_run)):
+        if in_run.samples:
+            per_step_ms = in_run.median / repo.models * 1000
+            results.notes.append(
+                f"Floor, {label}, {shape.describe()}: {in_run.describe()}, {per_step_ms:.0f} ms per asset step."
+            )
 
 
 def _latency_section(
