@@ -141,9 +141,9 @@ def test_apply_fails_when_another_plan_reached_the_environment_first(example):
         tier = loaded.root / "examples" / "sqlmesh_project" / "models" / "tier_revenue.sql"
         tier.write_text(tier.read_text().replace("AS revenue", "AS revenue,\n  1 AS one"))
         context.load()
-        apply_plan(context, build_plan(context, "prod"))
+        apply_plan(context, build_plan(context, "prod").prepared)
         with pytest.raises(EnvironmentChangedError, match=ENVIRONMENT_CHANGED):
-            apply_plan(context, first)
+            apply_plan(context, first.prepared)
 
 
 @pytest.mark.timeout(240)

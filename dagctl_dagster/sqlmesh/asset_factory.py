@@ -35,13 +35,14 @@ from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.names import FRAMEWORK_TAG, NOT_RUN_REASON_KEY, PROJECT_TAG, SQLMESH_MODEL_TAG, NotRunReason
 from dagctl_dagster.project import ProjectDefinitions
 from dagctl_dagster.run_identity import JobKind, job_name
+from dagctl_dagster.sqlmesh import internals
 from dagctl_dagster.sqlmesh.context import SQLMeshLocation, single_location, sqlmesh_location
 from dagctl_dagster.sqlmesh.session import ModelOutcome, ModelStatus, SQLMeshRunSession
 from dagctl_dagster.sqlmesh.translation_cache import ModelTranslation, ProjectTranslation, TranslationCache
 from dagctl_dagster.sqlmesh.translator import (
     DagsterSQLMeshTranslator,
     audit_identity,
-    schema_and_table,
+    model_asset_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -182,34 +183,30 @@ def _cached_translation(
 
 
 def _translate(context: Any, translator: DagsterSQLMeshTranslator, location: SQLMeshLocation) -> ProjectTranslation:
-    from sqlmesh.core.snapshot.definition import fingerprint_from_node
-
-    models = dict(context.models)
-    nodes = context._models  # the mapping SQLMesh fingerprints against
-    keys = {fqn: translator.get_asset_key(model) for fqn, model in models.items()}
-    embedded = {fqn for fqn, model in models.items() if model.kind.is_embedded}
+    nodes = internals.project_nodes(context)
+    models = nodes.models
+    keys = {fqn: translator.get_asset_key(node.model) for fqn, node in models.items()}
+    embedded = {fqn for fqn, node in models.items() if node.role == "embedded"}
     resolver = _DepResolver(models, keys, embedded)
-    fingerprints: dict[str, Any] = {}
     translated: list[ModelTranslation] = []
-    for fqn, model in sorted(models.items()):
-        if fqn in embedded or location.owner_of(model.project) != location.project:
+    for fqn, node in sorted(models.items()):
+        if fqn in embedded or location.owner_of(node.project) != location.project:
             continue
-        deps = resolver.keys_of(model.depends_on)
-        code_version = None
-        if not model.kind.is_external:
-            code_version = fingerprint_from_node(model, nodes=nodes, cache=fingerprints).to_version()
+        external = node.role == "external"
+        deps = resolver.keys_of(node.depends_on)
+        code_version = None if external else nodes.code_version(fqn)
         translated.append(
             ModelTranslation(
                 fqn=fqn,
-                name=model.name,
-                external=model.kind.is_external,
-                role="external" if model.kind.is_external else "model",
-                spec=_spec_fields(model, keys[fqn], deps, translator, code_version),
-                check_specs=[_check_spec_fields(c) for c in translator.get_check_specs(model, keys[fqn])],
-                check_names=translator.get_check_names(model),
+                name=node.name,
+                external=external,
+                role=node.role,
+                spec=_spec_fields(node.model, keys[fqn], deps, translator, code_version),
+                check_specs=[_check_spec_fields(c) for c in translator.get_check_specs(node.model, keys[fqn])],
+                check_names=translator.get_check_names(node.model),
             )
         )
-    for audit in sorted(context.standalone_audits.values(), key=lambda a: a.name):
+    for audit in nodes.standalone_audits:
         if location.owner_of(audit.project) == location.project:
             standalone = _standalone_audit(audit, resolver.keys_of(audit.depends_on), translator)
             if standalone is not None:
@@ -247,7 +244,7 @@ class _DepResolver:
                 found[self.keys[fqn]] = None
             else:
                 # A table the project reads without declaring it in external_models.yaml.
-                key = self.undeclared.setdefault(fqn, dg.AssetKey(schema_and_table(fqn)))
+                key = self.undeclared.setdefault(fqn, model_asset_key(fqn))
                 found[key] = None
         return list(found)
 

@@ -96,12 +96,10 @@ def load_context(location: SQLMeshLocation, *, load: bool = True) -> Any:
         ProjectLoadError: naming the project and, where SQLMesh says it, the file.
     """
     from sqlmesh import Context
-    from sqlmesh.core.console import set_console
 
-    from dagctl_dagster.sqlmesh.console import DagctlConsole
-    from dagctl_dagster.sqlmesh.internals import load_project_configs
+    from dagctl_dagster.sqlmesh.internals import install_quiet_console, load_project_configs
 
-    set_console(DagctlConsole())
+    install_quiet_console()
     try:
         configs = load_project_configs(location.paths, location.working_dir)
         return Context(paths=list(configs), config=configs, gateway=location.gateway, load=load)
@@ -124,11 +122,9 @@ def open_context(loaded: LoadedConfig, project: ProjectConfig) -> Iterator[Any]:
 
 
 def _file_of(exc: BaseException) -> Path | None:
-    for candidate in (exc, exc.__cause__, exc.__context__):
-        path = getattr(candidate, "path", None) or getattr(candidate, "_path", None)
-        if path:
-            return Path(path)
-    return None
+    from dagctl_dagster.sqlmesh.internals import error_file
+
+    return error_file(exc)
 
 
 def _one_line(exc: BaseException) -> str:

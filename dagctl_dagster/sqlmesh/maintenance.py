@@ -14,7 +14,6 @@ Usable without Dagster::
 """
 
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.names import PROJECT_TAG
 from dagctl_dagster.project import single_op_job
 from dagctl_dagster.run_identity import JobKind, job_name
+from dagctl_dagster.sqlmesh import internals
 
 BACKUP_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -67,20 +67,11 @@ class StateBackup:
 
 def run_janitor(context: Any) -> JanitorReport:
     """``context.run_janitor(ignore_ttl=False)``, recording the objects it dropped."""
-    from sqlmesh.utils.date import now_timestamp
-
-    started = time.perf_counter()
-    expired = [env.name for env in context.state_sync.get_expired_environments(current_ts=now_timestamp())]
-    cleaned: list[str] = []
-    console = context.console
-    original = console.update_cleanup_progress
-    console.update_cleanup_progress = cleaned.append  # the console reports each dropped object
-    try:
-        context.run_janitor(ignore_ttl=False)
-    finally:
-        console.update_cleanup_progress = original
+    janitor = internals.run_janitor(context)
     return JanitorReport(
-        expired_environments=sorted(expired), cleaned_objects=cleaned, duration_s=time.perf_counter() - started
+        expired_environments=janitor.expired_environments,
+        cleaned_objects=janitor.cleaned_objects,
+        duration_s=janitor.duration_s,
     )
 
 

@@ -19,7 +19,7 @@ The pieces are usable without Dagster::
     with open_context(loaded, project) as context:
         planned = build_plan(context, "prod")
         print(planned.summary.total_intervals)
-        apply_plan(context, planned)
+        apply_plan(context, planned.prepared)
 """
 
 import time
@@ -35,21 +35,12 @@ from dagctl_dagster.names import PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY, PROJECT
 from dagctl_dagster.project import single_op_job
 from dagctl_dagster.run_identity import JobKind, job_name
 from dagctl_dagster.secrets import redact
+from dagctl_dagster.sqlmesh import internals
 
-ENVIRONMENT_CHANGED = "environment changed since the plan; plan again"
-
-
-class EnvironmentChangedError(Exception):
-    """Another plan was applied to the environment after this plan was built."""
-
-    def __init__(self, environment: str, planned_against: str | None, current: str | None):
-        self.environment = environment
-        self.planned_against = planned_against
-        self.current = current
-        super().__init__(
-            f"{ENVIRONMENT_CHANGED} (environment '{environment}': planned against plan "
-            f"{planned_against or '<none>'}, now at plan {current or '<none>'})"
-        )
+# Re-exported: applying a plan is the seam's (one apply_plan, for this job and a run's first plan).
+from dagctl_dagster.sqlmesh.internals import ENVIRONMENT_CHANGED as ENVIRONMENT_CHANGED
+from dagctl_dagster.sqlmesh.internals import EnvironmentChangedError as EnvironmentChangedError
+from dagctl_dagster.sqlmesh.internals import apply_plan as apply_plan
 
 
 class BackfillTooLargeError(Exception):
@@ -126,7 +117,7 @@ class PlanSummary:
 
 @dataclass
 class BuiltPlan:
-    plan: Any  # sqlmesh.core.plan.Plan
+    prepared: internals.PreparedPlan  # what apply_plan applies
     summary: PlanSummary
 
 
@@ -140,24 +131,22 @@ def build_plan(
 ) -> BuiltPlan:
     """Build (not apply) a plan of the context's project against ``environment``."""
     started = time.perf_counter()
-    plan = context.plan_builder(environment, start=start, end=end, restate_models=restate_models or None).build()
-    summary = summarize_plan(plan, environment)
+    prepared = internals.prepare_plan(context, environment, start=start, end=end, restate_models=restate_models)
+    summary = summarize_plan(prepared)
     summary.evaluation_s = time.perf_counter() - started
-    return BuiltPlan(plan=plan, summary=summary)
+    return BuiltPlan(prepared=prepared, summary=summary)
 
 
-def summarize_plan(plan: Any, environment: str) -> PlanSummary:
-    diff = plan.context_diff
-    snapshots = plan.snapshots
-    indirect = {s_id for downstream in plan.indirectly_modified.values() for s_id in downstream}
+def summarize_plan(prepared: internals.PreparedPlan) -> PlanSummary:
+    changes = internals.plan_changes(prepared)
     return PlanSummary(
-        environment=environment,
-        environment_plan_id=plan.previous_plan_id,
-        added=sorted(_model_name(snapshots[s_id]) for s_id in diff.added if s_id in snapshots),
-        removed=sorted(_model_name(info) for info in diff.removed_snapshots.values()),
-        directly_modified=_categories(snapshots[s_id] for s_id in plan.directly_modified if s_id not in diff.added),
-        indirectly_modified=_categories(snapshots[s_id] for s_id in indirect),
-        intervals={_model_name(snapshots[item.snapshot_id]): len(item.intervals) for item in plan.missing_intervals},
+        environment=prepared.environment,
+        environment_plan_id=prepared.planned_against,
+        added=changes.added,
+        removed=changes.removed,
+        directly_modified=changes.directly_modified,
+        indirectly_modified=changes.indirectly_modified,
+        intervals=changes.intervals,
     )
 
 
@@ -173,28 +162,6 @@ def check_backfill_limit(summary: PlanSummary, limit: int, *, allow_large_backfi
         )
 
 
-def apply_plan(context: Any, built: BuiltPlan) -> float:
-    """Apply a built plan; returns the seconds it took.
-
-    Raises:
-        EnvironmentChangedError: another plan reached the environment after this one was built.
-    """
-    from sqlmesh.utils.errors import ConflictingPlanError
-
-    environment = built.summary.environment
-    current = _current_plan_id(context, environment)
-    if current != built.summary.environment_plan_id:
-        raise EnvironmentChangedError(environment, built.summary.environment_plan_id, current)
-    started = time.perf_counter()
-    try:
-        context.apply(built.plan)
-    except ConflictingPlanError as exc:
-        raise EnvironmentChangedError(
-            environment, built.summary.environment_plan_id, _current_plan_id(context, environment)
-        ) from exc
-    return time.perf_counter() - started
-
-
 def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefinition:
     """The `<project>_plan` op job of one SQLMesh project."""
 
@@ -203,9 +170,7 @@ def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefini
         try:
             yield from _run_plan(context, config, loaded, project)
         except Exception as exc:
-            from dagctl_dagster.sqlmesh.internals import is_sqlmesh_error
-
-            if not is_sqlmesh_error(exc):
+            if not internals.is_sqlmesh_error(exc):
                 raise
             # SQLMesh's own reason (a refused plan, a failing unit test) in one line, no traceback.
             reason = redact(" ".join(str(exc).split()))
@@ -222,14 +187,13 @@ def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefini
 def _run_plan(
     context: dg.OpExecutionContext, config: PlanConfig, loaded: LoadedConfig, project: ProjectConfig
 ) -> Iterator[Any]:
-    from dagctl_dagster.sqlmesh.console import recording_evaluations
     from dagctl_dagster.sqlmesh.context import open_context
 
     environment = config.environment or project.environment
     apply_requested = config.auto_apply or config.approved
     with open_context(loaded, project) as sqlmesh:
         if config.environment_plan_id is not None:
-            current = _current_plan_id(sqlmesh, environment)
+            current = internals.environment_state(sqlmesh, environment).current_plan_id
             if current != config.environment_plan_id:
                 error = EnvironmentChangedError(environment, config.environment_plan_id, current)
                 raise dg.Failure(description=str(error), metadata={"environment": environment})
@@ -257,8 +221,7 @@ def _run_plan(
             raise dg.Failure(description=f"Refused to apply: {exc}", metadata=metadata) from None
         evaluated = EvaluatedIntervals()
         try:
-            with recording_evaluations(evaluated.record):
-                apply_s = apply_plan(sqlmesh, built)
+            apply_s = apply_plan(sqlmesh, built.prepared, evaluations=evaluated.record)
         except EnvironmentChangedError as exc:
             raise dg.Failure(description=str(exc), metadata=metadata) from None
         metadata.update({PLAN_APPLIED_KEY: True, "apply_s": dg.MetadataValue.float(round(apply_s, 3))})
@@ -289,7 +252,7 @@ class EvaluatedIntervals:
         translator = DagsterSQLMeshTranslator(project.name)
         for name, intervals in sorted(self.by_snapshot.items()):
             model = context.models.get(name)
-            if model is None or model.kind.is_external or model.kind.is_embedded:
+            if model is None or internals.is_external(model) or internals.is_embedded(model):
                 continue
             yield dg.AssetMaterialization(
                 asset_key=translator.get_asset_key(model),
@@ -313,26 +276,4 @@ def _as_value(summary: PlanSummary, *, applied: bool) -> dict:
         "applied": applied,
         "backfill_intervals_total": summary.total_intervals,
         "directly_modified": summary.directly_modified,
-    }
-
-
-def _current_plan_id(context: Any, environment: str) -> str | None:
-    from sqlmesh.core.environment import Environment
-
-    current = context.state_sync.get_environment(Environment.sanitize_name(environment))
-    if current is None or current.expired:
-        return None
-    return current.plan_id
-
-
-def _model_name(snapshot: Any) -> str:
-    node = getattr(snapshot, "node", None)
-    name = getattr(node, "name", None) or snapshot.name
-    return name.replace('"', "")
-
-
-def _categories(snapshots: Any) -> dict[str, str]:
-    return {
-        _model_name(snapshot): (snapshot.change_category.name.lower() if snapshot.change_category else "uncategorized")
-        for snapshot in sorted(snapshots, key=_model_name)
     }

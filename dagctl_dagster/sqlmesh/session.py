@@ -22,28 +22,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason
 from dagctl_dagster.secrets import redact, redacted_traceback
 from dagctl_dagster.sqlmesh import internals
 from dagctl_dagster.sqlmesh.context import SQLMeshLocation
+from dagctl_dagster.sqlmesh.internals import AuditOutcome
+
+if TYPE_CHECKING:
+    from sqlmesh import Context
 
 logger = logging.getLogger(__name__)
 
 CLOSE_AFTER_INTERRUPT_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class AuditOutcome:
-    name: str
-    args: dict[str, Any]
-    blocking: bool
-    failed_rows: int
-
-    @property
-    def passed(self) -> bool:
-        return self.failed_rows == 0
 
 
 class ModelStatus(enum.Enum):
@@ -87,7 +79,7 @@ class SQLMeshRunSession(RunFramework):
         self.environment = environment
         self.log = log or logger
         self.initial_plan_applied = False
-        self._context: Any = None
+        self._context: Context | None = None
         self._run: internals.ScheduledRun | None = None
         self._shared_cursor = False
         self._engine_lock = threading.Lock()
@@ -127,30 +119,30 @@ class SQLMeshRunSession(RunFramework):
 
         started = time.perf_counter()
         try:
-            self._context = load_context(self.location, load=False)
-            internals.load_custom_materializations(self._context)
+            context = self._context = load_context(self.location, load=False)
+            internals.load_custom_materializations(context)
             stop = lambda: should_stop() or self._stopping.is_set()  # noqa: E731
-            state = internals.wait_for_finalized(self._context, self.environment, should_stop=stop)
+            state = internals.wait_for_finalized(context, self.environment, should_stop=stop)
             notes: list[str] = []
             if not state.exists:
-                failure = self._apply_first_plan(stop)
+                failure = self._apply_first_plan(context, stop)
                 if failure:
                     return Preparation(error=failure)
                 notes.append(
                     f"{self.label}: environment '{self.environment}' had never been planned; applied its first plan."
                 )
-                state = internals.environment_state(self._context, self.environment)
+                state = internals.environment_state(context, self.environment)
             if stop():
                 return Preparation(error=f"{self.label}: the run was stopped before any model started")
-            self._run = internals.schedule_run(self._context, self.environment, state.plan_id or "")
+            self._run = internals.schedule_run(context, self.environment, state.plan_id or "")
             internals.execute_environment_statements(self._run, "BEFORE_ALL")
         except Exception as exc:
             return Preparation(error=f"{self.label}: {_one_line(exc)}")
-        limit, reason = self._concurrency_limit()
+        limit, reason = self._concurrency_limit(context)
         due = sum(len(b) for b in self._run.batches.values())
         notes.append(
             f"{self.label} ready in {time.perf_counter() - started:.2f}s: environment "
-            f"'{self.environment}', {len(self._run.snapshots_by_name)} snapshots, {len(self._run.batches)} "
+            f"'{self.environment}', {self._run.snapshot_count} snapshots, {len(self._run.batches)} "
             f"with {due} due batches"
         )
         return Preparation(concurrency_limit=limit, limit_reason=reason, notes=tuple(notes))
@@ -166,9 +158,9 @@ class SQLMeshRunSession(RunFramework):
                 self._preparation = self.prepare(lambda: False, lambda: True)
         return self._preparation.error
 
-    def _concurrency_limit(self) -> tuple[int, str | None]:
-        tasks = internals.concurrent_tasks(self._context)
-        self._shared_cursor = internals.shares_one_cursor(self._context)
+    def _concurrency_limit(self, context: Context) -> tuple[int, str | None]:
+        tasks = internals.concurrent_tasks(context)
+        self._shared_cursor = internals.shares_one_cursor(context)
         if self._shared_cursor:
             tasks = 1
         reason = None
@@ -180,12 +172,10 @@ class SQLMeshRunSession(RunFramework):
             )
         return tasks, reason
 
-    def _apply_first_plan(self, stop: Callable[[], bool]) -> str | None:
+    def _apply_first_plan(self, context: Context, stop: Callable[[], bool]) -> str | None:
         """Unit tests, then the plan `sqlmesh plan --auto-apply` would apply; an error or None."""
-        from dagctl_dagster.sqlmesh.console import recording_evaluations
-
-        self._context.load()
-        failed_tests = internals.run_unit_tests(self._context)
+        internals.reload_project(context)
+        failed_tests = internals.run_unit_tests(context)
         if failed_tests:
             names = "; ".join(f"{t.name}: {t.reason}" for t in failed_tests)
             return (
@@ -193,8 +183,13 @@ class SQLMeshRunSession(RunFramework):
                 f"'{self.environment}' was not planned and nothing was deployed: {names}"
             )
         try:
-            with recording_evaluations(self._record_plan_evaluation, self._record_plan_failure):
-                internals.apply_plan(self._context, self.environment, circuit_breaker=stop)
+            internals.apply_plan(
+                context,
+                internals.prepare_plan(context, self.environment, skip_tests=True),
+                circuit_breaker=stop,
+                evaluations=self._record_plan_evaluation,
+                failures=self._record_plan_failure,
+            )
         except Exception as exc:
             if not self._plan_failures:
                 raise
@@ -258,7 +253,7 @@ class SQLMeshRunSession(RunFramework):
         run = self._run
         if error or run is None:
             return ModelOutcome(model_fqn, ModelStatus.NOT_PREPARED, error=error or f"{self.label} was not prepared")
-        snapshot = run.snapshot(model_fqn)
+        snapshot = run.facts(model_fqn)
         if snapshot is None:
             return ModelOutcome(model_fqn, ModelStatus.NOT_IN_ENVIRONMENT)
         outcome = ModelOutcome(
@@ -267,7 +262,7 @@ class SQLMeshRunSession(RunFramework):
             plan_intervals=list(self._plan_evaluations.get(model_fqn, [])),
             plan_audits_failed=self._plan_audits_failed.get(model_fqn, 0),
             interval_count=self._plan_interval_counts.get(model_fqn, 0),
-            physical_table=internals.physical_table(run, snapshot) if snapshot.is_model else None,
+            physical_table=snapshot.physical_table,
             snapshot_version=snapshot.version,
         )
         started = time.perf_counter()
@@ -278,7 +273,7 @@ class SQLMeshRunSession(RunFramework):
                 outcome.status = ModelStatus.FAILED
                 outcome.error = _one_line(exc)
                 outcome.traceback = redacted_traceback(exc)
-                outcome.audits.extend(_failed_audit_outcomes(internals.audit_failures(exc)))
+                outcome.audits.extend(internals.audit_failures(exc))
         outcome.duration_s = time.perf_counter() - started
         return outcome
 
@@ -295,7 +290,7 @@ class SQLMeshRunSession(RunFramework):
                 continue
             outcome.intervals.append(result.interval)
             outcome.interval_count += result.interval_count
-            outcome.audits.extend(_audit_outcomes(result.audit_results))
+            outcome.audits.extend(result.audits)
             if result.rows_processed is not None:
                 outcome.rows_processed = (outcome.rows_processed or 0) + result.rows_processed
         if outcome.evaluated_anything:
@@ -339,26 +334,6 @@ def _bounded(close: Callable[[], None], seconds: float, log: logging.Logger, lab
     closer.join(seconds)
     if closer.is_alive():
         log.warning(f"{label}: connections did not close within {seconds:.0f}s of the interrupt; leaving them")
-
-
-def _audit_outcomes(audit_results: list[Any]) -> list[AuditOutcome]:
-    return [
-        AuditOutcome(
-            name=result.audit.name,
-            args=dict(result.audit_args or {}),
-            blocking=bool(result.blocking),
-            failed_rows=int(result.count or 0),
-        )
-        for result in audit_results
-        if not result.skipped
-    ]
-
-
-def _failed_audit_outcomes(audit_errors: list[Any]) -> list[AuditOutcome]:
-    return [
-        AuditOutcome(name=e.audit_name, args=dict(e.audit_args or {}), blocking=True, failed_rows=int(e.count))
-        for e in audit_errors
-    ]
 
 
 def _one_line(exc: BaseException) -> str:

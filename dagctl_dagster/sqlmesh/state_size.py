@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from dagctl_dagster.config import ProjectConfig
 from dagctl_dagster.sqlmesh import internals
@@ -37,20 +36,19 @@ def measure_state_size(project_dir: Path, project: ProjectConfig) -> StateSize:
     Raises whatever the database driver raises when the database cannot be reached.
     """
     config = next(iter(internals.load_project_configs([project_dir], working_dir=project_dir).values()))
-    gateway = project.gateway or config.default_gateway_name
-    connection = config.get_state_connection(gateway) or config.get_connection(gateway)
-    schema = config.get_state_schema(gateway) or DEFAULT_STATE_SCHEMA
-    if connection.type_ == "duckdb":
+    connection = internals.state_connection(config, project.gateway)
+    schema = connection.schema or DEFAULT_STATE_SCHEMA
+    if connection.backend == "duckdb":
         return _duckdb_size(connection, project_dir)
-    if connection.type_ == "postgres":
+    if connection.backend == "postgres":
         return _postgres_size(connection, schema)
     raise ValueError(
-        f"project '{project.name}': measuring a '{connection.type_}' state database is not supported "
+        f"project '{project.name}': measuring a '{connection.backend}' state database is not supported "
         "(DuckDB and PostgreSQL are)"
     )
 
 
-def _duckdb_size(connection: Any, project_dir: Path) -> StateSize:
+def _duckdb_size(connection: internals.StateConnection, project_dir: Path) -> StateSize:
     database = connection.database
     if not database or database == ":memory:":
         return StateSize("duckdb", 0, location=":memory:")
@@ -59,7 +57,7 @@ def _duckdb_size(connection: Any, project_dir: Path) -> StateSize:
     return StateSize("duckdb", sum(f.stat().st_size for f in files if f.exists()), location=str(path))
 
 
-def _postgres_size(connection: Any, schema: str) -> StateSize:
+def _postgres_size(connection: internals.StateConnection, schema: str) -> StateSize:
     import psycopg2
 
     conn = psycopg2.connect(

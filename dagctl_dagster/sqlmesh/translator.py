@@ -17,6 +17,8 @@ from typing import Any
 
 import dagster as dg
 
+from dagctl_dagster.sqlmesh import internals
+
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 _CHECK_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -26,20 +28,21 @@ class DagsterSQLMeshTranslator:
 
     Every method takes the SQLMesh ``Model`` (``sqlmesh.core.model.Model``); the default
     key is the model name without its catalog, split on dots
-    (``sqlmesh_example.full_model`` → ``["sqlmesh_example", "full_model"]``).
+    (``sqlmesh_example.full_model`` → ``["sqlmesh_example", "full_model"]``): see
+    :func:`model_asset_key`, the one rule for SQLMesh model keys.
     """
 
     def __init__(self, project_name: str | None = None):
         self.project_name = project_name
 
     def get_asset_key(self, model: Any) -> dg.AssetKey:
-        return dg.AssetKey(schema_and_table(model.fqn))
+        return model_asset_key(internals.model_fqn(model))
 
     def get_group_name(self, model: Any) -> str | None:
         """The project's name for its models; external tables it reads (``model`` external or
         None for an undeclared one) go to ``<project>_sources``, so that the project's group
         holds exactly what it builds and "Materialize all" on it works."""
-        if self.project_name and (model is None or model.kind.is_external):
+        if self.project_name and (model is None or internals.is_external(model)):
             return f"{self.project_name}_sources"
         return self.project_name
 
@@ -60,7 +63,7 @@ class DagsterSQLMeshTranslator:
 
     def get_table_name(self, model: Any) -> str:
         """The name users query: the environment's view, ``catalog.schema.table``."""
-        return ".".join(part.name for part in model.fully_qualified_table.parts)
+        return internals.table_name(model)
 
     def get_metadata(self, model: Any) -> Mapping[str, Any]:
         metadata: dict[str, Any] = {
@@ -72,12 +75,13 @@ class DagsterSQLMeshTranslator:
         schema = self.get_column_schema(model)
         if schema is not None:
             metadata["dagster/column_schema"] = schema
-        if model._path:
-            metadata["sqlmesh/file"] = str(model._path)
+        path = internals.model_file(model)
+        if path:
+            metadata["sqlmesh/file"] = str(path)
         return metadata
 
     def get_column_schema(self, model: Any) -> dg.TableSchema | None:
-        columns = model.columns_to_types or {}
+        columns = internals.column_types(model)
         if not columns:
             return None
         descriptions = getattr(model, "column_descriptions", None) or {}
@@ -97,29 +101,40 @@ class DagsterSQLMeshTranslator:
 
     def get_check_names(self, model: Any) -> dict[tuple[str, str], str]:
         """Each audit of the model (:func:`audit_identity`) → its check's name, unique per model."""
-        return {audit_identity(audit.name, args): name for audit, args, name in self._named_audits(model)}
+        return {audit_identity(audit.name, audit.args): name for audit, name in self._named_audits(model)}
 
     def get_check_specs(self, model: Any, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
         return [
             dg.AssetCheckSpec(
                 name=name,
                 asset=asset_key,
-                blocking=bool(audit.blocking),
+                blocking=audit.blocking,
                 description=f"SQLMesh audit `{audit.name}`"
-                + (f" ({render_audit_args(args)})" if args else "")
+                + (f" ({render_audit_args(audit.args)})" if audit.args else "")
                 + ("; blocking" if audit.blocking else "; non-blocking"),
             )
-            for audit, args, name in self._named_audits(model)
+            for audit, name in self._named_audits(model)
         ]
 
-    def _named_audits(self, model: Any) -> Iterator[tuple[Any, dict[str, Any], str]]:
+    def _named_audits(self, model: Any) -> Iterator[tuple[internals.ModelAudit, str]]:
         """The model's audits in order, each with its check name (a repeated name gets ``_2``...)."""
         used: set[str] = set()
-        for audit, args in audits_with_args(model):
-            yield audit, args, unique_check_name(self.get_check_name(audit.name, args), used)
+        for audit in internals.audits_with_args(model):
+            yield audit, unique_check_name(self.get_check_name(audit.name, audit.args), used)
 
 
 _QUOTED_PART = re.compile(r'"((?:[^"]|"")*)"')
+
+
+def model_asset_key(name: str) -> dg.AssetKey:
+    """The asset key of the SQLMesh model named ``name``: its schema and table, no catalog.
+
+    ``name`` is SQLMesh's FQN (``"catalog"."schema"."table"``) or a name as users write it
+    (``[catalog.]schema.table``). The one rule for SQLMesh model keys: the default
+    :meth:`DagsterSQLMeshTranslator.get_asset_key`, undeclared tables a project reads, and
+    anything that names a model by its SQLMesh name use it.
+    """
+    return dg.AssetKey(schema_and_table(name))
 
 
 def schema_and_table(fqn: str) -> list[str]:
@@ -143,11 +158,6 @@ def _type_name(data_type: Any, dialect: str | None) -> str:
     if not data_type.expressions and not data_type.args.get("nested"):
         return str(getattr(data_type.this, "value", data_type.this))
     return data_type.sql(dialect=dialect)
-
-
-def audits_with_args(model: Any) -> list[tuple[Any, dict[str, Any]]]:
-    """The model's audits in declaration order, as SQLMesh resolves them."""
-    return list(getattr(model, "audits_with_args", []) or [])
 
 
 def unique_check_name(name: str, used: set[str]) -> str:
