@@ -8,9 +8,12 @@ order, without the step thread spinning while dbt builds.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
 import inspect
 import json
 import resource
+import shutil
 import subprocess
 import textwrap
 import time
@@ -30,11 +33,21 @@ from dagctl_dagster.dbt.asset_factory import dbt_assets
 from dagctl_dagster.dbt.internals import DagctlDbtCliResource, own_dbt_executable
 
 SLEEP_SECONDS = 3
+EXAMPLE_DBT_PROJECT = Path(__file__).parent.parent / "examples" / "dbt_project"
+
+
+def test_the_installed_dagster_dbt_dbt_core_and_dbt_duckdb_are_the_tested_versions():
+    assert set(internals.TESTED_VERSIONS) == {"dagster-dbt", "dbt-core", "dbt-duckdb"}
+    assert internals.untested_versions() == {}, (
+        f"installed outside the range the dbt seam (dagctl_dagster/dbt/internals.py) was tested with: "
+        f"{internals.untested_versions()}; tested: {internals.TESTED_VERSIONS}. Run this file, check "
+        "what changed in the names it pins, then widen the TESTED_* constants."
+    )
+    assert importlib.metadata.version("dagster-dbt") == dagster_dbt.__version__
 
 
 def test_the_seam_is_pinned_to_the_installed_dagster_dbt():
     """Fails when dagster-dbt changes what the seam overrides or calls."""
-    assert ".".join(dagster_dbt.__version__.split(".")[:2]) == internals.TESTED_DAGSTER_DBT_MINOR
     assert isinstance(inspect.getattr_static(DbtCliResource, "_cli_version"), cached_property)
     assert list(inspect.signature(DbtCliResource._initialize_dbt_core_adapter).parameters) == ["self", "args"]
     cli_source = inspect.getsource(DbtCliResource.cli)
@@ -42,6 +55,46 @@ def test_the_seam_is_pinned_to_the_installed_dagster_dbt():
     assert "adapter = self._initialize_dbt_core_adapter(args)" in cli_source
     fetch = dbt_event_iterator._fetch_row_count_metadata
     assert list(inspect.signature(fetch).parameters) == ["invocation", "event"]
+    assert "adapter" in {f.name for f in dataclasses.fields(dagster_dbt.DbtCliInvocation)}
+
+
+def test_dagster_dbts_unexported_helpers_keep_their_signatures():
+    from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
+    from dagster_dbt.dbt_manifest import read_manifest_path
+
+    helper = inspect.signature(get_manifest_and_translator_from_dbt_assets)
+    assert list(helper.parameters) == ["dbt_assets"]
+    assert "tuple[collections.abc.Mapping[str, typing.Any], 'DagsterDbtTranslator'" in str(helper.return_annotation)
+    assert list(inspect.signature(read_manifest_path).parameters) == ["manifest_path"]
+
+
+def test_the_manifest_and_translator_of_dbt_assets_come_back_as_built(tmp_path):
+    project = tmp_path / "dbt_project"
+    shutil.copytree(EXAMPLE_DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
+    assets_def = dbt_assets(project, name="example", target="dev")
+
+    manifest, translator = internals.get_manifest_and_translator_from_dbt_assets(assets_def)
+
+    assert manifest["metadata"]["adapter_type"] == "duckdb"
+    model = next(props for props in manifest["nodes"].values() if props["resource_type"] == "model")
+    assert translator.get_asset_key(model) in assets_def.keys
+    manifest_path = project / "target" / "manifest.json"
+    assert internals.read_manifest(manifest_path)["metadata"] == manifest["metadata"]
+
+
+def test_dbt_cores_version_and_adapter_internals_are_where_the_seam_reads_them():
+    from dbt.adapters.base.impl import BaseAdapter
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    from dbt.adapters.duckdb.impl import DuckDBAdapter
+
+    assert internals.dbt_core_version() == importlib.metadata.version("dbt-core")
+    assert list(inspect.signature(BaseAdapter.cleanup_connections).parameters) == ["self"]
+    assert "self.connections = self.ConnectionManager(" in inspect.getsource(BaseAdapter.__init__)
+    assert DuckDBAdapter.ConnectionManager is DuckDBConnectionManager
+    assert isinstance(inspect.getattr_static(DuckDBConnectionManager, "close_all_connections"), classmethod)
+    assert DuckDBAdapter.__name__ == "DuckDBAdapter"  # is_duckdb_adapter compares the name
+    assert internals.is_duckdb_adapter(None) is False
+    internals.release_warehouse(None)  # a run without an in-process adapter has nothing to release
 
 
 def a_dbt_project(root: Path) -> str:

@@ -38,7 +38,12 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, DbtProject
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.dbt.internals import with_row_counts
+from dagctl_dagster.dbt.internals import (
+    get_manifest_and_translator_from_dbt_assets,
+    is_duckdb_adapter,
+    release_warehouse,
+    with_row_counts,
+)
 from dagctl_dagster.dbt.manifest import adapter_type, dbt_cli_resource, open_dbt_project, prepare_manifest
 from dagctl_dagster.dbt.run_results import RunResults
 from dagctl_dagster.dbt.translator import FRAMEWORK, DagctlDbtTranslator
@@ -130,9 +135,8 @@ def _freshness_of_models(
 ) -> dict[dg.AssetKey, tuple[str, int | None]]:
     """Each model's ``meta: {dagctl: {freshness: {cron: "...", grace_minutes: N}}}``."""
     from croniter import croniter
-    from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
-    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([assets_def])
+    manifest, translator = get_manifest_and_translator_from_dbt_assets(assets_def)
     found: dict[dg.AssetKey, tuple[str, int | None]] = {}
     for props in manifest.get("nodes", {}).values():
         if props.get("resource_type") != "model":
@@ -233,7 +237,7 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     try:
         yield from _node_events(context, invocation)
     finally:
-        _release_warehouse(invocation.adapter)
+        release_warehouse(invocation.adapter)
         os.chdir(working_dir)
     try:
         _raise_for_outcome(context, invocation, project_name)
@@ -247,9 +251,7 @@ def _exclusion_args(context: AssetExecutionContext) -> list[str]:
     left_out = left_out_models()
     if not left_out:
         return []
-    from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
-
-    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
+    manifest, translator = get_manifest_and_translator_from_dbt_assets(context.assets_def)
     names = sorted(
         props["name"]
         for props in manifest.get("nodes", {}).values()
@@ -276,7 +278,7 @@ def _node_events(context: AssetExecutionContext, invocation: Any) -> Iterator[An
             ):
                 yield _with_reported_rows(event, raw.raw_event, manifest)
 
-    if invocation.adapter is None or _is_duckdb(invocation.adapter):  # see run_dbt_build
+    if invocation.adapter is None or is_duckdb_adapter(invocation.adapter):  # see run_dbt_build
         yield from events()
     else:
         yield from with_row_counts(events(), invocation, threads=ROW_COUNT_THREADS)
@@ -322,25 +324,6 @@ def prune_invocation_dirs(target_path: Path, keep: int = KEEP_INVOCATION_DIRS) -
     siblings.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in siblings[keep:]:
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def _is_duckdb(adapter: Any) -> bool:
-    return type(adapter).__name__ == "DuckDBAdapter"
-
-
-def _release_warehouse(adapter: Any) -> None:
-    """Close the connections dagster-dbt's row counts opened in this process.
-
-    dbt-duckdb keeps its DuckDB instance open (``keep_open``) at class level; left open, it
-    would hold the warehouse's single-writer lock for as long as the run worker lives, and
-    the next dbt process on that file would fail.
-    """
-    if adapter is None:
-        return
-    adapter.cleanup_connections()
-    close_all = getattr(type(adapter.connections), "close_all_connections", None)
-    if close_all is not None:
-        close_all()
 
 
 def _with_reported_rows(event: Any, raw_event: Mapping[str, Any], manifest: Mapping[str, Any]) -> Any:

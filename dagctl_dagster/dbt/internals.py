@@ -1,4 +1,17 @@
-"""The only place that relies on dagster-dbt's private behaviour.
+"""The dbt seam: the only module that relies on dagster-dbt's, dbt-core's and dbt-duckdb's internals.
+
+**Public** (usable anywhere in dagctl-dagster): what ``dagster_dbt/__init__.py`` exports
+(``from X import Name as Name``; dagster-dbt has no ``__all__``), imported from ``dagster_dbt``
+itself, with the public members of those classes (``DbtCliResource.cli``,
+``DbtCliInvocation.stream_raw_events``, ``DagsterDbtTranslator.get_asset_key``, ...), and
+subclassing ``DagsterDbtTranslator`` through its public ``get_*`` hooks. **Internal**, so here:
+dagster-dbt's other modules and unexported helpers (``dagster_dbt.asset_utils``,
+``dagster_dbt.dbt_manifest``, ``dagster_dbt.core.dbt_event_iterator``), its private members,
+anything of dbt-core (``dbt.*``, whose only documented Python API, ``dbt.cli.main.dbtRunner``,
+this project does not use), and dbt's adapter objects (dbt-adapters, dbt-duckdb), which
+dagster-dbt hands out as ``DbtCliInvocation.adapter``. ``tests/test_seams.py`` fails when any
+other module reaches into them; ``tests/test_dbt_internals.py`` pins every name used here to the
+versions in :data:`TESTED_DAGSTER_DBT`, :data:`TESTED_DBT_CORE` and :data:`TESTED_DBT_DUCKDB`.
 
 Two private members of ``DbtCliResource`` run before dbt itself on every invocation:
 ``_cli_version`` starts ``dbt --version`` as a subprocess (a whole dbt import), and
@@ -7,8 +20,7 @@ uses to count rows and read columns. :class:`DagctlDbtCliResource` answers the v
 the installed distribution when the executable is this environment's own ``dbt``, and skips
 the adapter where nothing would use it. :func:`with_row_counts` replaces
 ``DbtEventIterator.fetch_row_counts``, whose ordering loop (``dagster._core.utils.imap``)
-polls without sleeping while dbt builds. :data:`TESTED_DAGSTER_DBT_MINOR` names the version
-``tests/test_dbt_internals.py`` pins.
+polls without sleeping while dbt builds.
 """
 
 from __future__ import annotations
@@ -18,18 +30,102 @@ import queue
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dagster_dbt
-from dagster_dbt import DbtCliResource, DbtProject
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from packaging import version
+from packaging.specifiers import SpecifierSet
 
-TESTED_DAGSTER_DBT_MINOR = "0.29"
+if TYPE_CHECKING:
+    from dbt.adapters.base.impl import BaseAdapter
 
-__all__ = ["TESTED_DAGSTER_DBT_MINOR", "DagctlDbtCliResource", "own_dbt_executable", "with_row_counts"]
+# The versions every name used here is pinned on (tests/test_dbt_internals.py).
+TESTED_DAGSTER_DBT = ">=0.29.27,<0.30"
+TESTED_DBT_CORE = ">=1.11.16,<1.12"
+TESTED_DBT_DUCKDB = ">=1.11.1,<1.12"
+TESTED_VERSIONS = {"dagster-dbt": TESTED_DAGSTER_DBT, "dbt-core": TESTED_DBT_CORE, "dbt-duckdb": TESTED_DBT_DUCKDB}
+
+__all__ = [
+    "TESTED_DAGSTER_DBT",
+    "TESTED_DBT_CORE",
+    "TESTED_DBT_DUCKDB",
+    "TESTED_VERSIONS",
+    "DagctlDbtCliResource",
+    "dbt_core_version",
+    "get_manifest_and_translator_from_dbt_assets",
+    "is_duckdb_adapter",
+    "own_dbt_executable",
+    "read_manifest",
+    "release_warehouse",
+    "untested_versions",
+    "with_row_counts",
+]
+
+
+def untested_versions() -> dict[str, str]:
+    """The installed distributions outside their tested range, with the installed version."""
+    found: dict[str, str] = {}
+    for distribution, tested in TESTED_VERSIONS.items():
+        try:
+            installed = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:  # dbt-duckdb is optional for other warehouses
+            continue
+        if version.parse(installed) not in SpecifierSet(tested):
+            found[distribution] = installed
+    return found
+
+
+# -- dagster-dbt's unexported helpers ------------------------------------------------------------
+
+
+def get_manifest_and_translator_from_dbt_assets(
+    assets_def: dg.AssetsDefinition,
+) -> tuple[Mapping[str, Any], DagsterDbtTranslator]:
+    """The manifest and translator a ``@dbt_assets`` definition was built with."""
+    from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets as manifest_and_translator
+
+    manifest, translator, _ = manifest_and_translator([assets_def])
+    return manifest, translator
+
+
+def read_manifest(manifest_path: Path) -> Mapping[str, Any]:
+    """``manifest.json`` as dagster-dbt reads (and caches) it."""
+    from dagster_dbt.dbt_manifest import read_manifest_path
+
+    return read_manifest_path(manifest_path.resolve())
+
+
+# -- dbt-core and its adapters -------------------------------------------------------------------
+
+
+def dbt_core_version() -> str:
+    """The dbt-core this process imports (what ``dbt --version`` reports as installed)."""
+    from dbt.version import __version__
+
+    return __version__
+
+
+def is_duckdb_adapter(adapter: BaseAdapter | None) -> bool:
+    return adapter is not None and type(adapter).__name__ == "DuckDBAdapter"
+
+
+def release_warehouse(adapter: BaseAdapter | None) -> None:
+    """Close the connections dagster-dbt's row counts opened in this process.
+
+    dbt-duckdb keeps its DuckDB instance open (``keep_open``) at class level; left open, it
+    would hold the warehouse's single-writer lock for as long as the run worker lives, and
+    the next dbt process on that file would fail.
+    """
+    if adapter is None:
+        return
+    adapter.cleanup_connections()
+    close_all = getattr(type(adapter.connections), "close_all_connections", None)
+    if close_all is not None:
+        close_all()
 
 
 def own_dbt_executable() -> Path:
@@ -127,11 +223,14 @@ def _ordered_map(items: Iterator[Any], func: Callable[[Any], Any], *, threads: i
         raise stream_error
 
 
-if ".".join(dagster_dbt.__version__.split(".")[:2]) != TESTED_DAGSTER_DBT_MINOR:  # pragma: no cover
+if _untested := untested_versions():  # pragma: no cover
     import warnings
 
     warnings.warn(
-        f"dagctl-dagster's dbt seam was tested with dagster-dbt {TESTED_DAGSTER_DBT_MINOR}.x; this is "
-        f"dagster-dbt {dagster_dbt.__version__}. Run tests/test_dbt_internals.py before relying on it.",
+        "dagctl-dagster's dbt seam was tested with "
+        + ", ".join(f"{name} {TESTED_VERSIONS[name]}" for name in _untested)
+        + "; installed: "
+        + ", ".join(f"{name} {installed}" for name, installed in _untested.items())
+        + ". Run tests/test_dbt_internals.py before relying on it.",
         stacklevel=1,
     )

@@ -34,11 +34,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from dagster_dbt import DbtProject
-from dagster_dbt.errors import DagsterDbtCliRuntimeError, DagsterDbtError
+from dagster_dbt import DagsterDbtCliRuntimeError, DagsterDbtError, DbtProject
 from filelock import FileLock
 
-from dagctl_dagster.dbt.internals import DagctlDbtCliResource, own_dbt_executable
+from dagctl_dagster.dbt.internals import DagctlDbtCliResource, dbt_core_version, own_dbt_executable, read_manifest
 from dagctl_dagster.errors import ProjectLoadError
 
 PARSE_ON_LOAD_ENV = "DAGSTER_DBT_PARSE_PROJECT_ON_LOAD"
@@ -122,9 +121,7 @@ def dbt_cli_resource(dbt_project: DbtProject, *, in_process_adapter: bool = True
 
 def adapter_type(manifest_path: Path) -> str | None:
     """The adapter the manifest was parsed for (``metadata.adapter_type``: duckdb, postgres, ...)."""
-    from dagster_dbt.dbt_manifest import read_manifest_path
-
-    return read_manifest_path(manifest_path.resolve()).get("metadata", {}).get("adapter_type")
+    return read_manifest(manifest_path).get("metadata", {}).get("adapter_type")
 
 
 def _parse(project_name: str, dbt_project: DbtProject) -> None:
@@ -149,9 +146,7 @@ def _parse(project_name: str, dbt_project: DbtProject) -> None:
 def project_fingerprint(dbt_project: DbtProject) -> str:
     """A hash of what ``dbt parse`` reads: source files, profiles, the ``env_var()`` values
     they use, the dbt version and the target."""
-    from dbt.version import __version__ as dbt_version
-
-    digest = hashlib.sha256(f"dbt {dbt_version}\0target {dbt_project.target}\0".encode())
+    digest = hashlib.sha256(f"dbt {dbt_core_version()}\0target {dbt_project.target}\0".encode())
     project_dir = dbt_project.project_dir
     files = sorted(_source_files(project_dir, skip=Path(dbt_project.target_path).parts[0]))
     profiles = Path(dbt_project.profiles_dir) / "profiles.yml"
