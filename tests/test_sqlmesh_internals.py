@@ -8,6 +8,9 @@ an upgrade changes one of them; then re-read `Context.run`, `Scheduler._run_or_a
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import importlib
 import inspect
 from pathlib import Path
 
@@ -38,6 +41,8 @@ def test_run_merged_intervals_still_decides_target_table_existence_as_internals_
         "self._dag( batched_intervals, snapshot_dag=snapshot_dag, snapshots_to_create=snapshots_to_create )" in source
     )
     assert "selected_models=selected_models" in source
+    # Scheduler.evaluate hands selected_models (in **kwargs) to the evaluator and the audits.
+    assert _source(Scheduler.evaluate).count("**kwargs, )") >= 2
     assert "runtime_stage=RuntimeStage.BEFORE_ALL" in source and "runtime_stage=RuntimeStage.AFTER_ALL" in source
 
 
@@ -143,3 +148,301 @@ def test_sqlmeshs_single_task_default_shares_one_cursor_and_more_tasks_do_not(tm
             assert internals.concurrent_tasks(context) == (tasks or 1)
         finally:
             context.close()
+
+
+# -- every internal name the seam uses, pinned -----------------------------------------------
+#
+# "module:qualified.name" → the parameters the seam passes (each must still be accepted), or
+# None for a name the seam imports as a type, class or constant.
+PINNED_CALLABLES: dict[str, list[str] | None] = {
+    "sqlmesh:Context": ["paths", "config", "gateway", "load"],
+    "sqlmesh.core:constants": None,
+    "sqlmesh.core.config:Config": None,
+    "sqlmesh.core.config:GatewayConfig": None,
+    "sqlmesh.core.config.connection:ConnectionConfig": None,
+    "sqlmesh.core.config.connection:DuckDBConnectionConfig": None,
+    "sqlmesh.core.config.loader:load_configs": ["config", "config_type", "paths"],
+    "sqlmesh.core.config:Config.get_state_connection": ["gateway_name"],
+    "sqlmesh.core.config:Config.get_connection": ["gateway_name"],
+    "sqlmesh.core.config:Config.get_state_schema": ["gateway_name"],
+    "sqlmesh.core.console:NoopConsole": None,
+    "sqlmesh.core.console:get_console": [],
+    "sqlmesh.core.console:set_console": ["console"],
+    "sqlmesh.core.console:Console.update_cleanup_progress": ["object_name"],
+    "sqlmesh.core.console:NoopConsole.log_warning": ["short_message", "long_message"],
+    "sqlmesh.core.console:NoopConsole.log_error": ["message"],
+    "sqlmesh.core.console:NoopConsole.log_failed_models": ["errors"],
+    "sqlmesh.core.console:NoopConsole.update_snapshot_evaluation_progress": [
+        "snapshot",
+        "interval",
+        "batch_idx",
+        "duration_ms",
+        "num_audits_passed",
+        "num_audits_failed",
+        "audit_only",
+        "execution_stats",
+        "auto_restatement_triggers",
+    ],
+    "sqlmesh.core.context:GenericContext.scheduler": ["environment"],
+    "sqlmesh.core.context:GenericContext.plan_builder": ["environment", "start", "end", "restate_models", "skip_tests"],
+    "sqlmesh.core.context:GenericContext.apply": ["plan", "circuit_breaker"],
+    "sqlmesh.core.context:GenericContext.test": ["stream"],
+    "sqlmesh.core.context:GenericContext.load": [],
+    "sqlmesh.core.context:GenericContext.run_janitor": ["ignore_ttl"],
+    "sqlmesh.core.context:GenericContext._load_materializations": [],
+    "sqlmesh.core.engine_adapter:EngineAdapter": None,
+    "sqlmesh.core.environment:Environment": None,
+    "sqlmesh.core.environment:Environment.sanitize_name": ["v"],
+    "sqlmesh.core.environment:EnvironmentNamingInfo": None,
+    "sqlmesh.core.environment:EnvironmentStatements": None,
+    "sqlmesh.core.environment:execute_environment_statements": [
+        "adapter",
+        "environment_statements",
+        "runtime_stage",
+        "environment_naming_info",
+        "default_catalog",
+        "snapshots",
+        "start",
+        "end",
+        "execution_time",
+        "selected_models",
+    ],
+    "sqlmesh.core.macros:RuntimeStage": None,
+    "sqlmesh.core.model:Model": None,
+    "sqlmesh.core.model.definition:AuditResult": None,
+    "sqlmesh.core.snapshot.definition:Node": None,
+    "sqlmesh.core.plan:Plan": None,
+    "sqlmesh.core.plan:PlanBuilder.build": [],
+    "sqlmesh.core.scheduler:CreateNode": None,
+    "sqlmesh.core.scheduler:EvaluateNode": None,
+    "sqlmesh.core.scheduler:SchedulingUnit": None,
+    "sqlmesh.core.scheduler:Scheduler": None,
+    "sqlmesh.core.scheduler:Scheduler.merged_missing_intervals": ["execution_time", "deployability_index"],
+    "sqlmesh.core.scheduler:Scheduler.batch_intervals": [
+        "merged_intervals",
+        "deployability_index",
+        "environment_naming_info",
+        "dag",
+    ],
+    "sqlmesh.core.scheduler:Scheduler._dag": ["batches", "snapshot_dag", "snapshots_to_create"],
+    "sqlmesh.core.scheduler:Scheduler.evaluate": [
+        "snapshot",
+        "environment_naming_info",
+        "start",
+        "end",
+        "execution_time",
+        "deployability_index",
+        "batch_index",
+        "allow_destructive_snapshots",
+        "allow_additive_snapshots",
+        "target_table_exists",
+        "kwargs",  # selected_models travels here to the evaluator and the audits
+    ],
+    "sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.evaluate": ["kwargs"],
+    "sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.get_snapshots_to_create": [
+        "target_snapshots",
+        "deployability_index",
+    ],
+    "sqlmesh.core.snapshot.evaluator:SnapshotEvaluator.create_snapshot": [
+        "snapshot",
+        "snapshots",
+        "deployability_index",
+        "allow_destructive_snapshots",
+        "allow_additive_snapshots",
+    ],
+    "sqlmesh.core.snapshot.execution_tracker:QueryExecutionTracker.get_execution_stats": ["snapshot_id_batch"],
+    "sqlmesh.core.snapshot.execution_tracker:QueryExecutionStats": None,
+    "sqlmesh.core.snapshot.definition:Interval": None,
+    "sqlmesh.core.snapshot.definition:fingerprint_from_node": ["node", "nodes", "cache"],
+    "sqlmesh.core.snapshot:DeployabilityIndex": None,
+    "sqlmesh.core.snapshot:DeployabilityIndex.all_deployable": [],
+    "sqlmesh.core.snapshot:DeployabilityIndex.create": ["snapshots"],
+    "sqlmesh.core.snapshot:DeployabilityIndex.is_deployable": ["snapshot"],
+    "sqlmesh.core.snapshot:DeployabilityIndex.is_representative": ["snapshot"],
+    "sqlmesh.core.snapshot:Snapshot": None,
+    "sqlmesh.core.snapshot:Snapshot.table_name": ["is_deployable"],
+    "sqlmesh.core.snapshot:SnapshotFingerprint": None,
+    "sqlmesh.core.snapshot:SnapshotFingerprint.to_version": [],
+    "sqlmesh.core.snapshot:SnapshotId": None,
+    "sqlmesh.core.snapshot:SnapshotIdBatch": None,
+    "sqlmesh.core.snapshot:SnapshotTableInfo": None,
+    "sqlmesh.core.snapshot:apply_auto_restatements": ["snapshots", "execution_time"],
+    "sqlmesh.core.snapshot:snapshots_to_dag": ["snapshots"],
+    "sqlmesh.core.state_sync:StateReader.get_environments_summary": [],
+    "sqlmesh.core.state_sync:StateReader.get_environment": ["environment"],
+    "sqlmesh.core.state_sync:StateReader.get_snapshots": ["snapshot_ids"],
+    "sqlmesh.core.state_sync:StateReader.get_environment_statements": ["environment"],
+    "sqlmesh.core.state_sync:StateReader.get_expired_environments": ["current_ts"],
+    "sqlmesh.core.state_sync:StateSync.refresh_snapshot_intervals": ["snapshots"],
+    "sqlmesh.core.state_sync:StateSync.add_snapshots_intervals": ["snapshots_intervals"],
+    "sqlmesh.core.state_sync:StateSync.update_auto_restatements": ["next_auto_restatement_ts"],
+    "sqlmesh.utils.concurrency:NodeExecutionFailedError": None,
+    "sqlmesh.utils.connection_pool:ConnectionPool": None,
+    "sqlmesh.utils.connection_pool:SingletonConnectionPool": None,
+    "sqlmesh.utils.connection_pool:ThreadLocalConnectionPool": None,
+    "sqlmesh.utils.connection_pool:ThreadLocalConnectionPool.close": [],
+    "sqlmesh.utils.connection_pool:ThreadLocalSharedConnectionPool": None,
+    "sqlmesh.utils.connection_pool:ThreadLocalSharedConnectionPool.close_cursor": [],
+    "sqlmesh.utils.date:now_timestamp": [],
+    "sqlmesh.utils.errors:ConflictingPlanError": None,
+    "sqlmesh.utils.errors:NodeAuditsErrors": None,
+    "sqlmesh.utils.errors:SQLMeshError": None,
+}
+
+# "module:Class" → attributes the seam reads on its objects: class members, pydantic or
+# dataclass fields, or attributes its methods set (``self.<name> = ``).
+PINNED_ATTRIBUTES: dict[str, set[str]] = {
+    "sqlmesh.core.context:GenericContext": {
+        "concurrent_tasks",
+        "config",
+        "console",
+        "models",
+        "standalone_audits",
+        "state_sync",
+        "snapshot_evaluator",
+        "_models",
+        "_snapshot_evaluator",
+        "_engine_adapter",
+        "_state_sync",
+    },
+    "sqlmesh.core.config:Config": {
+        "project",
+        "gateways",
+        "default_connection",
+        "default_test_connection_",
+        "default_gateway_name",
+        "run",
+    },
+    "sqlmesh.core.config:RunConfig": {"environment_check_interval", "environment_check_max_wait"},
+    "sqlmesh.core.config:GatewayConfig": {"connection", "state_connection", "test_connection"},
+    "sqlmesh.core.config.connection:ConnectionConfig": {"type_", "concurrent_tasks"},
+    "sqlmesh.core.config.connection:DuckDBConnectionConfig": {"database", "catalogs"},
+    "sqlmesh.core.config.connection:PostgresConnectionConfig": {"host", "port", "user", "password", "database"},
+    "sqlmesh.core.environment:EnvironmentSummary": {"name", "plan_id", "finalized_ts", "expired"},
+    "sqlmesh.core.environment:Environment": {"naming_info", "snapshots"},
+    "sqlmesh.core.environment:EnvironmentNamingInfo": {"name"},
+    "sqlmesh.core.macros:RuntimeStage": {"BEFORE_ALL", "AFTER_ALL"},
+    "sqlmesh.core.scheduler:Scheduler": {"snapshots", "snapshots_by_name", "snapshot_evaluator", "default_catalog"},
+    "sqlmesh.core.scheduler:SchedulingUnit": {"snapshot_name"},
+    "sqlmesh.core.scheduler:EvaluateNode": {"snapshot_name", "interval", "batch_index"},
+    "sqlmesh.core.scheduler:CreateNode": {"snapshot_name"},
+    "sqlmesh.core.snapshot.evaluator:SnapshotEvaluator": {"adapter", "adapters", "execution_tracker"},
+    "sqlmesh.core.snapshot.execution_tracker:QueryExecutionStats": {"total_rows_processed"},
+    "sqlmesh.core.snapshot:SnapshotIdBatch": {"snapshot_id", "batch_id"},
+    "sqlmesh.core.snapshot:Snapshot": {
+        "name",
+        "node",
+        "version",
+        "snapshot_id",
+        "is_model",
+        "is_external",
+        "intervals",
+        "name_version",
+        "next_auto_restatement_ts",
+        "change_category",
+    },
+    "sqlmesh.core.snapshot:SnapshotTableInfo": {"name"},
+    "sqlmesh.core.snapshot:SnapshotChangeCategory": {"BREAKING", "NON_BREAKING"},
+    "sqlmesh.core.plan:Plan": {
+        "context_diff",
+        "snapshots",
+        "directly_modified",
+        "indirectly_modified",
+        "missing_intervals",
+        "previous_plan_id",
+    },
+    "sqlmesh.core.plan.definition:SnapshotIntervals": {"snapshot_id", "intervals"},
+    "sqlmesh.core.context_diff:ContextDiff": {"added", "removed_snapshots"},
+    "sqlmesh.core.model:SqlModel": {
+        "fqn",
+        "name",
+        "kind",
+        "project",
+        "depends_on",
+        "fully_qualified_table",
+        "columns_to_types",
+        "audits_with_args",
+        "interval_unit",
+        "cron",
+        "cron_tz",
+        "dbt_unique_id",
+        "_path",
+    },
+    "sqlmesh.core.model.kind:_ModelKind": {"is_external", "is_embedded"},
+    "sqlmesh.core.audit:StandaloneAudit": {"fqn", "name", "project", "depends_on", "blocking"},
+    "sqlmesh.core.model.definition:AuditResult": {"audit", "audit_args", "blocking", "count", "skipped"},
+    "sqlmesh.utils.errors:AuditError": {"audit_name", "audit_args", "count"},
+    "sqlmesh.utils.errors:NodeAuditsErrors": {"errors"},
+    "sqlmesh.utils.concurrency:NodeExecutionFailedError": {"node"},
+    "sqlmesh.core.test.result:ModelTextTestResult": {"failures", "errors"},
+    "sqlmesh.core.engine_adapter:EngineAdapter": {"_connection_pool"},
+    "sqlmesh.utils.connection_pool:ThreadLocalConnectionPool": {"_thread_connections", "_thread_cursors"},
+    "sqlmesh.utils.connection_pool:SingletonConnectionPool": {"_connection", "_cursor"},
+    "sqlmesh.core.state_sync.db.facade:EngineAdapterStateSync": {"engine_adapter"},
+}
+
+
+def _resolve(spec: str) -> object:
+    module, qualified = spec.split(":")
+    found: object = importlib.import_module(module)
+    for part in qualified.split("."):
+        found = getattr(found, part)
+    return found
+
+
+@pytest.mark.parametrize("spec", sorted(PINNED_CALLABLES))
+def test_each_internal_name_the_seam_calls_exists_with_the_parameters_it_passes(spec: str):
+    target = _resolve(spec)
+    expected = PINNED_CALLABLES[spec]
+    if expected is None:
+        return
+    parameters = inspect.signature(target).parameters  # type: ignore[arg-type]
+    missing = [name for name in expected if name not in parameters]
+    assert not missing, f"{spec} no longer takes {missing}; it takes {list(parameters)}"
+
+
+def _has_attribute(kind: type, name: str) -> bool:
+    declared = [*getattr(kind, "model_fields", {}), *getattr(kind, "__dataclass_fields__", {})]
+    declared += [n for base in kind.__mro__ for n in getattr(base, "__annotations__", {})]
+    if hasattr(kind, name) or name in declared:
+        return True
+    sources = []
+    for base in kind.__mro__:
+        with contextlib.suppress(TypeError, OSError):
+            sources.append(inspect.getsource(base))
+    return any(f"self.{name} =" in source or f"self.{name}: " in source for source in sources)
+
+
+@pytest.mark.parametrize("spec", sorted(PINNED_ATTRIBUTES))
+def test_each_internal_attribute_the_seam_reads_is_still_there(spec: str):
+    kind = _resolve(spec)
+    assert isinstance(kind, type)
+    missing = sorted(name for name in PINNED_ATTRIBUTES[spec] if not _has_attribute(kind, name))
+    assert not missing, f"{spec} no longer has {missing}"
+
+
+def test_the_pins_cover_every_sqlmesh_name_the_seam_uses():
+    """A name used in the seam but pinned nowhere here fails: pin it before relying on it."""
+    from test_seams import SQLMESH_SEAM, sqlmesh_library
+
+    library = sqlmesh_library()
+    pinned_names = {spec.split(":")[1].split(".")[-1] for spec in PINNED_CALLABLES}
+    pinned_names |= {name for names in PINNED_ATTRIBUTES.values() for name in names}
+    imported: set[str] = set()
+    used: set[str] = set()
+    for path in SQLMESH_SEAM.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "sqlmesh":
+                imported.update(f"{node.module}:{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Attribute) and node.attr in library.private_names | library.internal_members:
+                used.add(node.attr)
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "setattr")
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in library.private_names | library.internal_members
+            ):
+                used.add(node.args[1].value)
+    assert imported - set(PINNED_CALLABLES) == set()
+    assert used - pinned_names == set()

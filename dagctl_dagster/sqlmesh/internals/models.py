@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from sqlglot import exp
     from sqlmesh import Context
     from sqlmesh.core.model import Model
-    from sqlmesh.core.node import Node
     from sqlmesh.core.snapshot import SnapshotFingerprint
+    from sqlmesh.core.snapshot.definition import Node
 
 ModelRole = Literal["model", "external", "embedded"]
 
