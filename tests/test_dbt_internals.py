@@ -8,6 +8,7 @@ order, without the step thread spinning while dbt builds.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib.metadata
 import inspect
@@ -221,3 +222,21 @@ def test_postgres_row_counts_arrive_in_order_without_spinning_while_dbt_builds(t
     # about that much CPU in this process meanwhile.
     assert wall >= SLEEP_SECONDS
     assert cpu < wall - SLEEP_SECONDS / 2, f"{cpu:.1f}s CPU over {wall:.1f}s"
+
+
+def test_the_pins_cover_every_internal_name_the_dbt_seam_uses():
+    """An internal import or private name in the seam that this file does not pin fails."""
+    from test_seams import DBT_SEAM, dbt_library
+
+    library = dbt_library()
+    pinned = Path(__file__).read_text()
+    used: set[str] = set()
+    for node in ast.walk(ast.parse(DBT_SEAM.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and library.owns(node.module):
+            used.update(alias.name for alias in node.names if (node.module, alias.name) not in library.public_imports)
+        elif isinstance(node, ast.Attribute) and node.attr in library.private_names | library.internal_members:
+            used.add(node.attr)
+        elif isinstance(node, ast.Constant) and node.value in library.private_names | library.internal_members:
+            used.add(node.value)
+    assert used, "the check found nothing: it no longer reads the seam"
+    assert sorted(name for name in used if name not in pinned) == []
