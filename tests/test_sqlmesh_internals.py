@@ -1,9 +1,12 @@
-"""Pins `dagctl_dagster/sqlmesh/internals.py` to the SQLMesh it was written against.
+"""Pins the SQLMesh seam (`dagctl_dagster/sqlmesh/internals/`) to the SQLMesh it was written against.
 
 The run executes SQLMesh's scheduling units itself, so it depends on SQLMesh's private
-scheduler pieces behaving as in the tested minor version. Each test here fails loudly when
-an upgrade changes one of them; then re-read `Context.run`, `Scheduler._run_or_audit` and
-`Scheduler.run_merged_intervals` and adjust internals.py.
+scheduler pieces behaving as in the tested versions (`TESTED_SQLMESH`). Each test here fails
+loudly when an upgrade changes one of them; then re-read `Context.run`,
+`Scheduler._run_or_audit` and `Scheduler.run_merged_intervals` and adjust the seam. The
+tables at the end pin every SQLMesh name the seam imports or reads (and fail when the seam
+uses one they do not list); the public-API rule is in the seam's docstring and
+`PUBLIC_CONTEXT_MEMBERS`, which the CLI test below checks against SQLMesh's own CLI.
 """
 
 from __future__ import annotations
@@ -446,3 +449,18 @@ def test_the_pins_cover_every_sqlmesh_name_the_seam_uses():
                 used.add(node.args[1].value)
     assert imported - set(PINNED_CALLABLES) == set()
     assert used - pinned_names == set()
+
+
+def test_the_public_context_members_are_those_sqlmeshs_cli_calls():
+    """The rule of the seam: SQLMesh documents its Python API as what its CLI calls."""
+    import re
+
+    import sqlmesh.cli
+    from sqlmesh import Context
+
+    cli = Path(sqlmesh.cli.__file__).parent
+    called = set()
+    for source in (cli / "main.py", cli / "__init__.py"):
+        called |= set(re.findall(r"\b(?:ctx\.obj|obj|context)\.([a-z][a-z_]*)\b", source.read_text()))
+    assert set(internals.PUBLIC_CONTEXT_MEMBERS) <= called, set(internals.PUBLIC_CONTEXT_MEMBERS) - called
+    assert all(_has_attribute(Context, name) for name in internals.PUBLIC_CONTEXT_MEMBERS)
