@@ -6,12 +6,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagctl_dagster.config import LoadedConfig, ProjectConfig, default_config_path, load_config
+from dagctl_dagster.config import LoadedConfig, default_config_path, load_config
 from dagctl_dagster.names import PROJECT_TAG
 from dagctl_dagster.project import CodeLocationContext, ProjectDefinitions
 from dagctl_dagster.run_identity import JobKind, job_name
 
-__all__ = ["build_project", "load_definitions"]
+__all__ = ["load_definitions"]
 
 
 def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
@@ -37,6 +37,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
     loaded = load_config(config_path or default_config_path())
     projects = _build_projects(loaded)
     _refuse_shared_keys(loaded, projects)
+    _declare_shared_sources_once(projects)
     location = CodeLocationContext(loaded=loaded, projects=projects)
     models_by_op = {op: model for p in projects for op, model in p.models_by_op.items()}
     _configure_process_after_load(models_by_op)
@@ -108,26 +109,23 @@ def _configure_process_after_load(models_by_op: dict[str, str]) -> None:
     register_models(models_by_op)
 
 
-def build_project(
-    loaded: LoadedConfig, project: ProjectConfig, upstream_keys: list[dg.AssetKey] | None = None
-) -> ProjectDefinitions:
-    if project.framework == "sqlmesh":
-        from dagctl_dagster.sqlmesh.asset_factory import build_sqlmesh_project
-
-        return build_sqlmesh_project(loaded, project)
-    from dagctl_dagster.dbt.asset_factory import build_dbt_project
-
-    return build_dbt_project(loaded, project, upstream_keys or [])
-
-
 def _build_projects(loaded: LoadedConfig) -> list[ProjectDefinitions]:
-    """SQLMesh projects first, so that a dbt source reading a SQLMesh model becomes an edge to
-    that model's asset; the result keeps the config's order."""
-    built = {p.name: build_project(loaded, p) for p in loaded.projects if p.framework == "sqlmesh"}
-    sqlmesh_keys = [key for project_defs in built.values() for key in project_defs.model_keys]
-    for project in loaded.projects:
-        if project.framework == "dbt":
-            built[project.name] = build_project(loaded, project, sqlmesh_keys)
+    """Projects in their plugins' build order, each seeing the model keys of the projects built
+    before it (a dbt source reading a SQLMesh model becomes an edge to that model's asset);
+    the result keeps the config's order."""
+    from dagctl_dagster.frameworks import plugin_for
+
+    built: dict[str, ProjectDefinitions] = {}
+    upstream_keys: list[dg.AssetKey] = []
+    for order in sorted({plugin_for(p.framework).build_order for p in loaded.projects}):
+        built_now = [
+            plugin_for(p.framework).build_project(loaded, p, list(upstream_keys))
+            for p in loaded.projects
+            if plugin_for(p.framework).build_order == order
+        ]
+        for project_defs in built_now:
+            built[project_defs.name] = project_defs
+            upstream_keys.extend(project_defs.model_keys)
     return [built[p.name] for p in loaded.projects]
 
 
@@ -148,3 +146,20 @@ def _refuse_shared_keys(loaded: LoadedConfig, projects: list[ProjectDefinitions]
                     "together; otherwise rename one of the models.",
                     field="projects",
                 )
+
+
+def _declare_shared_sources_once(projects: list[ProjectDefinitions]) -> None:
+    """A table several projects read is one asset: teams commonly declare the same source
+    (``raw.customers``) as an external model each. The first declaration stays; a declaration
+    of another project's model gives way to that model's asset."""
+    model_owner = {key: project_defs.name for project_defs in projects for key in project_defs.model_keys}
+    declared: set[dg.AssetKey] = set()
+    for project_defs in projects:
+        kept: list[dg.AssetsDefinition | dg.AssetSpec] = []
+        for asset in project_defs.assets:
+            if isinstance(asset, dg.AssetSpec):
+                if asset.key in declared or model_owner.get(asset.key, project_defs.name) != project_defs.name:
+                    continue
+                declared.add(asset.key)
+            kept.append(asset)
+        project_defs.assets = kept
