@@ -247,6 +247,13 @@ class ProjectConfig(_Strict):
     name: str = Field(pattern=PROJECT_NAME_PATTERN)
     framework: Literal["sqlmesh", "dbt"]
     path: str
+    location: str | None = Field(
+        default=None,
+        pattern=PROJECT_NAME_PATTERN,
+        description="The code location that serves this project when the config is served as several "
+        "(`dagctl-dagster workspace`); projects of one location load, fail and reload together. "
+        "Default: a location of its own, named after the project.",
+    )
     # SQLMesh
     gateway: str | None = None
     environment: str = "prod"

@@ -85,9 +85,22 @@ class FrameworkPlugin(abc.ABC):
         jobs with their schedules, its freshness source. ``upstream_keys``: models of projects
         built before it (lower build order) that its assets may read."""
 
+    def model_keys(self, loaded: LoadedConfig, project: ProjectConfig) -> list[dg.AssetKey]:
+        """The keys of the models ``project`` builds, for a project of another code location that
+        reads them (lineage across locations by asset key). Raises what a load of the project
+        raises."""
+        return self.build_project(loaded, project, []).model_keys
+
     @abc.abstractmethod
     def deploy_request(self, project: ProjectConfig, deploy: Deploy) -> dg.RunRequest | None:
         """The run that deploys ``project`` at a new config version; None when nothing changed."""
+
+    # Why :meth:`inseparable` groups must share a location (for the error that names them).
+    inseparable_reason: ClassVar[str] = ""
+
+    def inseparable(self, loaded: LoadedConfig) -> list[frozenset[str]]:
+        """Groups of this framework's projects that only load together (one code location)."""
+        return []
 
     @abc.abstractmethod
     def model_key(self, project: ProjectConfig, model: str) -> str:

@@ -12,6 +12,7 @@ from typing import Protocol
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
+from dagctl_dagster.locations import LocationSelection
 from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
 from dagctl_dagster.run_identity import JobKind, job_name, op_name
 
@@ -115,6 +116,8 @@ class CodeLocationContext:
 
     loaded: LoadedConfig
     projects: list[ProjectDefinitions]
+    # Which of the config's projects this location serves (the deploy sensor re-reads the file).
+    selection: LocationSelection = field(default_factory=LocationSelection)
 
 
 def single_op_job(

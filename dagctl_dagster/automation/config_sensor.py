@@ -34,6 +34,7 @@ import dagster as dg
 from dagctl_dagster.config import ConfigError, load_config
 from dagctl_dagster.frameworks import Deploy, plugin_for
 from dagctl_dagster.git import head_commit
+from dagctl_dagster.locations import LocationSelection
 from dagctl_dagster.project import CodeLocationContext
 from dagctl_dagster.run_identity import CONFIG_VERSION_SENSOR
 from dagctl_dagster.settings import sensor_default_status
@@ -77,6 +78,7 @@ def build_config_version_sensor(location: CodeLocationContext, jobs: Sequence[dg
     """The deploy sensor of a code location; ``jobs`` are the plan and deploy jobs it launches."""
     known_projects = {project_defs.name for project_defs in location.projects}
     config_path = location.loaded.path
+    selection = location.selection
 
     @dg.sensor(
         name=CONFIG_VERSION_SENSOR,
@@ -86,13 +88,16 @@ def build_config_version_sensor(location: CodeLocationContext, jobs: Sequence[dg
         description=f"Deploys every project when the version in {config_path} changes.",
     )
     def _config_version_sensor(context: dg.SensorEvaluationContext):
-        return evaluate_config_version(context, config_path, known_projects)
+        return evaluate_config_version(context, config_path, known_projects, selection)
 
     return _config_version_sensor
 
 
 def evaluate_config_version(
-    context: dg.SensorEvaluationContext, config_path, known_projects: set[str]
+    context: dg.SensorEvaluationContext,
+    config_path,
+    known_projects: set[str],
+    selection: LocationSelection | None = None,
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick of the deploy sensor (see the module docstring for the rules)."""
     cursor = DeployCursor.parse(context.cursor)
@@ -117,6 +122,8 @@ def evaluate_config_version(
     deploy = Deploy(loaded=loaded, base_commit=cursor.commit, commit=commit, log=context.log)
     run_requests: list[dg.RunRequest] = []
     for project in loaded.projects:
+        if selection is not None and not selection.serves(project):
+            continue  # another code location deploys it
         if project.name not in known_projects:
             context.log.warning(
                 f"project '{project.name}' is new in version {loaded.version}; its jobs appear once the "

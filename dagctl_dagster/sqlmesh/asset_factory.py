@@ -101,6 +101,15 @@ def build_sqlmesh_project(loaded: LoadedConfig, project: ProjectConfig) -> Proje
     )
 
 
+def sqlmesh_model_keys(loaded: LoadedConfig, project: ProjectConfig) -> list[dg.AssetKey]:
+    """The keys of the project's models, from its translation (cached when its files did not
+    change), without building Dagster assets."""
+    location = sqlmesh_location(loaded, project)
+    translator = DagsterSQLMeshTranslator(project.name)
+    translation = _cached_translation(location, project, translator)
+    return [dg.AssetKey(model.spec["key"].path) for model in translation.models if model.role == "model"]
+
+
 def _extra_checked_keys(assets: list[Any]) -> list[dg.AssetKey]:
     return [
         key.asset_key

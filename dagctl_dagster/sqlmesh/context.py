@@ -19,6 +19,7 @@ from typing import Any
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.errors import ProjectLoadError
+from dagctl_dagster.sqlmesh import FRAMEWORK
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def sqlmesh_location(loaded: LoadedConfig, project: ProjectConfig) -> SQLMeshLoc
         return single_location(project_dir, project)
     members: list[tuple[Path, str, str]] = []
     for other in loaded.projects:
-        if other.framework != "sqlmesh":
+        if other.framework != FRAMEWORK:
             continue
         other_dir = loaded.project_dir(other)
         other_name = own_name if other is project else _sqlmesh_project_name(other_dir, other)
@@ -76,6 +77,14 @@ def sqlmesh_location(loaded: LoadedConfig, project: ProjectConfig) -> SQLMeshLoc
         working_dir=Path(os.path.commonpath([str(p) for p in paths])) if len(paths) > 1 else project_dir,
         gateway=project.gateway,
         owners=tuple((sqlmesh_name, owner) for _, sqlmesh_name, owner in members),
+    )
+
+
+def multi_repository_group(loaded: LoadedConfig) -> frozenset[str]:
+    """The configured SQLMesh projects whose repositories name a SQLMesh ``project:``: they load
+    into one Context together (:func:`sqlmesh_location`)."""
+    return frozenset(
+        p.name for p in loaded.projects if p.framework == FRAMEWORK and _sqlmesh_project_name(loaded.project_dir(p), p)
     )
 
 

@@ -53,10 +53,23 @@ class SQLMeshPlugin(FrameworkPlugin):
         project_defs.state_probe = partial(measure_state_size, project_defs.project_dir, project)
         return project_defs
 
+    def model_keys(self, loaded: LoadedConfig, project: ProjectConfig) -> list[dg.AssetKey]:
+        from dagctl_dagster.sqlmesh.asset_factory import sqlmesh_model_keys
+
+        return sqlmesh_model_keys(loaded, project)
+
     def deploy_request(self, project: ProjectConfig, deploy: Deploy) -> dg.RunRequest:
         from dagctl_dagster.sqlmesh.plan import deploy_request
 
         return deploy_request(project, deploy)
+
+    inseparable_reason: ClassVar[str] = "repositories of one SQLMesh multi-repository layout load into one Context"
+
+    def inseparable(self, loaded: LoadedConfig) -> list[frozenset[str]]:
+        from dagctl_dagster.sqlmesh.context import multi_repository_group
+
+        group = multi_repository_group(loaded)
+        return [group] if len(group) > 1 else []
 
     def model_key(self, project: ProjectConfig, model: str) -> str:
         from dagctl_dagster.sqlmesh.translator import model_name_key
