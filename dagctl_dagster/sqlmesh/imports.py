@@ -1,0 +1,76 @@
+"""A SQLMesh project's own top-level Python modules while it loads, and no other project's.
+
+SQLMesh imports a project's Python files (``macros/``, ``models/``, ``signals/``,
+``materializations/``, ``config.py``) as top-level modules, with the project directory put
+first on ``sys.path`` for the duration of the load; before importing a file it drops from
+``sys.modules`` only that file's own module hierarchy (``macros``, ``macros.scaling``).
+Whatever those files import from the project (a ``helpers`` package, a ``helper.py``) stays in
+``sys.modules``, so the next project of the process that imports a module of the same name
+gets the first project's. The load is where it matters: SQLMesh then serializes what a model
+uses into the model's ``python_env`` (the project's functions as source, its constants as
+values, code from outside the project directory as an import statement), and evaluation
+executes that ``python_env`` without importing the project's modules.
+
+So each load of a project runs with the modules of the project's top-level names taken out
+of ``sys.modules`` (the project imports its own), and afterwards the process gets back the
+modules it had under those names. Loads are serialized process-wide: SQLMesh's registries of
+macros, signals and Python models are process-global too, and threads of one process (a
+run's preparation, sensors of a code server) may each load a project.
+
+The project's own modules are kept referenced after its load, out of ``sys.modules``: SQLMesh
+finds custom materializations among ``CustomMaterialization.__subclasses__()``, which holds
+its classes weakly.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+_LOAD_LOCK = threading.RLock()
+# The modules each project (by its directories) imported at its last load.
+_LOADED: dict[tuple[Path, ...], dict[str, ModuleType]] = {}
+
+
+def top_level_names(paths: Iterable[Path]) -> frozenset[str]:
+    """The module names a project's directories make importable: ``*.py`` files and directories.
+
+    Any directory counts, with or without ``__init__.py`` (a namespace package).
+    """
+    names: set[str] = set()
+    for path in paths:
+        try:
+            entries = list(path.iterdir())
+        except OSError:  # a missing directory imports nothing; SQLMesh reports it
+            continue
+        for entry in entries:
+            name = entry.stem if entry.suffix == ".py" else entry.name
+            if name.isidentifier() and (entry.suffix == ".py" or entry.is_dir()):
+                names.add(name)
+    return frozenset(names)
+
+
+@contextmanager
+def own_modules(paths: Sequence[Path]) -> Iterator[None]:
+    """``with own_modules(location.paths): ...`` around anything that imports project files."""
+    names = top_level_names(paths)
+    key = tuple(path.resolve() for path in paths)
+    with _LOAD_LOCK:
+        others = _take(names)
+        try:
+            yield
+        finally:
+            _LOADED[key] = _take(names)
+            sys.modules.update(others)
+
+
+def _take(names: frozenset[str]) -> dict[str, ModuleType]:
+    """Removes and returns every module named one of ``names`` or a submodule of one."""
+    taken = {name: module for name, module in list(sys.modules.items()) if name.partition(".")[0] in names}
+    for name in taken:
+        sys.modules.pop(name, None)
+    return taken
