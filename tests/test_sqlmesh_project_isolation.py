@@ -121,13 +121,17 @@ def test_a_location_with_both_projects_loads_and_shows_each_projects_own_code(na
 
 
 def _definitions(config: Path, work: Path) -> dict:
-    elsewhere = elsewhere_dir(work)
-    elsewhere.mkdir(parents=True, exist_ok=True)
-    result = run_command(
-        [str(VENV_BIN / "python"), str(FIDELITY_DIR / "definitions_dump.py"), str(config)], elsewhere, clean_env()
-    )
+    result = _definitions_result(config, work)
     assert result.ok, result.describe()
     return json.loads(result.output.strip().splitlines()[-1])
+
+
+def _definitions_result(config: Path, work: Path) -> CommandResult:
+    elsewhere = elsewhere_dir(work)
+    elsewhere.mkdir(parents=True, exist_ok=True)
+    return run_command(
+        [str(VENV_BIN / "python"), str(FIDELITY_DIR / "definitions_dump.py"), str(config)], elsewhere, clean_env()
+    )
 
 
 def _asset_key(snapshot_name: str) -> str:
@@ -234,3 +238,80 @@ def test_projects_loaded_at_once_in_threads_each_serialize_their_own_code(tmp_pa
     for project, env in found.items():
         imports = [payload for payload in env.values() if payload.startswith(("import ", "from "))]
         assert not [line for line in imports if "helpers" in line or "macros" in line], (project, imports)
+
+
+# --- custom materializations: found by name in the whole process ----------------------------------
+
+MATERIALIZATION = """from __future__ import annotations
+
+import typing as t
+
+from sqlmesh import CustomMaterialization, Model
+
+
+class Stamped(CustomMaterialization):
+    NAME = "stamped"
+
+    def insert(
+        self, table_name: str, query_or_df: t.Any, model: Model, is_first_insert: bool, render_kwargs: t.Any, **kwargs: t.Any
+    ) -> None:
+        self.adapter.replace_query(table_name, query_or_df)
+        self.adapter.execute(f"UPDATE {table_name} SET n = n + OFFSET")
+"""
+
+
+def _with_materializations(copy: Path, offsets: dict[str, int]) -> Path:
+    for project, offset in offsets.items():
+        (copy / project / "materializations").mkdir()
+        (copy / project / "materializations" / "stamped.py").write_text(MATERIALIZATION.replace("OFFSET", str(offset)))
+        (copy / project / "models" / "stamped.sql").write_text(
+            f"MODEL (name {project}.stamped, kind CUSTOM (materialization 'stamped'));\n\nSELECT n FROM {project}.numbers\n"
+        )
+    return copy
+
+
+@pytest.mark.timeout(600)
+def test_a_materialization_name_with_other_code_in_two_projects_is_refused_naming_both_files(tmp_path: Path):
+    """SQLMesh resolves a custom materialization by name among every class the process holds,
+    at evaluation too: both projects' models would run one project's class. Refused instead."""
+    copy = _with_materializations(prepare_copy(FIXTURE, tmp_path / "copy"), {"alpha": 1000, "beta": 2000})
+    result = _definitions_result(copy / ".dagctl" / "config.yaml", tmp_path)
+    assert not result.ok, result.describe()
+    error = (result.first_error() or "") + result.output
+    assert "project 'beta'" in error and "custom materialization 'stamped'" in error, result.describe()
+    assert str(copy / "alpha" / "materializations" / "stamped.py") in error, result.describe()
+    assert str(copy / "beta" / "materializations" / "stamped.py") in error, result.describe()
+
+
+@pytest.mark.timeout(600)
+def test_the_same_materialization_copied_into_two_projects_loads(tmp_path: Path):
+    copy = _with_materializations(prepare_copy(FIXTURE, tmp_path / "copy"), {"alpha": 1000, "beta": 1000})
+    result = _definitions_result(copy / ".dagctl" / "config.yaml", tmp_path)
+    assert result.ok, result.describe()
+    assets = json.loads(result.output.strip().splitlines()[-1])["assets"]
+    assert {"alpha/stamped", "beta/stamped"} <= set(assets)
+
+
+def test_a_load_sees_the_projects_module_and_the_process_gets_its_own_back(tmp_path: Path):
+    import sys
+    import types
+
+    from sqlmesh.utils import sys_path
+
+    from dagctl_dagster.sqlmesh.imports import own_modules, project_module
+
+    project = tmp_path / "project"
+    (project / "helpers").mkdir(parents=True)
+    (project / "helpers" / "__init__.py").write_text("VALUE = 'project'\n")
+    host = types.ModuleType("helpers")
+    host.VALUE = "host"  # type: ignore[attr-defined]
+    sys.modules["helpers"] = host
+    try:
+        with own_modules([project]), sys_path(project):
+            import helpers
+
+            assert helpers.VALUE == "project"
+        assert sys.modules["helpers"] is host
+        assert project_module([project], "helpers").VALUE == "project"
+    finally:
+        sys.modules.pop("helpers", None)

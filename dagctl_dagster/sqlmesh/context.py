@@ -109,9 +109,15 @@ def load_context(location: SQLMeshLocation, *, load: bool = True) -> Any:
     try:
         configs = load_project_configs(location.paths, location.working_dir)
         with own_modules(location.paths):
-            return Context(paths=list(configs), config=configs, gateway=location.gateway, load=load)
+            context = Context(paths=list(configs), config=configs, gateway=location.gateway, load=load)
     except Exception as exc:  # SQLMesh surfaces parse errors from sqlglot and Python errors from config.py
         raise ProjectLoadError(location.project, _one_line(exc), _file_of(exc)) from None
+    try:
+        _claim_materializations(location)
+    except ProjectLoadError:
+        context.close()
+        raise
+    return context
 
 
 def reload_project(context: Any, location: SQLMeshLocation) -> None:
@@ -120,6 +126,7 @@ def reload_project(context: Any, location: SQLMeshLocation) -> None:
 
     with own_modules(location.paths):
         context.load()
+    _claim_materializations(location)
 
 
 def load_materializations(context: Any, location: SQLMeshLocation) -> None:
@@ -129,6 +136,13 @@ def load_materializations(context: Any, location: SQLMeshLocation) -> None:
 
     with own_modules(location.paths):
         load_custom_materializations(context)
+    _claim_materializations(location)
+
+
+def _claim_materializations(location: SQLMeshLocation) -> None:
+    from dagctl_dagster.sqlmesh.materializations import claim_materializations
+
+    claim_materializations(location.project, location.paths)
 
 
 @contextlib.contextmanager

@@ -58,7 +58,7 @@ def top_level_names(paths: Iterable[Path]) -> frozenset[str]:
 def own_modules(paths: Sequence[Path]) -> Iterator[None]:
     """``with own_modules(location.paths): ...`` around anything that imports project files."""
     names = top_level_names(paths)
-    key = tuple(path.resolve() for path in paths)
+    key = _key(paths)
     with _LOAD_LOCK:
         others = _take(names)
         try:
@@ -66,6 +66,16 @@ def own_modules(paths: Sequence[Path]) -> Iterator[None]:
         finally:
             _LOADED[key] = _take(names)
             sys.modules.update(others)
+
+
+def project_module(paths: Sequence[Path], name: str) -> ModuleType | None:
+    """The module of that name the project imported at its last load (not in ``sys.modules``)."""
+    with _LOAD_LOCK:
+        return _LOADED.get(_key(paths), {}).get(name)
+
+
+def _key(paths: Sequence[Path]) -> tuple[Path, ...]:
+    return tuple(path.resolve() for path in paths)
 
 
 def _take(names: frozenset[str]) -> dict[str, ModuleType]:
