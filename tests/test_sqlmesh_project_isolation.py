@@ -315,3 +315,25 @@ def test_a_load_sees_the_projects_module_and_the_process_gets_its_own_back(tmp_p
         assert project_module([project], "helpers").VALUE == "project"
     finally:
         sys.modules.pop("helpers", None)
+
+
+def test_a_module_of_the_projects_own_directory_stays_through_its_load(tmp_path: Path):
+    """A project at the root of the repository whose code the host imports (a package beside
+    `definitions.py`) keeps that very module: a load swaps out only modules from elsewhere."""
+    import sys
+    import types
+
+    from dagctl_dagster.sqlmesh.imports import own_modules
+
+    project = tmp_path / "project"
+    (project / "platform_code").mkdir(parents=True)
+    (project / "platform_code" / "__init__.py").write_text("")
+    own = types.ModuleType("platform_code")
+    own.__file__ = str(project / "platform_code" / "__init__.py")
+    sys.modules["platform_code"] = own
+    try:
+        with own_modules([project]):
+            assert sys.modules["platform_code"] is own
+        assert sys.modules["platform_code"] is own
+    finally:
+        sys.modules.pop("platform_code", None)

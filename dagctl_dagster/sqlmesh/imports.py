@@ -11,15 +11,15 @@ uses into the model's ``python_env`` (the project's functions as source, its con
 values, code from outside the project directory as an import statement), and evaluation
 executes that ``python_env`` without importing the project's modules.
 
-So each load of a project runs with the modules of the project's top-level names taken out
-of ``sys.modules`` (the project imports its own), and afterwards the process gets back the
-modules it had under those names. Loads are serialized process-wide: SQLMesh's registries of
+So each load of a project runs with the modules of the project's top-level names that come
+from elsewhere taken out of ``sys.modules`` (the project imports its own), and afterwards the
+process gets back the modules it had under those names. Loads are serialized process-wide: SQLMesh's registries of
 macros, signals and Python models are process-global too, and threads of one process (a
 run's preparation, sensors of a code server) may each load a project.
 
-The project's own modules are kept referenced after its load, out of ``sys.modules``: SQLMesh
+The modules a load imported are kept referenced afterwards, out of ``sys.modules``: SQLMesh
 finds custom materializations among ``CustomMaterialization.__subclasses__()``, which holds
-its classes weakly.
+its classes weakly (see :mod:`dagctl_dagster.sqlmesh.materializations`).
 """
 
 from __future__ import annotations
@@ -56,15 +56,24 @@ def top_level_names(paths: Iterable[Path]) -> frozenset[str]:
 
 @contextmanager
 def own_modules(paths: Sequence[Path]) -> Iterator[None]:
-    """``with own_modules(location.paths): ...`` around anything that imports project files."""
+    """``with own_modules(location.paths): ...`` around anything that imports project files.
+
+    Modules of the project's names that come from elsewhere (another project, the host
+    application) are out of ``sys.modules`` meanwhile; those from the project's own
+    directories stay. What the load imports leaves ``sys.modules`` with it.
+    """
     names = top_level_names(paths)
     key = _key(paths)
     with _LOAD_LOCK:
-        others = _take(names)
+        before = _named(names)
+        others = {name: module for name, module in before.items() if not _imported_from(module, key)}
+        _drop(others)
         try:
             yield
         finally:
-            _LOADED[key] = _take(names)
+            imported = {name: module for name, module in _named(names).items() if before.get(name) is not module}
+            _drop(imported)
+            _LOADED[key] = imported
             sys.modules.update(others)
 
 
@@ -78,9 +87,20 @@ def _key(paths: Sequence[Path]) -> tuple[Path, ...]:
     return tuple(path.resolve() for path in paths)
 
 
-def _take(names: frozenset[str]) -> dict[str, ModuleType]:
-    """Removes and returns every module named one of ``names`` or a submodule of one."""
-    taken = {name: module for name, module in list(sys.modules.items()) if name.partition(".")[0] in names}
-    for name in taken:
+def _named(names: frozenset[str]) -> dict[str, ModuleType]:
+    """Every module in ``sys.modules`` named one of ``names`` or a submodule of one."""
+    return {name: module for name, module in list(sys.modules.items()) if name.partition(".")[0] in names}
+
+
+def _drop(modules: dict[str, ModuleType]) -> None:
+    for name in modules:
         sys.modules.pop(name, None)
-    return taken
+
+
+def _imported_from(module: ModuleType | None, roots: tuple[Path, ...]) -> bool:
+    """True for a module of the project's own files (a package: its directory)."""
+    locations = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]
+    for location in locations:
+        if location and any(Path(location).resolve().is_relative_to(root) for root in roots):
+            return True
+    return False
