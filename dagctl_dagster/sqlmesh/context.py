@@ -101,6 +101,9 @@ def _sqlmesh_project_name(project_dir: Path, project: ProjectConfig) -> str:
 def load_context(location: SQLMeshLocation, *, load: bool = True) -> Any:
     """A SQLMesh ``Context`` on the location. Close it (or use :func:`open_context`) when done.
 
+    The project's Python files import the project's own modules, whatever other projects
+    this process loaded (:mod:`dagctl_dagster.sqlmesh.imports`); so does :func:`reload_project`.
+
     Raises:
         ProjectLoadError: naming the project and, where SQLMesh says it, the file.
     """
@@ -108,14 +111,47 @@ def load_context(location: SQLMeshLocation, *, load: bool = True) -> Any:
     from sqlmesh.core.console import set_console
 
     from dagctl_dagster.sqlmesh.console import DagctlConsole
+    from dagctl_dagster.sqlmesh.imports import own_modules
     from dagctl_dagster.sqlmesh.internals import load_project_configs
 
     set_console(DagctlConsole())
     try:
         configs = load_project_configs(location.paths, location.working_dir)
-        return Context(paths=list(configs), config=configs, gateway=location.gateway, load=load)
+        with own_modules(location.paths):
+            context = Context(paths=list(configs), config=configs, gateway=location.gateway, load=load)
     except Exception as exc:  # SQLMesh surfaces parse errors from sqlglot and Python errors from config.py
         raise ProjectLoadError(location.project, _one_line(exc), _file_of(exc)) from None
+    try:
+        _claim_materializations(location)
+    except ProjectLoadError:
+        context.close()
+        raise
+    return context
+
+
+def reload_project(context: Any, location: SQLMeshLocation) -> None:
+    """``context.load()`` of a context from :func:`load_context`, with the project's own modules."""
+    from dagctl_dagster.sqlmesh.imports import own_modules
+
+    with own_modules(location.paths):
+        context.load()
+    _claim_materializations(location)
+
+
+def load_materializations(context: Any, location: SQLMeshLocation) -> None:
+    """What ``sqlmesh run`` imports of an unloaded context: its custom materializations."""
+    from dagctl_dagster.sqlmesh.imports import own_modules
+    from dagctl_dagster.sqlmesh.internals import load_custom_materializations
+
+    with own_modules(location.paths):
+        load_custom_materializations(context)
+    _claim_materializations(location)
+
+
+def _claim_materializations(location: SQLMeshLocation) -> None:
+    from dagctl_dagster.sqlmesh.materializations import claim_materializations
+
+    claim_materializations(location.project, location.paths)
 
 
 @contextlib.contextmanager
