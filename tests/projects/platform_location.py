@@ -1,7 +1,8 @@
 """One code location of many projects, as a platform team runs them: the bundled SQLMesh
 example, the `shop` and `events` SQLMesh fixtures, the two-repository SQLMesh layout
-(`repo_1` + `repo_2`, one SQLMesh project group) and the bundled dbt example twice
-(`dbt_a`, `dbt_b`, each with its own DuckDB file)."""
+(`repo_1` + `repo_2`, one SQLMesh project group), two SQLMesh projects whose top-level
+`helpers` packages share a name (`alpha`, `beta`) and the bundled dbt example twice (`dbt_a`,
+`dbt_b`, each with its own DuckDB file)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ PROJECTS: dict[str, tuple[str, Path, str]] = {
     "events": ("sqlmesh", FIDELITY / "events" / "pipelines", "sqlmesh/events"),
     "repo_1": ("sqlmesh", FIDELITY / "multi_repo" / "repo_1", "sqlmesh/multi/repo_1"),
     "repo_2": ("sqlmesh", FIDELITY / "multi_repo" / "repo_2", "sqlmesh/multi/repo_2"),
+    # two projects with a top-level `helpers` package of the same name and other content
+    "alpha": ("sqlmesh", REPO_ROOT / "tests" / "fidelity" / "same_name_packages" / "alpha", "sqlmesh/alpha"),
+    "beta": ("sqlmesh", REPO_ROOT / "tests" / "fidelity" / "same_name_packages" / "beta", "sqlmesh/beta"),
     "dbt_a": ("dbt", REPO_ROOT / "examples" / "dbt_project", "dbt/a"),
     "dbt_b": ("dbt", REPO_ROOT / "examples" / "dbt_project", "dbt/b"),
 }
