@@ -42,7 +42,6 @@ _PATTERN_HINTS = {
 }
 # The key prefix and group of the observability assets: a project may not share them.
 RESERVED_PROJECT_NAMES = frozenset({OBSERVABILITY_PREFIX, OBSERVABILITY_GROUP})
-DEFAULT_SQLMESH_SCHEDULE = "*/15 * * * *"
 DEFAULT_JANITOR_SCHEDULE = "0 2 * * 0"
 DEFAULT_STATE_BACKUP_SCHEDULE = "0 3 * * *"
 DEFAULT_CONFIG_PATH = ".dagctl/config.yaml"
@@ -248,6 +247,13 @@ class ProjectConfig(_Strict):
     name: str = Field(pattern=PROJECT_NAME_PATTERN)
     framework: Literal["sqlmesh", "dbt"]
     path: str
+    location: str | None = Field(
+        default=None,
+        pattern=PROJECT_NAME_PATTERN,
+        description="The code location that serves this project when the config is served as several "
+        "(`dagctl-dagster workspace`); projects of one location load, fail and reload together. "
+        "Default: a location of its own, named after the project.",
+    )
     # SQLMesh
     gateway: str | None = None
     environment: str = "prod"
@@ -285,19 +291,16 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _framework_fields(self) -> ProjectConfig:
-        if self.framework == "dbt" and self.gateway is not None:
-            raise ValueError("`gateway` is a SQLMesh setting; dbt projects choose a `target`")
-        if self.framework == "sqlmesh" and self.target is not None:
-            raise ValueError("`target` is a dbt setting; SQLMesh projects choose a `gateway`")
-        if self.framework == "dbt" and self.k8s.git_sync is not None:
-            raise ValueError("`k8s.git_sync` is for SQLMesh projects; dbt projects run from their image (`k8s.image`)")
+        from dagctl_dagster.frameworks import plugin_for
+
+        plugin_for(self.framework).check_config(self)
         return self
 
     @property
     def effective_schedule(self) -> str | None:
-        if self.schedule is not None:
-            return self.schedule
-        return DEFAULT_SQLMESH_SCHEDULE if self.framework == "sqlmesh" else None
+        from dagctl_dagster.frameworks import plugin_for
+
+        return self.schedule if self.schedule is not None else plugin_for(self.framework).default_schedule
 
 
 class DagctlConfig(_Strict):

@@ -23,6 +23,13 @@ FRAMEWORK_TAG = "dagctl/framework"
 SQLMESH_MODEL_TAG = "dagctl/sqlmesh_model"
 MODELS_TAG_PREFIX = "dagctl/models_"
 DURATION_TAG = "dagctl/duration_s"
+# Tags of the runs the deploy sensor launches.
+DEPLOY_VERSION_TAG = "dagctl/deploy-version"
+DEPLOY_COMMIT_TAG = "dagctl/deploy-commit"
+DEPLOY_SCOPE_TAG = "dagctl/deploy-scope"
+DEPLOY_CHANGED_FILES_TAG = "dagctl/changed-files"
+# Dagster refuses longer tag values.
+MAX_TAG_CHARS = 1000
 
 # Asset keys and group of the code location's own observability assets. They live under
 # their own prefix so that a project's key prefix and group hold exactly its models.

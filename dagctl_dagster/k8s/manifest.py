@@ -111,7 +111,7 @@ def project_container_context(project: ProjectConfig, defaults: K8sDefaults | No
 
     if k8s.image:
         container_config["image"] = k8s.image
-    if project.framework == "sqlmesh" and k8s.git_sync is not None:
+    if k8s.git_sync is not None:  # a plugin refuses it where its framework cannot use it
         volumes.append({"name": CODE_VOLUME, "empty_dir": {}})
         volume_mounts.append({"name": CODE_VOLUME, "mount_path": k8s.git_sync.mount_path})
         pod_spec_config["init_containers"] = [git_sync_init_container(k8s.git_sync, k8s.run_as_user)]

@@ -115,12 +115,12 @@ class SQLMeshRunSession(RunFramework):
         return self._preparation
 
     def _prepare(self, should_stop: Callable[[], bool]) -> Preparation:
-        from dagctl_dagster.sqlmesh.context import load_context
+        from dagctl_dagster.sqlmesh.context import load_context, load_materializations
 
         started = time.perf_counter()
         try:
             context = self._context = load_context(self.location, load=False)
-            internals.load_custom_materializations(context)
+            load_materializations(context, self.location)
             stop = lambda: should_stop() or self._stopping.is_set()  # noqa: E731
             state = internals.wait_for_finalized(context, self.environment, should_stop=stop)
             notes: list[str] = []
@@ -174,7 +174,9 @@ class SQLMeshRunSession(RunFramework):
 
     def _apply_first_plan(self, context: Context, stop: Callable[[], bool]) -> str | None:
         """Unit tests, then the plan `sqlmesh plan --auto-apply` would apply; an error or None."""
-        internals.reload_project(context)
+        from dagctl_dagster.sqlmesh.context import reload_project
+
+        reload_project(context, self.location)
         failed_tests = internals.run_unit_tests(context)
         if failed_tests:
             names = "; ".join(f"{t.name}: {t.reason}" for t in failed_tests)

@@ -57,7 +57,12 @@ from dagctl_dagster.sqlmesh.internals.environments import (
 from dagctl_dagster.sqlmesh.internals.errors import error_file, is_sqlmesh_error
 from dagctl_dagster.sqlmesh.internals.intervals import ModelIntervals, completed_intervals
 from dagctl_dagster.sqlmesh.internals.janitor import JanitorPass, run_janitor
-from dagctl_dagster.sqlmesh.internals.loading import install_quiet_console, load_custom_materializations, reload_project
+from dagctl_dagster.sqlmesh.internals.loading import (
+    custom_materializations,
+    install_quiet_console,
+    load_custom_materializations,
+    load_models,
+)
 from dagctl_dagster.sqlmesh.internals.models import (
     ModelAudit,
     ModelNode,
@@ -129,6 +134,7 @@ __all__ = [
     "column_types",
     "completed_intervals",
     "concurrent_tasks",
+    "custom_materializations",
     "environment_state",
     "error_file",
     "execute_environment_statements",
@@ -141,6 +147,7 @@ __all__ = [
     "is_sqlmesh_error",
     "is_tested_sqlmesh",
     "load_custom_materializations",
+    "load_models",
     "load_project_configs",
     "model_file",
     "model_fqn",
@@ -148,7 +155,6 @@ __all__ = [
     "prepare_plan",
     "project_nodes",
     "release_thread_connections",
-    "reload_project",
     "run_janitor",
     "run_unit_tests",
     "schedule_run",

@@ -27,7 +27,10 @@ def load_project_configs(paths: Sequence[Path], working_dir: Path) -> dict[Path,
     from sqlmesh.core.config import Config
     from sqlmesh.core.config.loader import load_configs
 
-    configs = load_configs("config", Config, list(paths))
+    from dagctl_dagster.sqlmesh.imports import own_modules
+
+    with own_modules(paths):  # a config.py may import the project's own modules
+        configs = load_configs("config", Config, list(paths))
     return {path: _with_absolute_paths(config, working_dir) for path, config in configs.items()}
 
 

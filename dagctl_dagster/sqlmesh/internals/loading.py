@@ -23,6 +23,17 @@ def load_custom_materializations(context: Context) -> None:
     context._load_materializations()
 
 
-def reload_project(context: Context) -> None:
+def custom_materializations() -> list[tuple[str, type]]:
+    """Each custom materialization class the process holds, with the name models give it:
+    SQLMesh's ``get_custom_materialization_type`` looks among these classes."""
+    from sqlmesh import CustomMaterialization
+
+    return [
+        (getattr(strategy_type, "NAME", strategy_type.__name__).lower(), strategy_type)
+        for strategy_type in CustomMaterialization.__subclasses__()
+    ]
+
+
+def load_models(context: Context) -> None:
     """Loads every model of a Context opened with ``load=False`` (what a plan needs)."""
     context.load()
