@@ -50,7 +50,9 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
     automation = build_automation(location)
 
     from dagctl_dagster.execution.pausing import build_pause_job
+    from dagctl_dagster.k8s.revision import code_revision_tags
 
+    revision_tags = code_revision_tags(loaded.root)
     assets: list = []
     jobs: list = [build_pause_job(loaded)]
     resources: dict[str, object] = {}
@@ -62,7 +64,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
                 selection=project_defs.run_selection - dg.AssetSelection.checks(*alerting.freshness_checks),
                 description=f"Runs every model of {project_defs.project.framework} project "
                 f"'{project_defs.name}' that is due.",
-                tags={PROJECT_TAG: project_defs.name},
+                tags={PROJECT_TAG: project_defs.name, **revision_tags},
                 hooks=alerting.step_hooks_for(project_defs.project),
             )
         )

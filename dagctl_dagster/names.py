@@ -23,6 +23,9 @@ FRAMEWORK_TAG = "dagctl/framework"
 SQLMESH_MODEL_TAG = "dagctl/sqlmesh_model"
 MODELS_TAG_PREFIX = "dagctl/models_"
 DURATION_TAG = "dagctl/duration_s"
+# The commit the code location was loaded from (a git-sync checkout); the run launcher has
+# the run's git-sync clone it, and the UI shows it on the run.
+CODE_REVISION_TAG = "dagctl/code_revision"
 
 # Asset keys and group of the code location's own observability assets. They live under
 # their own prefix so that a project's key prefix and group hold exactly its models.

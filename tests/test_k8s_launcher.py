@@ -66,6 +66,20 @@ def finance_run() -> None:
     evaluate()
 
 
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dg.job(tags={"dagctl/project": "analytics", "dagctl/code_revision": REVISION})
+def analytics_loaded_from_a_checkout() -> None:
+    """As load_definitions tags jobs loaded from a git-sync checkout."""
+    evaluate()
+
+
+@dg.job(tags={"dagctl/project": "analytics", "dagctl/code_revision": "main"})
+def analytics_with_a_branch_as_revision() -> None:
+    evaluate()
+
+
 @pytest.fixture
 def stub() -> Iterator[KubernetesApiStub]:
     with KubernetesApiStub() as server:
@@ -352,3 +366,19 @@ def test_dagster_cli_launches_a_load_definitions_job_through_the_launcher(exampl
         haystacks = [request.raw_body, dg.serialize_value(run), *logged]
     for value in SECRET_VALUES.values():
         assert not [text for text in haystacks if value in text]
+
+
+def test_a_run_clones_the_commit_its_code_server_loaded_and_fails_its_pod_when_it_fails(instance, stub):
+    _launch(instance, analytics_loaded_from_a_checkout)
+    [request] = _created_jobs(stub)
+    pod = request.body["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    assert {"name": "GITSYNC_REF", "value": REVISION} in init["env"]  # not the config's ref v1.2.3
+    # fail_pod_on_run_failure defaults to true: the worker exits 1 when its run fails
+    assert '"set_exit_code_on_failure": true' in pod["containers"][0]["args"][3]
+
+
+def test_a_revision_tag_that_is_not_a_commit_is_refused(instance, stub):
+    with pytest.raises(Exception, match=r"dagctl/code_revision='main', which is not a full git commit id"):
+        _launch(instance, analytics_with_a_branch_as_revision)
+    assert _created_jobs(stub) == []
