@@ -408,10 +408,18 @@ class LocalKubelet:
     def _path_map(
         self, pod: _Pod, container: dict[str, Any], volumes: dict[str, Path], stand_in: ImageStandIn | None
     ) -> PathMap:
-        prefixes: dict[str, Path] = dict(stand_in.paths) if stand_in else {}
+        mounts = container.get("volumeMounts") or []
+        # A volume hides what the image has at and below its mountPath (the git-sync emptyDir
+        # at /opt/dagster/projects hides the image's copy of the code), as in a container.
+        hidden = [m["mountPath"].rstrip("/") for m in mounts]
+        prefixes: dict[str, Path] = {
+            path: host
+            for path, host in (stand_in.paths.items() if stand_in else ())
+            if not any(path.rstrip("/") == h or path.startswith(h + "/") for h in hidden)
+        }
         if stand_in is not None and stand_in.home:
             prefixes[stand_in.home] = self._home(pod, container)
-        for mount in container.get("volumeMounts") or []:
+        for mount in mounts:
             host = volumes[mount["name"]]
             if mount.get("subPath"):
                 host = host / mount["subPath"]

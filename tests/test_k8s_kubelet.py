@@ -382,3 +382,27 @@ def test_run_as_non_root_without_a_user_is_a_create_container_config_error(clust
         "CreateContainerConfigError",
         "container has runAsNonRoot and image will run as root",
     )
+
+
+def test_a_volume_hides_what_the_image_has_below_its_mount_path(tmp_path):
+    """The git-sync emptyDir at /opt/dagster/projects hides the image's copy of the code there."""
+    app = tmp_path / "image-app"
+    (app / "code").mkdir(parents=True)
+    (app / "code" / "baked.txt").write_text("from the image")
+    image = ImageStandIn(bin_dir=Path(sys.executable).parent, workdir="/", paths={"/opt/app/code": app / "code"})
+    spec = {
+        "restartPolicy": "Never",
+        "volumes": [{"name": "checkout", "emptyDir": {}}],
+        "containers": [
+            {
+                "name": "main",
+                "image": IMAGE,
+                "args": python("import os; print(sorted(os.listdir('/opt/app')))"),
+                "volumeMounts": [{"name": "checkout", "mountPath": "/opt/app"}],
+            }
+        ],
+    }
+    with KubernetesApiStub() as stub, LocalKubelet(stub, tmp_path / "node", {IMAGE: image}) as kubelet:
+        stub.create_pod(NS, {"metadata": {"name": "hidden"}, "spec": spec})
+        kubelet.wait(NS, "hidden", 60)
+        assert kubelet.pod_log(NS, "hidden").strip() == "[]"
