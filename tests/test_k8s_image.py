@@ -9,6 +9,7 @@ the image's uid.
 
 from __future__ import annotations
 
+import importlib.metadata
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,3 +159,17 @@ def test_the_test_clusters_image_stand_in_is_the_dockerfiles_image(stages, tmp_p
     assert stand_in.env["DAGSTER_HOME"] == runtime.env()["DAGSTER_HOME"]
     # the image's copies belong to its user, as COPY --chown and the chown in the Dockerfile make them
     assert all(path.stat().st_uid == layout.IMAGE_UID for path in stand_in.paths.values())
+
+
+def test_the_chart_version_is_pinned_to_the_dagster_version_everywhere_it_is_installed():
+    """The chart's version follows the dagster package's; values and runbook install that one."""
+    assert layout.DAGSTER_CHART_VERSION == importlib.metadata.version("dagster")
+    install = f"dagster/dagster --version {layout.DAGSTER_CHART_VERSION}"
+    for path in ("docs/kubernetes.md", "helm-values/dagster-values.yaml"):
+        text = (REPO_ROOT / path).read_text()
+        commands = [
+            line
+            for line in text.splitlines()
+            if "dagster/dagster" in line and "helm" in line or "dagster/dagster --version" in line
+        ]
+        assert commands and all(install in line for line in commands), (path, commands)

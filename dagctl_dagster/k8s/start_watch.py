@@ -133,22 +133,26 @@ class StartWatcher:
 
     def _loop(self) -> None:
         while not self._stopped.wait(self._poll):
-            with self._lock:
-                pending = list(self._watched.values())
-                if not pending:
-                    self._thread = None
-                    return
-            if self._stopped.is_set():
+            if not self.poll_once():
                 return
-            for item in pending:
-                try:
-                    done = self.check(item)
-                except Exception as exc:  # a flaky API call must not end the watch of every run
-                    logger.warning("checking the pod of run %s failed (%s); trying again", item.run_id, exc)
-                    done = time.monotonic() > item.deadline
-                if done:
-                    with self._lock:
-                        self._watched.pop(item.run_id, None)
+
+    def poll_once(self) -> bool:
+        """One look at every watched run's pods; False when nothing is left to watch."""
+        with self._lock:
+            pending = list(self._watched.values())
+            if not pending or self._stopped.is_set():
+                self._thread = None
+                return False
+        for item in pending:
+            try:
+                done = self.check(item)
+            except Exception as exc:  # a flaky API call must not end the watch of every run
+                logger.warning("checking the pod of run %s failed (%s); trying again", item.run_id, exc)
+                done = time.monotonic() > item.deadline
+            if done:
+                with self._lock:
+                    self._watched.pop(item.run_id, None)
+        return True
 
     def check(self, item: _Watched) -> bool:
         """One look at the run's pods; True when the watch is over."""
