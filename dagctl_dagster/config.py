@@ -30,6 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dagctl_dagster.k8s import layout
 from dagctl_dagster.names import OBSERVABILITY_GROUP, OBSERVABILITY_PREFIX
 
 PROJECT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -85,22 +86,27 @@ class _Strict(BaseModel):
 
 
 class GitSyncConfig(_Strict):
-    """Where a Kubernetes run pod clones the project's code from (SQLMesh projects)."""
+    """Where a Kubernetes run pod clones the code location's repository from.
+
+    A run of a job ``load_definitions`` built clones the commit the code server loaded (the
+    ``dagctl/code_revision`` run tag), not ``ref``'s head; ``ref`` is what runs without that
+    tag get (code not loaded from a git-sync checkout).
+    """
 
     repository: str
     ref: str = "main"
-    image: str = "registry.k8s.io/git-sync/git-sync:v4.4.0"
+    image: str = layout.GIT_SYNC_IMAGE
     credentials_secret: str | None = Field(
         default=None,
         description="Secret with GITSYNC_USERNAME / GITSYNC_PASSWORD keys for private repositories.",
     )
     mount_path: str = Field(
-        default="/opt/dagster/projects",
+        default=layout.CODE_ROOT,
         pattern=ABSOLUTE_PATH_PATTERN,
         description="Absolute path of the emptyDir the clone lands in (git-sync's --root).",
     )
     link: str = Field(
-        default="repo",
+        default=layout.CODE_LINK,
         pattern=DIRECTORY_NAME_PATTERN,
         description="Name of the checkout under mount_path (git-sync's --link); the code location "
         "must load the project from <mount_path>/<link>, as its own git-sync sidecar does.",
@@ -134,6 +140,11 @@ class K8sDefaults(_Strict):
     resources: ResourcesConfig = ResourcesConfig(
         requests=ResourceQuantities(cpu="250m", memory="512Mi"),
         limits=ResourceQuantities(cpu="1", memory="2Gi"),
+    )
+    git_sync: GitSyncConfig | None = Field(
+        default=None,
+        description="The repository the code server is git-synced from: every project's runs clone "
+        "it (a project's own `k8s.git_sync` wins), so a run finds the definitions its code server loaded.",
     )
 
 

@@ -95,10 +95,12 @@ def _assemble(code_location: CodeLocationContext, models_by_op: dict[str, str]) 
     from dagctl_dagster.automation import build_automation
     from dagctl_dagster.execution.executor import claim_aware_executor
     from dagctl_dagster.execution.pausing import build_pause_job
+    from dagctl_dagster.k8s.revision import code_revision_tags
     from dagctl_dagster.logging import json_console_logger, json_logs_enabled
 
     alerting = build_alerting(code_location)
     automation = build_automation(code_location)
+    revision_tags = code_revision_tags(code_location.loaded.root)
     assets: list = []
     jobs: list = [build_pause_job(code_location.loaded)]
     resources: dict[str, object] = {}
@@ -110,7 +112,7 @@ def _assemble(code_location: CodeLocationContext, models_by_op: dict[str, str]) 
                 selection=project_defs.run_selection - dg.AssetSelection.checks(*alerting.freshness_checks),
                 description=f"Runs every model of {project_defs.project.framework} project "
                 f"'{project_defs.name}' that is due.",
-                tags={PROJECT_TAG: project_defs.name},
+                tags={PROJECT_TAG: project_defs.name, **revision_tags},
                 hooks=alerting.step_hooks_for(project_defs.project),
             )
         )

@@ -121,20 +121,28 @@ class CodeLocationContext:
 
 
 def single_op_job(
-    kind: JobKind, op_fn: Callable[..., object], project: ProjectConfig, description: str, **op_kwargs: object
+    kind: JobKind,
+    op_fn: Callable[..., object],
+    loaded: LoadedConfig,
+    project: ProjectConfig,
+    description: str,
+    **op_kwargs: object,
 ) -> dg.JobDefinition:
     """A one-op maintenance job (plan, deploy, janitor, backup) of a project.
 
     The job is ``<project>_<kind>`` and its op ``<project>_<kind>_op`` (:mod:`run_identity`):
-    op names are unique in a repository, so every project's op carries the project. These
-    jobs run in process: one op gains nothing from the claim-aware executor.
+    op names are unique in a repository, so every project's op carries the project. Its runs
+    carry the commit the code was loaded from, as run jobs do (:mod:`dagctl_dagster.k8s.revision`).
+    These jobs run in process: one op gains nothing from the claim-aware executor.
     """
+    from dagctl_dagster.k8s.revision import code_revision_tags
+
     op = dg.op(name=op_name(project, kind), tags={PROJECT_TAG: project.name}, **op_kwargs)(op_fn)  # type: ignore[call-overload]
 
     @dg.job(
         name=job_name(project, kind),
         description=f"{description} (project '{project.name}')",
-        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework},
+        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework, **code_revision_tags(loaded.root)},
         executor_def=dg.in_process_executor,
     )
     def _job():

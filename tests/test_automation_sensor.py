@@ -71,7 +71,10 @@ def repo(tmp_path: Path) -> Path:
 def _sensor(repo: Path) -> dg.SensorDefinition:
     loaded = load_config(repo / ".dagctl" / "config.yaml")
     projects = [ProjectDefinitions(project=p, project_dir=loaded.project_dir(p)) for p in loaded.projects]
-    jobs = [build_plan_job(loaded, p) if p.framework == "sqlmesh" else build_dbt_deploy_job(p) for p in loaded.projects]
+    jobs = [
+        build_plan_job(loaded, p) if p.framework == "sqlmesh" else build_dbt_deploy_job(loaded, p)
+        for p in loaded.projects
+    ]
     return build_config_version_sensor(CodeLocationContext(loaded=loaded, projects=projects), jobs)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from dagctl_dagster.config import ProjectConfig
+from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.frameworks import Deploy
 from dagctl_dagster.names import DEPLOY_CHANGED_FILES_TAG, DEPLOY_SCOPE_TAG, MAX_TAG_CHARS
 from dagctl_dagster.project import single_op_job
@@ -37,7 +37,7 @@ class DbtDeployConfig(dg.Config):
     )
 
 
-def build_dbt_deploy_job(project: ProjectConfig) -> dg.JobDefinition:
+def build_dbt_deploy_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefinition:
     """The `<project>_deploy` op job of one dbt project."""
     from dagctl_dagster.dbt.asset_factory import resource_key
 
@@ -50,6 +50,7 @@ def build_dbt_deploy_job(project: ProjectConfig) -> dg.JobDefinition:
     return single_op_job(
         JobKind.DEPLOY,
         dbt_deploy_op,
+        loaded,
         project,
         f"Builds what a deploy of dbt project '{project.name}' changed (dbt build --select).",
         required_resource_keys={dbt_resource_key},

@@ -30,8 +30,6 @@ class DbtPlugin(FrameworkPlugin):
     def check_config(self, project: ProjectConfig) -> None:
         if project.gateway is not None:
             raise ValueError("`gateway` is a SQLMesh setting; dbt projects choose a `target`")
-        if project.k8s.git_sync is not None:
-            raise ValueError("`k8s.git_sync` is for SQLMesh projects; dbt projects run from their image (`k8s.image`)")
 
     def build_project(
         self, loaded: LoadedConfig, project: ProjectConfig, upstream_keys: Sequence[dg.AssetKey]
@@ -40,7 +38,7 @@ class DbtPlugin(FrameworkPlugin):
         from dagctl_dagster.dbt.deploy import build_dbt_deploy_job
 
         project_defs = build_dbt_project(loaded, project, upstream_keys)
-        deploy_job = build_dbt_deploy_job(project)
+        deploy_job = build_dbt_deploy_job(loaded, project)
         project_defs.deploy_job = deploy_job
         project_defs.jobs = [deploy_job]
         return project_defs

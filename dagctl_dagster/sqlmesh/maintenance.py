@@ -139,7 +139,9 @@ def build_janitor_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDef
         )
         return dg.Output(len(report.cleaned_objects), metadata=report.metadata())
 
-    return single_op_job(JobKind.JANITOR, janitor_op, project, "Removes expired SQLMesh environments and snapshots.")
+    return single_op_job(
+        JobKind.JANITOR, janitor_op, loaded, project, "Removes expired SQLMesh environments and snapshots."
+    )
 
 
 def build_state_backup_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefinition:
@@ -157,7 +159,9 @@ def build_state_backup_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.J
         )
         return dg.Output(str(backup.path), metadata=backup.metadata())
 
-    return single_op_job(JobKind.STATE_BACKUP, state_backup_op, project, f"Exports SQLMesh state to {directory}.")
+    return single_op_job(
+        JobKind.STATE_BACKUP, state_backup_op, loaded, project, f"Exports SQLMesh state to {directory}."
+    )
 
 
 def build_maintenance_schedules(config: DagctlConfig, project: ProjectConfig) -> list[dg.ScheduleDefinition]:

@@ -177,7 +177,7 @@ def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefini
             raise dg.Failure(description=f"SQLMesh project '{project.name}': {reason}") from None
 
     return single_op_job(
-        JobKind.PLAN, plan_op, project, "Plans a SQLMesh project against an environment; applies on request."
+        JobKind.PLAN, plan_op, loaded, project, "Plans a SQLMesh project against an environment; applies on request."
     )
 
 
