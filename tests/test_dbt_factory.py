@@ -114,7 +114,7 @@ def test_every_model_and_seed_is_an_asset_with_dbt_lineage(built):
     assert assets_def.op.name == OP_NAME
     assert assets_def.op.tags[PROJECT_TAG] == PROJECT
     assert assets_def.op.tags[FRAMEWORK_TAG] == "dbt"
-    assert set(project_defs.resources) == {f"dbt_{PROJECT}"}
+    assert set(project_defs.resources) == {f"{PROJECT}_dbt"}
 
 
 @pytest.mark.timeout(600)
@@ -385,5 +385,5 @@ def test_load_definitions_serves_the_dbt_project_with_its_run_job(built, monkeyp
     job = defs.resolve_job_def(f"{PROJECT}_run")
     assert set(job.asset_layer.selected_asset_keys) == {key(n) for n in MODEL_NAMES}
     assert job.executor_def.name == "claim_aware"
-    assert isinstance(defs.resources[f"dbt_{PROJECT}"], DbtCliResource)
+    assert isinstance(defs.resources[f"{PROJECT}_dbt"], DbtCliResource)
     assert defs.resolve_assets_def(key("orders")).op.name == OP_NAME
