@@ -68,7 +68,8 @@ PLAN_ENVIRONMENT_KEY = "environment"
 
 
 # Failure metadata of a step that did not evaluate its model for a reason other than the
-# model failing: the summary counts it as not run (and the run is not green).
+# model failing, as the UI and the event log show it. In the run worker the reason travels as
+# a typed value (execution/not_run.py), which the summary and the hooks read.
 NOT_RUN_REASON_KEY = "dagctl/not_run_reason"
 
 

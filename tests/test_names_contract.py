@@ -15,12 +15,13 @@ from dagster import DagsterInstance
 from projects import executor_jobs
 
 from dagctl_dagster import names
-from dagctl_dagster.alerts import hooks, rules
+from dagctl_dagster.alerts import rules
 from dagctl_dagster.alerts.run_summary import summarize_run
 from dagctl_dagster.alerts.tiered import plan_outcome
 from dagctl_dagster.config import load_config
 from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
-from dagctl_dagster.execution.framework import RunFramework
+from dagctl_dagster.execution.framework import RunFramework, StepGrant
+from dagctl_dagster.execution.not_run import NotRunLedger
 from dagctl_dagster.names import ExecutorSummary, NotRunReason
 from dagctl_dagster.run_identity import JobKind, op_name
 from dagctl_dagster.sqlmesh.asset_factory import _raise_unless_done
@@ -127,20 +128,25 @@ def test_every_not_run_reason_is_counted_in_the_summary_and_read_back():
 
 @pytest.mark.parametrize("status", list(ModelStatus), ids=lambda status: status.value)
 def test_each_model_status_is_done_or_a_failure_the_alerts_can_classify(status: ModelStatus, example_repo: Path):
-    """What the SQLMesh session reports, the asset factory turns into success or a typed failure."""
+    """What the SQLMesh session reports, the asset factory turns into success, a model failure,
+    or a failure recorded as not run with a typed reason (which the executor and hooks read)."""
     project = load_config(example_repo / ".dagctl" / "config.yaml").config.project("sqlmesh_example")
     outcome = ModelOutcome("db.model", status, error="boom")
+    grant = StepGrant("sqlmesh_example__db__model", NotRunLedger())
     if status in DONE:
-        _raise_unless_done(outcome, "db.model", project)
+        _raise_unless_done(outcome, "db.model", project, grant)
+        assert grant.ledger.of(grant.step_key) is None
         return
     with pytest.raises(dg.Failure) as failure:
-        _raise_unless_done(outcome, "db.model", project)
+        _raise_unless_done(outcome, "db.model", project, grant)
         pytest.fail(f"model status {status.value} is neither done nor a failure")
-    reason = hooks.not_run_reason(failure.value)
+    not_run = grant.ledger.of(grant.step_key)
     if status is ModelStatus.FAILED:
-        assert reason is None, "a failed model is a failure, not a model left unrun"
+        assert not_run is None, "a failed model is a failure, not a model left unrun"
     else:
-        assert reason in {r.value for r in NotRunReason}, f"{status.value} fails with no reason the executor reads"
+        assert not_run is not None, f"{status.value} fails with no reason the executor reads"
+        assert not_run.reason in set(NotRunReason)
+        assert failure.value.description == not_run.message, "the step's failure shows why it did not run"
 
 
 @pytest.mark.timeout(240)

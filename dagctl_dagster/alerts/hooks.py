@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 import dagster as dg
 from dagster_slack import slack_on_failure
 
 from dagctl_dagster.alerts.messages import StepFailure, step_failure_text
-from dagctl_dagster.names import FAILED_MODELS_KEY, NOT_RUN_REASON_KEY, SQLMESH_MODEL_TAG, failure_hook_name
+from dagctl_dagster.execution.not_run import NotRun, NotRunLedger
+from dagctl_dagster.names import FAILED_MODELS_KEY, SQLMESH_MODEL_TAG, failure_hook_name
 
 logger = logging.getLogger("dagctl_dagster.alerts")
 
@@ -51,7 +51,7 @@ def model_failure_hook(project: str, channel: str | None, models_by_op: Mapping[
     def _on_model_failure(context: dg.HookContext) -> None:
         # A step that did not evaluate its model (not in the environment, the project's first
         # plan failed elsewhere, a lost claim) is no model failure: the run's own alert says why.
-        if not_run_reason(context.op_exception) is None:
+        if not_run_of(context) is None:
             hook.decorated_fn(context)
 
     return _on_model_failure
@@ -66,11 +66,9 @@ def model_of_step(context: dg.HookContext, models_by_op: Mapping[str, str]) -> s
     return models_by_op.get(op_name) or context.op.tags.get(SQLMESH_MODEL_TAG) or op_name
 
 
-def not_run_reason(exc: BaseException | None) -> str | None:
-    if not isinstance(exc, dg.Failure):
-        return None
-    value: Any = exc.metadata.get(NOT_RUN_REASON_KEY)
-    return getattr(value, "value", value)
+def not_run_of(context: dg.HookContext) -> NotRun | None:
+    """Why the step ran nothing, when it recorded that it did not run (it failed for it)."""
+    return NotRunLedger.find(context.run_id, context.step_key)
 
 
 def failed_models(exc: BaseException | None) -> list[str]:

@@ -35,7 +35,7 @@ from typing import Any
 import dagster as dg
 import dagster_dbt
 from dagster import AssetExecutionContext
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.dbt.freshness import dbt_freshness
@@ -45,12 +45,21 @@ from dagctl_dagster.dbt.internals import (
     release_warehouse,
     with_row_counts,
 )
-from dagctl_dagster.dbt.manifest import adapter_type, dbt_cli_resource, open_dbt_project, prepare_manifest
+from dagctl_dagster.dbt.manifest import adapter_type, open_dbt_project, prepare_manifest
 from dagctl_dagster.dbt.run_results import RunResults
+from dagctl_dagster.dbt.session import DbtRunSession
 from dagctl_dagster.dbt.translator import FRAMEWORK, DagctlDbtTranslator
 from dagctl_dagster.errors import ProjectLoadError
-from dagctl_dagster.execution.framework import left_out_models
-from dagctl_dagster.names import FAILED_MODELS_KEY, FRAMEWORK_TAG, PROJECT_TAG, ROW_COUNT_KEY, SKIPPED_MODELS_KEY
+from dagctl_dagster.execution.framework import StepGrant
+from dagctl_dagster.execution.not_run import NotRun
+from dagctl_dagster.names import (
+    FAILED_MODELS_KEY,
+    FRAMEWORK_TAG,
+    PROJECT_TAG,
+    ROW_COUNT_KEY,
+    SKIPPED_MODELS_KEY,
+    NotRunReason,
+)
 from dagctl_dagster.project import ProjectDefinitions
 from dagctl_dagster.run_identity import framework_resource_key, project_op_name
 from dagctl_dagster.secrets import redact
@@ -177,7 +186,7 @@ def max_concurrent_models(environ: Mapping[str, str] | None = None) -> int:
 class _BuiltProject:
     assets_def: dg.AssetsDefinition
     resource_key: str
-    resource: DbtCliResource
+    resource: DbtRunSession
 
 
 def _build(
@@ -194,7 +203,9 @@ def _build(
     except (dg.DagsterError, ValueError, KeyError) as exc:
         raise ProjectLoadError(project.name, f"{type(exc).__name__}: {exc}", manifest_path) from exc
     counts_rows = adapter_type(manifest_path) != DUCKDB_ADAPTER
-    return _BuiltProject(assets_def, key, dbt_cli_resource(dbt_project, in_process_adapter=counts_rows))
+    return _BuiltProject(
+        assets_def, key, DbtRunSession.of_project(project.name, dbt_project, in_process_adapter=counts_rows)
+    )
 
 
 def _define_assets(
@@ -216,14 +227,19 @@ def _define_assets(
         required_resource_keys={dbt_resource_key},
     )
     def _dbt_build(context) -> Iterator[Any]:  # no hint: dagster cannot resolve postponed ones here
-        dbt: DbtCliResource = getattr(context.resources, dbt_resource_key)
+        dbt: DbtRunSession = getattr(context.resources, dbt_resource_key)
         yield from run_dbt_build(context, dbt, project_name)
 
     return _dbt_build
 
 
-def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_name: str) -> Iterator[Any]:
+def run_dbt_build(context: AssetExecutionContext, dbt: DbtRunSession, project_name: str) -> Iterator[Any]:
     """``dbt build`` of the selected nodes; each node's events reach Dagster as dbt reports it.
+
+    ``--threads`` is the run's bound on concurrent steps (the executor's ``max_concurrent``,
+    else ``MAX_CONCURRENT_MODELS``); the models the run leaves out, and their downstream, are
+    excluded (see :mod:`dagctl_dagster.dbt.session`). Terminating the run stops dbt, and the
+    step fails as stopped.
 
     dagster-dbt turns each structured log line of dbt into outputs and check results as it
     arrives. Row counts (``dagster/row_count``) come from dagster-dbt's count query, which
@@ -233,27 +249,53 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, project_n
     tables carry none. After dbt exits, ``run_results.json`` says which nodes failed and
     which were skipped because of them.
     """
-    threads = max_concurrent_models()
+    grant = dbt.grant_of(context)
+    threads = dbt.max_concurrent or max_concurrent_models()
+    _raise_unless_startable(dbt, grant, project_name)
     working_dir = os.getcwd()
-    args = ["build", "--threads", str(threads), *_exclusion_args(context)]
+    args = ["build", "--threads", str(threads), *_exclusion_args(context, grant.left_out)]
     invocation = dbt.cli(args, context=context, raise_on_error=False)
     # dagster-dbt's row-count queries each `pushd` into the project; interleaved, they can
     # leave the whole run worker in it; chdir back regardless.
+    with dbt.stoppable(invocation) as stop:
+        try:
+            yield from _node_events(context, invocation)
+        finally:
+            release_warehouse(invocation.adapter)
+            os.chdir(working_dir)
     try:
-        yield from _node_events(context, invocation)
-    finally:
-        release_warehouse(invocation.adapter)
-        os.chdir(working_dir)
-    try:
+        if stop.stopped:
+            raise grant.not_run(
+                NotRun(
+                    NotRunReason.RUN_STOPPED,
+                    f"dbt build of project '{project_name}': the run was terminated, so dbt was stopped "
+                    "before it finished; the models it had not reported built were not built.",
+                )
+            )
         _raise_for_outcome(context, invocation, project_name)
     finally:
         prune_invocation_dirs(invocation.target_path)
 
 
-def _exclusion_args(context: AssetExecutionContext) -> list[str]:
+def _raise_unless_startable(dbt: DbtRunSession, grant: StepGrant, project_name: str) -> None:
+    """No dbt process for a run that is stopping or no longer holds the build's claims."""
+    if dbt.stopping:
+        raise grant.not_run(
+            NotRun(NotRunReason.RUN_STOPPED, f"dbt build of project '{project_name}': the run was terminated first.")
+        )
+    if not grant.holds_claims():
+        raise grant.not_run(
+            NotRun(
+                NotRunReason.CLAIM_LOST,
+                f"dbt build of project '{project_name}': this run no longer holds the claims of its models "
+                "(released, or their leases expired while the run could not renew them); dbt did not start.",
+            )
+        )
+
+
+def _exclusion_args(context: AssetExecutionContext, left_out: Mapping[str, str]) -> list[str]:
     """``--exclude m+ ...`` for the models the executor leaves out of this run (claimed by
     another live run, or paused): dbt then builds neither them nor anything downstream."""
-    left_out = left_out_models()
     if not left_out:
         return []
     manifest, translator = get_manifest_and_translator_from_dbt_assets(context.assets_def)

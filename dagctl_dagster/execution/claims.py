@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
@@ -112,7 +112,10 @@ class ClaimResult:
     held: dict[str, Claim]
 
 
-def _database_operation(method: Callable) -> Callable:
+_Operation = TypeVar("_Operation", bound=Callable[..., Any])
+
+
+def _database_operation(method: _Operation) -> _Operation:
     """Run a store operation; retry what is safe to retry; name the store in errors.
 
     Every operation is idempotent (a re-claim by the same run only renews), so re-running
@@ -121,7 +124,7 @@ def _database_operation(method: Callable) -> Callable:
     """
 
     @functools.wraps(method)
-    def wrapper(self: ClaimStore, *args, **kwargs):
+    def wrapper(self: ClaimStore, *args: Any, **kwargs: Any) -> Any:
         for attempt in range(_ATTEMPTS):
             try:
                 return method(self, *args, **kwargs)
@@ -135,7 +138,7 @@ def _database_operation(method: Callable) -> Callable:
                 raise
         raise AssertionError("unreachable")
 
-    return wrapper
+    return cast(_Operation, wrapper)
 
 
 class ClaimStore:
@@ -489,7 +492,7 @@ class ClaimStore:
         # pysqlite's own implicit BEGIN is deferred; take the write lock up front instead, so
         # a transaction never fails half-way trying to upgrade a read lock (SQLAlchemy's recipe).
         @sa.event.listens_for(engine, "connect")
-        def _disable_pysqlite_begin(dbapi_connection, _record):
+        def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None
             # Write-ahead log: a commit appends to the log without syncing the disk, where the
             # default rollback journal syncs several times per commit, and a run commits before
@@ -500,7 +503,7 @@ class ClaimStore:
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
         @sa.event.listens_for(engine, "begin")
-        def _begin_immediate(conn):
+        def _begin_immediate(conn: sa.Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
@@ -574,7 +577,7 @@ class _Watchdog:
         self._timer.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         # Under the lock, so the socket is never shut after the connection went back to the pool.
         with self._lock:
             self._done = True
@@ -712,7 +715,7 @@ class LeaseHeartbeat:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         if self._thread is not None:
             # A renew in flight finishes first; it is bounded by the statement and busy timeouts.

@@ -20,6 +20,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dagctl_dagster.execution.claims import ClaimStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -127,7 +131,7 @@ def _run_statuses(run_ids: set[str]) -> dict[str, str]:
     return statuses
 
 
-def _open_store(url: str | None):
+def _open_store(url: str | None) -> ClaimStore:
     from dagctl_dagster.execution.claims import ClaimStore
 
     return ClaimStore(url) if url else ClaimStore.from_environment()

@@ -14,9 +14,9 @@ import collections
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from dagster._core.errors import DagsterExecutionInterruptedError, HookExecutionError, user_code_error_boundary
@@ -40,6 +40,9 @@ from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
 
 from dagctl_dagster.secrets import redact, redact_value
+
+if TYPE_CHECKING:
+    from dagctl_dagster.execution.framework import OpContext
 
 TESTED_DAGSTER_MINOR = "1.13"
 
@@ -72,15 +75,19 @@ __all__ = [
     "step_events",
     "step_skipped",
     "step_failed",
-    "failure_metadata",
-    "mark_unyielded_outputs_produced",
+    "PlanRun",
+    "step_key_of",
+    "run_and_step_of_op",
+    "step_tags",
     "keep_sqlite_event_connections_open",
     "storage_connections_held_open",
 ]
 
 
 def run_with_execution_context(
-    plan_context: PlanOrchestrationContext, executor: Executor, iterator: Any
+    plan_context: PlanOrchestrationContext,
+    executor: Executor,
+    iterator: Callable[[PlanExecutionContext, ExecutionPlan], Iterator[DagsterEvent]],
 ) -> Iterator[DagsterEvent]:
     """Build the run's execution context (resources initialised once) and run ``iterator``."""
     return iter(
@@ -103,18 +110,126 @@ def run_with_execution_context(
 
 
 @contextmanager
-def started_plan(job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> Iterator[ActiveExecution]:
+def started_plan(job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> Iterator[PlanRun]:
     with InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency:
         with execution_plan.start(
             retry_mode=job_context.retry_mode,
             instance_concurrency_context=concurrency,
             step_dependency_config=job_context.step_dependency_config,
         ) as active_execution:
-            yield active_execution
+            yield PlanRun(job_context, execution_plan, active_execution)
+
+
+class PlanRun:
+    """One run's plan as it executes: Dagster's state machine of the plan (``ActiveExecution``)
+    and the run's execution context, behind the questions the executor asks them."""
+
+    def __init__(
+        self, job_context: PlanExecutionContext, execution_plan: ExecutionPlan, active: ActiveExecution
+    ) -> None:
+        self.job_context = job_context
+        self._plan = execution_plan
+        self._active = active
+
+    @property
+    def run_id(self) -> str:
+        return self.job_context.run_id
+
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        return self.job_context.instance
+
+    @property
+    def log(self) -> dg.DagsterLogManager:
+        return self.job_context.log
+
+    @property
+    def is_complete(self) -> bool:
+        return self._active.is_complete
+
+    def steps_in_order(self) -> list[ExecutionStep]:
+        """Every step this run executes, upstream first."""
+        return list(self._plan.get_steps_to_execute_in_topo_order())
+
+    def models_of(self, step: ExecutionStep) -> list[str]:
+        """The models (asset keys as ``a/b``) the step materializes in this run."""
+        return [key.to_user_string() for key in asset_keys_of_step(self.job_context, step)]
+
+    def interrupt_requested(self) -> bool:
+        return self._active.check_for_interrupts()
+
+    def mark_interrupted(self) -> None:
+        self._active.mark_interrupted()
+
+    def ready_steps(self) -> list[ExecutionStep]:
+        """Steps whose upstream is done, each handed out once."""
+        return list(self._active.get_steps_to_execute())
+
+    def step_context(self, step: ExecutionStep) -> StepExecutionContext:
+        return self.job_context.for_step(step, self._active.get_known_state())
+
+    def mark_skipped(self, step_key: str) -> None:
+        self._active.mark_skipped(step_key)
+
+    def handle_event(self, event: DagsterEvent) -> None:
+        self._active.handle_event(event)
+
+    def verify_complete(self, step_key: str) -> None:
+        self._active.verify_complete(self.job_context, step_key)
+
+    def plan_events(self) -> Iterator[DagsterEvent]:
+        """Skips of steps whose inputs can no longer arrive, as Dagster decides them."""
+        return self._active.plan_events_iterator(self.job_context)
+
+    def concurrency_events(self) -> Iterator[DagsterEvent]:
+        return self._active.concurrency_event_iterator(self.job_context)
+
+    def sleep_til_ready(self) -> None:
+        self._active.sleep_til_ready()
+
+    def abandoned_step_keys(self) -> set[str]:
+        """Steps not executed because an upstream step failed (Dagster calls them abandoned)."""
+        return set(self._active._abandoned)
+
+    def failed_step_keys(self) -> set[str]:
+        return set(self._active._failed)
+
+    def upstream_step_keys(self, step_key: str) -> set[str]:
+        step = self._plan.get_step_by_key(step_key)
+        if isinstance(step, ExecutionStep):
+            return set(step.get_execution_dependency_keys())
+        return set(self._plan.get_all_step_deps()[step_key])
+
+    def mark_unyielded_outputs_produced(self, step_key: str) -> None:
+        """A successful step's outputs it did not yield still let its downstream run.
+
+        A model with nothing due yields no materialization; its downstream models decide from
+        their own due intervals, so Dagster must not skip them for the missing output.
+        """
+        from dagster._core.execution.plan.outputs import StepOutputHandle
+
+        step = self._active.get_step_by_key(step_key)
+        for output in step.step_outputs:
+            self._active.mark_step_produced_output(StepOutputHandle(step_key, output.name))
+
+
+def step_key_of(step_context: StepExecutionContext) -> str:
+    return step_context.step.key
+
+
+def run_and_step_of_op(context: OpContext) -> tuple[str, str]:
+    """The run id and step key an op, asset or check body runs in (what hooks call
+    ``run_id`` and ``step_key``)."""
+    step_context = context.get_step_execution_context()
+    return step_context.run_id, step_context.step.key
+
+
+def step_tags(step: ExecutionStep) -> Mapping[str, str]:
+    return step.tags
 
 
 @contextmanager
-def captured_compute_logs(job_context: PlanExecutionContext, step_keys: Sequence[str]):
+def captured_compute_logs(job_context: PlanExecutionContext, step_keys: Sequence[str]) -> Iterator[list[DagsterEvent]]:
     """Process-wide stdout/stderr capture for the run, as the in-process executor does.
 
     Yields the events to emit (the capture announcement, or an engine event on failure).
@@ -230,13 +345,13 @@ def keep_sqlite_event_connections_open(*, force: bool = False) -> bool:
         original_dispose = SqliteEventLogStorage.dispose
         original_has_table = SqliteEventLogStorage.has_table
 
-        def wipe(self) -> None:
+        def wipe(self: SqliteEventLogStorage) -> None:
             with self._db_lock:
                 _dispose_kept_engines(self)
                 self.__dict__.pop(_KNOWN_TABLES_ATTR, None)
             original_wipe(self)
 
-        def has_table(self, table_name: str) -> bool:
+        def has_table(self: SqliteEventLogStorage, table_name: str) -> bool:
             # Dagster asks before writing each materialization's tags, on a new engine and
             # connection every time; a table that exists stays until wipe().
             known = self.__dict__.setdefault(_KNOWN_TABLES_ATTR, set())
@@ -247,7 +362,7 @@ def keep_sqlite_event_connections_open(*, force: bool = False) -> bool:
                 known.add(table_name)
             return present
 
-        def dispose(self) -> None:
+        def dispose(self: SqliteEventLogStorage) -> None:
             try:
                 original_dispose(self)
             finally:
@@ -373,15 +488,6 @@ def resource_instances(job_context: PlanExecutionContext) -> list[Any]:
     return list(job_context.scoped_resources_builder.resource_instance_dict.values())
 
 
-def abandoned_step_keys(active_execution: ActiveExecution) -> set[str]:
-    """Steps not executed because an upstream step failed (Dagster calls them abandoned)."""
-    return set(active_execution._abandoned)
-
-
-def failed_step_keys(active_execution: ActiveExecution) -> set[str]:
-    return set(active_execution._failed)
-
-
 def step_failed(step_context: StepExecutionContext, message: str, metadata: dict[str, Any]) -> list[DagsterEvent]:
     """A step that did not run, failed with a reason (no traceback): the run is not green."""
     from dagster._core.execution.plan.objects import StepFailureData, UserFailureData
@@ -392,26 +498,6 @@ def step_failed(step_context: StepExecutionContext, message: str, metadata: dict
         user_failure_data=UserFailureData(label="dagctl", description=message, metadata=metadata),
     )
     return [DagsterEvent.step_failure_event(step_context, data)]
-
-
-def failure_metadata(event: DagsterEvent) -> dict[str, Any]:
-    """The metadata a step's ``dg.Failure`` carried (empty for other failures)."""
-    data = event.step_failure_data
-    user_data = getattr(data, "user_failure_data", None)
-    return dict(getattr(user_data, "metadata", None) or {})
-
-
-def mark_unyielded_outputs_produced(active_execution: ActiveExecution, step_key: str) -> None:
-    """A successful step's outputs it did not yield still let its downstream run.
-
-    A model with nothing due yields no materialization; its downstream models decide from
-    their own due intervals, so Dagster must not skip them for the missing output.
-    """
-    from dagster._core.execution.plan.outputs import StepOutputHandle
-
-    step = active_execution.get_step_by_key(step_key)
-    for output in step.step_outputs:
-        active_execution.mark_step_produced_output(StepOutputHandle(step_key, output.name))
 
 
 def run_worker_failed(health: CheckRunHealthResult) -> bool:

@@ -16,6 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dagctl_dagster.execution.claims import ClaimStore
+    from dagctl_dagster.execution.pauses import Pause, PauseStore
+
+_PauseAction = Callable[["PauseStore", str, str], int]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +57,7 @@ def _pause(args: argparse.Namespace) -> int:
     return _with_store(args, lambda pauses, key, project: _do_pause(args, pauses, key, project))
 
 
-def _do_pause(args, pauses, key: str, project: str) -> int:
+def _do_pause(args: argparse.Namespace, pauses: PauseStore, key: str, project: str) -> int:
     pause = pauses.pause(key, project=project, reason=args.reason, by=args.by)
     _record(key, pause)
     print(f"{key} {pause.describe()}")
@@ -57,7 +65,7 @@ def _do_pause(args, pauses, key: str, project: str) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    def resume(pauses, key: str, project: str) -> int:
+    def resume(pauses: PauseStore, key: str, project: str) -> int:
         if not pauses.resume(key):
             print(
                 f"error: {key} (project '{project}') is not paused; `dagctl-dagster models list` shows what is",
@@ -92,7 +100,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_store(args: argparse.Namespace, action) -> int:
+def _with_store(args: argparse.Namespace, action: _PauseAction) -> int:
     from dagctl_dagster.config import ConfigError, default_config_path, load_config
     from dagctl_dagster.execution.claims import ClaimStoreError
     from dagctl_dagster.execution.pauses import PauseStore
@@ -116,7 +124,7 @@ def _with_store(args: argparse.Namespace, action) -> int:
         return 1
 
 
-def _record(key: str, pause) -> None:
+def _record(key: str, pause: Pause | None) -> None:
     """The asset page shows the pause when the CLI can reach the Dagster instance."""
     if not os.environ.get("DAGSTER_HOME"):
         return
@@ -128,7 +136,7 @@ def _record(key: str, pause) -> None:
         record_on_asset(instance, key, pause)
 
 
-def _open_store(url: str | None):
+def _open_store(url: str | None) -> ClaimStore:
     from dagctl_dagster.execution.claims import ClaimStore
 
     return ClaimStore(url) if url else ClaimStore.from_environment()

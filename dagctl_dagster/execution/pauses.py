@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import getpass
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -118,7 +119,7 @@ class PauseStore:
         wanted = set(models)
         return {p.model: p for p in self.list() if p.model in wanted}
 
-    def _begin(self):
+    def _begin(self) -> AbstractContextManager[sa.Connection]:
         self._ensure_schema()
         return self._engine.begin()
 

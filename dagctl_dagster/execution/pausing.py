@@ -112,7 +112,7 @@ def build_pause_job(loaded: "LoadedConfig") -> dg.JobDefinition:
         description="Pause or resume one model: runs skip a paused model and its downstream.",
         executor_def=dg.in_process_executor,
     )
-    def _job():
+    def _job() -> None:
         _pause_op()
 
     return _job

@@ -32,7 +32,9 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.names import FRAMEWORK_TAG, NOT_RUN_REASON_KEY, PROJECT_TAG, SQLMESH_MODEL_TAG, NotRunReason
+from dagctl_dagster.execution.framework import StepGrant
+from dagctl_dagster.execution.not_run import NotRun
+from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG, SQLMESH_MODEL_TAG, NotRunReason
 from dagctl_dagster.project import ProjectDefinitions
 from dagctl_dagster.run_identity import JobKind, framework_resource_key, job_name, model_op_name
 from dagctl_dagster.sqlmesh import FRAMEWORK, internals
@@ -350,9 +352,10 @@ def _model_asset(ops: _OpContext, model: ModelTranslation, spec: dg.AssetSpec) -
     )
     def _evaluate_model(context):  # an AssetExecutionContext (string annotations cannot be resolved here)
         session: SQLMeshRunSession = getattr(context.resources, ops.resource_key)
-        outcome = session.evaluate_model(model.fqn)
+        grant = session.grant_of(context)
+        outcome = session.evaluate_model(model.fqn, grant)
         checks = list(_check_results(spec.key, outcome, model.check_names))
-        _raise_unless_done(outcome, f"model {model.name}", project)
+        _raise_unless_done(outcome, f"model {model.name}", project, grant)
         if outcome.status is not ModelStatus.EVALUATED:
             context.log.info(f"SQLMesh model {model.name}: nothing due in environment '{project.environment}'.")
             return
@@ -384,17 +387,19 @@ def _check_op(ops: _OpContext, node: ModelTranslation) -> dg.AssetChecksDefiniti
     )
     def _evaluate_audits(context):
         session: SQLMeshRunSession = getattr(context.resources, ops.resource_key)
-        outcome = session.evaluate_model(node.fqn)
+        grant = session.grant_of(context)
+        outcome = session.evaluate_model(node.fqn, grant)
         results = list(_check_results(target, outcome, node.check_names, standalone=node.role == "standalone_audit"))
         yield from results
         what = f"standalone audit {node.name}" if node.role == "standalone_audit" else f"audits of {node.name}"
-        _raise_unless_done(outcome, what, project)
+        _raise_unless_done(outcome, what, project, grant)
 
     return _evaluate_audits
 
 
-def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig) -> None:
-    """A failure for anything but "evaluated" or "nothing due"; skips carry their reason."""
+def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig, grant: StepGrant) -> None:
+    """A failure for anything but "evaluated" or "nothing due"; a model not evaluated for
+    another reason than failing is recorded as not run, with that reason, before it fails."""
     if outcome.status is ModelStatus.FAILED:
         raise dg.Failure(
             description=f"SQLMesh {name} (project '{project.name}') failed: {outcome.error}",
@@ -405,34 +410,34 @@ def _raise_unless_done(outcome: ModelOutcome, name: str, project: ProjectConfig)
                 "traceback": dg.MetadataValue.text(outcome.traceback or ""),
             },
         )
+    not_run = _not_run_of(outcome, name, project)
+    if not_run is not None:
+        raise grant.not_run(not_run, model=name)
+
+
+def _not_run_of(outcome: ModelOutcome, name: str, project: ProjectConfig) -> NotRun | None:
     if outcome.status is ModelStatus.NOT_IN_ENVIRONMENT:
-        raise dg.Failure(
-            description=(
-                f"SQLMesh {name} is not in environment '{project.environment}': nothing was evaluated. "
-                f"Apply a plan (job {job_name(project, JobKind.PLAN)}) to add it."
-            ),
-            metadata={NOT_RUN_REASON_KEY: NotRunReason.NOT_IN_ENVIRONMENT.value, "model": name},
+        return NotRun(
+            NotRunReason.NOT_IN_ENVIRONMENT,
+            f"SQLMesh {name} is not in environment '{project.environment}': nothing was evaluated. "
+            f"Apply a plan (job {job_name(project, JobKind.PLAN)}) to add it.",
         )
     if outcome.status is ModelStatus.NOT_PREPARED:
-        raise dg.Failure(
-            description=f"SQLMesh {name} was not evaluated: {outcome.error}",
-            metadata={NOT_RUN_REASON_KEY: NotRunReason.FRAMEWORK_NOT_READY.value, "model": name},
-        )
+        return NotRun(NotRunReason.FRAMEWORK_NOT_READY, f"SQLMesh {name} was not evaluated: {outcome.error}")
     if outcome.status is ModelStatus.CLAIM_LOST:
-        raise dg.Failure(
-            description=(
-                f"SQLMesh {name}: this run lost its claim (released, or its lease expired while the run "
-                "could not renew it), so it started no more of its intervals"
-                + (f" after {len(outcome.intervals)} evaluated" if outcome.intervals else "")
-                + "; another run may be evaluating them."
-            ),
-            metadata={NOT_RUN_REASON_KEY: NotRunReason.CLAIM_LOST.value, "model": name},
+        return NotRun(
+            NotRunReason.CLAIM_LOST,
+            f"SQLMesh {name}: this run lost its claim (released, or its lease expired while the run "
+            "could not renew it), so it started no more of its intervals"
+            + (f" after {len(outcome.intervals)} evaluated" if outcome.intervals else "")
+            + "; another run may be evaluating them.",
         )
     if outcome.status is ModelStatus.STOPPED:
-        raise dg.Failure(
-            description=f"SQLMesh {name}: the run stopped before its remaining intervals were evaluated.",
-            metadata={NOT_RUN_REASON_KEY: NotRunReason.RUN_STOPPED.value, "model": name},
+        return NotRun(
+            NotRunReason.RUN_STOPPED,
+            f"SQLMesh {name}: the run stopped before its remaining intervals were evaluated.",
         )
+    return None
 
 
 def _check_results(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dagctl_dagster.execution.framework import Preparation, RunFramework, StopReason
+from dagctl_dagster.execution.framework import Preparation, RunFramework, RunSetup, StepGrant, StepGrants, StopReason
 from dagctl_dagster.secrets import redact, redacted_traceback
 from dagctl_dagster.sqlmesh import internals
 from dagctl_dagster.sqlmesh.context import SQLMeshLocation
@@ -32,6 +32,9 @@ from dagctl_dagster.sqlmesh.internals import AuditOutcome
 
 if TYPE_CHECKING:
     from sqlmesh import Context
+
+if TYPE_CHECKING:
+    from dagctl_dagster.execution.framework import OpContext
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class SQLMeshRunSession(RunFramework):
         self._plan_audits_failed: dict[str, int] = {}
         self._plan_interval_counts: dict[str, int] = {}
         self._plan_failures: dict[str, str] = {}
-        self._holds_claims: Callable[[], bool] = lambda: True
+        self._grants = StepGrants()
         self._preparation: Preparation | None = None
         self._prepare_lock = threading.Lock()
 
@@ -108,10 +111,8 @@ class SQLMeshRunSession(RunFramework):
 
     # -- preparing -----------------------------------------------------------------------
 
-    def prepare(self, should_stop: Callable[[], bool], holds_claims: Callable[[], bool]) -> Preparation:
-
-        self._holds_claims = holds_claims
-        self._preparation = self._prepare(should_stop)
+    def prepare(self, setup: RunSetup) -> Preparation:
+        self._preparation = self._prepare(setup.should_stop)
         return self._preparation
 
     def _prepare(self, should_stop: Callable[[], bool]) -> Preparation:
@@ -155,7 +156,7 @@ class SQLMeshRunSession(RunFramework):
         """
         with self._prepare_lock:
             if self._preparation is None:
-                self._preparation = self.prepare(lambda: False, lambda: True)
+                self._preparation = self.prepare(RunSetup(should_stop=lambda: False))
         return self._preparation.error
 
     def _concurrency_limit(self, context: Context) -> tuple[int, str | None]:
@@ -236,6 +237,9 @@ class SQLMeshRunSession(RunFramework):
             )
         return None
 
+    def start_step(self, grant: StepGrant) -> None:
+        self._grants.give(grant)
+
     def interrupt(self) -> None:
         self._stopping.set()
         self._interrupted = True
@@ -247,8 +251,13 @@ class SQLMeshRunSession(RunFramework):
 
     # -- one model -----------------------------------------------------------------------
 
-    def evaluate_model(self, model_fqn: str) -> ModelOutcome:
-        """Executes the model's due units in order; audits run after each batch."""
+    def grant_of(self, context: OpContext) -> StepGrant:
+        """What the executor handed the step ``context`` runs (see :class:`StepGrant`)."""
+        return self._grants.of(context)
+
+    def evaluate_model(self, model_fqn: str, grant: StepGrant) -> ModelOutcome:
+        """Executes the model's due units in order, each only while the step holds its claims;
+        audits run after each batch."""
         error = self._prepared_or_error()
         if model_fqn in self._plan_failures:
             return ModelOutcome(model_fqn, ModelStatus.FAILED, error=self._plan_failures[model_fqn])
@@ -270,7 +279,7 @@ class SQLMeshRunSession(RunFramework):
         started = time.perf_counter()
         with self._engine_guard(blocking=True):
             try:
-                self._execute_units(run, model_fqn, outcome)
+                self._execute_units(run, model_fqn, outcome, grant.holds_claims)
             except Exception as exc:
                 outcome.status = ModelStatus.FAILED
                 outcome.error = _one_line(exc)
@@ -279,12 +288,14 @@ class SQLMeshRunSession(RunFramework):
         outcome.duration_s = time.perf_counter() - started
         return outcome
 
-    def _execute_units(self, run: internals.ScheduledRun, model_fqn: str, outcome: ModelOutcome) -> None:
+    def _execute_units(
+        self, run: internals.ScheduledRun, model_fqn: str, outcome: ModelOutcome, holds_claims: Callable[[], bool]
+    ) -> None:
         for unit in run.units.get(model_fqn, []):
             if self._stopping.is_set():
                 outcome.status = ModelStatus.STOPPED
                 return
-            if not self._holds_claims():
+            if not holds_claims():
                 outcome.status = ModelStatus.CLAIM_LOST
                 return
             result = internals.execute_unit(run, unit)
