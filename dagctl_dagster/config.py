@@ -423,6 +423,9 @@ def load_config(path: str | Path, *, check_paths: bool = True) -> LoadedConfig:
                     "paths are relative to the repository root (the directory holding .dagctl/)",
                     field=f"projects[{index}].path",
                 )
+        from dagctl_dagster.extras import check_config_extras  # extras reads this module's types
+
+        check_config_extras(loaded)
     return loaded
 
 
