@@ -23,6 +23,7 @@ import pytest
 from dagster_dbt import DbtCliResource
 from dagster_dbt.core import dbt_event_iterator
 from dagster_dbt.core import resource as dbt_resource_module
+from declared import assert_seam_covers
 from projects import platform_repo
 
 from dagctl_dagster.dbt import internals
@@ -30,6 +31,10 @@ from dagctl_dagster.dbt.asset_factory import dbt_assets
 from dagctl_dagster.dbt.internals import DagctlDbtCliResource, own_dbt_executable
 
 SLEEP_SECONDS = 3
+
+
+def test_the_seam_states_the_dagster_dbt_range_pyproject_declares():
+    assert_seam_covers("dagster-dbt", internals.DAGSTER_DBT_VERSIONS, internals.TESTED_DAGSTER_DBT_MINOR)
 
 
 def test_the_seam_is_pinned_to_the_installed_dagster_dbt():

@@ -12,12 +12,17 @@ import inspect
 from pathlib import Path
 
 import pytest
+from declared import assert_seam_covers
 
 from dagctl_dagster.sqlmesh import internals
 
 
 def test_the_installed_sqlmesh_is_the_tested_minor_version():
     assert internals.installed_sqlmesh_minor() == internals.TESTED_SQLMESH_MINOR
+
+
+def test_the_seam_states_the_sqlmesh_range_pyproject_declares():
+    assert_seam_covers("sqlmesh", internals.SQLMESH_VERSIONS, internals.TESTED_SQLMESH_MINOR)
 
 
 def _source(obj) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 TESTED_SQLMESH_MINOR = "0.236"
+SQLMESH_VERSIONS = ">=0.236,<0.237"  # what pyproject.toml declares; tests/test_sqlmesh_internals.py
 
 # Connection paths DuckDB treats as something other than a file relative to the process.
 _NOT_A_RELATIVE_FILE = (":memory:", "md:", "motherduck:")
