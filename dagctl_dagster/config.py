@@ -82,7 +82,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # protected_namespaces: field names like `model_duration_factor` are ours (pydantic<2.10 warns).
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
 class GitSyncConfig(_Strict):

@@ -30,7 +30,7 @@ EXTRA_MODULES: dict[str, str] = {
     "dev-ui": "dagster_webserver",
 }
 # dbt adapter types an extra brings (the adapter's own package otherwise: dbt-<type>).
-DBT_ADAPTER_EXTRAS = {"duckdb": "duckdb", "postgres": "postgres"}
+DBT_ADAPTER_EXTRAS = {"duckdb": "duckdb"}
 ALERT_CHANNELS = ("failure_channel", "page_channel", "warning_channel", "info_channel")
 CLAIMS_URL_ENV = "DAGCTL_CLAIMS_URL"
 

@@ -28,7 +28,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
 TESTED_DAGSTER_DBT_MINOR = "0.29"
-DAGSTER_DBT_VERSIONS = ">=0.29,<0.30"  # what pyproject.toml declares; tests/test_dbt_internals.py
+DAGSTER_DBT_VERSIONS = ">=0.29.5,<0.30"  # what pyproject.toml declares; tests/test_dbt_internals.py
 
 __all__ = ["TESTED_DAGSTER_DBT_MINOR", "DagctlDbtCliResource", "own_dbt_executable", "with_row_counts"]
 

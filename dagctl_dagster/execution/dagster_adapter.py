@@ -41,7 +41,7 @@ from dagster._utils.error import SerializableErrorInfo, serializable_error_info_
 from dagctl_dagster.secrets import redact, redact_value
 
 TESTED_DAGSTER_MINOR = "1.13"
-DAGSTER_VERSIONS = ">=1.13,<1.14"  # what pyproject.toml declares; tests/test_dagster_adapter.py
+DAGSTER_VERSIONS = ">=1.13.5,<1.14"  # what pyproject.toml declares; tests/test_dagster_adapter.py
 
 if ".".join(dg.__version__.split(".")[:2]) != TESTED_DAGSTER_MINOR:  # pragma: no cover
     warnings.warn(
