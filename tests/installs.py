@@ -58,14 +58,14 @@ def shared_dir(name: str) -> Path:
 
 @contextmanager
 def exclusive(path: Path) -> Iterator[None]:
-    with open(path.with_suffix(".lock"), "w") as lock:
+    with open(path.parent / f"{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
 def once(path: Path, make: Callable[[Path], None]) -> Path:
     """``make(path)`` unless another worker already completed it."""
-    done = path.with_suffix(".done")
+    done = path.parent / f"{path.name}.done"
     with exclusive(path):
         if not done.exists():
             shutil.rmtree(path, ignore_errors=True)
