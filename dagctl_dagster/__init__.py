@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 # do not load with another's.
 _PUBLIC = {
     "load_definitions": "dagctl_dagster.definitions",
+    "definitions_attribute": "dagctl_dagster.definitions",
     "load_config": "dagctl_dagster.config",
     "ConfigError": "dagctl_dagster.config",
     "ProjectLoadError": "dagctl_dagster.errors",

@@ -1,4 +1,4 @@
-"""The `dagctl-dagster` command: validate, claims, k8s render, bench.
+"""The `dagctl-dagster` command: validate, workspace, claims, models, k8s render, dbt, bench.
 
 Each area registers its own sub-commands (``register(subparsers)`` in its ``cli`` module),
 so this file only assembles them.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # module path -> registers sub-commands on the top-level parser
 COMMAND_MODULES = (
     "dagctl_dagster.cli_validate",
+    "dagctl_dagster.locations_cli",
     "dagctl_dagster.execution.cli",
     "dagctl_dagster.execution.models_cli",
     "dagctl_dagster.k8s.cli",

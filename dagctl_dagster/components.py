@@ -55,11 +55,16 @@ class DagctlComponent(dg.Component, dg.Model, dg.Resolvable):
     config_path: str = Field(
         description="The .dagctl/config.yaml to serve; a relative path starts at the folder of this defs.yaml."
     )
+    location: str | None = Field(
+        default=None,
+        description="Serve only this code location's projects (a project's `location:`, else its name); "
+        "default: every project.",
+    )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from dagctl_dagster.definitions import load_definitions
 
-        return load_definitions(self.resolved_config_path(context.path))
+        return load_definitions(self.resolved_config_path(context.path), location=self.location)
 
     def resolved_config_path(self, defs_folder: Path) -> Path:
         path = Path(self.config_path).expanduser()

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dagctl_dagster.k8s import layout
 from dagctl_dagster.names import OBSERVABILITY_GROUP, OBSERVABILITY_PREFIX
 
 PROJECT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -42,7 +43,6 @@ _PATTERN_HINTS = {
 }
 # The key prefix and group of the observability assets: a project may not share them.
 RESERVED_PROJECT_NAMES = frozenset({OBSERVABILITY_PREFIX, OBSERVABILITY_GROUP})
-DEFAULT_SQLMESH_SCHEDULE = "*/15 * * * *"
 DEFAULT_JANITOR_SCHEDULE = "0 2 * * 0"
 DEFAULT_STATE_BACKUP_SCHEDULE = "0 3 * * *"
 DEFAULT_CONFIG_PATH = ".dagctl/config.yaml"
@@ -87,22 +87,27 @@ class _Strict(BaseModel):
 
 
 class GitSyncConfig(_Strict):
-    """Where a Kubernetes run pod clones the project's code from (SQLMesh projects)."""
+    """Where a Kubernetes run pod clones the code location's repository from.
+
+    A run of a job ``load_definitions`` built clones the commit the code server loaded (the
+    ``dagctl/code_revision`` run tag), not ``ref``'s head; ``ref`` is what runs without that
+    tag get (code not loaded from a git-sync checkout).
+    """
 
     repository: str
     ref: str = "main"
-    image: str = "registry.k8s.io/git-sync/git-sync:v4.4.0"
+    image: str = layout.GIT_SYNC_IMAGE
     credentials_secret: str | None = Field(
         default=None,
         description="Secret with GITSYNC_USERNAME / GITSYNC_PASSWORD keys for private repositories.",
     )
     mount_path: str = Field(
-        default="/opt/dagster/projects",
+        default=layout.CODE_ROOT,
         pattern=ABSOLUTE_PATH_PATTERN,
         description="Absolute path of the emptyDir the clone lands in (git-sync's --root).",
     )
     link: str = Field(
-        default="repo",
+        default=layout.CODE_LINK,
         pattern=DIRECTORY_NAME_PATTERN,
         description="Name of the checkout under mount_path (git-sync's --link); the code location "
         "must load the project from <mount_path>/<link>, as its own git-sync sidecar does.",
@@ -136,6 +141,11 @@ class K8sDefaults(_Strict):
     resources: ResourcesConfig = ResourcesConfig(
         requests=ResourceQuantities(cpu="250m", memory="512Mi"),
         limits=ResourceQuantities(cpu="1", memory="2Gi"),
+    )
+    git_sync: GitSyncConfig | None = Field(
+        default=None,
+        description="The repository the code server is git-synced from: every project's runs clone "
+        "it (a project's own `k8s.git_sync` wins), so a run finds the definitions its code server loaded.",
     )
 
 
@@ -249,6 +259,13 @@ class ProjectConfig(_Strict):
     name: str = Field(pattern=PROJECT_NAME_PATTERN)
     framework: Literal["sqlmesh", "dbt"]
     path: str
+    location: str | None = Field(
+        default=None,
+        pattern=PROJECT_NAME_PATTERN,
+        description="The code location that serves this project when the config is served as several "
+        "(`dagctl-dagster workspace`); projects of one location load, fail and reload together. "
+        "Default: a location of its own, named after the project.",
+    )
     # SQLMesh
     gateway: str | None = None
     environment: str = "prod"
@@ -286,19 +303,16 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _framework_fields(self) -> ProjectConfig:
-        if self.framework == "dbt" and self.gateway is not None:
-            raise ValueError("`gateway` is a SQLMesh setting; dbt projects choose a `target`")
-        if self.framework == "sqlmesh" and self.target is not None:
-            raise ValueError("`target` is a dbt setting; SQLMesh projects choose a `gateway`")
-        if self.framework == "dbt" and self.k8s.git_sync is not None:
-            raise ValueError("`k8s.git_sync` is for SQLMesh projects; dbt projects run from their image (`k8s.image`)")
+        from dagctl_dagster.frameworks import plugin_for
+
+        plugin_for(self.framework).check_config(self)
         return self
 
     @property
     def effective_schedule(self) -> str | None:
-        if self.schedule is not None:
-            return self.schedule
-        return DEFAULT_SQLMESH_SCHEDULE if self.framework == "sqlmesh" else None
+        from dagctl_dagster.frameworks import plugin_for
+
+        return self.schedule if self.schedule is not None else plugin_for(self.framework).default_schedule
 
 
 class DagctlConfig(_Strict):

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 
-from dagctl_dagster.config import LoadedConfig, ProjectConfig, default_config_path, load_config
+from dagctl_dagster.config import LoadedConfig, default_config_path, load_config
 from dagctl_dagster.names import PROJECT_TAG
 from dagctl_dagster.project import CodeLocationContext, ProjectDefinitions
 from dagctl_dagster.run_identity import JobKind, job_name
 
-__all__ = ["build_project", "load_definitions"]
+__all__ = ["definitions_attribute", "load_definitions"]
+
+# The attribute of a `definitions.py` that serves every project as one code location.
+ALL_PROJECTS_ATTRIBUTE = "defs"
 
 
-def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
-    """Build the code location for every project in a `.dagctl/config.yaml`.
+def load_definitions(
+    config_path: str | Path | None = None, *, location: str | None = None, projects: Sequence[str] | None = None
+) -> dg.Definitions:
+    """Build the code location for the projects of a `.dagctl/config.yaml`: all of them, or
+    one location's of several (:mod:`dagctl_dagster.locations`).
 
     Each project contributes one asset per model (with checks), a `<project>_run` job
     selecting all its models, and its schedules; the claim-aware executor is the default
@@ -32,29 +40,71 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
     Args:
         config_path: the config file; defaults to ``$DAGCTL_CONFIG`` or
             ``.dagctl/config.yaml`` in the working directory.
+        location: serve only the projects of this location (a project's ``location:``,
+            else its name).
+        projects: serve only these projects.
     """
-    _configure_process_before_load()
-    loaded = load_config(config_path or default_config_path())
-    projects = _build_projects(loaded)
-    _refuse_shared_keys(loaded, projects)
-    location = CodeLocationContext(loaded=loaded, projects=projects)
-    models_by_op = {op: model for p in projects for op, model in p.models_by_op.items()}
-    _configure_process_after_load(models_by_op)
+    from dagctl_dagster.locations import LocationSelection, select_projects
 
+    _configure_process_before_load()
+    selection = LocationSelection(location, frozenset(projects) if projects is not None else None)
+    everything = load_config(config_path or default_config_path())
+    loaded = select_projects(everything, selection)
+    built = _build_projects(loaded, _models_of_other_locations(everything, loaded))
+    _refuse_shared_keys(loaded, built)
+    _declare_shared_sources_once(built)
+    models_by_op = {op: model for p in built for op, model in p.models_by_op.items()}
+    _configure_process_after_load(models_by_op)
+    return _assemble(CodeLocationContext(loaded=loaded, projects=built, selection=selection), models_by_op)
+
+
+def definitions_attribute(config_path: str | Path, name: str) -> dg.Definitions:
+    """For a ``definitions.py``'s module ``__getattr__``: ``defs`` serves every project of the
+    config, a location's name (``attribute:`` of a workspace entry that ``dagctl-dagster
+    workspace`` writes) serves that location's projects. Each is built once per process,
+    when Dagster asks for it, so a broken project fails only the locations that serve it.
+
+    Example (``definitions.py``)::
+
+        def __getattr__(name):
+            return definitions_attribute(".dagctl/config.yaml", name)
+
+        def __dir__():  # what Dagster finds without an attribute: every project in one location
+            return ["defs"]
+
+    Raises:
+        AttributeError: ``name`` is neither ``defs`` nor a location of the config.
+    """
+    from dagctl_dagster.locations import locations
+
+    path = Path(config_path).resolve()
+    if name == ALL_PROJECTS_ATTRIBUTE:
+        return _cached_definitions(path, None)
+    if name.startswith("__") or name not in locations(load_config(path, check_paths=False).config):
+        raise AttributeError(name)
+    return _cached_definitions(path, name)
+
+
+@functools.cache
+def _cached_definitions(config_path: Path, location: str | None) -> dg.Definitions:
+    return load_definitions(config_path, location=location)
+
+
+def _assemble(code_location: CodeLocationContext, models_by_op: dict[str, str]) -> dg.Definitions:
     from dagctl_dagster.alerts import build_alerting
     from dagctl_dagster.automation import build_automation
     from dagctl_dagster.execution.executor import claim_aware_executor
+    from dagctl_dagster.execution.pausing import build_pause_job
+    from dagctl_dagster.k8s.revision import code_revision_tags
     from dagctl_dagster.logging import json_console_logger, json_logs_enabled
 
-    alerting = build_alerting(location)
-    automation = build_automation(location)
-
-    from dagctl_dagster.execution.pausing import build_pause_job
-
+    alerting = build_alerting(code_location)
+    automation = build_automation(code_location)
+    revision_tags = code_revision_tags(code_location.loaded.root)
     assets: list = []
-    jobs: list = [build_pause_job(loaded)]
+    jobs: list = [build_pause_job(code_location.loaded)]
     resources: dict[str, object] = {}
-    for project_defs in projects:
+    for project_defs in code_location.projects:
         assets.extend(project_defs.assets)
         jobs.append(
             dg.define_asset_job(
@@ -62,7 +112,7 @@ def load_definitions(config_path: str | Path | None = None) -> dg.Definitions:
                 selection=project_defs.run_selection - dg.AssetSelection.checks(*alerting.freshness_checks),
                 description=f"Runs every model of {project_defs.project.framework} project "
                 f"'{project_defs.name}' that is due.",
-                tags={PROJECT_TAG: project_defs.name},
+                tags={PROJECT_TAG: project_defs.name, **revision_tags},
                 hooks=alerting.step_hooks_for(project_defs.project),
             )
         )
@@ -108,27 +158,50 @@ def _configure_process_after_load(models_by_op: dict[str, str]) -> None:
     register_models(models_by_op)
 
 
-def build_project(
-    loaded: LoadedConfig, project: ProjectConfig, upstream_keys: list[dg.AssetKey] | None = None
-) -> ProjectDefinitions:
-    if project.framework == "sqlmesh":
-        from dagctl_dagster.sqlmesh.asset_factory import build_sqlmesh_project
+def _build_projects(loaded: LoadedConfig, elsewhere: dict[int, list[dg.AssetKey]]) -> list[ProjectDefinitions]:
+    """Projects in their plugins' build order, each seeing the model keys of the projects built
+    before it (a dbt source reading a SQLMesh model becomes an edge to that model's asset),
+    here or in another location (``elsewhere``, by build order); the result keeps the config's order."""
+    from dagctl_dagster.frameworks import plugin_for
 
-        return build_sqlmesh_project(loaded, project)
-    from dagctl_dagster.dbt.asset_factory import build_dbt_project
-
-    return build_dbt_project(loaded, project, upstream_keys or [])
-
-
-def _build_projects(loaded: LoadedConfig) -> list[ProjectDefinitions]:
-    """SQLMesh projects first, so that a dbt source reading a SQLMesh model becomes an edge to
-    that model's asset; the result keeps the config's order."""
-    built = {p.name: build_project(loaded, p) for p in loaded.projects if p.framework == "sqlmesh"}
-    sqlmesh_keys = [key for project_defs in built.values() for key in project_defs.model_keys]
-    for project in loaded.projects:
-        if project.framework == "dbt":
-            built[project.name] = build_project(loaded, project, sqlmesh_keys)
+    built: dict[str, ProjectDefinitions] = {}
+    upstream_keys: list[dg.AssetKey] = []
+    for order in sorted({plugin_for(p.framework).build_order for p in loaded.projects}):
+        upstream_keys.extend(key for earlier, keys in elsewhere.items() if earlier < order for key in keys)
+        built_now = [
+            plugin_for(p.framework).build_project(loaded, p, list(upstream_keys))
+            for p in loaded.projects
+            if plugin_for(p.framework).build_order == order
+        ]
+        for project_defs in built_now:
+            built[project_defs.name] = project_defs
+            upstream_keys.extend(project_defs.model_keys)
     return [built[p.name] for p in loaded.projects]
+
+
+def _models_of_other_locations(everything: LoadedConfig, loaded: LoadedConfig) -> dict[int, list[dg.AssetKey]]:
+    """Model keys of the projects other code locations serve, by their plugins' build order.
+
+    A project that does not load there is left out: its own location shows the error, and
+    this one loads without the lineage to it.
+    """
+    import logging
+
+    from dagctl_dagster.errors import ProjectLoadError
+    from dagctl_dagster.frameworks import plugin_for
+
+    served = {p.name for p in loaded.projects}
+    latest = max((plugin_for(p.framework).build_order for p in loaded.projects), default=0)
+    keys: dict[int, list[dg.AssetKey]] = {}
+    for project in everything.projects:
+        plugin = plugin_for(project.framework)
+        if project.name in served or plugin.build_order >= latest:
+            continue
+        try:
+            keys.setdefault(plugin.build_order, []).extend(plugin.model_keys(everything, project))
+        except ProjectLoadError as exc:
+            logging.getLogger(__name__).warning("no lineage to project '%s': %s", project.name, exc)
+    return keys
 
 
 def _refuse_shared_keys(loaded: LoadedConfig, projects: list[ProjectDefinitions]) -> None:
@@ -148,3 +221,20 @@ def _refuse_shared_keys(loaded: LoadedConfig, projects: list[ProjectDefinitions]
                     "together; otherwise rename one of the models.",
                     field="projects",
                 )
+
+
+def _declare_shared_sources_once(projects: list[ProjectDefinitions]) -> None:
+    """A table several projects read is one asset: teams commonly declare the same source
+    (``raw.customers``) as an external model each. The first declaration stays; a declaration
+    of another project's model gives way to that model's asset."""
+    model_owner = {key: project_defs.name for project_defs in projects for key in project_defs.model_keys}
+    declared: set[dg.AssetKey] = set()
+    for project_defs in projects:
+        kept: list[dg.AssetsDefinition | dg.AssetSpec] = []
+        for asset in project_defs.assets:
+            if isinstance(asset, dg.AssetSpec):
+                if asset.key in declared or model_owner.get(asset.key, project_defs.name) != project_defs.name:
+                    continue
+                declared.add(asset.key)
+            kept.append(asset)
+        project_defs.assets = kept

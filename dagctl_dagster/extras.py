@@ -70,11 +70,13 @@ def is_installed(module: str) -> bool:
         return False
 
 
-def require_extra(extra: str, needed_by: str) -> None:
-    """Raise :class:`MissingExtra` when ``extra`` is not installed; ``needed_by`` names the user."""
-    if not is_installed(EXTRA_MODULES[extra]):
-        package = extra_requirement(extra)
-        raise MissingExtra(f"{needed_by} needs {_described(package)}, which is not installed: pip install {package}")
+K8S_USERS = "dagctl_dagster.k8s (DagctlK8sRunLauncher, `dagctl-dagster k8s`)"
+
+
+def missing_extra(extra: str, needed_by: str) -> MissingExtra:
+    """The error for ``needed_by`` (what the user tried) without ``extra``."""
+    package = extra_requirement(extra)
+    return MissingExtra(f"{needed_by} needs {_described(package)}, which is not installed: pip install {package}")
 
 
 def check_config_extras(loaded: LoadedConfig) -> None:

@@ -23,6 +23,16 @@ FRAMEWORK_TAG = "dagctl/framework"
 SQLMESH_MODEL_TAG = "dagctl/sqlmesh_model"
 MODELS_TAG_PREFIX = "dagctl/models_"
 DURATION_TAG = "dagctl/duration_s"
+# Tags of the runs the deploy sensor launches.
+DEPLOY_VERSION_TAG = "dagctl/deploy-version"
+DEPLOY_COMMIT_TAG = "dagctl/deploy-commit"
+DEPLOY_SCOPE_TAG = "dagctl/deploy-scope"
+DEPLOY_CHANGED_FILES_TAG = "dagctl/changed-files"
+# Dagster refuses longer tag values.
+MAX_TAG_CHARS = 1000
+# The commit the code location was loaded from (a git-sync checkout); the run launcher has
+# the run's git-sync clone it, and the UI shows it on the run.
+CODE_REVISION_TAG = "dagctl/code_revision"
 
 # Asset keys and group of the code location's own observability assets. They live under
 # their own prefix so that a project's key prefix and group hold exactly its models.

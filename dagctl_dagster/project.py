@@ -1,16 +1,67 @@
-"""What each framework factory hands to `load_definitions` for one project."""
+"""What a framework plugin hands to `load_definitions` for one project, and the contracts it
+fills in: its freshness source and its state probe."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import dagster as dg
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
+from dagctl_dagster.locations import LocationSelection
 from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
+from dagctl_dagster.run_identity import JobKind, job_name, op_name
 
-__all__ = ["CodeLocationContext", "ProjectDefinitions", "single_op_job"]
+__all__ = [
+    "CodeLocationContext",
+    "FreshnessSource",
+    "ModelSchedule",
+    "ProjectDefinitions",
+    "StateSize",
+    "single_op_job",
+]
+
+
+@dataclass(frozen=True)
+class ModelSchedule:
+    """What a model's SLA is judged on: its cron, and when its last completed interval ended."""
+
+    key: dg.AssetKey
+    cron: str
+    timezone: str
+    last_end: datetime | None
+    grace_minutes: int | None = None  # a model's own grace; else the project's
+
+
+class FreshnessSource(Protocol):
+    """How a framework tells when each model of a project last completed an interval."""
+
+    @property
+    def check_keys(self) -> list[dg.AssetKey]:
+        """The models that have a freshness SLA."""
+        ...
+
+    @property
+    def locked_by_runs(self) -> bool:
+        """Reading the schedules would wait for (or break) a running run of the project
+        (SQLMesh state on DuckDB allows one process): the sensor then waits for the next tick."""
+        ...
+
+    def schedules(self, instance: dg.DagsterInstance) -> list[ModelSchedule]: ...
+
+
+@dataclass(frozen=True)
+class StateSize:
+    """The size of a project's framework state database (SQLMesh state)."""
+
+    backend: str
+    size_bytes: int
+    database_bytes: int | None = None
+    location: str = ""
 
 
 @dataclass
@@ -18,7 +69,8 @@ class ProjectDefinitions:
     """The Dagster objects one SQLMesh or dbt project contributes.
 
     ``model_keys`` are the keys of the assets a `<project>_run` job selects (the models,
-    not external sources); ``run_job`` selects exactly them.
+    not external sources). ``jobs`` and ``schedules`` are the project's own maintenance and
+    deploy jobs; ``deploy_job`` (one of ``jobs``) is what the deploy sensor launches.
     """
 
     project: ProjectConfig
@@ -29,8 +81,12 @@ class ProjectDefinitions:
     # audits, standalone audits).
     extra_checked_keys: list[dg.AssetKey] = field(default_factory=list)
     resources: dict[str, object] = field(default_factory=dict)
-    # dbt: models' own freshness SLA from `meta: {dagctl: {freshness: ...}}`: (cron, grace minutes).
-    freshness: dict[dg.AssetKey, tuple[str, int | None]] = field(default_factory=dict)
+    jobs: list[dg.JobDefinition] = field(default_factory=list)
+    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
+    deploy_job: dg.JobDefinition | None = None
+    freshness: FreshnessSource | None = None
+    # Measures the framework's state database, for its observability asset; None: no state.
+    state_probe: Callable[[], StateSize] | None = None
 
     @property
     def name(self) -> str:
@@ -60,18 +116,33 @@ class CodeLocationContext:
 
     loaded: LoadedConfig
     projects: list[ProjectDefinitions]
+    # Which of the config's projects this location serves (the deploy sensor re-reads the file).
+    selection: LocationSelection = field(default_factory=LocationSelection)
 
 
-def single_op_job(name: str, op: dg.OpDefinition, project: ProjectConfig, description: str) -> dg.JobDefinition:
-    """A one-op maintenance job (plan, deploy, janitor, backup) tagged with its project.
+def single_op_job(
+    kind: JobKind,
+    op_fn: Callable[..., object],
+    loaded: LoadedConfig,
+    project: ProjectConfig,
+    description: str,
+    **op_kwargs: object,
+) -> dg.JobDefinition:
+    """A one-op maintenance job (plan, deploy, janitor, backup) of a project.
 
+    The job is ``<project>_<kind>`` and its op ``<project>_<kind>_op`` (:mod:`run_identity`):
+    op names are unique in a repository, so every project's op carries the project. Its runs
+    carry the commit the code was loaded from, as run jobs do (:mod:`dagctl_dagster.k8s.revision`).
     These jobs run in process: one op gains nothing from the claim-aware executor.
     """
+    from dagctl_dagster.k8s.revision import code_revision_tags
+
+    op = dg.op(name=op_name(project, kind), tags={PROJECT_TAG: project.name}, **op_kwargs)(op_fn)  # type: ignore[call-overload]
 
     @dg.job(
-        name=name,
-        description=description,
-        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework},
+        name=job_name(project, kind),
+        description=f"{description} (project '{project.name}')",
+        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework, **code_revision_tags(loaded.root)},
         executor_def=dg.in_process_executor,
     )
     def _job():

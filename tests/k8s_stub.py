@@ -128,6 +128,35 @@ class KubernetesApiStub(LoopbackServer):
         with self._lock:
             self._store_object("configmaps", namespace, {"metadata": {"name": name}, "data": dict(data)})
 
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> str:
+        """A pod of no Job (a Deployment's, as its ReplicaSet would create it); returns its name.
+
+        The attached runtime runs it as it runs a Job's pod; it is deleted with :meth:`delete_pod`.
+        """
+        name = body["metadata"]["name"]
+        with self._lock:
+            self.pods[(namespace, name)] = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    **body["metadata"],
+                    "namespace": namespace,
+                    "labels": dict(body["metadata"].get("labels") or {}),
+                },
+                "spec": body["spec"],
+                "status": {"phase": "Pending"},
+            }
+        if self.runtime is not None:
+            self.runtime.start_pod(namespace, name, name)
+        return name
+
+    def delete_pod(self, namespace: str, name: str, grace_seconds: float | None = None) -> None:
+        after: list = []
+        with self._lock:
+            self._delete_pod(namespace, name, grace_seconds, after)
+        for action in after:
+            action()
+
     def object_data(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's decoded data or a ConfigMap's data; None when the object does not exist."""
         with self._lock:

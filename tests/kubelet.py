@@ -41,8 +41,21 @@ creates is then run as its pod spec says:
    :meth:`LocalKubelet.kill` is the node killing a container (OOM, eviction): the signal
    goes to the process group and the pod fails.
 
+7. **Users and read-only paths.** A container runs as its ``securityContext.runAsUser`` /
+   ``runAsGroup`` (else the pod's, else the image's ``USER``), with the pod's ``fsGroup`` as
+   a supplementary group: the mount-namespace script switches to that user (``setpriv``)
+   after mounting, so file permissions decide what it can read and write, as on a node.
+   ``runAsNonRoot`` with uid 0 is ``CreateContainerConfigError``. ``readOnlyRootFilesystem``
+   mounts the image's paths read-only, a ``volumeMounts[].readOnly`` its volume; emptyDirs
+   are world-writable and configMap/secret files 0644, as the kubelet makes them. git-sync's
+   git commands run as its container's user too. Host paths the image stand-in's programs
+   use as they are (the Python installation behind the venv) are made reachable for that
+   user in the container's namespace (``ImageStandIn.host_paths``).
+8. **Bare pods** (:meth:`~k8s_stub.KubernetesApiStub.create_pod`, e.g. a code server's
+   Deployment pod) run the same way; they belong to no Job.
+
 Not emulated: ``backoffLimit`` above 0 (one pod per Job), ``activeDeadlineSeconds``,
-``ttlSecondsAfterFinished``, resources, securityContext, probes, sidecars, image pulls.
+``ttlSecondsAfterFinished``, resources, capabilities, seccomp, probes, sidecars, image pulls.
 """
 
 from __future__ import annotations
@@ -76,6 +89,11 @@ class ImageStandIn:
         paths: container path prefix → host directory (the image's filesystem).
         entrypoint: the image's ENTRYPOINT, used when the container sets no ``command``.
         env: the image's ENV besides PATH (the official Python images set ``LANG``).
+        uid, gid: the image's ``USER`` (None: root).
+        home: the image user's home directory (a container path), given a fresh writable
+            directory per pod; None: a per-pod directory on the host.
+        host_paths: host directories the image's programs reach by their host path (the
+            interpreter a venv links to), made reachable for a non-root user.
     """
 
     bin_dir: Path
@@ -83,6 +101,40 @@ class ImageStandIn:
     paths: Mapping[str, Path] = field(default_factory=dict)
     entrypoint: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=lambda: {"LANG": "C.UTF-8"})
+    uid: int | None = None
+    gid: int | None = None
+    home: str | None = None
+    host_paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The user a container process runs as."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+def container_identity(
+    pod_spec: Mapping[str, Any], container: Mapping[str, Any], stand_in: ImageStandIn | None
+) -> Identity:
+    """runAsUser/runAsGroup of the container, else of the pod, else the image's USER; fsGroup added.
+
+    Raises:
+        ContainerConfigError: ``runAsNonRoot`` and the user would be root (the kubelet's message).
+    """
+    pod_context = pod_spec.get("securityContext") or {}
+    context = container.get("securityContext") or {}
+    image_uid = stand_in.uid if stand_in and stand_in.uid is not None else 0
+    uid = context.get("runAsUser", pod_context.get("runAsUser", image_uid))
+    image_gid = stand_in.gid if stand_in and stand_in.gid is not None else uid
+    gid = context.get("runAsGroup", pod_context.get("runAsGroup", image_gid))
+    if context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) and uid == 0:
+        raise ContainerConfigError("container has runAsNonRoot and image will run as root")
+    groups = [pod_context["fsGroup"]] if "fsGroup" in pod_context else []
+    groups += list(pod_context.get("supplementalGroups") or [])
+    return Identity(int(uid), int(gid), tuple(int(g) for g in groups))
 
 
 class ContainerConfigError(Exception):
@@ -125,7 +177,7 @@ class _Container:
 @dataclass
 class _Pod:
     namespace: str
-    job_name: str
+    job_name: str  # a bare pod's own name
     name: str
     directory: Path
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -273,6 +325,7 @@ class LocalKubelet:
         for volume in spec.get("volumes") or []:
             host = pod.directory / "volumes" / volume["name"]
             host.mkdir(parents=True)
+            host.chmod(0o777 if "emptyDir" in volume else 0o755)
             volumes[volume["name"]] = host
             for kind, source_key in (("configmaps", "configMap"), ("secrets", "secret")):
                 source = volume.get(source_key)
@@ -287,6 +340,7 @@ class LocalKubelet:
                     return None
                 for key, value in (data or {}).items():
                     (host / key).write_text(value)
+                    (host / key).chmod(0o644)
         return volumes
 
     def _run_container(
@@ -316,8 +370,9 @@ class LocalKubelet:
             self.stub.record_event(pod.namespace, pod.name, "Pod", "Failed", message)
             self._set_pod_status(pod, {"phase": "Pending", status_key: statuses, **other})
             return None
-        paths = self._path_map(container, volumes, stand_in)
+        paths = self._path_map(pod, container, volumes, stand_in)
         try:
+            identity = container_identity(spec, container, stand_in)
             env = resolve_env(container, pod.namespace, pod.name, self.stub.object_data)
         except ContainerConfigError as exc:
             statuses.append(
@@ -338,9 +393,9 @@ class LocalKubelet:
             self.stub.pod_logs[(pod.namespace, f"{pod.name}/{name}")] = log_path
             self.stub.pod_logs.setdefault((pod.namespace, pod.name), log_path)
         if stand_in is None:
-            code, reason = self._git_sync(container, env, paths, log_path), None
+            code, reason = self._git_sync(pod, container, env, paths, identity, log_path), None
         else:
-            code, reason = self._run_process(pod, container, env, paths, stand_in, log_path)
+            code, reason = self._run_process(pod, container, env, paths, stand_in, identity, log_path)
         terminated = {
             "exitCode": code,
             "reason": reason or ("Completed" if code == 0 else "Error"),
@@ -350,9 +405,21 @@ class LocalKubelet:
         statuses.append(_container_status(name, image, {"terminated": terminated}))
         return code
 
-    def _path_map(self, container: dict[str, Any], volumes: dict[str, Path], stand_in: ImageStandIn | None) -> PathMap:
-        prefixes: dict[str, Path] = dict(stand_in.paths) if stand_in else {}
-        for mount in container.get("volumeMounts") or []:
+    def _path_map(
+        self, pod: _Pod, container: dict[str, Any], volumes: dict[str, Path], stand_in: ImageStandIn | None
+    ) -> PathMap:
+        mounts = container.get("volumeMounts") or []
+        # A volume hides what the image has at and below its mountPath (the git-sync emptyDir
+        # at /opt/dagster/projects hides the image's copy of the code), as in a container.
+        hidden = [m["mountPath"].rstrip("/") for m in mounts]
+        prefixes: dict[str, Path] = {
+            path: host
+            for path, host in (stand_in.paths.items() if stand_in else ())
+            if not any(path.rstrip("/") == h or path.startswith(h + "/") for h in hidden)
+        }
+        if stand_in is not None and stand_in.home:
+            prefixes[stand_in.home] = self._home(pod, container)
+        for mount in mounts:
             host = volumes[mount["name"]]
             if mount.get("subPath"):
                 host = host / mount["subPath"]
@@ -360,13 +427,27 @@ class LocalKubelet:
             prefixes[mount["mountPath"]] = host
         return PathMap(prefixes)
 
-    def _git_sync(self, container: dict[str, Any], env: dict[str, str], paths: PathMap, log_path: Path) -> int:
+    def _home(self, pod: _Pod, container: dict[str, Any]) -> Path:
+        home = pod.directory / "homes" / container["name"]
+        home.mkdir(parents=True, exist_ok=True)
+        home.chmod(0o777)
+        return home
+
+    def _git_sync(
+        self,
+        pod: _Pod,
+        container: dict[str, Any],
+        env: dict[str, str],
+        paths: PathMap,
+        identity: Identity,
+        log_path: Path,
+    ) -> int:
         with log_path.open("a") as log:
             try:
                 settings = GitSyncSettings.from_container(container, env)
-                git_sync(settings, paths, self.repositories, log)
+                git_sync(settings, paths, self.repositories, log, identity, self._home(pod, container))
                 return 0
-            except (GitSyncError, subprocess.CalledProcessError) as exc:
+            except GitSyncError as exc:
                 log.write(f"git-sync failed: {exc}\n")
                 return 1
 
@@ -377,16 +458,16 @@ class LocalKubelet:
         env: dict[str, str],
         paths: PathMap,
         stand_in: ImageStandIn,
+        identity: Identity,
         log_path: Path,
     ) -> tuple[int, str | None]:
         full_env = {
             "PATH": f"{stand_in.bin_dir}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(pod.directory / "home"),
+            "HOME": stand_in.home or str(self._home(pod, container)),
             "HOSTNAME": pod.name,
             **stand_in.env,
             **env,
         }
-        (pod.directory / "home").mkdir(exist_ok=True)
         argv = [*(container.get("command") or stand_in.entrypoint), *(container.get("args") or [])]
         argv = [expand_references(arg, full_env) for arg in argv]
         workdir = container.get("workingDir") or stand_in.workdir
@@ -399,7 +480,14 @@ class LocalKubelet:
                     f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH or no directory {workdir}\n'
                 )
             return 128, "StartError"
-        wrapper = mount_namespace_command(paths, workdir, pod.directory / "shadowed")
+        wrapper = mount_namespace_command(
+            paths,
+            workdir,
+            pod.directory / "shadowed",
+            identity=identity,
+            read_only=read_only_paths(container, stand_in),
+            expose=stand_in.host_paths,
+        )
         entry = _Container(container["name"])
         with pod.lock:
             if pod.deleted:
@@ -496,10 +584,50 @@ def _condition(kind: str, when: str, reason: str | None = None, message: str | N
 # -- the container's filesystem ----------------------------------------------------------------
 
 
-def mount_namespace_command(paths: PathMap, workdir: str, shadow_root: Path) -> list[str]:
+def read_only_paths(container: Mapping[str, Any], stand_in: ImageStandIn) -> tuple[str, ...]:
+    """Container paths mounted read-only: the image's with ``readOnlyRootFilesystem``, and
+    ``readOnly`` volume mounts."""
+    read_only = [m["mountPath"] for m in container.get("volumeMounts") or [] if m.get("readOnly")]
+    if (container.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+        read_only += list(stand_in.paths)
+    return tuple(read_only)
+
+
+def _expose_script(host_paths: tuple[Path, ...], shadow_root: Path) -> list[str]:
+    """Make each host path reachable by its own path for any user: the first ancestor others
+    cannot enter (``/root``) becomes an empty tmpfs holding only a bind mount of that path."""
+    script: list[str] = []
+    for index, path in enumerate(host_paths):
+        closed = next((a for a in reversed(path.parents) if a != Path("/") and not a.stat().st_mode & 0o001), None)
+        if closed is None:
+            continue
+        stage = shadow_root / f"expose-{index}"
+        stage.mkdir(parents=True, exist_ok=True)
+        q_path, q_stage = shlex.quote(str(path)), shlex.quote(str(stage))
+        script += [
+            f"mount --bind {q_path} {q_stage}",
+            f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(str(closed))}",
+            f"mkdir -p {q_path}",
+            f"mount --bind {q_stage} {q_path}",
+        ]
+    return script
+
+
+def mount_namespace_command(
+    paths: PathMap,
+    workdir: str,
+    shadow_root: Path,
+    *,
+    identity: Identity | None = None,
+    read_only: tuple[str, ...] = (),
+    expose: tuple[Path, ...] = (),
+) -> list[str]:
     """``unshare`` + a shell script that mounts ``paths`` over the container paths, enters
-    ``workdir`` and execs the arguments that follow; see the module docstring, point 4."""
+    ``workdir`` as ``identity`` and execs the arguments that follow; see the module
+    docstring, points 4 and 7."""
     script = ["set -e"]
+    if identity is not None and identity.uid != 0:
+        script += _expose_script(expose, shadow_root)
     shadowed: set[str] = set()
     for container_path, host in paths.mounts:
         target = Path(container_path)
@@ -522,8 +650,20 @@ def mount_namespace_command(paths: PathMap, workdir: str, shadow_root: Path) -> 
             f"mkdir -p {shlex.quote(container_path)}",
             f"mount --bind {shlex.quote(str(host))} {shlex.quote(container_path)}",
         ]
+        if container_path in read_only or any(container_path.startswith(r.rstrip("/") + "/") for r in read_only):
+            script.append(f"mount -o remount,bind,ro {shlex.quote(container_path)}")
+    become: list[str] = []
+    if identity is not None and identity.uid != 0:
+        groups = ",".join(str(g) for g in identity.groups)
+        become = [
+            "setpriv",
+            f"--reuid={identity.uid}",
+            f"--regid={identity.gid}",
+            f"--groups={groups}" if groups else "--clear-groups",
+            "--",
+        ]
     # the shell's own PWD/OLDPWD are not the container's environment
-    script += [f"cd {shlex.quote(workdir)}", 'exec /usr/bin/env -u PWD -u OLDPWD "$@"']
+    script += [f"cd {shlex.quote(workdir)}", f'exec {" ".join(become)} /usr/bin/env -u PWD -u OLDPWD "$@"']
     user = [] if os.geteuid() == 0 else ["--map-root-user"]
     return [
         "unshare",
@@ -665,11 +805,20 @@ class GitSyncSettings:
         )
 
 
-def git_sync(settings: GitSyncSettings, paths: PathMap, repositories: Mapping[str, Path], log) -> str:
+def git_sync(
+    settings: GitSyncSettings,
+    paths: PathMap,
+    repositories: Mapping[str, Path],
+    log,
+    identity: Identity | None = None,
+    home: Path | None = None,
+) -> str:
     """Clone ``settings.repo`` at ``ref`` and ``depth`` into ``root`` with git-sync v4's layout.
 
     ``<root>`` is the git repository, ``<root>/.worktrees/<sha>`` the checkout and
     ``<root>/<link>`` a relative symlink to it, swapped in atomically. Returns the sha.
+    git runs as ``identity`` (the container's user); a git error is raised with git's own
+    message, as git-sync logs it.
     """
     source = repositories.get(settings.repo)
     if source is None:
@@ -677,9 +826,24 @@ def git_sync(settings: GitSyncSettings, paths: PathMap, repositories: Mapping[st
     root = paths.host_path(settings.root)
     root.mkdir(parents=True, exist_ok=True)
 
+    as_user: dict[str, Any] = {}
+    if identity is not None and identity.uid != 0:
+        as_user = {"user": identity.uid, "group": identity.gid, "extra_groups": list(identity.groups)}
+    git_home = home or root
+    # The source repository belongs to the test's user, not the container's; git's local
+    # transport drops `-c` settings, so this one goes to the git user's global config.
+    (git_home / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
+    git_env = {"PATH": "/usr/bin:/bin", "HOME": str(git_home), "GIT_CONFIG_NOSYSTEM": "1"}
+
     def git(*args: str) -> str:
-        result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
+        command = ["git", "-C", str(root), *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=git_env, **as_user)
         log.write(result.stdout + result.stderr)
+        if result.returncode != 0:
+            subcommand = next(a for a in args if a in ("init", "fetch", "rev-parse", "worktree"))
+            raise GitSyncError(
+                f"error syncing repo: git {subcommand}: exit status {result.returncode}: {result.stderr.strip()}"
+            )
         return result.stdout.strip()
 
     if not (root / ".git").exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +20,8 @@ from dagctl_dagster.alerts.state_size import STATE_OBSERVATION_JOB, state_key, s
 from dagctl_dagster.alerts.tiered import runs_key, tiered_alert_sensor
 from dagctl_dagster.config import ProjectConfig
 from dagctl_dagster.logging import JsonFormatter, json_console_logger, register_models
+from dagctl_dagster.project import ProjectDefinitions
+from dagctl_dagster.sqlmesh.state_size import measure_state_size
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,7 +60,9 @@ def sqlmesh_project(tmp_path: Path, url: str) -> tuple[Path, ProjectConfig]:
 
 
 def observe(instance, project_dir: Path, project: ProjectConfig) -> dict:
-    assets, jobs, _ = state_size_observation({project.name: (project_dir, project)})
+    assets, jobs, _ = state_size_observation(
+        [ProjectDefinitions(project, project_dir, state_probe=partial(measure_state_size, project_dir, project))]
+    )
     defs = dg.Definitions(assets=assets, jobs=jobs)
     assert defs.resolve_job_def(STATE_OBSERVATION_JOB).execute_in_process(instance=instance).success
     record = instance.fetch_observations(state_key(project.name), limit=1).records[0]

@@ -81,7 +81,10 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
                 assert run.status == dg.DagsterRunStatus.SUCCESS, f"{run.job_name} {run.status} {failures}"
             if "sqlmesh_example_plan" in runs:
                 assert runs["sqlmesh_example_plan"].tags["dagster/run_key"] == "deploy:sqlmesh_example:2"
-                assert runs["sqlmesh_example_plan"].run_config["ops"]["plan"]["config"]["auto_apply"] is True
+                assert (
+                    runs["sqlmesh_example_plan"].run_config["ops"]["sqlmesh_example_plan_op"]["config"]["auto_apply"]
+                    is True
+                )
             assert runs["dbt_example_deploy"].tags["dagster/run_key"] == "deploy:dbt_example:2"
             assert (
                 runs["dbt_example_deploy"]
@@ -91,5 +94,5 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
             # its artifacts are named like the run job's, so only the newest few are kept
             deploy_id = runs["dbt_example_deploy"].run_id[:7]
             target = example_repo / "examples" / "dbt_project" / "target"
-            assert len(list(target.glob(f"dbt_deploy-{deploy_id}-*/run_results.json"))) == 1
+            assert len(list(target.glob(f"dbt_example_deploy_op-{deploy_id}-*/run_results.json"))) == 1
             assert '"version": "2"' in _sensor_cursor(instance)

@@ -8,9 +8,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from dagctl_dagster.automation.schedules import build_maintenance_schedules, build_run_schedule
+from dagctl_dagster.automation.schedules import build_run_schedule
 from dagctl_dagster.config import DagctlConfig
 from dagctl_dagster.names import PROJECT_TAG
+from dagctl_dagster.sqlmesh.maintenance import build_maintenance_schedules
 
 
 def _config(**project_fields) -> DagctlConfig:

@@ -10,8 +10,8 @@ import pytest
 from git_repo import git, init_repo
 
 from dagctl_dagster.automation.config_sensor import build_config_version_sensor, request_location_reload
-from dagctl_dagster.automation.dbt_deploy import build_dbt_deploy_job
 from dagctl_dagster.config import load_config
+from dagctl_dagster.dbt.deploy import build_dbt_deploy_job
 from dagctl_dagster.dbt.deploy_scope import deploy_scope
 from dagctl_dagster.project import CodeLocationContext, ProjectDefinitions
 from dagctl_dagster.run_identity import CONFIG_VERSION_SENSOR
@@ -71,8 +71,10 @@ def repo(tmp_path: Path) -> Path:
 def _sensor(repo: Path) -> dg.SensorDefinition:
     loaded = load_config(repo / ".dagctl" / "config.yaml")
     projects = [ProjectDefinitions(project=p, project_dir=loaded.project_dir(p)) for p in loaded.projects]
-    jobs = [build_plan_job(loaded, p) for p in loaded.projects if p.framework == "sqlmesh"]
-    jobs += [build_dbt_deploy_job(p) for p in loaded.projects if p.framework == "dbt"]
+    jobs = [
+        build_plan_job(loaded, p) if p.framework == "sqlmesh" else build_dbt_deploy_job(loaded, p)
+        for p in loaded.projects
+    ]
     return build_config_version_sensor(CodeLocationContext(loaded=loaded, projects=projects), jobs)
 
 
@@ -133,14 +135,14 @@ def test_new_version_deploys_every_project_with_idempotent_run_keys(repo, instan
 
     plan = requests["analytics_plan"]
     assert plan.run_key == "deploy:analytics:2"
-    assert plan.run_config == {"ops": {"plan": {"config": {"environment": "prod", "auto_apply": True}}}}
+    assert plan.run_config == {"ops": {"analytics_plan_op": {"config": {"environment": "prod", "auto_apply": True}}}}
     assert plan.tags["dagctl/project"] == "analytics"
     assert plan.tags["dagctl/deploy-version"] == "2"
     assert plan.tags["dagctl/deploy-commit"] == head
 
     dbt = requests["shop_deploy"]
     assert dbt.run_key == "deploy:shop:2"
-    assert dbt.run_config["ops"]["dbt_deploy"]["config"] == {
+    assert dbt.run_config["ops"]["shop_deploy_op"]["config"] == {
         "select": "stg_orders+",
         "changed_files": ["models/staging/stg_orders.sql"],
     }
@@ -157,7 +159,7 @@ def test_protected_project_gets_a_dry_run_only(repo, instance):
     sensor, cursor = _baseline(repo, instance)
     _set_version(repo, 2)
     guarded = next(r for r in _tick(sensor, instance, cursor).run_requests if r.job_name == "guarded_plan")
-    assert guarded.run_config["ops"]["plan"]["config"]["auto_apply"] is False
+    assert guarded.run_config["ops"]["guarded_plan_op"]["config"]["auto_apply"] is False
     assert "dry run" in guarded.tags["dagctl/deploy-scope"]
 
 
@@ -165,7 +167,7 @@ def test_macro_change_deploys_a_full_dbt_build(repo, instance):
     sensor, cursor = _baseline(repo, instance)
     _set_version(repo, 2, extra={"shop/macros/cents.sql": "{% macro cents(x) %}{{ x }} * 1000{% endmacro %}"})
     dbt = next(r for r in _tick(sensor, instance, cursor).run_requests if r.job_name == "shop_deploy")
-    assert dbt.run_config["ops"]["dbt_deploy"]["config"]["select"] == ""
+    assert dbt.run_config["ops"]["shop_deploy_op"]["config"]["select"] == ""
     assert dbt.tags["dagctl/deploy-scope"] == "full build (macros/cents.sql changed)"
 
 

@@ -114,16 +114,18 @@ def _dbt_example(tmp_path: Path, daily_revenue_meta: str) -> Path:
 
 
 def test_dbt_models_take_their_own_freshness_from_meta_else_the_project_schedule(tmp_path: Path):
-    from dagctl_dagster.alerts.freshness import dbt_model_crons
     from dagctl_dagster.config import load_config
     from dagctl_dagster.dbt.asset_factory import build_dbt_project
+    from dagctl_dagster.dbt.freshness import DbtFreshness
 
     repo = _dbt_example(
         tmp_path, '{{ config(meta={"dagctl": {"freshness": {"cron": "0 6 * * *", "grace_minutes": 30}}}) }}'
     )
     loaded = load_config(repo / ".dagctl" / "config.yaml")
     project = loaded.config.project("dbt_example")  # schedule "0 * * * *"
-    crons = dbt_model_crons(build_dbt_project(loaded, project))
+    freshness = build_dbt_project(loaded, project).freshness
+    assert isinstance(freshness, DbtFreshness)
+    crons = freshness.crons
     assert crons[dg.AssetKey(["dbt_example", "daily_revenue"])] == ("0 6 * * *", 30)
     assert crons[dg.AssetKey(["dbt_example", "orders"])] == ("0 * * * *", None)
 

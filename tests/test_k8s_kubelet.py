@@ -318,3 +318,91 @@ def test_unmapped_repository_fails_the_init_container(cluster):
     assert pod.status.init_container_statuses[0].state.terminated.exit_code == 1
     assert "never" not in kubelet.pod_log(NS, "norepo")
     assert "not mapped" in kubelet.pod_log(NS, "norepo")
+
+
+IDENTITY_PROBE = """
+import json, os, pathlib
+def attempt(path):
+    try:
+        pathlib.Path(path).write_text("x")
+        return "written"
+    except OSError as exc:
+        return exc.strerror
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+    "image_path": attempt("/opt/app/written-by-the-pod"),
+    "scratch": attempt("/opt/scratch/written-by-the-pod"),
+}), flush=True)
+"""
+
+
+def test_the_process_runs_as_the_pods_user_with_a_read_only_image(tmp_path):
+    """runAsUser/runAsGroup/fsGroup become the process's ids; readOnlyRootFilesystem makes
+    the image's paths read-only (even where its permissions would allow writing)."""
+    app = tmp_path / "image-app"
+    app.mkdir()
+    app.chmod(0o777)
+    image = ImageStandIn(
+        bin_dir=Path(sys.executable).parent,
+        workdir="/opt/app",
+        paths={"/opt/app": app},
+        host_paths=(Path(sys.base_prefix),),
+    )
+    spec = job(
+        "asuser",
+        python(IDENTITY_PROBE),
+        securityContext={"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1001, "fsGroup": 2000},
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+        container={
+            "securityContext": {"readOnlyRootFilesystem": True},
+            "volumeMounts": [{"name": "scratch", "mountPath": "/opt/scratch"}],
+        },
+    )
+    with KubernetesApiStub() as stub, LocalKubelet(stub, tmp_path / "node", {IMAGE: image}) as kubelet:
+        stub.create_pod(NS, {"metadata": {"name": "asuser"}, "spec": spec["spec"]["template"]["spec"]})
+        kubelet.wait(NS, "asuser", 60)
+        log = kubelet.pod_log(NS, "asuser")
+        seen = json.loads(log.strip().splitlines()[-1])
+        assert stub.pods[(NS, "asuser")]["status"]["phase"] == "Succeeded", log
+
+    assert (seen["uid"], seen["gid"], seen["groups"]) == (1000, 1001, [2000])
+    assert seen["image_path"] == "Read-only file system"
+    assert seen["scratch"] == "written"
+    assert not (app / "written-by-the-pod").exists()
+
+
+def test_run_as_non_root_without_a_user_is_a_create_container_config_error(cluster):
+    stub, kubelet, api = cluster
+    kubernetes.client.BatchV1Api(api).create_namespaced_job(
+        NS, job("rootish", python("print('ran')"), securityContext={"runAsNonRoot": True})
+    )
+    wait_for(lambda: pod_of(api, "rootish").status.container_statuses, "the container status", timeout=30)
+    waiting = pod_of(api, "rootish").status.container_statuses[0].state.waiting
+    assert (waiting.reason, waiting.message) == (
+        "CreateContainerConfigError",
+        "container has runAsNonRoot and image will run as root",
+    )
+
+
+def test_a_volume_hides_what_the_image_has_below_its_mount_path(tmp_path):
+    """The git-sync emptyDir at /opt/dagster/projects hides the image's copy of the code there."""
+    app = tmp_path / "image-app"
+    (app / "code").mkdir(parents=True)
+    (app / "code" / "baked.txt").write_text("from the image")
+    image = ImageStandIn(bin_dir=Path(sys.executable).parent, workdir="/", paths={"/opt/app/code": app / "code"})
+    spec = {
+        "restartPolicy": "Never",
+        "volumes": [{"name": "checkout", "emptyDir": {}}],
+        "containers": [
+            {
+                "name": "main",
+                "image": IMAGE,
+                "args": python("import os; print(sorted(os.listdir('/opt/app')))"),
+                "volumeMounts": [{"name": "checkout", "mountPath": "/opt/app"}],
+            }
+        ],
+    }
+    with KubernetesApiStub() as stub, LocalKubelet(stub, tmp_path / "node", {IMAGE: image}) as kubelet:
+        stub.create_pod(NS, {"metadata": {"name": "hidden"}, "spec": spec})
+        kubelet.wait(NS, "hidden", 60)
+        assert kubelet.pod_log(NS, "hidden").strip() == "[]"

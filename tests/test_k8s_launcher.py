@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import kubernetes_validate
 import pytest
+import yaml
 from k8s_stub import FULL_CONFIG, SECRET_VALUES, KubernetesApiStub, write_config
 
 from dagctl_dagster.k8s.launcher import DagctlK8sRunLauncher
@@ -63,6 +64,20 @@ def housekeeping() -> None:
 
 @dg.job(tags={"dagctl/project": "finance"})
 def finance_run() -> None:
+    evaluate()
+
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dg.job(tags={"dagctl/project": "analytics", "dagctl/code_revision": REVISION})
+def analytics_loaded_from_a_checkout() -> None:
+    """As load_definitions tags jobs loaded from a git-sync checkout."""
+    evaluate()
+
+
+@dg.job(tags={"dagctl/project": "analytics", "dagctl/code_revision": "main"})
+def analytics_with_a_branch_as_revision() -> None:
     evaluate()
 
 
@@ -352,3 +367,63 @@ def test_dagster_cli_launches_a_load_definitions_job_through_the_launcher(exampl
         haystacks = [request.raw_body, dg.serialize_value(run), *logged]
     for value in SECRET_VALUES.values():
         assert not [text for text in haystacks if value in text]
+
+
+def test_a_run_clones_the_commit_its_code_server_loaded_and_fails_its_pod_when_it_fails(instance, stub):
+    _launch(instance, analytics_loaded_from_a_checkout)
+    [request] = _created_jobs(stub)
+    pod = request.body["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    assert {"name": "GITSYNC_REF", "value": REVISION} in init["env"]  # not the config's ref v1.2.3
+    # fail_pod_on_run_failure defaults to true: the worker exits 1 when its run fails
+    assert '"set_exit_code_on_failure": true' in pod["containers"][0]["args"][3]
+
+
+def test_a_revision_tag_that_is_not_a_commit_is_refused(instance, stub):
+    with pytest.raises(Exception, match=r"dagctl/code_revision='main', which is not a full git commit id"):
+        _launch(instance, analytics_with_a_branch_as_revision)
+    assert _created_jobs(stub) == []
+
+
+RBAC_PATH = Path(__file__).resolve().parent.parent / "helm-values" / "rbac-runs-namespace.yaml"
+_VERBS = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}
+
+
+def _rbac_request(method: str, path: str) -> tuple[str, str, str, str]:
+    """(namespace, API group, resource[/subresource], verb) of a request, as RBAC sees it."""
+    parts = path.strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    namespace, resource, name, sub = rest[1], rest[2], rest[3] if len(rest) > 3 else None, rest[4:]
+    verb = _VERBS.get(method) or ("get" if name else "list")
+    return namespace, group, "/".join([resource, *sub]), verb
+
+
+def test_the_runs_namespace_rbac_allows_every_call_the_launcher_makes(instance, stub):
+    documents = [d for d in yaml.safe_load_all(RBAC_PATH.read_text()) if d]
+    for document in documents:
+        kubernetes_validate.validate(document, "1.37", strict=True)
+    [account] = [d for d in documents if d["kind"] == "ServiceAccount"]
+    [role] = [d for d in documents if d["kind"] == "Role"]
+    [binding] = [d for d in documents if d["kind"] == "RoleBinding"]
+    namespace = role["metadata"]["namespace"]
+    assert account["metadata"] == {"name": "dagster", "namespace": namespace}  # the launcher's service_account_name
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dagster", "namespace": "dagster"}]
+
+    # launch (with the pod watch), health check, termination: in the project's namespace `data`
+    run = _launch(instance, analytics_models)
+    launcher = instance.run_launcher
+    launcher.start_watcher().poll_once()
+    launcher.check_run_worker_health(instance.get_run_by_id(run.run_id))
+    launcher.get_run_worker_debug_info(instance.get_run_by_id(run.run_id))
+    launcher.terminate(run.run_id)
+
+    calls = {_rbac_request(r.method, r.path) for r in stub.requests if "/namespaces/" in r.path}
+    assert {verb for _, _, _, verb in calls} >= {"create", "get", "list", "delete"}
+    for call_namespace, group, resource, verb in calls:
+        assert call_namespace == namespace
+        assert any(
+            group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+            for rule in role["rules"]
+        ), (group, resource, verb)

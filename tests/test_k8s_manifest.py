@@ -115,15 +115,28 @@ def test_dbt_project_runs_from_its_own_image_without_git_sync(full):
     }
 
 
-def test_dbt_project_with_git_sync_is_rejected_naming_the_field(tmp_path):
-    text = MINIMAL_CONFIG + "    k8s:\n      git_sync: {repository: https://git.example.com/x.git}\n"
-    path = write_config(tmp_path, text)
-    with pytest.raises(ConfigError) as excinfo:
-        load_config(path, check_paths=False)
-    message = str(excinfo.value)
-    assert str(path) in message
-    assert "projects[1]" in message and "'marts'" in message
-    assert "`k8s.git_sync` is for SQLMesh projects" in message
+def test_every_project_clones_the_code_locations_repository_from_k8s_defaults(tmp_path):
+    """A git-synced code location loads definitions.py from the checkout: dbt runs need it too."""
+    text = MINIMAL_CONFIG.replace(
+        "projects:\n",
+        "k8s_defaults:\n  git_sync: {repository: https://git.example.com/platform.git, ref: release}\nprojects:\n",
+    )
+    loaded = load_config(write_config(tmp_path, text), check_paths=False)
+    for project in loaded.projects:
+        manifest = render_run_job(project, image="code:1", defaults=loaded.config.k8s_defaults)
+        [init] = manifest["spec"]["template"]["spec"]["initContainers"]
+        env = {e["name"]: e.get("value") for e in init["env"]}
+        assert (env["GITSYNC_REPO"], env["GITSYNC_REF"]) == ("https://git.example.com/platform.git", "release")
+        assert _container(manifest)["volumeMounts"][-1]["mountPath"] == "/opt/dagster/projects"
+
+
+def test_a_runs_revision_pins_its_clone(full):
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    context = context_for_project(
+        LauncherSettings().container_context(), full.config.project("analytics"), revision=revision
+    )
+    [init] = context.run_k8s_config.pod_spec_config["init_containers"]
+    assert {"name": "GITSYNC_REF", "value": revision} in init["env"]
 
 
 def test_env_from_config_maps_and_secrets_and_state_password_by_reference(full):

@@ -54,7 +54,7 @@ def test_janitor_drops_an_expired_environment_and_backup_restores_into_a_fresh_s
         before = _state(context)
     assert set(before[0]) == {"prod", "dev"}
 
-    _, janitor = _output(build_janitor_job(loaded, project).execute_in_process(), "janitor")
+    _, janitor = _output(build_janitor_job(loaded, project).execute_in_process(), "sqlmesh_example_janitor_op")
     assert janitor["expired_environments"] == ["dev"]
     assert any(name.endswith("sqlmesh_example__dev") for name in janitor["cleaned_objects"])
     assert janitor["cleaned_object_count"] == len(janitor["cleaned_objects"])
@@ -63,7 +63,9 @@ def test_janitor_drops_an_expired_environment_and_backup_restores_into_a_fresh_s
     backups.mkdir(parents=True)
     old = backups / backup_file_name("sqlmesh_example", datetime.now(UTC) - timedelta(days=8))
     old.write_text("{}")
-    path, backup = _output(build_state_backup_job(loaded, project).execute_in_process(), "state_backup")
+    path, backup = _output(
+        build_state_backup_job(loaded, project).execute_in_process(), "sqlmesh_example_state_backup_op"
+    )
     path = Path(path)
     assert path.parent == backups
     assert path.name.startswith("sqlmesh_example-state-") and path.name.endswith("Z.json")

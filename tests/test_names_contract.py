@@ -22,7 +22,7 @@ from dagctl_dagster.config import load_config
 from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
 from dagctl_dagster.execution.framework import RunFramework
 from dagctl_dagster.names import ExecutorSummary, NotRunReason
-from dagctl_dagster.run_identity import JobKind
+from dagctl_dagster.run_identity import JobKind, op_name
 from dagctl_dagster.sqlmesh.asset_factory import _raise_unless_done
 from dagctl_dagster.sqlmesh.plan import build_plan_job
 from dagctl_dagster.sqlmesh.session import ModelOutcome, ModelStatus
@@ -62,9 +62,11 @@ def test_applied_in_prod_follows_what_the_plan_did(example_repo: Path, tmp_path:
     project = loaded.config.project("sqlmesh_example")
     job = build_plan_job(loaded, project)
     with dg.instance_for_test() as instance:
-        dry = job.execute_in_process(instance=instance, run_config={"ops": {"plan": {"config": {}}}})
+        dry = job.execute_in_process(
+            instance=instance, run_config={"ops": {op_name(project, JobKind.PLAN): {"config": {}}}}
+        )
         applied = job.execute_in_process(
-            instance=instance, run_config={"ops": {"plan": {"config": {"auto_apply": True}}}}
+            instance=instance, run_config={"ops": {op_name(project, JobKind.PLAN): {"config": {"auto_apply": True}}}}
         )
         dry_outcome = plan_outcome(instance, dry.run_id)
         applied_outcome = plan_outcome(instance, applied.run_id)

@@ -39,7 +39,12 @@ def _edit_daily_revenue(loaded) -> None:
 
 
 def _run(job: dg.JobDefinition, **config):
-    return job.execute_in_process(run_config={"ops": {"plan": {"config": config}}}, raise_on_error=False)
+    return job.execute_in_process(run_config={"ops": {_op(job): {"config": config}}}, raise_on_error=False)
+
+
+def _op(job: dg.JobDefinition) -> str:
+    (node,) = job.graph.node_defs
+    return node.name
 
 
 def _output_metadata(result) -> dict:
@@ -49,7 +54,7 @@ def _output_metadata(result) -> dict:
 
 def _failure(result) -> str:
     assert not result.success
-    return result.failure_data_for_node("plan").error.message
+    return result.failure_data_for_node(_op(result.job_def)).error.message
 
 
 def _columns(warehouse: Path) -> list[str]:

@@ -143,3 +143,24 @@ def test_sqlmeshs_single_task_default_shares_one_cursor_and_more_tasks_do_not(tm
             assert internals.concurrent_tasks(context) == (tasks or 1)
         finally:
             context.close()
+
+
+def test_sqlmesh_still_finds_custom_materializations_by_name_among_the_process_classes():
+    """`sqlmesh/materializations.py` refuses two projects' materializations of one name because of this."""
+    from sqlmesh.core.snapshot import evaluator
+
+    source = _source(evaluator.get_custom_materialization_type)
+    assert "global _custom_materialization_type_cache" in source
+    assert "CustomMaterialization.__subclasses__()" in source
+    assert 'getattr(strategy_type, "NAME", strategy_type.__name__).lower()' in source
+
+
+def test_sqlmesh_still_imports_project_files_as_top_level_modules_and_serializes_project_code():
+    """`sqlmesh/imports.py` isolates loads only: evaluation runs the serialized `python_env`."""
+    from sqlmesh.core.loader import Loader
+    from sqlmesh.utils import metaprogramming
+
+    assert "with sys_path(self.config_path):" in _source(Loader.load)
+    assert "sys.modules.pop(" in _source(metaprogramming.import_python_file)
+    serialize = _source(metaprogramming.serialize_env)
+    assert "payload=normalize_source(v)" in serialize and "kind=ExecutableKind.DEFINITION" in serialize

@@ -8,7 +8,8 @@
 
 ``alerting.definitions`` holds the ``slack`` resource
 (:func:`~dagctl_dagster.alerts.sender.slack_resource`), the run-failure sensor, the
-tiered-alert sensor, each SQLMesh project's ``dagctl/<project>/sqlmesh_state`` observable asset
+tiered-alert sensor, the ``dagctl/<project>/sqlmesh_state`` observable asset of each project
+with a state database (SQLMesh)
 with its hourly observation schedule, the ``dagctl/<project>/alerts`` / ``dagctl/<project>/runs``
 record assets. These live in
 group ``dagctl_observability`` under the ``dagctl`` prefix: a project's key prefix and group
@@ -55,10 +56,7 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
         channel = lookup.alerts_for(project_defs.name).failure_channel
         hooks[project_defs.name] = {model_failure_hook(project_defs.name, channel, project_defs.models_by_op)}
 
-    sqlmesh_projects = {
-        p.name: (p.project_dir, p.project) for p in location.projects if p.project.framework == "sqlmesh"
-    }
-    state_assets, state_jobs, state_schedules = state_size_observation(sqlmesh_projects)
+    state_assets, state_jobs, state_schedules = state_size_observation(location.projects)
     record_assets = [
         dg.AssetSpec(key, group_name=OBSERVABILITY_GROUP, description=description)
         for p in location.projects
@@ -75,7 +73,7 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
         tiered_alert_sensor(
             lookup,
             model_keys={p.name: list(p.model_keys) for p in location.projects},
-            state_keys={name: state_key(name) for name in sqlmesh_projects},
+            state_keys={p.name: state_key(p.name) for p in location.projects if p.state_probe is not None},
         ),
     ]
     freshness_checks, freshness_sensors = build_freshness(location, lookup)

@@ -2,13 +2,10 @@
 
 A model is **late** when its last completed interval ends before the latest tick of its
 cron that lies ``grace_minutes`` in the past: a daily model must have completed
-``[yesterday, today)`` by ``00:00 + grace``. The truth per framework:
-
-- SQLMesh: the interval records in SQLMesh state (``sqlmesh.internals.completed_intervals``)
-  and the model's own ``cron``; a model with no completed interval is late.
-- dbt: the model's last build (its latest materialization in Dagster) against
-  ``meta: {dagctl: {freshness: {cron: ..., grace_minutes: ...}}}`` in the model's config,
-  else the project's ``schedule``; a dbt model with neither has no SLA.
+``[yesterday, today)`` by ``00:00 + grace``. Each framework plugin gives a project's
+:class:`~dagctl_dagster.project.FreshnessSource` (SQLMesh: interval records in state and each
+model's own ``cron``, :mod:`dagctl_dagster.sqlmesh.freshness`; dbt: the model's last build
+against its ``meta.dagctl.freshness`` or the project's schedule, :mod:`dagctl_dagster.dbt.freshness`).
 
 The sensor ``dagctl_freshness`` (every ``freshness.check_interval_seconds``) records a
 ``dagctl_freshness`` asset check evaluation on each model whenever its verdict changes, so
@@ -22,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -33,21 +30,10 @@ from dagctl_dagster.alerts import rules
 from dagctl_dagster.alerts.cursor import AlertCursor
 from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.sender import AlertResource
-from dagctl_dagster.config import FreshnessConfig, LoadedConfig, ProjectConfig
+from dagctl_dagster.config import FreshnessConfig, ProjectConfig
 from dagctl_dagster.names import FRESHNESS_CHECK_NAME, FRESHNESS_DUE_KEY, FRESHNESS_LAST_END_KEY, PROJECT_TAG
-from dagctl_dagster.project import ProjectDefinitions
-from dagctl_dagster.run_identity import FRESHNESS_SENSOR
-
-
-@dataclass(frozen=True)
-class ModelSchedule:
-    """What a model's SLA is judged on: its cron, and when its last completed interval ended."""
-
-    key: dg.AssetKey
-    cron: str
-    timezone: str
-    last_end: datetime | None
-    grace_minutes: int | None = None  # a model's own grace; else the project's
+from dagctl_dagster.project import FreshnessSource, ModelSchedule
+from dagctl_dagster.run_identity import FRESHNESS_SENSOR, project_op_name
 
 
 @dataclass(frozen=True)
@@ -95,60 +81,23 @@ def judge(schedule: ModelSchedule, settings: FreshnessConfig, now: datetime) -> 
     )
 
 
-# -- what each framework says ------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class FreshnessSource:
-    """One project's models with an SLA, and how to read their last completed intervals."""
+class ProjectFreshness:
+    """One project's freshness source, by the project's name."""
 
-    project: ProjectDefinitions
-    loaded: LoadedConfig
-    dbt_crons: Mapping[dg.AssetKey, tuple[str, int | None]]  # dbt: key -> (cron, grace) from meta / schedule
-
-    @property
-    def name(self) -> str:
-        return self.project.name
+    name: str
+    project: ProjectConfig
+    source: FreshnessSource
 
     @property
     def check_keys(self) -> list[dg.AssetKey]:
-        if self.project.project.framework == "sqlmesh":
-            return list(self.project.model_keys)
-        return [k for k in self.project.model_keys if k in self.dbt_crons]
-
-    def schedules(self, instance: dg.DagsterInstance) -> list[ModelSchedule]:
-        if self.project.project.framework == "sqlmesh":
-            return _sqlmesh_schedules(self.loaded, self.project.project, set(self.project.model_keys))
-        timezone = self.project.project.timezone or self.loaded.config.timezone
-        found = []
-        for key, (cron, grace) in sorted(self.dbt_crons.items(), key=lambda item: item[0].to_user_string()):
-            event = instance.get_latest_materialization_event(key)
-            last = datetime.fromtimestamp(event.timestamp, UTC) if event is not None else None
-            found.append(ModelSchedule(key, cron, timezone, last, grace))
-        return found
-
-
-def _sqlmesh_schedules(loaded: LoadedConfig, project: ProjectConfig, keys: set[dg.AssetKey]) -> list[ModelSchedule]:
-    from dagctl_dagster.sqlmesh import internals
-    from dagctl_dagster.sqlmesh.context import open_context
-    from dagctl_dagster.sqlmesh.translator import schema_and_table
-
-    with open_context(loaded, project) as context:  # closed at once: DuckDB state allows one process
-        models = internals.completed_intervals(context, project.environment)
-    found = []
-    for model in models:
-        key = dg.AssetKey(schema_and_table(model.fqn))
-        if key not in keys:
-            continue
-        last = datetime.fromtimestamp(model.last_end_ms / 1000, UTC) if model.last_end_ms is not None else None
-        found.append(ModelSchedule(key, model.cron, model.cron_tz or "UTC", last))
-    return found
+        return self.source.check_keys
 
 
 def evaluate(
-    source: FreshnessSource, settings: FreshnessConfig, instance: dg.DagsterInstance, now: datetime
+    source: ProjectFreshness, settings: FreshnessConfig, instance: dg.DagsterInstance, now: datetime
 ) -> list[Verdict]:
-    return [judge(schedule, settings, now) for schedule in source.schedules(instance)]
+    return [judge(schedule, settings, now) for schedule in source.source.schedules(instance)]
 
 
 def check_evaluation(verdict: Verdict, settings: FreshnessConfig) -> dg.AssetCheckEvaluation:
@@ -172,7 +121,7 @@ def _metadata(verdict: Verdict) -> dict[str, dg.RawMetadataValue]:
 # -- checks and sensor -----------------------------------------------------------------
 
 
-def freshness_checks(source: FreshnessSource, settings: FreshnessConfig) -> dg.AssetChecksDefinition | None:
+def freshness_checks(source: ProjectFreshness, settings: FreshnessConfig) -> dg.AssetChecksDefinition | None:
     """The ``dagctl_freshness`` check of every model of the project that has an SLA.
 
     The sensor records its evaluations; a run selecting only checks (the UI's "Execute")
@@ -188,7 +137,7 @@ def freshness_checks(source: FreshnessSource, settings: FreshnessConfig) -> dg.A
         for key in keys
     ]
 
-    @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{source.name}_freshness")
+    @dg.multi_asset_check(specs=specs, can_subset=True, name=project_op_name(source.name, "freshness"))
     def _checks(context) -> Iterator[dg.AssetCheckResult]:  # no hint: dagster cannot resolve postponed ones here
         if context.run.asset_selection:  # a model run: the sensor evaluates freshness
             return
@@ -223,7 +172,7 @@ class FreshnessCursor:
 
 
 def freshness_sensor(
-    sources: Sequence[FreshnessSource], lookup: ProjectLookup, interval_s: int, default_status
+    sources: Sequence[ProjectFreshness], lookup: ProjectLookup, interval_s: int, default_status
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name=FRESHNESS_SENSOR,
@@ -238,8 +187,8 @@ def freshness_sensor(
         now = time.time()
         alerts: list[rules.Alert] = []
         for source in sources:
-            settings = lookup.config.freshness_for(source.project.project)
-            if source.project.project.framework == "sqlmesh" and _has_run_in_progress(context.instance, source.name):
+            settings = lookup.config.freshness_for(source.project)
+            if source.source.locked_by_runs and _has_run_in_progress(context.instance, source.name):
                 context.log.info(f"project '{source.name}' has a run in progress; its freshness is evaluated next tick")
                 continue
             try:
@@ -281,7 +230,9 @@ def build_freshness(
         settings = config.freshness_for(project_defs.project)
         if not settings.enabled:
             continue
-        source = FreshnessSource(project_defs, location.loaded, dbt_model_crons(project_defs))
+        if project_defs.freshness is None:
+            continue
+        source = ProjectFreshness(project_defs.name, project_defs.project, project_defs.freshness)
         definition = freshness_checks(source, settings)
         if definition is not None:
             sources.append(source)
@@ -290,18 +241,3 @@ def build_freshness(
         return [], []
     sensor = freshness_sensor(sources, lookup, config.freshness.check_interval_seconds, sensor_default_status())
     return checks, [sensor]
-
-
-def dbt_model_crons(project_defs: ProjectDefinitions) -> dict[dg.AssetKey, tuple[str, int | None]]:
-    """dbt: each model's own ``meta.dagctl.freshness`` (cron, grace), else the project's schedule."""
-    if project_defs.project.framework != "dbt":
-        return {}
-    default = project_defs.project.effective_schedule
-    crons: dict[dg.AssetKey, tuple[str, int | None]] = {}
-    for key in project_defs.model_keys:
-        own = project_defs.freshness.get(key)
-        if own is not None:
-            crons[key] = own
-        elif default:
-            crons[key] = (default, None)
-    return crons

@@ -1,9 +1,9 @@
-"""The SQLMesh state database's size (:mod:`dagctl_dagster.sqlmesh.state_size`), observed hourly
-on ``["dagctl", <project>, "sqlmesh_state"]``.
+"""A project's state database size (its plugin's ``state_probe``: SQLMesh state, see
+:mod:`dagctl_dagster.sqlmesh.state_size`), observed hourly on ``["dagctl", <project>, "sqlmesh_state"]``.
 
 Example::
 
-    assets, job, schedule = state_size_observation({"analytics": (project_dir, project_config)})
+    assets, jobs, schedules = state_size_observation(location.projects)
 
 Each observation carries ``size_bytes`` (DuckDB: the state file; PostgreSQL: the state
 tables' total relation size) and ``reachable``; an unreachable database is observed as
@@ -13,18 +13,16 @@ tables' total relation size) and ``reachable``; an unreachable database is obser
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
 
 from dagctl_dagster.alerts.messages import first_line
-from dagctl_dagster.config import ProjectConfig
 from dagctl_dagster.names import OBSERVABILITY_GROUP, OBSERVABILITY_PREFIX
+from dagctl_dagster.project import ProjectDefinitions, StateSize
 from dagctl_dagster.run_identity import STATE_OBSERVATION_JOB, STATE_OBSERVATION_SCHEDULE
 from dagctl_dagster.settings import schedule_default_status
-from dagctl_dagster.sqlmesh.state_size import measure_state_size
 
 STATE_OBSERVATION_CRON = "0 * * * *"
 
@@ -33,25 +31,25 @@ def state_key(project: str) -> dg.AssetKey:
     return dg.AssetKey([OBSERVABILITY_PREFIX, project, "sqlmesh_state"])
 
 
-def state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAsset:
+def state_size_asset(project: str, probe: Callable[[], StateSize]) -> dg.SourceAsset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return _state_size_asset(project, project_dir)
+        return _state_size_asset(project, probe)
 
 
-def _state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAsset:
+def _state_size_asset(project: str, probe: Callable[[], StateSize]) -> dg.SourceAsset:
     @dg.observable_source_asset(
-        key=state_key(project.name),
+        key=state_key(project),
         group_name=OBSERVABILITY_GROUP,
-        description=f"SQLMesh state database of project '{project.name}' (size observed hourly).",
+        description=f"State database of project '{project}' (size observed hourly).",
     )
     def _observe(context) -> dg.ObserveResult:
         try:
-            size = measure_state_size(project_dir, project)
+            size = probe()
         except Exception as exc:  # an unreachable database is an observation, paged by the alert sensor
             # the whole message on one line: SQLMesh config errors put the cause on line two
             error = first_line(" ".join(f"{type(exc).__name__}: {exc}".split()))
-            context.log.error(f"state database of '{project.name}' unreachable: {error}")
+            context.log.error(f"state database of '{project}' unreachable: {error}")
             return dg.ObserveResult(metadata={"reachable": False, "error": error})
         metadata: dict[str, Any] = {
             "reachable": True,
@@ -67,10 +65,11 @@ def _state_size_asset(project: ProjectConfig, project_dir: Path) -> dg.SourceAss
 
 
 def state_size_observation(
-    projects: Mapping[str, tuple[Path, ProjectConfig]],
+    projects: Sequence[ProjectDefinitions],
 ) -> tuple[list[dg.SourceAsset], list[dg.UnresolvedAssetJobDefinition], list[dg.ScheduleDefinition]]:
-    """Observable assets for each SQLMesh project, one observation job and its hourly schedule."""
-    assets = [state_size_asset(project, project_dir) for project_dir, project in projects.values()]
+    """Observable assets for each project with a state database, one observation job and its
+    hourly schedule."""
+    assets = [state_size_asset(p.name, p.state_probe) for p in projects if p.state_probe is not None]
     if not assets:
         return [], [], []
     job = dg.define_asset_job(

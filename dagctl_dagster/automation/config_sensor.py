@@ -31,21 +31,17 @@ from urllib.parse import urlparse
 
 import dagster as dg
 
-from dagctl_dagster.config import ConfigError, LoadedConfig, ProjectConfig, load_config
-from dagctl_dagster.dbt.deploy_scope import DeployScope, deploy_scope, head_commit
-from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
+from dagctl_dagster.config import ConfigError, load_config
+from dagctl_dagster.frameworks import Deploy, plugin_for
+from dagctl_dagster.git import head_commit
+from dagctl_dagster.locations import LocationSelection
 from dagctl_dagster.project import CodeLocationContext
-from dagctl_dagster.run_identity import CONFIG_VERSION_SENSOR, JobKind, job_name
+from dagctl_dagster.run_identity import CONFIG_VERSION_SENSOR
 from dagctl_dagster.settings import sensor_default_status
 
 INTERVAL_ENV = "DAGCTL_SENSOR_INTERVAL_SECONDS"
 DEFAULT_INTERVAL_SECONDS = 30
 WEBSERVER_URL_ENV = "DAGSTER_WEBSERVER_URL"
-VERSION_TAG = "dagctl/deploy-version"
-COMMIT_TAG = "dagctl/deploy-commit"
-SCOPE_TAG = "dagctl/deploy-scope"
-CHANGED_FILES_TAG = "dagctl/changed-files"
-_MAX_TAG_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -69,10 +65,6 @@ class DeployCursor:
         return json.dumps({"version": self.version, "commit": self.commit}, sort_keys=True)
 
 
-def deploy_run_key(project: ProjectConfig, version: str) -> str:
-    return f"deploy:{project.name}:{version}"
-
-
 def sensor_interval_seconds() -> int:
     raw = os.environ.get(INTERVAL_ENV, "").strip()
     if not raw:
@@ -86,6 +78,7 @@ def build_config_version_sensor(location: CodeLocationContext, jobs: Sequence[dg
     """The deploy sensor of a code location; ``jobs`` are the plan and deploy jobs it launches."""
     known_projects = {project_defs.name for project_defs in location.projects}
     config_path = location.loaded.path
+    selection = location.selection
 
     @dg.sensor(
         name=CONFIG_VERSION_SENSOR,
@@ -95,13 +88,16 @@ def build_config_version_sensor(location: CodeLocationContext, jobs: Sequence[dg
         description=f"Deploys every project when the version in {config_path} changes.",
     )
     def _config_version_sensor(context: dg.SensorEvaluationContext):
-        return evaluate_config_version(context, config_path, known_projects)
+        return evaluate_config_version(context, config_path, known_projects, selection)
 
     return _config_version_sensor
 
 
 def evaluate_config_version(
-    context: dg.SensorEvaluationContext, config_path, known_projects: set[str]
+    context: dg.SensorEvaluationContext,
+    config_path,
+    known_projects: set[str],
+    selection: LocationSelection | None = None,
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick of the deploy sensor (see the module docstring for the rules)."""
     cursor = DeployCursor.parse(context.cursor)
@@ -123,62 +119,23 @@ def evaluate_config_version(
     reload_message = request_location_reload(context)
     if reload_message:
         context.log.info(reload_message)
+    deploy = Deploy(loaded=loaded, base_commit=cursor.commit, commit=commit, log=context.log)
     run_requests: list[dg.RunRequest] = []
     for project in loaded.projects:
+        if selection is not None and not selection.serves(project):
+            continue  # another code location deploys it
         if project.name not in known_projects:
             context.log.warning(
                 f"project '{project.name}' is new in version {loaded.version}; its jobs appear once the "
                 "code location reloads, and its first scheduled run applies it"
             )
             continue
-        if project.framework == "sqlmesh":
-            run_requests.append(sqlmesh_deploy_request(project, loaded.version, commit))
-        else:
-            request = dbt_deploy_request(loaded, project, cursor.commit, commit, context.log)
-            if request is not None:
-                run_requests.append(request)
+        request = plugin_for(project.framework).deploy_request(project, deploy)
+        if request is not None:
+            run_requests.append(request)
     return dg.SensorResult(
         run_requests=run_requests,
         cursor=DeployCursor(loaded.version, commit).serialize(),
-    )
-
-
-def sqlmesh_deploy_request(project: ProjectConfig, version: str, commit: str | None) -> dg.RunRequest:
-    """Plan and apply the project's environment; a dry run only for a protected project."""
-    apply = not project.protected
-    return dg.RunRequest(
-        job_name=job_name(project, JobKind.PLAN),
-        run_key=deploy_run_key(project, version),
-        run_config={"ops": {"plan": {"config": {"environment": project.environment, "auto_apply": apply}}}},
-        tags={
-            **_deploy_tags(project, version, commit),
-            SCOPE_TAG: f"plan {project.environment}"
-            + ("" if apply else " (protected: dry run, apply with approved: true)"),
-        },
-    )
-
-
-def dbt_deploy_request(
-    loaded: LoadedConfig, project: ProjectConfig, base_commit: str | None, commit: str | None, log
-) -> dg.RunRequest | None:
-    """`dbt build` of what changed since ``base_commit``; None when nothing in the project changed."""
-    scope: DeployScope = deploy_scope(loaded.project_dir(project), base_commit)
-    if scope.is_empty:
-        log.info(f"dbt project '{project.name}': {scope.describe()}; no deploy run")
-        return None
-    return dg.RunRequest(
-        job_name=job_name(project, JobKind.DEPLOY),
-        run_key=deploy_run_key(project, loaded.version),
-        run_config={
-            "ops": {
-                "dbt_deploy": {"config": {"select": scope.select or "", "changed_files": list(scope.changed_files)}}
-            }
-        },
-        tags={
-            **_deploy_tags(project, loaded.version, commit),
-            SCOPE_TAG: scope.describe()[:_MAX_TAG_CHARS],
-            CHANGED_FILES_TAG: ", ".join(scope.changed_files)[:_MAX_TAG_CHARS] or "(unknown: full build)",
-        },
     )
 
 
@@ -210,13 +167,6 @@ def request_location_reload(context: dg.SensorEvaluationContext) -> str | None:
     if info.status == ReloadRepositoryLocationStatus.SUCCESS:
         return f"asked {url} to reload code location '{location_name}': reloaded"
     return f"asked {url} to reload code location '{location_name}': {info.failure_type}: {info.message}"
-
-
-def _deploy_tags(project: ProjectConfig, version: str, commit: str | None) -> dict[str, str]:
-    tags = {PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework, VERSION_TAG: version}
-    if commit:
-        tags[COMMIT_TAG] = commit
-    return tags
 
 
 def _short(commit: str | None) -> str:

@@ -72,31 +72,15 @@ def in_progress_run_id(instance: dg.DagsterInstance, job: str) -> str | None:
     return records[0].dagster_run.run_id if records else None
 
 
-def build_maintenance_schedules(config: DagctlConfig, project: ProjectConfig) -> list[dg.ScheduleDefinition]:
-    """The janitor (weekly by default) and state-backup (daily) schedules of a SQLMesh project."""
-    timezone = project_timezone(config, project)
-    tags = {PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework}
-    schedules: list[dg.ScheduleDefinition] = []
-    if project.janitor_schedule:
-        schedules.append(
-            dg.ScheduleDefinition(
-                name=schedule_name(project, JobKind.JANITOR),
-                cron_schedule=project.janitor_schedule,
-                job_name=job_name(project, JobKind.JANITOR),
-                execution_timezone=timezone,
-                default_status=schedule_default_status(),
-                tags=tags,
-            )
-        )
-    if project.state_backup.enabled:
-        schedules.append(
-            dg.ScheduleDefinition(
-                name=schedule_name(project, JobKind.STATE_BACKUP),
-                cron_schedule=project.state_backup.schedule,
-                job_name=job_name(project, JobKind.STATE_BACKUP),
-                execution_timezone=timezone,
-                default_status=schedule_default_status(),
-                tags=tags,
-            )
-        )
-    return schedules
+def maintenance_schedule(
+    config: DagctlConfig, project: ProjectConfig, kind: JobKind, cron: str
+) -> dg.ScheduleDefinition:
+    """The schedule of a project's one-op maintenance job (``<project>_<kind>_schedule``)."""
+    return dg.ScheduleDefinition(
+        name=schedule_name(project, kind),
+        cron_schedule=cron,
+        job_name=job_name(project, kind),
+        execution_timezone=project_timezone(config, project),
+        default_status=schedule_default_status(),
+        tags={PROJECT_TAG: project.name, FRAMEWORK_TAG: project.framework},
+    )

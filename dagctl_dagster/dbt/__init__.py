@@ -1,1 +1,2 @@
-
+# The `framework:` value of a dbt project.
+FRAMEWORK = "dbt"

@@ -38,6 +38,7 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, DbtProject
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
+from dagctl_dagster.dbt.freshness import dbt_freshness
 from dagctl_dagster.dbt.internals import with_row_counts
 from dagctl_dagster.dbt.manifest import adapter_type, dbt_cli_resource, open_dbt_project, prepare_manifest
 from dagctl_dagster.dbt.run_results import RunResults
@@ -46,6 +47,7 @@ from dagctl_dagster.errors import ProjectLoadError
 from dagctl_dagster.execution.framework import left_out_models
 from dagctl_dagster.names import FAILED_MODELS_KEY, FRAMEWORK_TAG, PROJECT_TAG, ROW_COUNT_KEY, SKIPPED_MODELS_KEY
 from dagctl_dagster.project import ProjectDefinitions
+from dagctl_dagster.run_identity import framework_resource_key, project_op_name
 from dagctl_dagster.secrets import redact
 from dagctl_dagster.settings import MAX_CONCURRENT_ENV, InvalidMaxConcurrent, parse_max_concurrent
 
@@ -63,7 +65,7 @@ _RESULT_ROWS = re.compile(r"^[A-Z]+ (\d+)$")
 
 def resource_key(project_name: str) -> str:
     """The key of a project's ``DbtCliResource`` (unique per project within a code location)."""
-    return f"dbt_{project_name}"
+    return framework_resource_key(project_name, FRAMEWORK)
 
 
 def dbt_assets(
@@ -115,13 +117,16 @@ def build_dbt_project(
     profiles_dir = loaded.profiles_dir(project)
     translator = DagctlDbtTranslator(project.name, upstream_keys=upstream_keys) if upstream_keys else None
     built = _build(project, project_dir, profiles_dir, translator)
+    model_keys = sorted(built.assets_def.keys, key=lambda key: key.to_user_string())
     return ProjectDefinitions(
         project=project,
         project_dir=project_dir,
         assets=[built.assets_def],
-        model_keys=sorted(built.assets_def.keys, key=lambda key: key.to_user_string()),
+        model_keys=model_keys,
         resources={built.resource_key: built.resource},
-        freshness=_freshness_of_models(project.name, built.assets_def),
+        freshness=dbt_freshness(
+            loaded.config, project, model_keys, _freshness_of_models(project.name, built.assets_def)
+        ),
     )
 
 
@@ -201,7 +206,7 @@ def _define_assets(
         manifest=manifest_path,
         # No `project=`: it only adds code references, and puts the DbtProject object on
         # every asset as metadata the UI shows as "dagster_dbt/project (unserializable)".
-        name=f"{project_name}_dbt_build",
+        name=project_op_name(project_name, "dbt_build"),
         dagster_dbt_translator=translator,
         op_tags={PROJECT_TAG: project_name, FRAMEWORK_TAG: FRAMEWORK},
         required_resource_keys={dbt_resource_key},

@@ -20,11 +20,12 @@ Rules:
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import yaml
+
+from dagctl_dagster.git import GitError, git
 
 FULL_BUILD_FILES = frozenset(
     {"dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml", "package-lock.yml"}
@@ -32,10 +33,6 @@ FULL_BUILD_FILES = frozenset(
 FULL_BUILD_DIRS = frozenset({"macros"})
 NODE_DIRS = frozenset({"models", "seeds", "snapshots"})
 _SNAPSHOT_BLOCK = re.compile(r"{%-?\s*snapshot\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%}")
-
-
-class GitError(RuntimeError):
-    """git could not answer (not a repository, unknown commit, git missing)."""
 
 
 @dataclass(frozen=True)
@@ -66,21 +63,13 @@ class DeployScope:
         return f"dbt build --select {self.select} ({self.reason})"
 
 
-def head_commit(directory: Path) -> str | None:
-    """The commit checked out in ``directory``'s git repository, or None when it is not one."""
-    try:
-        return _git(directory, "rev-parse", "HEAD")
-    except GitError:
-        return None
-
-
 def changed_files(project_dir: Path, base_commit: str, head: str = "HEAD") -> list[str]:
     """Files under ``project_dir`` that differ between two commits, relative to the project.
 
     Raises:
         GitError: when ``project_dir`` is not in a git repository or a commit is unknown.
     """
-    output = _git(project_dir, "diff", "--name-only", "--relative", "--no-renames", base_commit, head, "--", ".")
+    output = git(project_dir, "diff", "--name-only", "--relative", "--no-renames", base_commit, head, "--", ".")
     return sorted(line for line in output.splitlines() if line)
 
 
@@ -152,15 +141,3 @@ def _read(path: Path) -> str | None:
         return path.read_text()
     except OSError:
         return None
-
-
-def _git(directory: Path, *args: str) -> str:
-    try:
-        completed = subprocess.run(
-            ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GitError(str(exc)) from exc
-    if completed.returncode != 0:
-        raise GitError((completed.stderr.strip().splitlines() or ["git failed"])[-1])
-    return completed.stdout.strip()

@@ -20,9 +20,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 
+from dagctl_dagster.dbt import FRAMEWORK
 from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG
-
-FRAMEWORK = "dbt"
 
 
 class DagctlDbtTranslator(DagsterDbtTranslator):

@@ -36,6 +36,7 @@ from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.plan.step import ExecutionStep
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.base import Executor
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
 
 from dagctl_dagster.secrets import redact, redact_value
@@ -412,3 +413,8 @@ def mark_unyielded_outputs_produced(active_execution: ActiveExecution, step_key:
     step = active_execution.get_step_by_key(step_key)
     for output in step.step_outputs:
         active_execution.mark_step_produced_output(StepOutputHandle(step_key, output.name))
+
+
+def run_worker_failed(health: CheckRunHealthResult) -> bool:
+    """A run launcher's health check found the run's worker failed (gone, not resumable as is)."""
+    return health.status == WorkerStatus.FAILED

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Literal
 import dagster as dg
 
 from dagctl_dagster.names import PAUSED_BY_KEY, PAUSED_KEY, PAUSED_REASON_KEY, PAUSED_SINCE_KEY
+from dagctl_dagster.run_identity import PAUSE_JOB, PAUSE_OP
 
 if TYPE_CHECKING:
     from dagctl_dagster.config import LoadedConfig, ProjectConfig
     from dagctl_dagster.execution.pauses import Pause
-
-PAUSE_JOB_NAME = "dagctl_models_pause"
 
 
 class UnknownModelName(ValueError):
@@ -31,25 +30,22 @@ class UnknownModelName(ValueError):
 
 
 def model_key(project: "ProjectConfig", model: str) -> str:
-    """The asset key (as ``a/b``) of ``model`` of ``project``: an asset key as given, a SQLMesh
-    model name (``[catalog.]schema.name``) as its schema and name, a dbt model under the project."""
+    """The asset key (as ``a/b``) of ``model`` of ``project``: an asset key as given, else the
+    model name as the project's framework keys it."""
+    from dagctl_dagster.frameworks import plugin_for
+
     model = model.strip()
     if not model or any(part == "" for part in model.replace("/", ".").split(".")):
         raise UnknownModelName(
-            f"'{model}' is not a model name of project '{project.name}': give the SQLMesh model "
-            "name (schema.name), the dbt model name, or the asset key (a/b)"
+            f"'{model}' is not a model name of project '{project.name}': give the model name "
+            "(SQLMesh: schema.name; dbt: the model's name) or the asset key (a/b)"
         )
     if "/" in model:
         return model
-    if project.framework == "sqlmesh":
-        parts = model.split(".")
-        if len(parts) < 2:
-            raise UnknownModelName(
-                f"'{model}' is not a SQLMesh model name of project '{project.name}': SQLMesh names "
-                "models schema.name (e.g. demo.orders)"
-            )
-        return "/".join(parts[-2:])
-    return f"{project.name}/{model}"
+    try:
+        return plugin_for(project.framework).model_key(project, model)
+    except ValueError as exc:
+        raise UnknownModelName(str(exc)) from None
 
 
 def record_on_asset(instance: dg.DagsterInstance, key: str, pause: "Pause | None") -> None:
@@ -82,7 +78,7 @@ def build_pause_job(loaded: "LoadedConfig") -> dg.JobDefinition:
     """``dagctl_models_pause``: pause or resume one model from the Launchpad."""
     projects = {p.name: p for p in loaded.projects}
 
-    @dg.op(name="pause_or_resume_model")
+    @dg.op(name=PAUSE_OP)
     def _pause_op(context: dg.OpExecutionContext, config: PauseRequest) -> None:
         from dagctl_dagster.execution.claims import ClaimStore
         from dagctl_dagster.execution.pauses import PauseStore
@@ -112,7 +108,7 @@ def build_pause_job(loaded: "LoadedConfig") -> dg.JobDefinition:
         record_on_asset(context.instance, key, pause)
 
     @dg.job(
-        name=PAUSE_JOB_NAME,
+        name=PAUSE_JOB,
         description="Pause or resume one model: runs skip a paused model and its downstream.",
         executor_def=dg.in_process_executor,
     )

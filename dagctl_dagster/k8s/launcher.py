@@ -14,6 +14,16 @@ A run belongs to the project named by its ``dagctl/project`` tag (jobs built by
 (``<project>_...``). Runs of no project are launched exactly as dagster-k8s does.
 Health checks, termination and resume are dagster-k8s's own; they see the project's
 namespace because :meth:`get_container_context_for_run` includes the project.
+
+On top of dagster-k8s, for a platform engineer:
+
+- a run carrying ``dagctl/code_revision`` (the commit its code server loaded) clones exactly
+  that commit in its git-sync init container, not the branch head at pod start;
+- ``fail_pod_on_run_failure`` defaults to true: a Job whose run failed ends failed;
+- a pod that cannot start fails its run within seconds, with Kubernetes' reason, and its
+  Job is deleted (:mod:`~dagctl_dagster.k8s.start_watch`);
+- when run monitoring finds a run's worker gone, the run's model claims are released in
+  that same check, not when another run next claims the models.
 """
 
 from __future__ import annotations
@@ -25,13 +35,21 @@ from typing import Any
 
 import dagster as dg
 from dagster import Field, Noneable, StringSource
-from dagster_k8s import K8sRunLauncher
-from dagster_k8s.container_context import K8sContainerContext
-from dagster_k8s.utils import get_deployment_id_label
+
+from dagctl_dagster.extras import K8S_USERS, missing_extra
+
+try:
+    from dagster_k8s import K8sRunLauncher
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.utils import get_deployment_id_label
+except ModuleNotFoundError as missing:
+    raise missing_extra("k8s", K8S_USERS) from missing
 
 from dagctl_dagster.config import CONFIG_ENV_VAR, LoadedConfig, ProjectConfig, load_config
 from dagctl_dagster.k8s.manifest import build_run_job, context_for_project, manifest_namespace
-from dagctl_dagster.names import PROJECT_TAG
+from dagctl_dagster.k8s.revision import is_commit
+from dagctl_dagster.k8s.start_watch import StartWatcher
+from dagctl_dagster.names import CODE_REVISION_TAG, PROJECT_TAG
 from dagctl_dagster.run_identity import project_of_run
 
 # dagster's DOCKER_IMAGE_TAG (kept literal: dagster._core is off limits outside execution/).
@@ -66,7 +84,10 @@ class DagctlK8sRunLauncher(K8sRunLauncher):
             )
         self.dagctl_config_path = Path(config_path)
         self._loaded: tuple[int, LoadedConfig] | None = None
+        if kwargs.get("fail_pod_on_run_failure") is None:
+            kwargs["fail_pod_on_run_failure"] = True
         super().__init__(**kwargs)
+        self._start_watcher: StartWatcher | None = None
 
     @classmethod
     def config_type(cls):
@@ -108,12 +129,60 @@ class DagctlK8sRunLauncher(K8sRunLauncher):
 
     def get_container_context_for_run(self, dagster_run: dg.DagsterRun) -> K8sContainerContext:
         base = super().get_container_context_for_run(dagster_run)
-        return context_for_project(base, self.project_for_run(dagster_run), self.dagctl_config().config.k8s_defaults)
+        return context_for_project(
+            base,
+            self.project_for_run(dagster_run),
+            self.dagctl_config().config.k8s_defaults,
+            revision_of_run(dagster_run),
+        )
+
+    def check_run_worker_health(self, run: dg.DagsterRun):
+        """dagster-k8s's check; a worker found gone also has its model claims released now.
+
+        Run monitoring fails (or resumes) the run on this result. Either way the dead
+        worker's claims would otherwise block other runs until their leases expire.
+        """
+        from dagctl_dagster.execution.dagster_adapter import run_worker_failed
+
+        result = super().check_run_worker_health(run)
+        if run_worker_failed(result) and not run.is_finished:
+            self._release_claims(run, result.msg or "run worker gone")
+        return result
+
+    def _release_claims(self, run: dg.DagsterRun, why: str) -> None:
+        from dagctl_dagster.execution.claims import ClaimStore
+
+        store = ClaimStore.from_environment(instance=self._instance)
+        try:
+            released = store.release(run.run_id)
+        finally:
+            store.dispose()
+        if released:
+            self._instance.report_engine_event(
+                f"Released {released} model claim(s) of run {run.run_id}: its Kubernetes run worker is gone ({why}).",
+                run,
+                cls=self.__class__,
+            )
+
+    def dispose(self) -> None:
+        if self._start_watcher is not None:
+            self._start_watcher.stop()
+        super().dispose()
+
+    def start_watcher(self) -> StartWatcher:
+        if self._start_watcher is None:
+            self._start_watcher = StartWatcher(
+                self._instance, self._api_client, float(self._instance.run_monitoring_start_timeout_seconds or 300)
+            )
+        return self._start_watcher
 
     def _launch_k8s_job_with_args(self, job_name: str, args: Sequence[str] | None, run: dg.DagsterRun) -> None:
         project = self.project_for_run(run)
         container_context = context_for_project(
-            super().get_container_context_for_run(run), project, self.dagctl_config().config.k8s_defaults
+            super().get_container_context_for_run(run),
+            project,
+            self.dagctl_config().config.k8s_defaults,
+            revision_of_run(run),
         )
         job_origin = run.job_code_origin
         if job_origin is None:
@@ -144,3 +213,19 @@ class DagctlK8sRunLauncher(K8sRunLauncher):
         self._report_run_worker_creating(run, job_name, namespace)
         self._api_client.create_namespaced_job_with_retries(body=job, namespace=namespace)
         self._report_run_worker_created(run)
+        self.start_watcher().watch(run.run_id, namespace, job_name)
+
+
+def revision_of_run(run: dg.DagsterRun) -> str | None:
+    """The commit the run's code server loaded (its ``dagctl/code_revision`` tag), if any.
+
+    Raises:
+        DagctlLaunchError: the tag is not a full commit id (git-sync would treat it as a branch).
+    """
+    revision = run.tags.get(CODE_REVISION_TAG)
+    if revision is not None and not is_commit(revision):
+        raise DagctlLaunchError(
+            f"run {run.run_id} has tag {CODE_REVISION_TAG}={revision[:80]!r}, which is not a full git "
+            "commit id; remove the tag (the run then clones the configured ref) or set the commit"
+        )
+    return revision

@@ -29,16 +29,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes.client
 import yaml
-from dagster_k8s.container_context import K8sContainerContext
-from dagster_k8s.job import (
-    DAGSTER_HOME_DEFAULT,
-    DagsterK8sJobConfig,
-    UserDefinedDagsterK8sConfig,
-    construct_dagster_k8s_job,
-    get_job_name_from_run_id,
-)
+
+from dagctl_dagster.extras import K8S_USERS, missing_extra
+
+try:
+    import kubernetes.client
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import (
+        DAGSTER_HOME_DEFAULT,
+        DagsterK8sJobConfig,
+        UserDefinedDagsterK8sConfig,
+        construct_dagster_k8s_job,
+        get_job_name_from_run_id,
+    )
+except ModuleNotFoundError as missing:
+    raise missing_extra("k8s", K8S_USERS) from missing
 
 from dagctl_dagster.config import GitSyncConfig, K8sDefaults, ProjectConfig, ResourcesConfig
 from dagctl_dagster.run_identity import JobKind, job_name
@@ -92,15 +98,21 @@ class LauncherSettings:
         )
 
 
-def project_container_context(project: ProjectConfig, defaults: K8sDefaults | None = None) -> K8sContainerContext:
+def project_container_context(
+    project: ProjectConfig, defaults: K8sDefaults | None = None, revision: str | None = None
+) -> K8sContainerContext:
     """What the platform injects into every run Job of ``project``, from its ``k8s:`` block.
 
     Resources: the project's quantities, each one it leaves unset taken from ``defaults``
     (the config's top-level ``k8s_defaults``), so no run pod goes without requests and limits.
+    git-sync: the project's, else the code location's (``k8s_defaults.git_sync``), for every
+    framework, cloning ``revision`` (the commit the code server loaded) when given.
     Deep-merged over the launcher's context (lists append, the project's scalars win), so
     the project's securityContext and Job limits override a run's ``dagster-k8s/config`` tags.
     """
     k8s = project.k8s
+    defaults = defaults or K8sDefaults()
+    git_sync = k8s.git_sync or defaults.git_sync
     labels = {**k8s.labels, PROJECT_LABEL: project.name, FRAMEWORK_LABEL: project.framework}
     annotations = {**k8s.annotations, PROJECT_LABEL: project.name, FRAMEWORK_LABEL: project.framework}
 
@@ -111,10 +123,10 @@ def project_container_context(project: ProjectConfig, defaults: K8sDefaults | No
 
     if k8s.image:
         container_config["image"] = k8s.image
-    if project.framework == "sqlmesh" and k8s.git_sync is not None:
+    if git_sync is not None:
         volumes.append({"name": CODE_VOLUME, "empty_dir": {}})
-        volume_mounts.append({"name": CODE_VOLUME, "mount_path": k8s.git_sync.mount_path})
-        pod_spec_config["init_containers"] = [git_sync_init_container(k8s.git_sync, k8s.run_as_user)]
+        volume_mounts.append({"name": CODE_VOLUME, "mount_path": git_sync.mount_path})
+        pod_spec_config["init_containers"] = [git_sync_init_container(git_sync, k8s.run_as_user, revision)]
 
     env: list[dict[str, Any]] = [{"name": MAX_CONCURRENT_MODELS_ENV, "value": str(k8s.max_concurrent_models)}]
     if k8s.state_db_password is not None:
@@ -130,7 +142,7 @@ def project_container_context(project: ProjectConfig, defaults: K8sDefaults | No
         volumes=volumes,
         volume_mounts=volume_mounts,
         labels=labels,
-        resources=resource_requirements(k8s.resources.over((defaults or K8sDefaults()).resources)),
+        resources=resource_requirements(k8s.resources.over(defaults.resources)),
         security_context=container_security_context(k8s.run_as_user),
         run_k8s_config=UserDefinedDagsterK8sConfig(
             container_config=container_config,
@@ -146,19 +158,22 @@ def project_container_context(project: ProjectConfig, defaults: K8sDefaults | No
 
 
 def context_for_project(
-    base: K8sContainerContext, project: ProjectConfig | None, defaults: K8sDefaults | None = None
+    base: K8sContainerContext,
+    project: ProjectConfig | None,
+    defaults: K8sDefaults | None = None,
+    revision: str | None = None,
 ) -> K8sContainerContext:
     """The launcher's context for a run with the project's injections merged on top."""
     if project is None:
         return base
-    return base.merge(project_container_context(project, defaults))
+    return base.merge(project_container_context(project, defaults, revision))
 
 
-def git_sync_init_container(git_sync: GitSyncConfig, run_as_user: int) -> dict[str, Any]:
-    """A one-shot, depth-1 git-sync clone into the shared code volume."""
+def git_sync_init_container(git_sync: GitSyncConfig, run_as_user: int, revision: str | None = None) -> dict[str, Any]:
+    """A one-shot, depth-1 git-sync clone of ``revision`` (else ``ref``) into the shared code volume."""
     env: list[dict[str, Any]] = [
         {"name": "GITSYNC_REPO", "value": git_sync.repository},
-        {"name": "GITSYNC_REF", "value": git_sync.ref},
+        {"name": "GITSYNC_REF", "value": revision or git_sync.ref},
         {"name": "GITSYNC_ROOT", "value": git_sync.mount_path},
         {"name": "GITSYNC_LINK", "value": git_sync.link},
         {"name": "GITSYNC_DEPTH", "value": "1"},

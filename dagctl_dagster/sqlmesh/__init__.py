@@ -1,1 +1,2 @@
-
+# The `framework:` value of a SQLMesh project.
+FRAMEWORK = "sqlmesh"

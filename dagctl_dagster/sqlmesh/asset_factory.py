@@ -34,7 +34,8 @@ import dagster as dg
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.names import FRAMEWORK_TAG, NOT_RUN_REASON_KEY, PROJECT_TAG, SQLMESH_MODEL_TAG, NotRunReason
 from dagctl_dagster.project import ProjectDefinitions
-from dagctl_dagster.run_identity import JobKind, job_name
+from dagctl_dagster.run_identity import JobKind, framework_resource_key, job_name, model_op_name
+from dagctl_dagster.sqlmesh import FRAMEWORK
 from dagctl_dagster.sqlmesh.context import SQLMeshLocation, single_location, sqlmesh_location
 from dagctl_dagster.sqlmesh.session import ModelOutcome, ModelStatus, SQLMeshRunSession
 from dagctl_dagster.sqlmesh.translation_cache import ModelTranslation, ProjectTranslation, TranslationCache
@@ -52,7 +53,7 @@ _OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 def session_resource_key(location: SQLMeshLocation) -> str:
     """One session per location: every project of a multi-repository group shares it."""
     first_owner = location.owners[0][1] if location.is_group else location.project
-    return f"sqlmesh_{first_owner}" if not location.is_group else f"sqlmesh_group_{first_owner}"
+    return framework_resource_key(first_owner, FRAMEWORK)
 
 
 def sqlmesh_assets(
@@ -98,6 +99,15 @@ def build_sqlmesh_project(loaded: LoadedConfig, project: ProjectConfig) -> Proje
         extra_checked_keys=_extra_checked_keys(assets),
         resources={session_resource_key(location): session_resource(location, project)},
     )
+
+
+def sqlmesh_model_keys(loaded: LoadedConfig, project: ProjectConfig) -> list[dg.AssetKey]:
+    """The keys of the project's models, from its translation (cached when its files did not
+    change), without building Dagster assets."""
+    location = sqlmesh_location(loaded, project)
+    translator = DagsterSQLMeshTranslator(project.name)
+    translation = _cached_translation(location, project, translator)
+    return [dg.AssetKey(model.spec["key"].path) for model in translation.models if model.role == "model"]
 
 
 def _extra_checked_keys(assets: list[Any]) -> list[dg.AssetKey]:
@@ -321,14 +331,10 @@ class _OpContext:
         self.resource_defs = resource_defs
 
     def op_name(self, key_path: Sequence[str]) -> str:
-        """``<project>__<model>``, without repeating the project when the key starts with it."""
-        path = list(key_path)
-        if len(path) > 1 and path[0] == self.project.name:
-            path = path[1:]
-        return _OP_UNSAFE.sub("_", "__".join([self.project.name, *path]))
+        return model_op_name(self.project.name, key_path)
 
     def op_tags(self, fqn: str) -> dict[str, str]:
-        return {PROJECT_TAG: self.project.name, FRAMEWORK_TAG: "sqlmesh", SQLMESH_MODEL_TAG: fqn}
+        return {PROJECT_TAG: self.project.name, FRAMEWORK_TAG: FRAMEWORK, SQLMESH_MODEL_TAG: fqn}
 
 
 def _model_asset(ops: _OpContext, model: ModelTranslation, spec: dg.AssetSpec) -> dg.AssetsDefinition:

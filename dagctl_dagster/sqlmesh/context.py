@@ -19,6 +19,7 @@ from typing import Any
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.errors import ProjectLoadError
+from dagctl_dagster.sqlmesh import FRAMEWORK
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def sqlmesh_location(loaded: LoadedConfig, project: ProjectConfig) -> SQLMeshLoc
         return single_location(project_dir, project)
     members: list[tuple[Path, str, str]] = []
     for other in loaded.projects:
-        if other.framework != "sqlmesh":
+        if other.framework != FRAMEWORK:
             continue
         other_dir = loaded.project_dir(other)
         other_name = own_name if other is project else _sqlmesh_project_name(other_dir, other)
@@ -76,6 +77,14 @@ def sqlmesh_location(loaded: LoadedConfig, project: ProjectConfig) -> SQLMeshLoc
         working_dir=Path(os.path.commonpath([str(p) for p in paths])) if len(paths) > 1 else project_dir,
         gateway=project.gateway,
         owners=tuple((sqlmesh_name, owner) for _, sqlmesh_name, owner in members),
+    )
+
+
+def multi_repository_group(loaded: LoadedConfig) -> frozenset[str]:
+    """The configured SQLMesh projects whose repositories name a SQLMesh ``project:``: they load
+    into one Context together (:func:`sqlmesh_location`)."""
+    return frozenset(
+        p.name for p in loaded.projects if p.framework == FRAMEWORK and _sqlmesh_project_name(loaded.project_dir(p), p)
     )
 
 
@@ -92,6 +101,9 @@ def _sqlmesh_project_name(project_dir: Path, project: ProjectConfig) -> str:
 def load_context(location: SQLMeshLocation, *, load: bool = True) -> Any:
     """A SQLMesh ``Context`` on the location. Close it (or use :func:`open_context`) when done.
 
+    The project's Python files import the project's own modules, whatever other projects
+    this process loaded (:mod:`dagctl_dagster.sqlmesh.imports`); so does :func:`reload_project`.
+
     Raises:
         ProjectLoadError: naming the project and, where SQLMesh says it, the file.
     """
@@ -99,14 +111,47 @@ def load_context(location: SQLMeshLocation, *, load: bool = True) -> Any:
     from sqlmesh.core.console import set_console
 
     from dagctl_dagster.sqlmesh.console import DagctlConsole
+    from dagctl_dagster.sqlmesh.imports import own_modules
     from dagctl_dagster.sqlmesh.internals import load_project_configs
 
     set_console(DagctlConsole())
     try:
         configs = load_project_configs(location.paths, location.working_dir)
-        return Context(paths=list(configs), config=configs, gateway=location.gateway, load=load)
+        with own_modules(location.paths):
+            context = Context(paths=list(configs), config=configs, gateway=location.gateway, load=load)
     except Exception as exc:  # SQLMesh surfaces parse errors from sqlglot and Python errors from config.py
         raise ProjectLoadError(location.project, _one_line(exc), _file_of(exc)) from None
+    try:
+        _claim_materializations(location)
+    except ProjectLoadError:
+        context.close()
+        raise
+    return context
+
+
+def reload_project(context: Any, location: SQLMeshLocation) -> None:
+    """``context.load()`` of a context from :func:`load_context`, with the project's own modules."""
+    from dagctl_dagster.sqlmesh.imports import own_modules
+
+    with own_modules(location.paths):
+        context.load()
+    _claim_materializations(location)
+
+
+def load_materializations(context: Any, location: SQLMeshLocation) -> None:
+    """What ``sqlmesh run`` imports of an unloaded context: its custom materializations."""
+    from dagctl_dagster.sqlmesh.imports import own_modules
+    from dagctl_dagster.sqlmesh.internals import load_custom_materializations
+
+    with own_modules(location.paths):
+        load_custom_materializations(context)
+    _claim_materializations(location)
+
+
+def _claim_materializations(location: SQLMeshLocation) -> None:
+    from dagctl_dagster.sqlmesh.materializations import claim_materializations
+
+    claim_materializations(location.project, location.paths)
 
 
 @contextlib.contextmanager

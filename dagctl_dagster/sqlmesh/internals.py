@@ -45,7 +45,10 @@ def load_project_configs(paths: Sequence[Path], working_dir: Path) -> dict[Path,
     from sqlmesh.core.config import Config
     from sqlmesh.core.config.loader import load_configs
 
-    configs = load_configs("config", Config, list(paths))
+    from dagctl_dagster.sqlmesh.imports import own_modules
+
+    with own_modules(paths):  # a config.py may import the project's own modules
+        configs = load_configs("config", Config, list(paths))
     return {path: _with_absolute_paths(config, working_dir) for path, config in configs.items()}
 
 
@@ -200,6 +203,17 @@ def apply_plan(context: Any, environment: str, *, circuit_breaker: Callable[[], 
 def load_custom_materializations(context: Any) -> None:
     """What ``Context.run`` does before scheduling: register the project's materializations."""
     context._load_materializations()
+
+
+def custom_materializations() -> list[tuple[str, type]]:
+    """Each custom materialization class the process holds, with the name models give it:
+    SQLMesh's ``get_custom_materialization_type`` looks among these classes."""
+    from sqlmesh import CustomMaterialization
+
+    return [
+        (getattr(strategy_type, "NAME", strategy_type.__name__).lower(), strategy_type)
+        for strategy_type in CustomMaterialization.__subclasses__()
+    ]
 
 
 # -- the due work of one run -------------------------------------------------------------

@@ -22,10 +22,9 @@ from typing import Any
 
 import dagster as dg
 
-from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.names import PROJECT_TAG
+from dagctl_dagster.config import DagctlConfig, LoadedConfig, ProjectConfig
 from dagctl_dagster.project import single_op_job
-from dagctl_dagster.run_identity import JobKind, job_name
+from dagctl_dagster.run_identity import JobKind
 
 BACKUP_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -140,7 +139,6 @@ def build_janitor_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDef
     """The `<project>_janitor` op job."""
     from dagctl_dagster.sqlmesh.context import open_context
 
-    @dg.op(name="janitor", tags={PROJECT_TAG: project.name})
     def janitor_op(context: dg.OpExecutionContext) -> dg.Output[int]:
         with open_context(loaded, project) as sqlmesh:
             report = run_janitor(sqlmesh)
@@ -150,8 +148,8 @@ def build_janitor_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDef
         )
         return dg.Output(len(report.cleaned_objects), metadata=report.metadata())
 
-    return _single_op_job(
-        job_name(project, JobKind.JANITOR), janitor_op, project, "Removes expired SQLMesh environments and snapshots."
+    return single_op_job(
+        JobKind.JANITOR, janitor_op, loaded, project, "Removes expired SQLMesh environments and snapshots."
     )
 
 
@@ -161,7 +159,6 @@ def build_state_backup_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.J
 
     directory = backup_directory(loaded, project)
 
-    @dg.op(name="state_backup", tags={PROJECT_TAG: project.name})
     def state_backup_op(context: dg.OpExecutionContext) -> dg.Output[str]:
         with open_context(loaded, project) as sqlmesh:
             backup = backup_state(sqlmesh, directory, project.name, keep_days=project.state_backup.keep_days)
@@ -171,10 +168,18 @@ def build_state_backup_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.J
         )
         return dg.Output(str(backup.path), metadata=backup.metadata())
 
-    return _single_op_job(
-        job_name(project, JobKind.STATE_BACKUP), state_backup_op, project, f"Exports SQLMesh state to {directory}."
+    return single_op_job(
+        JobKind.STATE_BACKUP, state_backup_op, loaded, project, f"Exports SQLMesh state to {directory}."
     )
 
 
-def _single_op_job(name: str, op: dg.OpDefinition, project: ProjectConfig, description: str) -> dg.JobDefinition:
-    return single_op_job(name, op, project, f"{description} (project '{project.name}')")
+def build_maintenance_schedules(config: DagctlConfig, project: ProjectConfig) -> list[dg.ScheduleDefinition]:
+    """The janitor (weekly by default) and state-backup (daily) schedules of a SQLMesh project."""
+    from dagctl_dagster.automation.schedules import maintenance_schedule
+
+    schedules = []
+    if project.janitor_schedule:
+        schedules.append(maintenance_schedule(config, project, JobKind.JANITOR, project.janitor_schedule))
+    if project.state_backup.enabled:
+        schedules.append(maintenance_schedule(config, project, JobKind.STATE_BACKUP, project.state_backup.schedule))
+    return schedules

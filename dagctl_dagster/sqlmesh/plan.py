@@ -8,7 +8,7 @@ a ``protected: true`` project applies only with ``approved: true``, which the de
 never sets. Example run config (launchpad)::
 
     ops:
-      plan:
+      analytics_plan_op:
         config:
           environment: prod
           approved: true
@@ -31,9 +31,10 @@ import dagster as dg
 from pydantic import Field
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
-from dagctl_dagster.names import PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY, PROJECT_TAG
+from dagctl_dagster.frameworks import Deploy
+from dagctl_dagster.names import DEPLOY_SCOPE_TAG, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
 from dagctl_dagster.project import single_op_job
-from dagctl_dagster.run_identity import JobKind, job_name
+from dagctl_dagster.run_identity import JobKind, job_name, op_name
 from dagctl_dagster.secrets import redact
 
 ENVIRONMENT_CHANGED = "environment changed since the plan; plan again"
@@ -198,7 +199,6 @@ def apply_plan(context: Any, built: BuiltPlan) -> float:
 def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefinition:
     """The `<project>_plan` op job of one SQLMesh project."""
 
-    @dg.op(name="plan", tags={PROJECT_TAG: project.name})
     def plan_op(context: dg.OpExecutionContext, config: PlanConfig) -> Iterator[Any]:
         try:
             yield from _run_plan(context, config, loaded, project)
@@ -212,10 +212,26 @@ def build_plan_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefini
             raise dg.Failure(description=f"SQLMesh project '{project.name}': {reason}") from None
 
     return single_op_job(
-        job_name(project, JobKind.PLAN),
-        plan_op,
-        project,
-        f"Plans SQLMesh project '{project.name}' against an environment; applies on request.",
+        JobKind.PLAN, plan_op, loaded, project, "Plans a SQLMesh project against an environment; applies on request."
+    )
+
+
+def deploy_request(project: ProjectConfig, deploy: Deploy) -> dg.RunRequest:
+    """Plan and apply the project's environment; a dry run only for a protected project."""
+    apply = not project.protected
+    return dg.RunRequest(
+        job_name=job_name(project, JobKind.PLAN),
+        run_key=deploy.run_key(project),
+        run_config={
+            "ops": {
+                op_name(project, JobKind.PLAN): {"config": {"environment": project.environment, "auto_apply": apply}}
+            }
+        },
+        tags={
+            **deploy.tags(project),
+            DEPLOY_SCOPE_TAG: f"plan {project.environment}"
+            + ("" if apply else " (protected: dry run, apply with approved: true)"),
+        },
     )
 
 

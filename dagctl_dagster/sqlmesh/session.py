@@ -123,12 +123,12 @@ class SQLMeshRunSession(RunFramework):
         return self._preparation
 
     def _prepare(self, should_stop: Callable[[], bool]) -> Preparation:
-        from dagctl_dagster.sqlmesh.context import load_context
+        from dagctl_dagster.sqlmesh.context import load_context, load_materializations
 
         started = time.perf_counter()
         try:
             self._context = load_context(self.location, load=False)
-            internals.load_custom_materializations(self._context)
+            load_materializations(self._context, self.location)
             stop = lambda: should_stop() or self._stopping.is_set()  # noqa: E731
             state = internals.wait_for_finalized(self._context, self.environment, should_stop=stop)
             notes: list[str] = []
@@ -183,8 +183,9 @@ class SQLMeshRunSession(RunFramework):
     def _apply_first_plan(self, stop: Callable[[], bool]) -> str | None:
         """Unit tests, then the plan `sqlmesh plan --auto-apply` would apply; an error or None."""
         from dagctl_dagster.sqlmesh.console import recording_evaluations
+        from dagctl_dagster.sqlmesh.context import reload_project
 
-        self._context.load()
+        reload_project(self._context, self.location)
         failed_tests = internals.run_unit_tests(self._context)
         if failed_tests:
             names = "; ".join(f"{t.name}: {t.reason}" for t in failed_tests)

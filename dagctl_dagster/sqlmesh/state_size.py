@@ -12,23 +12,15 @@ directory (:func:`~dagctl_dagster.sqlmesh.internals.load_project_configs`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dagctl_dagster.config import ProjectConfig
+from dagctl_dagster.project import StateSize
 from dagctl_dagster.sqlmesh import internals
 
 DEFAULT_STATE_SCHEMA = "sqlmesh"
 _CONNECT_TIMEOUT_S = 5
-
-
-@dataclass(frozen=True)
-class StateSize:
-    backend: str
-    size_bytes: int
-    database_bytes: int | None = None
-    location: str = ""
 
 
 def measure_state_size(project_dir: Path, project: ProjectConfig) -> StateSize:

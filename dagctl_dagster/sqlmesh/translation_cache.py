@@ -153,7 +153,8 @@ def _cache_key(project_dir: Path, project: ProjectConfig, translator: Any) -> st
     add("project", project.model_dump_json())
     add("project_dir", str(project_dir.resolve()))
     add("translator", _translator_identity(translator))
-    for module in ("asset_factory.py", "translation_cache.py"):  # the code that translates
+    # The code that translates, and the code that loads the project it translates.
+    for module in ("asset_factory.py", "translation_cache.py", "context.py", "imports.py"):
         add(module, Path(__file__).with_name(module).read_bytes())
     env_names = sorted(name for name in os.environ if len(name) >= 2)
     mentioned: set[str] = set()

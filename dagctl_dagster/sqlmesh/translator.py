@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from dagctl_dagster.config import ProjectConfig
 
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 _CHECK_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -171,3 +174,15 @@ def render_audit_args(args: Mapping[str, Any]) -> str:
     return ", ".join(
         f"{key} := {value.sql() if isinstance(value, exp.Expression) else value}" for key, value in args.items()
     )
+
+
+def model_name_key(project: ProjectConfig, model: str) -> str:
+    """The asset key (``a/b``) of a SQLMesh model a user names (``[catalog.]schema.name``),
+    as :meth:`DagsterSQLMeshTranslator.get_asset_key` keys it."""
+    parts = model.split(".")
+    if len(parts) < 2:
+        raise ValueError(
+            f"'{model}' is not a SQLMesh model name of project '{project.name}': SQLMesh names "
+            "models schema.name (e.g. demo.orders)"
+        )
+    return "/".join(schema_and_table(model))

@@ -307,14 +307,7 @@ def state_intervals(
 ) -> dict[str, SnapshotIntervals]:
     """Every snapshot of the environment (models, external models, standalone audits) with its
     merged intervals, read through a SQLMesh Context opened in `cwd` (a separate process)."""
-    result = run_command(
-        [str(VENV_BIN / "python"), str(FIDELITY_DIR / "state_dump.py"), environment, *(paths or ["."])],
-        cwd,
-        clean_env(),
-    )
-    if not result.ok:
-        raise AssertionError(f"reading SQLMesh state failed:\n{result.describe()}")
-    dumped = json.loads(result.output.strip().splitlines()[-1])
+    dumped = _state_dump(cwd, paths, environment)
     return {
         name: SnapshotIntervals(
             fingerprint=entry["fingerprint"],
@@ -324,6 +317,22 @@ def state_intervals(
         )
         for name, entry in dumped["snapshots"].items()
     }
+
+
+def state_versions(cwd: Path, paths: Sequence[str] = (".",), environment: str = "prod") -> dict[str, str]:
+    """Each snapshot's version in the environment (what Dagster shows as an asset's code version)."""
+    return {name: entry["version"] for name, entry in _state_dump(cwd, paths, environment)["snapshots"].items()}
+
+
+def _state_dump(cwd: Path, paths: Sequence[str], environment: str) -> dict[str, Any]:
+    result = run_command(
+        [str(VENV_BIN / "python"), str(FIDELITY_DIR / "state_dump.py"), environment, *(paths or ["."])],
+        cwd,
+        clean_env(),
+    )
+    if not result.ok:
+        raise AssertionError(f"reading SQLMesh state failed:\n{result.describe()}")
+    return json.loads(result.output.strip().splitlines()[-1])
 
 
 def _readable(intervals: list[list[int]]) -> tuple[tuple[str, str], ...]:

@@ -30,6 +30,7 @@ def dump(environment: str, paths: list[str]) -> dict[str, object]:
             "snapshots": {
                 snapshot.name: {
                     "fingerprint": snapshot.identifier,
+                    "version": snapshot.version,
                     "kind": snapshot.node.__class__.__name__
                     if not snapshot.is_model
                     else str(snapshot.model.kind.name),

@@ -1,10 +1,11 @@
 """The `<project>_deploy` job of a dbt project: ``dbt build --select <scope>`` from the files on disk.
 
 The deploy sensor launches it with the scope it computed from the git diff
-(:mod:`dagctl_dagster.dbt.deploy_scope`); an empty ``select`` builds the whole project::
+(:mod:`dagctl_dagster.dbt.deploy_scope`, :func:`deploy_request`); an empty ``select`` builds
+the whole project::
 
     ops:
-      dbt_deploy:
+      marts_deploy_op:
         config:
           select: "stg_orders+ customers+"
 
@@ -22,10 +23,11 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from dagctl_dagster.config import ProjectConfig
-from dagctl_dagster.names import PROJECT_TAG
+from dagctl_dagster.config import LoadedConfig, ProjectConfig
+from dagctl_dagster.frameworks import Deploy
+from dagctl_dagster.names import DEPLOY_CHANGED_FILES_TAG, DEPLOY_SCOPE_TAG, MAX_TAG_CHARS
 from dagctl_dagster.project import single_op_job
-from dagctl_dagster.run_identity import JobKind, job_name
+from dagctl_dagster.run_identity import JobKind, job_name, op_name
 
 
 class DbtDeployConfig(dg.Config):
@@ -35,22 +37,51 @@ class DbtDeployConfig(dg.Config):
     )
 
 
-def build_dbt_deploy_job(project: ProjectConfig) -> dg.JobDefinition:
+def build_dbt_deploy_job(loaded: LoadedConfig, project: ProjectConfig) -> dg.JobDefinition:
     """The `<project>_deploy` op job of one dbt project."""
     from dagctl_dagster.dbt.asset_factory import resource_key
 
     dbt_resource_key = resource_key(project.name)
 
-    @dg.op(name="dbt_deploy", required_resource_keys={dbt_resource_key}, tags={PROJECT_TAG: project.name})
     def dbt_deploy_op(context: dg.OpExecutionContext, config: DbtDeployConfig) -> dg.Output[dict]:
         dbt = getattr(context.resources, dbt_resource_key)
         return _deploy(context, dbt, project, config.select.strip(), config.changed_files)
 
     return single_op_job(
-        job_name(project, JobKind.DEPLOY),
+        JobKind.DEPLOY,
         dbt_deploy_op,
+        loaded,
         project,
         f"Builds what a deploy of dbt project '{project.name}' changed (dbt build --select).",
+        required_resource_keys={dbt_resource_key},
+    )
+
+
+def deploy_request(project: ProjectConfig, deploy: Deploy) -> dg.RunRequest | None:
+    """`dbt build` of what changed since the last deployed commit; None when nothing in the
+    project changed."""
+    from dagctl_dagster.dbt.deploy_scope import deploy_scope
+
+    scope = deploy_scope(deploy.loaded.project_dir(project), deploy.base_commit)
+    if scope.is_empty:
+        deploy.log.info(f"dbt project '{project.name}': {scope.describe()}; no deploy run")
+        return None
+    select = scope.select or ""
+    return dg.RunRequest(
+        job_name=job_name(project, JobKind.DEPLOY),
+        run_key=deploy.run_key(project),
+        run_config={
+            "ops": {
+                op_name(project, JobKind.DEPLOY): {
+                    "config": {"select": select, "changed_files": list(scope.changed_files)}
+                }
+            }
+        },
+        tags={
+            **deploy.tags(project),
+            DEPLOY_SCOPE_TAG: scope.describe()[:MAX_TAG_CHARS],
+            DEPLOY_CHANGED_FILES_TAG: ", ".join(scope.changed_files)[:MAX_TAG_CHARS] or "(unknown: full build)",
+        },
     )
 
 

@@ -1,0 +1,5 @@
+FACTOR = 10
+
+
+def tag(n: int) -> str:
+    return f"alpha-{n}"

@@ -1,0 +1,3 @@
+MODEL (name alpha.numbers, kind FULL);
+
+SELECT range AS n FROM range(1, 6)

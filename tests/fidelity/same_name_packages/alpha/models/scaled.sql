@@ -1,0 +1,3 @@
+MODEL (name alpha.scaled, kind FULL);
+
+SELECT n, @scaled(n) AS scaled FROM alpha.numbers

@@ -1,0 +1,5 @@
+"""beta's helpers (alpha has a package of this name too, with other content)."""
+
+from helpers.units import FACTOR, tag
+
+__all__ = ["FACTOR", "tag"]

@@ -1,0 +1,178 @@
+"""One config served as several code locations (issue 26): a broken project shows as its own
+location's one-line load error, the other locations load, keep their schedules running, and
+keep lineage to each other's models by asset key."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from conftest import REPO_ROOT, venv_command
+from daemon import running_daemon
+from waiting import wait_for
+from webserver import graphql_when, running_webserver
+
+pytestmark = pytest.mark.timeout(600)
+
+FIDELITY = REPO_ROOT / "tests" / "fidelity" / "projects"
+_IGNORE = shutil.ignore_patterns("*.duckdb", "*.duckdb.wal", ".cache", "logs", "target", "__pycache__")
+BROKEN_MODEL = "MODEL (name shop.broken, kind FULL);\nSELECT FROM WHERE (\n"
+DBT_PROJECT = """
+name: marts
+version: "1.0.0"
+config-version: 2
+profile: marts
+"""
+DBT_PROFILES = """
+marts:
+  target: dev
+  outputs:
+    dev: {type: duckdb, path: marts.duckdb, threads: 2}
+"""
+DBT_SOURCES = """
+version: 2
+sources:
+  - name: warehouse
+    schema: sqlmesh_example
+    tables: [{name: customers}]
+"""
+
+
+def write_split_deployment(root: Path, *, healthy_schedule: str) -> Path:
+    """Three locations from one config: `warehouse` (the SQLMesh example), `marts` (a dbt
+    project reading the example's `customers`), `shop` (a SQLMesh project with a broken model)."""
+    shutil.copytree(REPO_ROOT / "examples" / "sqlmesh_project", root / "sqlmesh" / "example", ignore=_IGNORE)
+    shop = shutil.copytree(FIDELITY / "shop" / "warehouse", root / "sqlmesh" / "shop", ignore=_IGNORE)
+    (shop / "models" / "broken.sql").write_text(BROKEN_MODEL)
+    marts = root / "dbt" / "marts"
+    (marts / "models").mkdir(parents=True)
+    (marts / "dbt_project.yml").write_text(DBT_PROJECT)
+    (marts / "profiles.yml").write_text(DBT_PROFILES)
+    (marts / "models" / "sources.yml").write_text(DBT_SOURCES)
+    (marts / "models" / "gold_customers.sql").write_text(
+        "select * from {{ source('warehouse', 'customers') }} where tier = 'gold'"
+    )
+    never = "0 0 1 1 *"
+    config = {
+        "version": 1,
+        "projects": [
+            {
+                "name": "sqlmesh_example",
+                "framework": "sqlmesh",
+                "path": "sqlmesh/example",
+                "location": "warehouse",
+                "schedule": healthy_schedule,
+                "janitor_schedule": None,
+                "state_backup": {"enabled": False},
+            },
+            {"name": "marts", "framework": "dbt", "path": "dbt/marts", "location": "marts"},
+            {
+                "name": "shop",
+                "framework": "sqlmesh",
+                "path": "sqlmesh/shop",
+                "schedule": never,
+                "janitor_schedule": None,
+                "state_backup": {"enabled": False},
+            },
+        ],
+    }
+    (root / ".dagctl").mkdir()
+    (root / ".dagctl" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copy(REPO_ROOT / "definitions.py", root / "definitions.py")
+    written = subprocess.run(
+        [venv_command("dagctl-dagster"), "workspace", "--output", "workspace.yaml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=_env(root, None),
+        timeout=120,
+    )
+    assert written.returncode == 0, written.stderr
+    assert "3 code locations" in written.stdout
+    return root
+
+
+def _env(root: Path, dagster_home: Path | None) -> dict[str, str]:
+    env = dict(os.environ, DAGCTL_CONFIG=str(root / ".dagctl" / "config.yaml"), DAGCTL_AUTOMATION="on")
+    env.pop("DAGSTER_HOME", None)
+    if dagster_home is not None:
+        env["DAGSTER_HOME"] = str(dagster_home)
+    return env
+
+
+LOCATIONS = """
+{
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries {
+        name
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message causes { message stack } }
+          ... on RepositoryLocation { repositories { jobs { name } } }
+        }
+      }
+    }
+  }
+}
+"""
+ASSET = """
+query ($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { dependencyKeys { path } }
+  }
+}
+"""
+
+
+def test_a_broken_project_is_its_own_locations_one_line_error(tmp_path: Path, dagster_home: Path):
+    root = write_split_deployment(tmp_path / "deployment", healthy_schedule="0 0 1 1 *")
+    with running_webserver(root, _env(root, dagster_home)) as port:
+        served = graphql_when(
+            port,
+            LOCATIONS,
+            lambda data: all(e["locationOrLoadError"] for e in data["workspaceOrError"]["locationEntries"]),
+            "the webserver to load every location",
+        )
+        locations = {e["name"]: e["locationOrLoadError"] for e in served["workspaceOrError"]["locationEntries"]}
+        assert set(locations) == {"warehouse", "marts", "shop"}
+        assert locations["warehouse"]["__typename"] == "RepositoryLocation"
+        assert locations["marts"]["__typename"] == "RepositoryLocation"
+        error = locations["shop"]
+        assert error["__typename"] == "PythonError"
+        # The UI shows Dagster's "error loading definitions" with its cause: one line naming
+        # the project, the file and SQLMesh's error.
+        (cause,) = error["causes"]
+        assert cause["message"].count("\n") <= 1, cause["message"]
+        assert "project 'shop'" in cause["message"] and "broken.sql" in cause["message"], cause["message"]
+
+        dbt_model = graphql(port, ASSET, {"path": ["marts", "gold_customers"]})
+        upstream = {"/".join(d["path"]) for d in dbt_model["assetNodeOrError"]["dependencyKeys"]}
+        assert upstream == {"sqlmesh_example/customers"}, "no lineage to the other location's model"
+
+
+def graphql(port: int, query: str, variables: dict) -> dict:
+    from webserver import graphql as ask
+
+    return ask(port, query, variables)
+
+
+def test_the_daemon_keeps_scheduling_the_healthy_location(tmp_path: Path, dagster_home: Path):
+    root = write_split_deployment(tmp_path / "deployment", healthy_schedule="* * * * *")
+    env = _env(root, dagster_home)
+    with running_daemon(root, env, tmp_path / "daemon.log") as daemon:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+
+            def scheduled_run_finished() -> dg.DagsterRun | None:
+                runs = instance.get_runs(dg.RunsFilter(job_name="sqlmesh_example_run"))
+                finished = [r for r in runs if r.is_finished and "dagster/schedule_name" in r.tags]
+                return finished[0] if finished else None
+
+            run = wait_for(scheduled_run_finished, "a scheduled run of the healthy location", timeout=300, **daemon)
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+            assert not instance.get_runs(dg.RunsFilter(job_name="shop_run"))
