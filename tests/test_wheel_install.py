@@ -5,10 +5,11 @@ package registry, and a project made by Dagster's own `create-dagster project` w
 come from `dg scaffold defs dagctl_dagster.DagctlComponent`:
 
 - lowest: Python 3.11, every direct dependency at its declared lower bound (uv's
-  `lowest-direct` resolution over the wheel's requirements), with the dbt extras and the
-  sqlglot override docs/install.md gives; the SQLMesh and the dbt example run.
+  `lowest-direct` resolution over the wheel's requirements), with the dbt, duckdb and postgres
+  extras and the sqlglot override docs/install.md gives; the SQLMesh and the dbt example run.
 - highest: Python 3.13, the newest versions the registry resolves, the core and `dev-ui`
-  only; the SQLMesh example runs, and configs that need a missing extra say which.
+  only; the SQLMesh example (on a DuckDB-only config) runs, and configs that need a missing
+  extra say which.
 """
 
 from __future__ import annotations
@@ -43,6 +44,23 @@ SQLMESH_PROJECT = """\
     path: examples/sqlmesh_project
     gateway: local
 """
+# The example's DuckDB gateway as a team on DuckDB would write it: the example's config.py also
+# declares a PostgreSQL gateway, which SQLMesh cannot even construct without psycopg2.
+DUCKDB_ONLY_SQLMESH_CONFIG = """\
+gateways:
+  local:
+    connection:
+      type: duckdb
+      database: "{{ env_var('SQLMESH_EXAMPLE_DB') }}"
+      concurrent_tasks: 5
+default_gateway: local
+model_defaults: {dialect: duckdb, start: '2026-11-01', cron: '@daily'}
+before_all:
+  - CREATE SCHEMA IF NOT EXISTS raw
+  - >-
+    CREATE TABLE IF NOT EXISTS raw.customers AS SELECT * FROM (VALUES (1, 'Ada', 'gold'),
+    (2, 'Grace', 'silver'), (3, 'Linus', 'gold'), (4, 'Barbara', 'bronze')) AS t(customer_id, name, tier)
+"""
 DBT_PROJECT = """\
   - name: dbt_example
     framework: dbt
@@ -58,17 +76,21 @@ class End:
     resolution: str
     jobs: tuple[str, ...]
     projects: tuple[str, ...] = field(default=(SQLMESH_PROJECT,))
+    sqlmesh_config: str | None = None  # replaces the example's config.py
 
 
 ENDS = {
     "lowest": End(
         "3.11",
-        frozenset({"dev-ui", "dbt", "duckdb"}),
+        # postgres: the example's config.py declares a PostgreSQL gateway besides DuckDB.
+        frozenset({"dev-ui", "dbt", "duckdb", "postgres"}),
         "lowest-direct",
         ("sqlmesh_example_run", "dbt_example_run"),
         (SQLMESH_PROJECT, DBT_PROJECT),
     ),
-    "highest": End("3.13", frozenset({"dev-ui"}), "highest", ("sqlmesh_example_run",)),
+    "highest": End(
+        "3.13", frozenset({"dev-ui"}), "highest", ("sqlmesh_example_run",), sqlmesh_config=DUCKDB_ONLY_SQLMESH_CONFIG
+    ),
 }
 
 
@@ -105,9 +127,12 @@ def config_text(*projects: str, extra: str = "") -> str:
     return "version: 1\n" + extra + "projects:\n" + "".join(projects)
 
 
-def copy_examples(root: Path, *projects: str, extra: str = "") -> Path:
+def copy_examples(root: Path, *projects: str, extra: str = "", sqlmesh_config: str | None = None) -> Path:
     ignore = shutil.ignore_patterns("*.duckdb", "*.duckdb.wal", ".cache", "logs", "target", "__pycache__")
     shutil.copytree(REPO_ROOT / "examples", root / "examples", ignore=ignore, dirs_exist_ok=True)
+    if sqlmesh_config is not None:
+        (root / "examples" / "sqlmesh_project" / "config.py").unlink()
+        (root / "examples" / "sqlmesh_project" / "config.yaml").write_text(sqlmesh_config)
     (root / ".dagctl").mkdir(parents=True, exist_ok=True)
     config = root / ".dagctl" / "config.yaml"
     config.write_text(config_text(*projects, extra=extra))
@@ -134,7 +159,7 @@ def scaffold_project(root: Path, venv: Path, end: End) -> None:
     env = venv_environment(venv, instance_home(root / "home"))
     run(["create-dagster", "project", "demo", "--no-uv-sync"], cwd=root, env=env)
     project = root / "demo"
-    copy_examples(project, *end.projects)
+    copy_examples(project, *end.projects, sqlmesh_config=end.sqlmesh_config)
     scaffold = ["dg", "scaffold", "defs", "dagctl_dagster.DagctlComponent", "dagctl"]
     run([*scaffold, "--config-path", ".dagctl/config.yaml"], cwd=project, env=env)
     run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--no-deps", "-e", str(project)])
@@ -213,7 +238,7 @@ def test_the_core_without_extras_names_the_extra_a_config_needs(end: Installed, 
             "alerts.failure_channel",
         ),
     }
-    copy_examples(tmp_path)
+    copy_examples(tmp_path, sqlmesh_config=end.end.sqlmesh_config)
     for extra, (text, where) in cases.items():
         config = tmp_path / ".dagctl" / f"needs-{extra}.yaml"
         config.write_text(text)
