@@ -84,7 +84,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # protected_namespaces: field names like `model_duration_factor` are ours (pydantic<2.10 warns).
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
 class GitSyncConfig(_Strict):
@@ -464,6 +465,9 @@ def load_config(path: str | Path, *, check_paths: bool = True) -> LoadedConfig:
                     "paths are relative to the repository root (the directory holding .dagctl/)",
                     field=f"projects[{index}].path",
                 )
+        from dagctl_dagster.extras import check_config_extras  # extras reads this module's types
+
+        check_config_extras(loaded)
     return loaded
 
 

@@ -19,7 +19,7 @@ import dagster as dg
 
 from dagctl_dagster.alerts.messages import RunFailure, run_failure_text
 from dagctl_dagster.alerts.projects import ProjectLookup
-from dagctl_dagster.alerts.slack import DagctlSlackResource
+from dagctl_dagster.alerts.sender import AlertResource
 from dagctl_dagster.run_identity import RUN_FAILURE_SENSOR
 
 
@@ -32,7 +32,7 @@ def slack_run_failure_sensor(projects: ProjectLookup, hooked_jobs: Collection[st
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def _sensor(context: dg.RunFailureSensorContext, slack: DagctlSlackResource):
+    def _sensor(context: dg.RunFailureSensorContext, slack: AlertResource):
         run = context.dagster_run
         if run.job_name in hooked_jobs and context.get_step_failure_events():
             return dg.SkipReason(f"run {run.run_id}: its step failure hooks already posted")

@@ -3,7 +3,7 @@
 The claim-aware executor needs what Dagster's in-process executor uses internally:
 the plan's active-execution state machine, per-step event sequences, hooks, compute log
 capture. They are private (``dagster._core``), so they are imported here only, and
-:data:`TESTED_DAGSTER_MINOR` names the version whose behaviour
+:data:`TESTED_DAGSTER` names the versions whose behaviour
 ``tests/test_dagster_adapter.py`` pins down. Upgrading Dagster means re-running that
 test and adjusting this file, nothing else.
 """
@@ -38,17 +38,19 @@ from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.base import Executor
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
+from packaging.specifiers import SpecifierSet
 
 from dagctl_dagster.secrets import redact, redact_value
 
 if TYPE_CHECKING:
     from dagctl_dagster.execution.framework import OpContext
 
-TESTED_DAGSTER_MINOR = "1.13"
+# The Dagster versions this adapter is pinned on (tests/test_dagster_adapter.py), as pyproject.toml declares them.
+TESTED_DAGSTER = ">=1.13.5,<1.14"
 
-if ".".join(dg.__version__.split(".")[:2]) != TESTED_DAGSTER_MINOR:  # pragma: no cover
+if dg.__version__ not in SpecifierSet(TESTED_DAGSTER):  # pragma: no cover
     warnings.warn(
-        f"dagctl-dagster's executor adapter was tested with Dagster {TESTED_DAGSTER_MINOR}.x; "
+        f"dagctl-dagster's executor adapter was tested with Dagster {TESTED_DAGSTER}; "
         f"this is Dagster {dg.__version__}. Run tests/test_dagster_adapter.py before relying on it.",
         stacklevel=1,
     )
