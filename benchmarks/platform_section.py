@@ -13,9 +13,10 @@ Each repetition, for each layout (the layout that goes first alternates):
    project changes and its location is reloaded (``reloadRepositoryLocation``); every other
    location's ``versionKey`` and ``updateTimestamp`` are compared before and after.
 
-Then the first project's ``<project>_run`` runs under ``dagster job execute`` in each layout
-(the one-location run worker loads every project's definitions), with its peak RSS from
-``wait4`` and its tables checked.
+Beside them, stock Dagster's floor: the same number of locations serving one no-op asset
+each (:mod:`benchmarks.webserver_floor`). Then the first project's ``<project>_run`` runs
+under ``dagster job execute`` in each layout (the one-location run worker loads every
+project's definitions), with its peak RSS from ``wait4`` and its tables checked.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from benchmarks.generate_platform import (
     generate_platform,
 )
 from benchmarks.report import GIB, Row, Series, Target, value_row
+from benchmarks.webserver_floor import measure_webserver_floor
 from benchmarks.webserver_probe import (
     check_served,
     location_statuses,
@@ -74,6 +76,7 @@ class LayoutSeries:
     others_reloaded: Series
     rss: Series
     run_wall: Series
+    floor: Series
     loaded_at: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {"cold": {}, "warm": {}})
 
 
@@ -120,6 +123,15 @@ def run_platform_section(workdir: Path, options, results, say: Callable[[str], N
             for layout, series in order if repetition % 2 == 0 else reversed(order):
                 _measure_loads(platform, layout, series, env, changed_model, changed_project.shape.schema, options, say)
                 say(f"  [{repetition + 1}/{options.repeats}] {layout.title}: {_latest(series)}")
+    for repetition in range(options.repeats):
+        order = list(measured.values())
+        for layout, series in order if repetition % 2 == 0 else reversed(order):
+            floor_root = platform.root / "floor"
+            locations = len(layout.projects_of)
+            measure_webserver_floor(
+                floor_root, locations=locations, repeats=1, timeout_s=options.timeout_s, series=series.floor
+            )
+            say(f"  [{repetition + 1}/{options.repeats}] {series.floor.label}: {series.floor.samples[-1]:.1f} s")
     _measure_runs(platform, [layout for layout, _ in measured.values()], measured, options, say)
     results.rows.extend(platform_rows(list(measured.values()), per_project))
     results.notes.extend(_notes(platform, measured, changed_model, load_before))
@@ -135,6 +147,7 @@ def _series(layout: Layout, platform: Platform) -> LayoutSeries:
         others_reloaded=Series("other locations with a new versionKey or updateTimestamp", None, "locations"),
         rss=Series(f"run worker peak RSS, {layout.title}", per_project, "GiB"),
         run_wall=Series(f"`dagster job execute` wall, {layout.title}", per_project, "s"),
+        floor=Series(f"stock Dagster, {len(layout.projects_of)} location(s) of one no-op asset", None, "s"),
     )
 
 
@@ -248,6 +261,12 @@ def platform_rows(measured: list[tuple[Layout, LayoutSeries]], per_project: int)
     ]
     rows += [
         value_row(f"webserver workspace load, warm (translation cache) — {where(lay)}", s.warm, TARGET_WARM_LOAD)
+        for lay, s in measured
+    ]
+    rows += [
+        value_row(
+            f"webserver workspace load, stock Dagster floor (one no-op asset per location) — {lay.title}", s.floor
+        )
         for lay, s in measured
     ]
     for layout, series in measured:

@@ -474,6 +474,10 @@ def test_platform_section_end_to_end_at_a_tiny_size(tmp_path):
         assert rows[f"`reloadRepositoryLocation` after one model changed — {layout}"].value > 0
         rss = rows[f"run worker peak RSS, one project's run (10 models) — {layout}"]
         assert 0.05 < rss.value and rss.unit == "GiB" and rss.target.limit == 1
+    for layout in ("one location", "2 locations"):
+        assert (
+            rows[f"webserver workspace load, stock Dagster floor (one no-op asset per location) — {layout}"].value > 0
+        )
     others = rows[f"other locations reloaded by that reload — {several}"]
     assert others.value == 0 and others.result == "pass"
     assert f"other locations reloaded by that reload — {one}" not in rows
