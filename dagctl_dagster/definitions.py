@@ -51,7 +51,7 @@ def load_definitions(
     everything = load_config(config_path or default_config_path())
     _check_projects(everything)
     loaded = select_projects(everything, selection)
-    built = _build_projects(loaded, _models_of_other_locations(everything, loaded))
+    built = _build_projects(loaded, _ModelsOfOtherLocations(everything, loaded))
     _refuse_shared_keys(loaded, built)
     _declare_shared_sources_once(built)
     models_by_op = {op: model for p in built for op, model in p.models_by_op.items()}
@@ -159,18 +159,20 @@ def _configure_process_after_load(models_by_op: dict[str, str]) -> None:
     register_models(models_by_op)
 
 
-def _build_projects(loaded: LoadedConfig, elsewhere: dict[int, list[dg.AssetKey]]) -> list[ProjectDefinitions]:
+def _build_projects(loaded: LoadedConfig, elsewhere: _ModelsOfOtherLocations) -> list[ProjectDefinitions]:
     """Projects in their plugins' build order, each seeing the model keys of the projects built
     before it (a dbt source reading a SQLMesh model becomes an edge to that model's asset),
-    here or in another location (``elsewhere``, by build order); the result keeps the config's order."""
-    from dagctl_dagster.frameworks import plugin_for
+    here or in another location (``elsewhere``); the result keeps the config's order."""
+    from functools import partial
+
+    from dagctl_dagster.frameworks import UpstreamModels, plugin_for
 
     built: dict[str, ProjectDefinitions] = {}
     upstream_keys: list[dg.AssetKey] = []
     for order in sorted({plugin_for(p.framework).build_order for p in loaded.projects}):
-        upstream_keys.extend(key for earlier, keys in elsewhere.items() if earlier < order for key in keys)
+        upstream = UpstreamModels(list(upstream_keys), partial(elsewhere.before, order))
         built_now = [
-            plugin_for(p.framework).build_project(loaded, p, list(upstream_keys))
+            plugin_for(p.framework).build_project(loaded, p, upstream)
             for p in loaded.projects
             if plugin_for(p.framework).build_order == order
         ]
@@ -188,29 +190,41 @@ def _check_projects(loaded: LoadedConfig) -> None:
         plugin_for(framework).check_projects(loaded)
 
 
-def _models_of_other_locations(everything: LoadedConfig, loaded: LoadedConfig) -> dict[int, list[dg.AssetKey]]:
-    """Model keys of the projects other code locations serve, by their plugins' build order.
+class _ModelsOfOtherLocations:
+    """Model keys of the projects other code locations of the config serve, read once, on the
+    first question, through their plugins (a SQLMesh project's from its translation cache).
 
     A project that does not load there is left out: its own location shows the error, and
     this one loads without the lineage to it.
     """
-    import logging
 
-    from dagctl_dagster.errors import ProjectLoadError
-    from dagctl_dagster.frameworks import plugin_for
+    def __init__(self, everything: LoadedConfig, loaded: LoadedConfig):
+        self._everything = everything
+        self._served = {p.name for p in loaded.projects}
+        self._keys: dict[int, list[dg.AssetKey]] | None = None
 
-    served = {p.name for p in loaded.projects}
-    latest = max((plugin_for(p.framework).build_order for p in loaded.projects), default=0)
-    keys: dict[int, list[dg.AssetKey]] = {}
-    for project in everything.projects:
-        plugin = plugin_for(project.framework)
-        if project.name in served or plugin.build_order >= latest:
-            continue
-        try:
-            keys.setdefault(plugin.build_order, []).extend(plugin.model_keys(everything, project))
-        except ProjectLoadError as exc:
-            logging.getLogger(__name__).warning("no lineage to project '%s': %s", project.name, exc)
-    return keys
+    def before(self, order: int) -> list[dg.AssetKey]:
+        """Keys of the other locations' projects built before ``order``."""
+        if self._keys is None:
+            self._keys = self._read()
+        return [key for earlier, keys in self._keys.items() if earlier < order for key in keys]
+
+    def _read(self) -> dict[int, list[dg.AssetKey]]:
+        import logging
+
+        from dagctl_dagster.errors import ProjectLoadError
+        from dagctl_dagster.frameworks import plugin_for
+
+        keys: dict[int, list[dg.AssetKey]] = {}
+        for project in self._everything.projects:
+            if project.name in self._served:
+                continue
+            plugin = plugin_for(project.framework)
+            try:
+                keys.setdefault(plugin.build_order, []).extend(plugin.model_keys(self._everything, project))
+            except ProjectLoadError as exc:
+                logging.getLogger(__name__).warning("no lineage to project '%s': %s", project.name, exc)
+        return keys
 
 
 def _refuse_shared_keys(loaded: LoadedConfig, projects: list[ProjectDefinitions]) -> None:

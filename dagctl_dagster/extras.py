@@ -89,11 +89,10 @@ def check_config_extras(loaded: LoadedConfig) -> None:
 def config_needs(loaded: LoadedConfig) -> list[Need]:
     """Every installed part the config (and ``$DAGCTL_CLAIMS_URL``) relies on beyond the core."""
     needs = _alert_needs(loaded)
+    from dagctl_dagster.frameworks import plugin_for
+
     for index, project in enumerate(loaded.projects):
-        if project.framework == "dbt":
-            needs.extend(_dbt_needs(loaded, project, index))
-        else:
-            needs.extend(_sqlmesh_needs(loaded, project, index))
+        needs.extend(plugin_for(project.framework).needs(loaded, project, index))
     if os.environ.get(CLAIMS_URL_ENV, "").startswith("postgres"):
         needs.append(_extra_need(f"${CLAIMS_URL_ENV}", "a PostgreSQL claim store", "postgres", "psycopg2"))
     return needs
@@ -114,7 +113,7 @@ def _alert_needs(loaded: LoadedConfig) -> list[Need]:
     ][:1]
 
 
-def _dbt_needs(loaded: LoadedConfig, project: ProjectConfig, index: int) -> list[Need]:
+def dbt_needs(loaded: LoadedConfig, project: ProjectConfig, index: int) -> list[Need]:
     needs = [_extra_need(f"projects[{index}].framework", f"dbt project '{project.name}'", "dbt")]
     adapter = dbt_adapter_type(loaded, project)
     if adapter is None:
@@ -130,7 +129,7 @@ def _dbt_needs(loaded: LoadedConfig, project: ProjectConfig, index: int) -> list
     return needs
 
 
-def _sqlmesh_needs(loaded: LoadedConfig, project: ProjectConfig, index: int) -> list[Need]:
+def sqlmesh_needs(loaded: LoadedConfig, project: ProjectConfig, index: int) -> list[Need]:
     types = sqlmesh_connection_types(loaded.project_dir(project), project.gateway)
     if "postgres" not in types:
         return []

@@ -8,7 +8,7 @@ framework is one new plugin registered in :data:`_PLUGINS`.
 Example::
 
     plugin = plugin_for(project.framework)
-    project_defs = plugin.build_project(loaded, project, upstream_keys=[])
+    project_defs = plugin.build_project(loaded, project, UpstreamModels(()))
     plugin.model_key(project, "demo.orders")   # "demo/orders"
 
 Plugin modules import their engine (SQLMesh, dbt) only inside methods: the config loader
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -29,9 +29,27 @@ if TYPE_CHECKING:
     import dagster as dg
 
     from dagctl_dagster.config import LoadedConfig, ProjectConfig
+    from dagctl_dagster.extras import Need
     from dagctl_dagster.project import ProjectDefinitions
 
-__all__ = ["Deploy", "FrameworkPlugin", "all_plugins", "plugin_for"]
+__all__ = ["Deploy", "FrameworkPlugin", "UpstreamModels", "all_plugins", "plugin_for"]
+
+
+class UpstreamModels:
+    """The model keys of the projects built before a project (lower build order): here, and in
+    other code locations of the same config. Those of other locations are read on the first
+    question, so a project whose assets never ask (a dbt project without sources) costs no
+    other project's load."""
+
+    def __init__(self, here: Iterable[dg.AssetKey], elsewhere: Callable[[], Iterable[dg.AssetKey]] | None = None):
+        self._here = frozenset(here)
+        self._elsewhere = elsewhere
+        self._all: frozenset[dg.AssetKey] | None = None if elsewhere else self._here
+
+    def __contains__(self, key: object) -> bool:
+        if self._all is None:
+            self._all = self._here | frozenset(self._elsewhere() if self._elsewhere else ())
+        return key in self._all
 
 
 @dataclass(frozen=True)
@@ -79,17 +97,17 @@ class FrameworkPlugin(abc.ABC):
 
     @abc.abstractmethod
     def build_project(
-        self, loaded: LoadedConfig, project: ProjectConfig, upstream_keys: Sequence[dg.AssetKey]
+        self, loaded: LoadedConfig, project: ProjectConfig, upstream: UpstreamModels
     ) -> ProjectDefinitions:
         """Everything the project contributes: assets, checks, resources, maintenance and deploy
-        jobs with their schedules, its freshness source. ``upstream_keys``: models of projects
-        built before it (lower build order) that its assets may read."""
+        jobs with their schedules, its freshness source. ``upstream``: models of projects built
+        before it (lower build order) that its assets may read."""
 
     def model_keys(self, loaded: LoadedConfig, project: ProjectConfig) -> list[dg.AssetKey]:
         """The keys of the models ``project`` builds, for a project of another code location that
         reads them (lineage across locations by asset key). Raises what a load of the project
         raises."""
-        return self.build_project(loaded, project, []).model_keys
+        return self.build_project(loaded, project, UpstreamModels(())).model_keys
 
     @abc.abstractmethod
     def deploy_request(self, project: ProjectConfig, deploy: Deploy) -> dg.RunRequest | None:
@@ -97,6 +115,10 @@ class FrameworkPlugin(abc.ABC):
 
     # Why :meth:`inseparable` groups must share a location (for the error that names them).
     inseparable_reason: ClassVar[str] = ""
+
+    def needs(self, loaded: LoadedConfig, project: ProjectConfig, index: int) -> list[Need]:
+        """What ``project`` (``projects[index]``) needs installed beyond the core (extras, adapters)."""
+        return []
 
     def check_projects(self, loaded: LoadedConfig) -> None:
         """Refuse, with a ``ConfigError``, projects of this framework that cannot work side by side

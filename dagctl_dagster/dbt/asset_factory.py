@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ def dbt_assets(
 
 
 def build_dbt_project(
-    loaded: LoadedConfig, project: ProjectConfig, upstream_keys: Sequence[dg.AssetKey] = ()
+    loaded: LoadedConfig, project: ProjectConfig, upstream_keys: Container[dg.AssetKey] = ()
 ) -> ProjectDefinitions:
     """The assets, model keys and ``DbtCliResource`` of one configured dbt project.
 
@@ -130,7 +130,7 @@ def build_dbt_project(
     """
     project_dir = loaded.project_dir(project)
     profiles_dir = loaded.profiles_dir(project)
-    translator = DagctlDbtTranslator(project.name, upstream_keys=upstream_keys) if upstream_keys else None
+    translator = DagctlDbtTranslator(project.name, upstream_keys=upstream_keys)
     built = _build(project, project_dir, profiles_dir, translator, model_pool(loaded.config, project))
     model_keys = sorted(built.assets_def.keys, key=lambda key: key.to_user_string())
     return ProjectDefinitions(

@@ -9,16 +9,16 @@ projects, so a source that is a SQLMesh model becomes an edge to that model's as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from dagctl_dagster.dbt import FRAMEWORK
-from dagctl_dagster.frameworks import Deploy, FrameworkPlugin
+from dagctl_dagster.frameworks import Deploy, FrameworkPlugin, UpstreamModels
 
 if TYPE_CHECKING:
     import dagster as dg
 
     from dagctl_dagster.config import LoadedConfig, ProjectConfig
+    from dagctl_dagster.extras import Need
     from dagctl_dagster.project import ProjectDefinitions
 
 
@@ -32,16 +32,21 @@ class DbtPlugin(FrameworkPlugin):
             raise ValueError("`gateway` is a SQLMesh setting; dbt projects choose a `target`")
 
     def build_project(
-        self, loaded: LoadedConfig, project: ProjectConfig, upstream_keys: Sequence[dg.AssetKey]
+        self, loaded: LoadedConfig, project: ProjectConfig, upstream: UpstreamModels
     ) -> ProjectDefinitions:
         from dagctl_dagster.dbt.asset_factory import build_dbt_project
         from dagctl_dagster.dbt.deploy import build_dbt_deploy_job
 
-        project_defs = build_dbt_project(loaded, project, upstream_keys)
+        project_defs = build_dbt_project(loaded, project, upstream)
         deploy_job = build_dbt_deploy_job(loaded, project)
         project_defs.deploy_job = deploy_job
         project_defs.jobs = [deploy_job]
         return project_defs
+
+    def needs(self, loaded: LoadedConfig, project: ProjectConfig, index: int) -> list[Need]:
+        from dagctl_dagster.extras import dbt_needs
+
+        return dbt_needs(loaded, project, index)
 
     def deploy_request(self, project: ProjectConfig, deploy: Deploy) -> dg.RunRequest | None:
         from dagctl_dagster.dbt.deploy import deploy_request

@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import dagster as dg
@@ -42,11 +42,11 @@ class DagctlDbtTranslator(DagsterDbtTranslator):
         self,
         project_name: str,
         settings: DagsterDbtTranslatorSettings | None = None,
-        upstream_keys: Iterable[dg.AssetKey] = (),
+        upstream_keys: Container[dg.AssetKey] = (),
     ):
         super().__init__(settings or DagsterDbtTranslatorSettings(enable_asset_checks=True))
         self.project_name = project_name
-        self.upstream_keys = frozenset(upstream_keys)
+        self.upstream_keys = upstream_keys
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         default_key = super().get_asset_key(dbt_resource_props)

@@ -8,17 +8,17 @@ and a probe of its state database's size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
-from dagctl_dagster.frameworks import Deploy, FrameworkPlugin
+from dagctl_dagster.frameworks import Deploy, FrameworkPlugin, UpstreamModels
 from dagctl_dagster.sqlmesh import FRAMEWORK
 
 if TYPE_CHECKING:
     import dagster as dg
 
     from dagctl_dagster.config import LoadedConfig, ProjectConfig
+    from dagctl_dagster.extras import Need
     from dagctl_dagster.project import ProjectDefinitions
 
 
@@ -32,7 +32,7 @@ class SQLMeshPlugin(FrameworkPlugin):
             raise ValueError("`target` is a dbt setting; SQLMesh projects choose a `gateway`")
 
     def build_project(
-        self, loaded: LoadedConfig, project: ProjectConfig, upstream_keys: Sequence[dg.AssetKey]
+        self, loaded: LoadedConfig, project: ProjectConfig, upstream: UpstreamModels
     ) -> ProjectDefinitions:
         from dagctl_dagster.sqlmesh.asset_factory import build_sqlmesh_project
         from dagctl_dagster.sqlmesh.freshness import SQLMeshFreshness
@@ -64,6 +64,11 @@ class SQLMeshPlugin(FrameworkPlugin):
         return deploy_request(project, deploy)
 
     inseparable_reason: ClassVar[str] = "repositories of one SQLMesh multi-repository layout load into one Context"
+
+    def needs(self, loaded: LoadedConfig, project: ProjectConfig, index: int) -> list[Need]:
+        from dagctl_dagster.extras import sqlmesh_needs
+
+        return sqlmesh_needs(loaded, project, index)
 
     def check_projects(self, loaded: LoadedConfig) -> None:
         from dagctl_dagster.sqlmesh.shared_state import refuse_shared_environments
