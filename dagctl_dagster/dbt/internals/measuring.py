@@ -122,12 +122,15 @@ class _MeasuringLogger:
         from google.protobuf.json_format import MessageToDict
 
         node = msg.data.node_info
-        relation = MessageToDict(node.node_relation, preserving_proto_field_name=True)
-        (adapter,) = FACTORY.adapters.values()  # one profile, one adapter per dbt invocation
-        measurement = measure(cast("BaseAdapter", adapter), relation, node.materialized)
-        if measurement is not None:
-            node_info = MessageToDict(node, preserving_proto_field_name=True)
-            fire_event(JinjaLogInfo(msg=measurement.as_json(), node_info=node_info))
+        try:
+            relation = MessageToDict(node.node_relation, preserving_proto_field_name=True)
+            (adapter,) = FACTORY.adapters.values()  # one profile, one adapter per dbt invocation
+            measurement = measure(cast("BaseAdapter", adapter), relation, node.materialized)
+            if measurement is not None:
+                node_info = MessageToDict(node, preserving_proto_field_name=True)
+                fire_event(JinjaLogInfo(msg=measurement.as_json(), node_info=node_info))
+        except Exception as exc:  # raised here, it would fail dbt's logging of the node
+            logger.warning("could not measure %s: %s", node.unique_id, exc)
 
     def flush(self) -> None:
         pass
