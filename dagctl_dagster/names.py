@@ -45,6 +45,7 @@ OBSERVABILITY_GROUP = "dagctl_observability"
 SQLMESH_DURATION_KEY = "duration_s"
 DBT_DURATION_KEY = "Execution Duration"  # dagster-dbt's, from dbt's node timings
 ROW_COUNT_KEY = "dagster/row_count"
+COLUMN_SCHEMA_KEY = "dagster/column_schema"
 MODEL_DURATION_KEYS = (SQLMESH_DURATION_KEY, DBT_DURATION_KEY)
 
 # Step hooks that act only when a step fails (the Slack model-failure hook): the executor

@@ -149,10 +149,11 @@ def test_build_materializes_every_model_with_one_duration_and_one_row_count(buil
         duration = entry["Execution Duration"].value
         assert isinstance(duration, float) and duration > 0, name
         assert entry["unique_id"].value.split(".")[-1] == name
-        # one of each: dagster-dbt's duration and row count, none of our own beside them
+        # one of each: dagster-dbt's duration and the measured row count, no other beside them
         assert not {"execution_time_s", "rows_affected"} & set(entry), name
-    # DuckDB reports the rows of a seed load; a table's count would need the file dbt holds.
-    for name, rows in SEEDS.items():
+        assert entry["dagster/column_schema"].value.columns, name
+    # Every seed and table, counted by dbt's own process while it held the DuckDB file.
+    for name, rows in {**SEEDS, **STAGING, **MARTS}.items():
         assert metadata[key(name)]["dagster/row_count"].value == rows, name
 
     evaluations = result.get_asset_check_evaluations()
@@ -181,10 +182,9 @@ def test_assets_have_clean_metadata_and_descriptions(built):
     for spec in assets_def.specs:
         name = spec.key.path[-1]
         assert "dagster_dbt/project" not in spec.metadata, name
-        if name in SEEDS:
-            assert "Raw SQL" not in (spec.description or ""), name
-        else:
-            assert "#### Raw SQL:\n```sql\n    " in spec.description, name
+        assert spec.description and "Raw SQL" not in spec.description, name
+        (reference,) = spec.metadata["dagster/code_references"].code_references
+        assert Path(reference.file_path).stem == name, name
 
 
 @pytest.mark.timeout(600)

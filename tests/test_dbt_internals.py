@@ -1,9 +1,10 @@
-"""The dbt seam (`dagctl_dagster/dbt/internals.py`), pinned to the dagster-dbt it was written for.
+"""The dbt seam (`dagctl_dagster/dbt/internals/`), pinned to the dagster-dbt it was written for.
 
 What a dbt step no longer does before dbt starts: a `dbt --version` subprocess (the version
 comes from the installed dbt-core when the executable is this environment's) and, on
-DuckDB, dbt's in-process adapter. On other warehouses row counts still arrive, in dbt's
-order, without the step thread spinning while dbt builds.
+DuckDB, dbt's in-process adapter. On other warehouses measurements (columns, row counts)
+arrive in dbt's order, without the step thread spinning while dbt builds; on DuckDB dbt's own
+process measures (`dagctl-dbt`), through what dbt and dagster-dbt do with a JSON log line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import importlib.metadata
 import inspect
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -25,14 +27,14 @@ import dagster as dg
 import dagster_dbt
 import pytest
 from dagster_dbt import DbtCliResource
-from dagster_dbt.core import dbt_event_iterator
 from dagster_dbt.core import resource as dbt_resource_module
 from declared import assert_seam_covers
 from projects import platform_repo
 
 from dagctl_dagster.dbt import internals
 from dagctl_dagster.dbt.asset_factory import dbt_assets
-from dagctl_dagster.dbt.internals import DagctlDbtCliResource, own_dbt_executable
+from dagctl_dagster.dbt.internals import measuring, resources
+from dagctl_dagster.dbt.internals.resources import DagctlDbtCliResource, own_dbt_executable
 
 SLEEP_SECONDS = 3
 EXAMPLE_DBT_PROJECT = Path(__file__).parent.parent / "examples" / "dbt_project"
@@ -41,7 +43,7 @@ EXAMPLE_DBT_PROJECT = Path(__file__).parent.parent / "examples" / "dbt_project"
 def test_the_installed_dagster_dbt_dbt_core_and_dbt_duckdb_are_the_tested_versions():
     assert set(internals.TESTED_VERSIONS) == {"dagster-dbt", "dbt-core", "dbt-duckdb"}
     assert internals.untested_versions() == {}, (
-        f"installed outside the range the dbt seam (dagctl_dagster/dbt/internals.py) was tested with: "
+        f"installed outside the range the dbt seam (dagctl_dagster/dbt/internals/) was tested with: "
         f"{internals.untested_versions()}; tested: {internals.TESTED_VERSIONS}. Run this file, check "
         "what changed in the names it pins, then widen the TESTED_* constants."
     )
@@ -60,9 +62,21 @@ def test_the_seam_is_pinned_to_the_installed_dagster_dbt():
     cli_source = inspect.getsource(DbtCliResource.cli)
     assert "self._cli_version.major < 2" in cli_source
     assert "adapter = self._initialize_dbt_core_adapter(args)" in cli_source
-    fetch = dbt_event_iterator._fetch_row_count_metadata
-    assert list(inspect.signature(fetch).parameters) == ["invocation", "event"]
     assert "adapter" in {f.name for f in dataclasses.fields(dagster_dbt.DbtCliInvocation)}
+    # What dagster-dbt does with a JSON JinjaLogInfo line of a node (the `dagctl-dbt` measurement):
+    # keeps it as the node's result event's _event_history_metadata, turns its columns into the
+    # column schema, and does not print it.
+    stream = inspect.getsource(dagster_dbt.DbtCliInvocation.stream_raw_events)
+    assert 'event.raw_event["info"]["name"] == "JinjaLogInfo"' in stream
+    assert "event = replace(event, event_history_metadata=event_history_metadata)" in stream
+    from dagster_dbt.core.dbt_cli_event import DbtCliEventMessage, DbtCoreCliEventMessage
+
+    assert "self._event_history_metadata = event_history_metadata" in inspect.getsource(DbtCliEventMessage)
+    assert "default_metadata_from_dbt_resource_props(self._event_history_metadata)" in inspect.getsource(
+        DbtCliEventMessage._get_column_schema_metadata
+    )
+    result_events = inspect.getsource(DbtCoreCliEventMessage.is_result_event.fget)
+    assert all(f'"{name}"' in result_events for name in measuring._RESULT_EVENTS)
 
 
 def test_dagster_dbts_unexported_helpers_keep_their_signatures():
@@ -80,13 +94,13 @@ def test_the_manifest_and_translator_of_dbt_assets_come_back_as_built(tmp_path):
     shutil.copytree(EXAMPLE_DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
     assets_def = dbt_assets(project, name="example", target="dev")
 
-    manifest, translator = internals.get_manifest_and_translator_from_dbt_assets(assets_def)
+    manifest, translator = resources.get_manifest_and_translator_from_dbt_assets(assets_def)
 
     assert manifest["metadata"]["adapter_type"] == "duckdb"
     model = next(props for props in manifest["nodes"].values() if props["resource_type"] == "model")
     assert translator.get_asset_key(model) in assets_def.keys
     manifest_path = project / "target" / "manifest.json"
-    assert internals.read_manifest(manifest_path)["metadata"] == manifest["metadata"]
+    assert resources.read_manifest(manifest_path)["metadata"] == manifest["metadata"]
 
 
 def test_dbt_cores_version_and_adapter_internals_are_where_the_seam_reads_them():
@@ -94,14 +108,114 @@ def test_dbt_cores_version_and_adapter_internals_are_where_the_seam_reads_them()
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     from dbt.adapters.duckdb.impl import DuckDBAdapter
 
-    assert internals.dbt_core_version() == importlib.metadata.version("dbt-core")
+    assert resources.dbt_core_version() == importlib.metadata.version("dbt-core")
     assert list(inspect.signature(BaseAdapter.cleanup_connections).parameters) == ["self"]
     assert "self.connections = self.ConnectionManager(" in inspect.getsource(BaseAdapter.__init__)
     assert DuckDBAdapter.ConnectionManager is DuckDBConnectionManager
     assert isinstance(inspect.getattr_static(DuckDBConnectionManager, "close_all_connections"), classmethod)
     assert DuckDBAdapter.__name__ == "DuckDBAdapter"  # is_duckdb_adapter compares the name
-    assert internals.is_duckdb_adapter(None) is False
-    internals.release_warehouse(None)  # a run without an in-process adapter has nothing to release
+    assert resources.is_duckdb_adapter(None) is False
+    resources.release_warehouse(None)  # a run without an in-process adapter has nothing to release
+
+
+def test_dbt_calls_its_loggers_before_callbacks_and_measures_through_these_names():
+    """What `dagctl-dbt` relies on in dbt's own process (dagctl_dagster/dbt/internals/measuring.py)."""
+    from dbt.adapters.base.column import Column
+    from dbt.adapters.factory import FACTORY, AdapterContainer
+    from dbt.cli.main import dbtRunner
+    from dbt.events.logging import setup_event_logger
+    from dbt.events.types import JinjaLogInfo
+    from dbt_common.events.event_manager import EventManager
+    from dbt_common.events.event_manager_client import get_event_manager
+    from dbt_common.events.functions import fire_event
+
+    fire = inspect.getsource(EventManager.fire_event)
+    assert fire.index("for logger in self.loggers:") < fire.index("for callback in self.callbacks:")
+    assert "if logger.filter(msg):" in fire and "logger.write_line(msg)" in fire
+    assert "event_manager.callbacks = callbacks.copy()" in inspect.getsource(setup_event_logger)
+    assert list(inspect.signature(dbtRunner).parameters) == ["manifest", "callbacks"]
+    assert isinstance(FACTORY, AdapterContainer) and isinstance(FACTORY.adapters, dict)
+    assert "dtype" in {f.name for f in dataclasses.fields(Column)}
+    assert JinjaLogInfo(msg="{}", node_info={"unique_id": "model.p.m"}).node_info.unique_id == "model.p.m"
+    assert isinstance(get_event_manager(), EventManager) and callable(fire_event)
+    from dbt.adapters.base.impl import BaseAdapter
+    from dbt.adapters.sql.impl import SQLAdapter
+
+    assert list(inspect.signature(BaseAdapter.connection_named).parameters)[:2] == ["self", "name"]
+    assert list(inspect.signature(SQLAdapter.get_columns_in_relation).parameters) == ["self", "relation"]
+    assert list(inspect.signature(BaseAdapter.execute).parameters)[:3] == ["self", "sql", "auto_begin"]
+    assert "fetch" in inspect.signature(BaseAdapter.execute).parameters
+    from dbt.adapters.base.relation import BaseRelation
+    from dbt.adapters.duckdb.impl import DuckDBAdapter
+    from dbt_common.events.base_types import EventMsg
+
+    assert issubclass(DuckDBAdapter.Relation, BaseRelation)
+    assert list(inspect.signature(BaseRelation.create).parameters)[:3] == ["database", "schema", "identifier"]
+    assert {"info", "data"} <= set(EventMsg.__annotations__)  # msg.info.name, msg.data.node_info
+
+
+def _built_by(executable: Path, project: Path, warehouse: Path) -> tuple[int, list[dict], dict[str, str]]:
+    """Exit status, JSON log lines and each node's status in run_results.json of `<executable> build`."""
+    done = subprocess.run(
+        [str(executable), "build", "--log-format", "json", "--threads", "3"],
+        cwd=project,
+        env={**os.environ, "DBT_EXAMPLE_DB": str(warehouse)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    results = json.loads((project / "target" / "run_results.json").read_text())["results"]
+    return done.returncode, lines, {r["unique_id"]: r["status"] for r in results}
+
+
+def _tables(warehouse: Path) -> dict[str, list[tuple]]:
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        names = [r[0] for r in con.sql("select table_name from information_schema.tables").fetchall()]
+        return {name: sorted(con.sql(f"select * from main.{name}").fetchall(), key=repr) for name in names}
+
+
+@pytest.mark.timeout(600)
+def test_dagctl_dbt_builds_what_dbt_builds_and_logs_each_measurement_before_its_result(tmp_path):
+    copies = {}
+    for name in ("dbt", "dagctl"):
+        project = tmp_path / name
+        shutil.copytree(EXAMPLE_DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
+        # One failing model: the same exit status and the same skipped downstream.
+        (project / "models" / "marts" / "broken.sql").write_text(
+            "select cast('x' as integer) as n from {{ ref('orders') }}\n"
+        )
+        copies[name] = project
+    native = _built_by(own_dbt_executable(), copies["dbt"], tmp_path / "dbt.duckdb")
+    ours = _built_by(measuring.measuring_dbt_executable(), copies["dagctl"], tmp_path / "dagctl.duckdb")
+
+    assert native[0] == ours[0] == 1
+    assert ours[2] == native[2] and native[2]["model.dbt_example.broken"] == "error"
+    assert _tables(tmp_path / "dagctl.duckdb") == _tables(tmp_path / "dbt.duckdb")
+
+    lines = ours[1]
+    results = {
+        line["data"]["node_info"]["unique_id"]: index
+        for index, line in enumerate(lines)
+        if line["info"]["name"] in measuring._RESULT_EVENTS and line["data"]["node_info"]["node_status"] == "success"
+    }
+    measured = {
+        line["data"]["node_info"]["unique_id"]: (
+            index,
+            measuring.Measurement.from_logged(json.loads(line["info"]["msg"])),
+        )
+        for index, line in enumerate(lines)
+        if line["info"]["name"] == "JinjaLogInfo"
+    }
+    assert set(measured) == set(results) and len(results) == 9
+    for unique_id, (index, measurement) in measured.items():
+        assert index < results[unique_id], f"{unique_id}: measured after dbt logged its result"
+        assert measurement is not None and measurement.columns and measurement.row_count is not None, unique_id
+    assert measured["model.dbt_example.orders"][1].row_count == 200
+    assert ("order_date", "DATE") in measured["model.dbt_example.orders"][1].columns
+    assert not any(line["info"]["name"] == "JinjaLogInfo" for line in native[1])
 
 
 def a_dbt_project(root: Path) -> str:
@@ -130,7 +244,7 @@ def test_another_dbt_executable_is_still_asked_for_its_version(tmp_path, monkeyp
     started: list[object] = []
     original = dbt_resource_module.check_output
     monkeypatch.setattr(dbt_resource_module, "check_output", lambda *a, **k: (started.append(a), original(*a, **k))[1])
-    internals._SUBPROCESS_VERSIONS.pop(str(other), None)
+    resources._SUBPROCESS_VERSIONS.pop(str(other), None)
 
     version = DagctlDbtCliResource(project_dir=a_dbt_project(tmp_path), dbt_executable=str(other))._cli_version
 
@@ -154,7 +268,7 @@ def test_ordered_map_keeps_order_reraises_stream_errors_and_does_not_poll():
     seen: list[int] = []
     cpu_before = time.thread_time()
     with pytest.raises(ValueError, match="stream broke"):
-        for value in internals._ordered_map(items(), slow_for_even, threads=2):
+        for value in resources._ordered_map(items(), slow_for_even, threads=2):
             seen.append(value)
     consumer_cpu = time.thread_time() - cpu_before
 
@@ -207,7 +321,7 @@ def _postgres_dbt_project(root: Path, postgres_url: str) -> Path:
 
 
 @pytest.mark.timeout(600)
-def test_postgres_row_counts_arrive_in_order_without_spinning_while_dbt_builds(tmp_path, dagster_home, postgres_url):
+def test_postgres_measurements_arrive_in_order_without_spinning_while_dbt_builds(tmp_path, dagster_home, postgres_url):
     project = _postgres_dbt_project(tmp_path, postgres_url)
     assets_def = dbt_assets(project, name="pg_project", target="dev")
     usage_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -224,6 +338,13 @@ def test_postgres_row_counts_arrive_in_order_without_spinning_while_dbt_builds(t
     assert [m.asset_key.path[-1] for m in materializations] == ["three_rows", "slow", "as_view"]
     assert rows["three_rows"].value == 3 and rows["slow"].value == 2
     assert rows["as_view"] is None  # views are not counted (dagster-dbt's rule)
+    # Columns with the warehouse's types, for the view too (a catalog query, no scan).
+    schemas = {m.asset_key.path[-1]: m.metadata["dagster/column_schema"].value for m in materializations}
+    assert {name: [(c.name, c.type) for c in schema.columns] for name, schema in schemas.items()} == {
+        "three_rows": [("id", "integer")],
+        "slow": [("id", "integer")],
+        "as_view": [("id", "integer")],
+    }
     # The build waited SLEEP_SECONDS on the warehouse; a polling loop would have burned
     # about that much CPU in this process meanwhile.
     assert wall >= SLEEP_SECONDS
@@ -237,7 +358,7 @@ def test_the_pins_cover_every_internal_name_the_dbt_seam_uses():
     library = dbt_library()
     pinned = Path(__file__).read_text()
     used: set[str] = set()
-    for node in ast.walk(ast.parse(DBT_SEAM.read_text())):
+    for node in (node for path in DBT_SEAM.glob("*.py") for node in ast.walk(ast.parse(path.read_text()))):
         if isinstance(node, ast.ImportFrom) and node.module and library.owns(node.module):
             used.update(alias.name for alias in node.names if (node.module, alias.name) not in library.public_imports)
         elif isinstance(node, ast.Attribute) and node.attr in library.private_names | library.internal_members:

@@ -27,6 +27,7 @@ from dagctl_dagster.execution.framework import RunFramework
 from dagctl_dagster.run_identity import JobKind, job_name
 
 JOB = f"{PROJECT}_run"
+DBT_CLIS = ("dbt", "dagctl-dbt")
 # Never ends by itself: DuckDB counts to a trillion.
 SLOW_MODEL = (
     "{{ config(materialized='table') }}\nselect count(*) as n from range(1000000000000) as t(x) where x % 7 = 3\n"
@@ -92,7 +93,8 @@ def dbt_processes(parent: int) -> list[psutil.Process]:
     found = []
     for child in children:
         try:
-            if "build" in child.cmdline() and any(Path(part).name == "dbt" for part in child.cmdline()):
+            # `dagctl-dbt` on DuckDB: dbt's CLI measuring in its own process
+            if "build" in child.cmdline() and any(Path(part).name in DBT_CLIS for part in child.cmdline()):
                 found.append(child)
         except psutil.NoSuchProcess:
             continue

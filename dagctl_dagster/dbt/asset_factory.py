@@ -13,7 +13,8 @@ models with ``--threads`` = ``MAX_CONCURRENT_MODELS`` (default 5) and the projec
 in its own target directory (``target/<op>-<run id>-<uuid>``, made by dagster-dbt), so
 concurrent runs never share artifacts; the newest ``KEEP_INVOCATION_DIRS`` of them are kept.
 Each model's materialization reaches Dagster as dbt reports the node, with dagster-dbt's
-``Execution Duration`` and, where known, ``dagster/row_count`` (see :func:`run_dbt_build`);
+``Execution Duration`` and what the warehouse says of the built relation: ``dagster/column_schema``
+(names and types) and, unless a view, ``dagster/row_count`` (see :func:`run_dbt_build`);
 a failed model fails the step with a message naming it and the models dbt skipped because of
 it (metadata ``failed_models`` / ``skipped_models``, which run summaries and Slack read),
 while the independent models it did build stay materialized.
@@ -39,11 +40,14 @@ from dagster_dbt import DbtProject
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.dbt.freshness import dbt_freshness
-from dagctl_dagster.dbt.internals import (
+from dagctl_dagster.dbt.internals.measuring import Measurement
+from dagctl_dagster.dbt.internals.resources import (
     get_manifest_and_translator_from_dbt_assets,
     is_duckdb_adapter,
+    measured_in_dbt,
+    measurement_metadata,
     release_warehouse,
-    with_row_counts,
+    with_measurements,
 )
 from dagctl_dagster.dbt.manifest import adapter_type, open_dbt_project, prepare_manifest
 from dagctl_dagster.dbt.run_results import RunResults
@@ -71,9 +75,9 @@ _REBUILT_MATERIALIZATIONS = frozenset({"table", "seed"})
 # dagster-dbt writes each invocation's artifacts to target/<op>-<run>-<uuid>; the newest are kept.
 KEEP_INVOCATION_DIRS = 5
 DUCKDB_ADAPTER = "duckdb"
-# Count queries at once while dbt builds (dagster-dbt's own default is higher; one warehouse
-# connection per thread, beside dbt's --threads).
-ROW_COUNT_THREADS = 2
+# Measuring queries at once while dbt builds (dagster-dbt's own default is higher; one
+# warehouse connection per thread, beside dbt's --threads).
+MEASURING_THREADS = 2
 _OP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _RESULT_ROWS = re.compile(r"^[A-Z]+ (\d+)$")
 
@@ -130,7 +134,7 @@ def build_dbt_project(
     """
     project_dir = loaded.project_dir(project)
     profiles_dir = loaded.profiles_dir(project)
-    translator = DagctlDbtTranslator(project.name, upstream_keys=upstream_keys)
+    translator = DagctlDbtTranslator(project.name, upstream_keys=upstream_keys, project_dir=project_dir)
     built = _build(project, project_dir, profiles_dir, translator, model_pool(loaded.config, project))
     model_keys = sorted(built.assets_def.keys, key=lambda key: key.to_user_string())
     return ProjectDefinitions(
@@ -204,12 +208,12 @@ def _build(
         assets_def = _define_assets(project.name, dbt_project, manifest_path, translator, key, pool)
     except (dg.DagsterError, ValueError, KeyError) as exc:
         raise ProjectLoadError(project.name, f"{type(exc).__name__}: {exc}", manifest_path) from exc
-    counts_rows = adapter_type(manifest_path) != DUCKDB_ADAPTER
+    on_duckdb = adapter_type(manifest_path) == DUCKDB_ADAPTER
     return _BuiltProject(
         assets_def,
         key,
         DbtRunSession.of_project(
-            project.name, dbt_project, in_process_adapter=counts_rows, pool_limit=pool.limit if pool.name else None
+            project.name, dbt_project, measured_by_dbt=on_duckdb, pool_limit=pool.limit if pool.name else None
         ),
     )
 
@@ -222,7 +226,7 @@ def _define_assets(
     dbt_resource_key: str,
     pool: ModelPool,
 ) -> dg.AssetsDefinition:
-    translator = translator or DagctlDbtTranslator(project_name)
+    translator = translator or DagctlDbtTranslator(project_name, project_dir=dbt_project.project_dir)
 
     @dagster_dbt.dbt_assets(
         manifest=manifest_path,
@@ -250,12 +254,12 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtRunSession, project_na
     step fails as stopped.
 
     dagster-dbt turns each structured log line of dbt into outputs and check results as it
-    arrives. Row counts (``dagster/row_count``) come from dagster-dbt's count query, which
-    runs while dbt goes on, except on DuckDB: there a second connection to the database file
-    is refused while dbt holds it, and dagster-dbt would hold every event back until dbt
-    exits; so on DuckDB the count is what dbt itself reports for a full rebuild (seeds), and
-    tables carry none. After dbt exits, ``run_results.json`` says which nodes failed and
-    which were skipped because of them.
+    arrives. Each built node is measured (columns with the warehouse's types; ``count(*)``
+    unless a view): from the run worker while dbt goes on, except on DuckDB, whose file no
+    second process may open while dbt holds it (dagster-dbt would hold every event back until
+    dbt exits); there dbt's own process measures, ``dagctl-dbt``, and logs it just before the
+    node's result. After dbt exits, ``run_results.json`` says which nodes failed and which
+    were skipped because of them.
     """
     grant = dbt.grant_of(context)
     threads = min(n for n in (dbt.max_concurrent or max_concurrent_models(), dbt.pool_limit) if n)
@@ -324,6 +328,7 @@ def _node_events(context: AssetExecutionContext, invocation: Any) -> Iterator[An
 
     def events() -> Iterator[Any]:
         for raw in invocation.stream_raw_events():
+            measured = measured_in_dbt(raw)
             for event in raw.to_default_asset_events(
                 manifest=manifest,
                 dagster_dbt_translator=translator,
@@ -331,12 +336,12 @@ def _node_events(context: AssetExecutionContext, invocation: Any) -> Iterator[An
                 target_path=invocation.target_path,
                 project=invocation.project,
             ):
-                yield _with_reported_rows(event, raw.raw_event, manifest)
+                yield _with_measurement(_with_reported_rows(event, raw.raw_event, manifest), measured)
 
     if invocation.adapter is None or is_duckdb_adapter(invocation.adapter):  # see run_dbt_build
         yield from events()
     else:
-        yield from with_row_counts(events(), invocation, threads=ROW_COUNT_THREADS)
+        yield from with_measurements(events(), invocation, threads=MEASURING_THREADS)
 
 
 def _raise_for_outcome(context: AssetExecutionContext, invocation: Any, project_name: str) -> None:
@@ -379,6 +384,13 @@ def prune_invocation_dirs(target_path: Path, keep: int = KEEP_INVOCATION_DIRS) -
     siblings.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in siblings[keep:]:
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _with_measurement(event: Any, measured: Measurement | None) -> Any:
+    """The columns and rows dbt's process measured for the node (``dagctl-dbt``, DuckDB)."""
+    if measured is None or not isinstance(event, (dg.Output, dg.AssetMaterialization)):
+        return event
+    return event.with_metadata({**event.metadata, **measurement_metadata(measured)})
 
 
 def _with_reported_rows(event: Any, raw_event: Mapping[str, Any], manifest: Mapping[str, Any]) -> Any:

@@ -37,7 +37,12 @@ from pathlib import Path
 from dagster_dbt import DagsterDbtCliRuntimeError, DagsterDbtError, DbtProject
 from filelock import FileLock
 
-from dagctl_dagster.dbt.internals import DagctlDbtCliResource, dbt_core_version, own_dbt_executable, read_manifest
+from dagctl_dagster.dbt.internals.resources import (
+    DagctlDbtCliResource,
+    dbt_core_version,
+    own_dbt_executable,
+    read_manifest,
+)
 from dagctl_dagster.errors import ProjectLoadError
 
 PARSE_ON_LOAD_ENV = "DAGSTER_DBT_PARSE_PROJECT_ON_LOAD"
@@ -112,7 +117,7 @@ def dbt_cli_resource(dbt_project: DbtProject, *, in_process_adapter: bool = True
     """dagster-dbt's CLI resource for the project (its directory, profiles and target).
 
     ``in_process_adapter``: False where no row count can be taken (DuckDB, see
-    :class:`~dagctl_dagster.dbt.internals.DagctlDbtCliResource`).
+    :class:`~dagctl_dagster.dbt.internals.resources.DagctlDbtCliResource`).
     """
     return DagctlDbtCliResource(
         project_dir=dbt_project, dbt_executable=dbt_executable(), in_process_adapter=in_process_adapter

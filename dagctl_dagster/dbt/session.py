@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 from dagster_dbt import DbtProject
 from pydantic import PrivateAttr
 
-from dagctl_dagster.dbt.internals import DagctlDbtCliResource
+from dagctl_dagster.dbt.internals.measuring import measuring_dbt_executable
+from dagctl_dagster.dbt.internals.resources import DagctlDbtCliResource
 from dagctl_dagster.execution.framework import Preparation, RunFramework, RunSetup, StepGrant, StepGrants, StopReason
 
 if TYPE_CHECKING:
@@ -84,14 +85,19 @@ class DbtRunSession(DagctlDbtCliResource, RunFramework):
 
     @classmethod
     def of_project(
-        cls, project_name: str, dbt_project: DbtProject, *, in_process_adapter: bool, pool_limit: int | None = None
+        cls, project_name: str, dbt_project: DbtProject, *, measured_by_dbt: bool, pool_limit: int | None = None
     ) -> DbtRunSession:
+        """``measured_by_dbt``: dbt's own process measures what it builds (``dagctl-dbt``; DuckDB,
+        whose file is dbt's alone while it runs), so no adapter is built in the run worker.
+        Otherwise ``dbt`` runs, and the run worker measures through its own adapter."""
         from dagctl_dagster.dbt.manifest import dbt_executable
 
+        measuring = measuring_dbt_executable()
+        in_dbt = measured_by_dbt and measuring.exists()
         return cls(
             project_dir=dbt_project,
-            dbt_executable=dbt_executable(),
-            in_process_adapter=in_process_adapter,
+            dbt_executable=str(measuring) if in_dbt else dbt_executable(),
+            in_process_adapter=not measured_by_dbt,
             project_name=project_name,
             pool_limit=pool_limit,
         )

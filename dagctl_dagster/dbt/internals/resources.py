@@ -1,26 +1,18 @@
-"""The dbt seam: the only module that relies on dagster-dbt's, dbt-core's and dbt-duckdb's internals.
-
-**Public** (usable anywhere in dagctl-dagster): what ``dagster_dbt/__init__.py`` exports
-(``from X import Name as Name``; dagster-dbt has no ``__all__``), imported from ``dagster_dbt``
-itself, with the public members of those classes (``DbtCliResource.cli``,
-``DbtCliInvocation.stream_raw_events``, ``DagsterDbtTranslator.get_asset_key``, ...), and
-subclassing ``DagsterDbtTranslator`` through its public ``get_*`` hooks. **Internal**, so here:
-dagster-dbt's other modules and unexported helpers (``dagster_dbt.asset_utils``,
-``dagster_dbt.dbt_manifest``, ``dagster_dbt.core.dbt_event_iterator``), its private members,
-anything of dbt-core (``dbt.*``, whose only documented Python API, ``dbt.cli.main.dbtRunner``,
-this project does not use), and dbt's adapter objects (dbt-adapters, dbt-duckdb), which
-dagster-dbt hands out as ``DbtCliInvocation.adapter``. ``tests/test_seams.py`` fails when any
-other module reaches into them; ``tests/test_dbt_internals.py`` pins every name used here to the
-versions in :data:`TESTED_DAGSTER_DBT`, :data:`TESTED_DBT_CORE` and :data:`TESTED_DBT_DUCKDB`.
+"""The dbt seam's part in the code server and the run worker (see :mod:`dagctl_dagster.dbt.internals`).
 
 Two private members of ``DbtCliResource`` run before dbt itself on every invocation:
 ``_cli_version`` starts ``dbt --version`` as a subprocess (a whole dbt import), and
 ``_initialize_dbt_core_adapter`` builds dbt's adapter in this process, which dagster-dbt only
 uses to count rows and read columns. :class:`DagctlDbtCliResource` answers the version from
-the installed distribution when the executable is this environment's own ``dbt``, and skips
-the adapter where nothing would use it. :func:`with_row_counts` replaces
-``DbtEventIterator.fetch_row_counts``, whose ordering loop (``dagster._core.utils.imap``)
-polls without sleeping while dbt builds.
+the installed distribution when the executable is this environment's own ``dbt`` (or
+``dagctl-dbt``), and skips the adapter where nothing would use it.
+
+Where dbt's adapter can open a second connection (every warehouse but DuckDB),
+:func:`with_measurements` measures each built node from the run worker on a small pool while
+dbt goes on, in dbt's order. It replaces dagster-dbt's ``DbtEventIterator.fetch_row_counts`` and
+``fetch_column_metadata``, whose ordering loop (``dagster._core.utils.imap``) polls without
+sleeping, and which hold every event back until dbt exits on DuckDB. On DuckDB, dbt's own
+process measures (:mod:`.measuring`); :func:`measured_in_dbt` reads what it logged.
 """
 
 from __future__ import annotations
@@ -38,46 +30,25 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from packaging import version
-from packaging.specifiers import SpecifierSet
+
+from dagctl_dagster.dbt.internals.measuring import Measurement, measure, measuring_dbt_executable
+from dagctl_dagster.names import COLUMN_SCHEMA_KEY, ROW_COUNT_KEY
 
 if TYPE_CHECKING:
     from dbt.adapters.base.impl import BaseAdapter
 
-# The versions every name used here is pinned on (tests/test_dbt_internals.py), as pyproject.toml
-# declares them; the wheel test runs the lowest.
-TESTED_DAGSTER_DBT = ">=0.29.5,<0.30"
-TESTED_DBT_CORE = ">=1.11.2,<1.12"
-TESTED_DBT_DUCKDB = ">=1.11.1,<1.12"
-TESTED_VERSIONS = {"dagster-dbt": TESTED_DAGSTER_DBT, "dbt-core": TESTED_DBT_CORE, "dbt-duckdb": TESTED_DBT_DUCKDB}
-
 __all__ = [
-    "TESTED_DAGSTER_DBT",
-    "TESTED_DBT_CORE",
-    "TESTED_DBT_DUCKDB",
-    "TESTED_VERSIONS",
     "DagctlDbtCliResource",
     "dbt_core_version",
     "get_manifest_and_translator_from_dbt_assets",
     "is_duckdb_adapter",
+    "measured_in_dbt",
+    "measurement_metadata",
     "own_dbt_executable",
     "read_manifest",
     "release_warehouse",
-    "untested_versions",
-    "with_row_counts",
+    "with_measurements",
 ]
-
-
-def untested_versions() -> dict[str, str]:
-    """The installed distributions outside their tested range, with the installed version."""
-    found: dict[str, str] = {}
-    for distribution, tested in TESTED_VERSIONS.items():
-        try:
-            installed = importlib.metadata.version(distribution)
-        except importlib.metadata.PackageNotFoundError:  # dbt-duckdb is optional for other warehouses
-            continue
-        if version.parse(installed) not in SpecifierSet(tested):
-            found[distribution] = installed
-    return found
 
 
 # -- dagster-dbt's unexported helpers ------------------------------------------------------------
@@ -150,7 +121,7 @@ class DagctlDbtCliResource(DbtCliResource):
     # dagster-dbt caches this per resource object; a run worker builds its resources per run.
     @property
     def _cli_version(self) -> version.Version:
-        if Path(self.dbt_executable) == own_dbt_executable():
+        if Path(self.dbt_executable) in (own_dbt_executable(), measuring_dbt_executable()):
             return version.parse(importlib.metadata.version("dbt-core"))
         return _version_from_subprocess(self)
 
@@ -171,20 +142,30 @@ def _version_from_subprocess(resource: DbtCliResource) -> version.Version:
 _SUBPROCESS_VERSIONS: dict[str, version.Version] = {}
 
 
-def with_row_counts(events: Iterator[Any], invocation: Any, *, threads: int) -> Iterator[Any]:
-    """``events`` in their order, each model materialization with its ``dagster/row_count``.
+def with_measurements(events: Iterator[Any], invocation: Any, *, threads: int) -> Iterator[Any]:
+    """``events`` in their order, each model materialization with its :class:`Measurement`.
 
-    The count query of each built table runs on a pool while dbt goes on; an event is yielded
-    as soon as it and every event before it are ready. Waiting is blocking (a queue fed by the
-    stream's reader thread and by finished counts), never polling.
+    The queries for each built node run on a pool while dbt goes on; an event is yielded as
+    soon as it and every event before it are ready. Waiting is blocking (a queue fed by the
+    stream's reader thread and by finished measurements), never polling.
     """
-    from dagster_dbt.core.dbt_event_iterator import _fetch_row_count_metadata
+    adapter = invocation.adapter
+    nodes = invocation.manifest.get("nodes", {})
 
-    def counted(event: Any) -> Any:
-        extra = _fetch_row_count_metadata(invocation, event)
-        return event if not extra else event.with_metadata({**event.metadata, **extra})
+    def measured(event: Any) -> Any:
+        if not isinstance(event, (dg.Output, dg.AssetMaterialization)) or "unique_id" not in event.metadata:
+            return event
+        props = nodes.get(event.metadata["unique_id"].value)
+        if props is None:
+            return event
+        measurement = measure(adapter, props, props.get("config", {}).get("materialized"))
+        return (
+            event
+            if measurement is None
+            else event.with_metadata({**event.metadata, **measurement_metadata(measurement)})
+        )
 
-    yield from _ordered_map(events, counted, threads=threads)
+    yield from _ordered_map(events, measured, threads=threads)
 
 
 _STREAM_END = object()
@@ -224,14 +205,16 @@ def _ordered_map(items: Iterator[Any], func: Callable[[Any], Any], *, threads: i
         raise stream_error
 
 
-if _untested := untested_versions():  # pragma: no cover
-    import warnings
+def measurement_metadata(measurement: Measurement) -> dict[str, Any]:
+    """``dagster/column_schema`` and, unless a view, ``dagster/row_count``."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(name=name, type=kind) for name, kind in measurement.columns])
+    found: dict[str, Any] = {COLUMN_SCHEMA_KEY: dg.MetadataValue.table_schema(schema)}
+    if measurement.row_count is not None:
+        found[ROW_COUNT_KEY] = dg.MetadataValue.int(measurement.row_count)
+    return found
 
-    warnings.warn(
-        "dagctl-dagster's dbt seam was tested with "
-        + ", ".join(f"{name} {TESTED_VERSIONS[name]}" for name in _untested)
-        + "; installed: "
-        + ", ".join(f"{name} {installed}" for name, installed in _untested.items())
-        + ". Run tests/test_dbt_internals.py before relying on it.",
-        stacklevel=1,
-    )
+
+def measured_in_dbt(raw_event: Any) -> Measurement | None:
+    """The :class:`Measurement` dbt's process logged before this result event (``dagctl-dbt``):
+    dagster-dbt keeps the node's last JSON log line as the event's history metadata."""
+    return Measurement.from_logged(getattr(raw_event, "_event_history_metadata", None) or {})

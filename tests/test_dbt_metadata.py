@@ -1,0 +1,94 @@
+"""What the UI shows of a dbt asset, measured: a real `dagster` CLI run of the bundled dbt
+example (DuckDB), then the webserver's GraphQL API. The warehouse itself is the oracle for
+column names, types and row counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_code_location import dagster, example_env
+from test_dbt_factory import PROJECT, dbt_only_repo
+from webserver import graphql_when, running_webserver
+
+# Added to the copy: a view (measured columns, no row count) without a dbt description.
+VIEW_MODEL = "orders_per_status"
+VIEW_SQL = "{{ config(materialized='view') }}\nselect status, count(*) as orders from {{ ref('stg_orders') }} group by status\n"
+DESCRIPTIONS = {
+    "orders": "Orders with their payments split by method.",
+    "stg_payments": "One row per payment, amounts in dollars.",
+    "raw_payments": "Payments in cents.",
+    VIEW_MODEL: f"dbt model {VIEW_MODEL}",
+}
+ASSETS = """
+query ($group: String!) {
+  assetNodes(group: {groupName: $group, repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
+    assetKey { path }
+    description
+    metadataEntries {
+      label
+      ... on CodeReferencesMetadataEntry { codeReferences { ... on LocalFileCodeReference { filePath } } }
+    }
+    assetMaterializations(limit: 1) {
+      metadataEntries {
+        label
+        ... on TableSchemaMetadataEntry { schema { columns { name type } } }
+        ... on IntMetadataEntry { intValue }
+      }
+    }
+  }
+}
+"""
+
+
+def warehouse_truth(path: str) -> dict[str, tuple[list[tuple[str, str]], int | None]]:
+    """Each relation's columns (name, DuckDB type) and, for tables, its row count."""
+    found: dict[str, tuple[list[tuple[str, str]], int | None]] = {}
+    with duckdb.connect(path, read_only=True) as con:
+        relations = con.sql("select table_name, table_type from information_schema.tables where table_schema = 'main'")
+        for name, kind in relations.fetchall():
+            columns = [(row[0], row[1]) for row in con.sql(f"describe main.{name}").fetchall()]
+            rows = con.sql(f"select count(*) from main.{name}").fetchone()[0] if kind == "BASE TABLE" else None
+            found[name] = (columns, rows)
+    return found
+
+
+@pytest.mark.timeout(900)
+def test_dbt_assets_show_measured_columns_row_counts_and_plain_descriptions(tmp_path: Path, dagster_home: Path):
+    repo = dbt_only_repo(tmp_path / "repo")
+    project_dir = repo / "examples" / "dbt_project"
+    (project_dir / "models" / "marts" / f"{VIEW_MODEL}.sql").write_text(VIEW_SQL)
+    env = example_env(repo, dagster_home)
+
+    run = dagster(["asset", "materialize", "-f", "definitions.py", "--select", f"group:{PROJECT}"], repo, env)
+    assert run.returncode == 0, run.stderr[-4000:]
+    truth = warehouse_truth(env["DBT_EXAMPLE_DB"])
+    with running_webserver(repo, env) as port:
+        nodes = graphql_when(
+            port,
+            ASSETS,
+            lambda data: data["assetNodes"],
+            "the webserver to serve the dbt assets",
+            variables={"group": PROJECT},
+        )["assetNodes"]
+
+    by_name = {node["assetKey"]["path"][-1]: node for node in nodes}
+    assert set(by_name) == set(truth)
+    for name, node in by_name.items():
+        (materialization,) = node["assetMaterializations"]
+        measured = {entry["label"]: entry for entry in materialization["metadataEntries"]}
+        columns, rows = truth[name]
+        schema = measured["dagster/column_schema"]["schema"]["columns"]
+        assert [(c["name"], c["type"]) for c in schema] == columns, name
+        if rows is None:
+            assert "dagster/row_count" not in measured, f"{name} is a view: it has no row count"
+        else:
+            assert measured["dagster/row_count"]["intValue"] == rows, name
+
+        assert "Raw SQL" not in node["description"] and "```" not in node["description"], name
+        (references,) = [e for e in node["metadataEntries"] if e["label"] == "dagster/code_references"]
+        (source,) = [Path(r["filePath"]) for r in references["codeReferences"]]
+        assert source.is_file() and source.stem == name and project_dir in source.parents, source
+    for name, description in DESCRIPTIONS.items():
+        assert by_name[name]["description"] == description, name
