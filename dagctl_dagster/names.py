@@ -58,6 +58,11 @@ def acts_only_on_failure(hook_name: str) -> bool:
     return hook_name.startswith(FAILURE_HOOK_PREFIX)
 
 
+# Run tag: this failed run has had its one Slack message (value: who posted it, the failure
+# hook of a step or the run-failure sensor). Whoever sets it first posts; nobody else does.
+FAILURE_ALERTED_TAG = "dagctl/failure_alerted"
+
+
 # Metadata of a failed multi-model step (one dbt invocation): the models behind the failure.
 FAILED_MODELS_KEY = "failed_models"
 SKIPPED_MODELS_KEY = "skipped_models"

@@ -19,6 +19,7 @@ hold exactly its models.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -26,6 +27,9 @@ from dagctl_dagster.config import ProjectConfig
 from dagctl_dagster.names import OBSERVABILITY_GROUP
 from dagctl_dagster.project import CodeLocationContext
 from dagctl_dagster.run_identity import JobKind, job_name
+
+if TYPE_CHECKING:
+    from dagctl_dagster.alerts.run_failure import StepNames
 
 
 @dataclass
@@ -69,7 +73,7 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
         )
     ]
     sensors = [
-        slack_run_failure_sensor(lookup, hooked_jobs={job_name(p.project, JobKind.RUN) for p in location.projects}),
+        slack_run_failure_sensor(lookup, _step_names(location)),
         tiered_alert_sensor(
             lookup,
             model_keys={p.name: list(p.model_keys) for p in location.projects},
@@ -86,3 +90,16 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
         resources={SLACK_RESOURCE_KEY: DagctlSlackResource()},
     )
     return Alerting(definitions=definitions, hooks=hooks, freshness_checks=freshness_checks)
+
+
+def _step_names(location: CodeLocationContext) -> StepNames:
+    from dagctl_dagster.alerts.run_failure import StepNames
+
+    projects_by_op = {
+        definition.op.name: p.name
+        for p in location.projects
+        for definition in p.assets
+        if isinstance(definition, dg.AssetsDefinition) and definition.is_executable
+    }
+    models_by_op = {op: model for p in location.projects for op, model in p.models_by_op.items()}
+    return StepNames(models_by_op=models_by_op, projects_by_op=projects_by_op)

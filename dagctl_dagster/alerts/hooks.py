@@ -1,5 +1,10 @@
 """The Slack failure hook on every model step, built on dagster-slack's ``slack_on_failure``.
 
+The first model step of a run that fails posts at once (the run may go on for long); later
+failures of that run post nothing more, and the message says where to see them. A step that
+did not run its model posts nothing: the run-failure sensor posts that run, naming what
+failed, unless a model failure was posted already (:mod:`dagctl_dagster.alerts.heard`).
+
 Example::
 
     hook = model_failure_hook("analytics", "#data-alerts", {"analytics__db__orders": "db/orders"})
@@ -17,6 +22,7 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster_slack import slack_on_failure
 
+from dagctl_dagster.alerts.heard import claim_run_alert
 from dagctl_dagster.alerts.messages import StepFailure, step_failure_text
 from dagctl_dagster.execution.not_run import NotRun, NotRunLedger
 from dagctl_dagster.names import FAILED_MODELS_KEY, SQLMESH_MODEL_TAG, failure_hook_name
@@ -51,10 +57,18 @@ def model_failure_hook(project: str, channel: str | None, models_by_op: Mapping[
     def _on_model_failure(context: dg.HookContext) -> None:
         # A step that did not evaluate its model (not in the environment, the project's first
         # plan failed elsewhere, a lost claim) is no model failure: the run's own alert says why.
-        if not_run_of(context) is None:
+        if not_run_of(context) is None and _first_failure_of_run(context):
             hook.decorated_fn(context)
 
     return _on_model_failure
+
+
+def _first_failure_of_run(context: dg.HookContext) -> bool:
+    try:
+        return claim_run_alert(context.instance, context.run_id, by=f"step {context.step_key}")
+    except Exception:  # storage unreachable: leave the run to the run-failure sensor
+        logger.exception("could not mark run %s as alerted; the run-failure sensor posts it", context.run_id)
+        return False
 
 
 def model_of_step(context: dg.HookContext, models_by_op: Mapping[str, str]) -> str:
