@@ -68,7 +68,8 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
             (alerts_key(p.name), f"Alerts raised for project '{p.name}' (tier, cause, summary)."),
             (
                 runs_key(p.name),
-                f"One observation per finished {job_name(p.project, JobKind.RUN)}: duration and model counts.",
+                f"One observation per finished run that included models of '{p.name}' "
+                f'({job_name(p.project, JobKind.RUN)}, "Materialize all", any selection): duration and model counts.',
             ),
         )
     ]
@@ -78,6 +79,7 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
             lookup,
             model_keys={p.name: list(p.model_keys) for p in location.projects},
             state_keys={p.name: state_key(p.name) for p in location.projects if p.state_probe is not None},
+            state_probes={p.name: p.state_probe for p in location.projects if p.state_probe is not None},
         ),
     ]
     freshness_checks, freshness_sensors = build_freshness(location, lookup)
