@@ -23,8 +23,8 @@ from projects.sqlmesh_repo import JOB, PROJECT, dagster_env, run_job, start_job,
 from slack_stub import SlackStub
 from waiting import wait_for
 
+from dagctl_dagster.alerts.heard import alerted_by
 from dagctl_dagster.alerts.messages import MORE_FAILURES_NOTE
-from dagctl_dagster.names import FAILURE_ALERTED_TAG
 from dagctl_dagster.run_identity import RUN_FAILURE_SENSOR
 
 pytestmark = pytest.mark.timeout(600)
@@ -139,8 +139,7 @@ def test_two_failed_models_post_once_and_the_green_rerun_posts_nothing(tmp_path:
         assert stub.messages == [message]
         assert message["channel"] == CHANNEL
         assert "broke on purpose" in message["text"] and MORE_FAILURES_NOTE in message["text"]
-        tag = deployment.instance.get_run_by_id(failed.run_id).tags[FAILURE_ALERTED_TAG]
-        assert tag.startswith("step ")
+        assert alerted_by(deployment.instance.get_run_by_id(failed.run_id)).startswith("step ")
 
         green = run_once(deployment, tmp_path / "cwd")  # the failed models are still due: they run now
         assert green.status == dg.DagsterRunStatus.SUCCESS
@@ -165,7 +164,7 @@ def test_a_run_whose_step_did_not_run_is_posted_once_by_the_sensor(tmp_path: Pat
         [message] = deployment.messages_of(run.run_id)
         assert stub.messages == [message]
         assert "`demo/late`" in message["text"] and "not in environment 'prod'" in message["text"]
-        assert deployment.instance.get_run_by_id(run.run_id).tags[FAILURE_ALERTED_TAG] == RUN_FAILURE_SENSOR
+        assert alerted_by(deployment.instance.get_run_by_id(run.run_id)) == RUN_FAILURE_SENSOR
     finally:
         deployment.close()
 

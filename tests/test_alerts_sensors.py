@@ -18,13 +18,13 @@ from alerts_helpers import (
 )
 from slack_stub import SlackStub
 
+from dagctl_dagster.alerts.heard import alerted_by
 from dagctl_dagster.alerts.hooks import model_failure_hook
 from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.run_failure import slack_run_failure_sensor
 from dagctl_dagster.alerts.slack import DagctlSlackResource, wait_for_pending_messages
 from dagctl_dagster.alerts.state_size import state_key
 from dagctl_dagster.alerts.tiered import alerts_key, tiered_alert_sensor
-from dagctl_dagster.names import FAILURE_ALERTED_TAG
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -139,7 +139,24 @@ def test_run_failure_sensor_leaves_runs_a_failure_hook_posted(monkeypatch, tmp_p
         assert wait_for_pending_messages(30)
         assert len(stub.messages) == 1  # the first failed step's; the second step's hook stays quiet
         assert h.tick() == []
-        assert instance.get_run_by_id(result.run_id).tags[FAILURE_ALERTED_TAG].startswith("step ")
+        assert alerted_by(instance.get_run_by_id(result.run_id)).startswith("step ")
+
+
+def test_a_retry_that_copied_its_parents_alerted_tag_is_still_posted(monkeypatch, tmp_path):
+    with SlackStub() as stub, dg.instance_for_test() as instance:
+        use_slack_stub(monkeypatch, stub)
+        h = Harness(instance, stub, tmp_path, sensor_kind="run_failure")
+        h.tick()
+        parent = instance.create_run_for_job(h.run_job, tags={"dagctl/project": "analytics"})
+        instance.report_run_failed(parent, "first attempt failed")
+        assert len(h.tick()) == 1
+        # Dagster's automatic retry (and "Re-execute" with the parent's tags) copies every tag.
+        tags = instance.get_run_by_id(parent.run_id).tags
+        retry = instance.create_run_for_job(h.run_job, tags={**tags, "dagster/parent_run_id": parent.run_id})
+        instance.report_run_failed(retry, "second attempt failed")
+        [message] = h.tick()
+        assert retry.run_id in message["text"] and "second attempt failed" in message["text"]
+        assert h.tick() == []
 
 
 def test_scheduled_run_failing_after_its_retries_pages(harness):

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 class Alerting:
     definitions: dg.Definitions = field(default_factory=dg.Definitions)
     hooks: dict[str, set[dg.HookDefinition]] = field(default_factory=dict)
-    # The `dagctl_freshness` checks: the freshness sensor evaluates them, model runs leave them out.
+    # The `dagctl_freshness` checks: the sensor and the runs that plan them evaluate them;
+    # `<project>_run` jobs leave them out.
     freshness_checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
 
     def step_hooks_for(self, project: ProjectConfig) -> set[dg.HookDefinition]:

@@ -42,16 +42,29 @@ def claim_run_alert(instance: dg.DagsterInstance, run_id: str, *, by: str) -> bo
         if run_id in _claimed:
             return False
         run = instance.get_run_by_id(run_id)
-        if run is None or FAILURE_ALERTED_TAG in run.tags:
+        if run is None or was_heard(run):
             _remember(run_id)
             return False
-        instance.add_run_tags(run_id, {FAILURE_ALERTED_TAG: by})
+        mark_heard(instance, run_id, by=by)
         _remember(run_id)
         return True
 
 
+def mark_heard(instance: dg.DagsterInstance, run_id: str, *, by: str) -> None:
+    # The value names the run: a retry or re-execution copies its parent's tags, and its own
+    # failure must still be heard.
+    instance.add_run_tags(run_id, {FAILURE_ALERTED_TAG: f"{run_id}: {by}"})
+
+
+def alerted_by(run: dg.DagsterRun) -> str | None:
+    """Who posted this run's failure (``step <key>`` or the sensor's name), if anyone did."""
+    value = run.tags.get(FAILURE_ALERTED_TAG, "")
+    prefix = f"{run.run_id}: "
+    return value[len(prefix) :] if value.startswith(prefix) else None
+
+
 def was_heard(run: dg.DagsterRun) -> bool:
-    return FAILURE_ALERTED_TAG in run.tags
+    return alerted_by(run) is not None
 
 
 def _remember(run_id: str) -> None:

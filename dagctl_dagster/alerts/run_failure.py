@@ -26,11 +26,11 @@ from typing import Any
 
 import dagster as dg
 
-from dagctl_dagster.alerts.heard import was_heard
+from dagctl_dagster.alerts.heard import alerted_by, mark_heard, was_heard
 from dagctl_dagster.alerts.messages import FailedStep, RunFailure, run_failure_text
 from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.slack import DagctlSlackResource
-from dagctl_dagster.names import FAILED_MODELS_KEY, FAILURE_ALERTED_TAG
+from dagctl_dagster.names import FAILED_MODELS_KEY
 from dagctl_dagster.run_identity import RUN_FAILURE_SENSOR
 
 
@@ -68,7 +68,7 @@ def slack_run_failure_sensor(projects: ProjectLookup, steps: StepNames | None = 
     def _sensor(context: dg.RunFailureSensorContext, slack: DagctlSlackResource):
         run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
         if was_heard(run):
-            return dg.SkipReason(f"run {run.run_id}: already posted ({run.tags[FAILURE_ALERTED_TAG]})")
+            return dg.SkipReason(f"run {run.run_id}: already posted by {alerted_by(run)}")
         failures = context.get_step_failure_events()
         project = projects.project_of(run.job_name, run.tags) or names.project_of_steps(failures)
         channel = projects.alerts_for(project).failure_channel
@@ -81,7 +81,7 @@ def slack_run_failure_sensor(projects: ProjectLookup, steps: StepNames | None = 
                 failed_steps=tuple(names.failed_step(event) for event in failures),
             )
         )
-        context.instance.add_run_tags(run.run_id, {FAILURE_ALERTED_TAG: RUN_FAILURE_SENSOR})
+        mark_heard(context.instance, run.run_id, by=RUN_FAILURE_SENSOR)
         slack.get_client().chat_postMessage(channel=channel or "", text=text)
         context.log.info(f"run {run.run_id} failure reported to {channel or '(log only)'}")
         return None
