@@ -57,6 +57,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--claim-seconds", type=float, default=10.0, help="duration of the claim-store load (default 10)"
     )
     parser.add_argument(
+        "--platform-projects",
+        type=int,
+        default=10,
+        help="platform section: projects in one deployment, the last a dbt project (default 10)",
+    )
+    parser.add_argument(
+        "--platform-models",
+        type=int,
+        default=2000,
+        help="platform section: models in total, split evenly over the projects (default 2000)",
+    )
+    parser.add_argument(
         "--skip",
         default="",
         help=f"comma-separated sections to leave out: {','.join(SECTIONS)}",
@@ -64,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke check: every section at 20 models (dbt 8, latency 10), width 5, 1k rows, one repetition",
+        help="smoke check: every section at 20 models (dbt 8, latency 10, platform 2 projects of 10), "
+        "width 5, 1k rows, one repetition",
     )
     parser.add_argument(
         "--workdir", type=Path, help="where generated projects go (default: a temporary directory, removed)"
@@ -112,6 +125,8 @@ def options_from_args(args: argparse.Namespace):
             load_models=args.load_models,
             rss_models=args.rss_models,
             claim_seconds=args.claim_seconds,
+            platform_projects=args.platform_projects,
+            platform_models=args.platform_models,
             **common,
         )
     except ValueError as exc:

@@ -281,8 +281,9 @@ def run_dagster_job(
     max_concurrent: int = 5,
     dagster: str | None = None,
     verify: bool = True,
+    attribute: str | None = None,
 ) -> ProcessResult:
-    """``dagster job execute -f <definitions> -j <job>`` on a new SQLite DAGSTER_HOME.
+    """``dagster job execute -f <definitions> [-a <attribute>] -j <job>`` on a new SQLite DAGSTER_HOME.
 
     The instance's databases are created before the clock starts, as they exist for any
     user who runs a job; the run is then checked in that instance: it succeeded and
@@ -300,8 +301,11 @@ def run_dagster_job(
             **(extra_env or {}),
         }
         env.pop("DAGCTL_CLAIMS_URL", None)  # claims go to the run's own SQLite instance
+        command = [dagster or venv_command("dagster"), "job", "execute", "-f", str(definitions), "-j", job]
+        if attribute is not None:
+            command += ["-a", attribute]
         result = run_timed(
-            [dagster or venv_command("dagster"), "job", "execute", "-f", str(definitions), "-j", job],
+            command,
             label=label,
             env=env,
             cwd=cwd or repo.root,
@@ -388,7 +392,8 @@ def duckdb_row_counts(database: Path, tables: Sequence[str], *, label: str, sche
 
 def verify_duckdb_warehouse(repo: GeneratedRepository, *, label: str) -> None:
     expected = repo.expected_row_counts()
-    check_row_counts(duckdb_row_counts(repo.warehouse, list(expected), label=label), expected, label=label)
+    counts = duckdb_row_counts(repo.warehouse, list(expected), label=label, schema=repo.shape.schema)
+    check_row_counts(counts, expected, label=label)
 
 
 def verify_dbt_warehouse(repo, *, label: str) -> None:
@@ -404,7 +409,12 @@ def verify_postgres_warehouse(repo: GeneratedRepository, url: str, *, label: str
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            counts = _counts(lambda sql: connection.execute(sa.text(sql)).fetchall(), list(expected), label=label)
+            counts = _counts(
+                lambda sql: connection.execute(sa.text(sql)).fetchall(),
+                list(expected),
+                label=label,
+                schema=repo.shape.schema,
+            )
     finally:
         engine.dispose()
     check_row_counts(counts, expected, label=label)

@@ -63,9 +63,12 @@ class Shape:
     kinds: str = "full"
     warehouse: str = "duckdb"
     concurrent_tasks: int | None = None
+    schema: str = SCHEMA  # the models' schema; projects sharing a deployment each need their own
 
     def __post_init__(self) -> None:
         _check_shape(self.models, self.width)
+        if not self.schema.isidentifier():
+            raise ValueError(f"schema must be a plain SQL identifier (got {self.schema!r})")
         if self.kinds not in KINDS:
             raise ValueError(f"kinds must be one of {', '.join(KINDS)} (got {self.kinds!r})")
         if self.warehouse not in WAREHOUSES:
@@ -86,7 +89,8 @@ class Shape:
 
     @property
     def slug(self) -> str:
-        return f"n{self.models}_w{self.width}_r{self.rows}_{self.kinds}_{self.warehouse}_t{self.tasks}"
+        slug = f"n{self.models}_w{self.width}_r{self.rows}_{self.kinds}_{self.warehouse}_t{self.tasks}"
+        return slug if self.schema == SCHEMA else f"{slug}_{self.schema}"
 
     def describe(self) -> str:
         kinds = "FULL" if self.kinds == "full" else "FULL/VIEW/INCREMENTAL mix"
@@ -146,7 +150,7 @@ class GeneratedRepository:
         return self.root / "definitions_floor.py"
 
     def model_names(self) -> list[str]:
-        return [f"{SCHEMA}.{name}" for name in model_table_names(self.models, self.width)]
+        return [f"{self.shape.schema}.{name}" for name in model_table_names(self.models, self.width)]
 
     def expected_row_counts(self) -> dict[str, int]:
         return expected_row_counts(self.shape)
@@ -226,7 +230,7 @@ def model_sql(table: str, upstream: tuple[str, ...], shape: Shape | None = None)
     shape = shape or _DEFAULT_SHAPE
     kind = model_kind(shape, table)
     incremental = kind == "INCREMENTAL_BY_TIME_RANGE"
-    header = _model_header(table, kind)
+    header = _model_header(shape.schema, table, kind)
     day = "  CAST(@start_ds AS DATE) AS ds,\n" if incremental else ""
     if not upstream:
         body = (
@@ -251,22 +255,22 @@ def model_sql(table: str, upstream: tuple[str, ...], shape: Shape | None = None)
     return header + body + _latency_join(shape, table)
 
 
-def _model_header(table: str, kind: str) -> str:
+def _model_header(schema: str, table: str, kind: str) -> str:
     if kind == "INCREMENTAL_BY_TIME_RANGE":
         return (
-            f"MODEL (\n  name {SCHEMA}.{table},\n"
+            f"MODEL (\n  name {schema}.{table},\n"
             "  kind INCREMENTAL_BY_TIME_RANGE (time_column ds, batch_size 1),\n"
             f"  start '{MODEL_START}',\n  end '{INCREMENTAL_END}',\n"
             "  grain (id, ds)\n);\n\n"
         )
-    return f"MODEL (\n  name {SCHEMA}.{table},\n  kind {kind},\n  grain id\n);\n\n"
+    return f"MODEL (\n  name {schema}.{table},\n  kind {kind},\n  grain id\n);\n\n"
 
 
 def _read(shape: Shape, table: str) -> str:
     """An upstream table, one interval of it when it is incremental (keeps joins one-to-one)."""
     if model_kind(shape, table) != "INCREMENTAL_BY_TIME_RANGE":
-        return f"{SCHEMA}.{table}"
-    return f"(SELECT * FROM {SCHEMA}.{table} WHERE ds = CAST('{MODEL_START}' AS DATE))"
+        return f"{shape.schema}.{table}"
+    return f"(SELECT * FROM {shape.schema}.{table} WHERE ds = CAST('{MODEL_START}' AS DATE))"
 
 
 def _latency_join(shape: Shape, table: str) -> str:

@@ -16,7 +16,10 @@ from the same starting state (prod planned, nothing computed):
 - Dagster's multiprocess executor vs the claim-aware executor over the same assets;
 - ``load_definitions`` vs a bare SQLMesh ``Context`` load, each in a fresh process;
 - the run worker's peak RSS;
-- the claim store's claim+release throughput and p99 latency on PostgreSQL.
+- the claim store's claim+release throughput and p99 latency on PostgreSQL;
+- a platform of many projects (``platform``, issue 26): webserver workspace load cold and
+  warm, reload of one changed project, one project's run worker RSS, served as one code
+  location and as one location per project (:mod:`benchmarks.platform_section`).
 
 Example::
 
@@ -39,10 +42,25 @@ from pathlib import Path
 
 from benchmarks import contenders as c
 from benchmarks.generate import CONCURRENT_TASKS, FLOOR_JOB_NAME, GeneratedRepository, Shape, generate_repository
+from benchmarks.generate_platform import check_platform_size
+from benchmarks.platform_section import run_platform_section
 from benchmarks.report import GIB, Row, Series, Target, ratio_row, value_row
 
 SWEEP_MODES = ("full", "axes")
-SECTIONS = ("run", "floor", "kinds", "latency", "dbt", "peer", "startup", "multiprocess", "load", "rss", "claims")
+SECTIONS = (
+    "run",
+    "floor",
+    "kinds",
+    "latency",
+    "dbt",
+    "peer",
+    "startup",
+    "multiprocess",
+    "load",
+    "rss",
+    "claims",
+    "platform",
+)
 
 TARGET_RUN_RATIO = Target("<=", 1.25)
 TARGET_LATENCY_RATIO = Target("<=", 1.05)
@@ -77,6 +95,8 @@ class BenchOptions:
     rss_models: int = 1000
     claim_clients: int = 8
     claim_seconds: float = 10.0
+    platform_projects: int = 10
+    platform_models: int = 2000  # in total, split evenly over the projects
     skip: set[str] = field(default_factory=set)
     workdir: Path | None = None
     keep_workdir: bool = False
@@ -99,6 +119,8 @@ class BenchOptions:
             load_models=20,
             rss_models=20,
             claim_seconds=2.0,
+            platform_projects=2,
+            platform_models=20,
         )
         options.update(overrides)
         return cls(**options)
@@ -114,6 +136,7 @@ class BenchOptions:
         for models in self.models:
             for width in self.widths:
                 Shape(models=models, width=width)  # names the option when a shape is impossible
+        check_platform_size(self.platform_projects, self.platform_models)
 
     @property
     def width(self) -> int:
@@ -222,6 +245,8 @@ def run_benchmarks(
             _load_section(repos.get(options.load_models), options, results, say)
         if "rss" not in options.skip:
             _rss_section(repos.get(options.rss_models), options, results, say)
+        if "platform" not in options.skip:
+            run_platform_section(workdir, options, results, say)
     load_after = os.getloadavg()
     results.rows[:0] = worst_ratio_rows(results.rows)
     results.notes.append(

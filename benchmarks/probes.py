@@ -4,6 +4,7 @@
     python benchmarks/probes.py context-load <project_dir> <gateway>
     python benchmarks/probes.py definitions-load <dagctl_config>
     python benchmarks/probes.py worker-start <definitions.py> <job>
+    python benchmarks/probes.py code-server-phases <definitions.py> <attribute>
 
 ``plan`` creates the prod environment without computing any interval (tables exist, nothing
 is backfilled), the state every run contender starts from. The two ``*-load`` probes print
@@ -77,11 +78,51 @@ def worker_start(definitions_file: str, job_name: str) -> None:
     print(f"{loaded - started:.4f}")
 
 
+def code_server_phases(definitions_file: str, attribute: str) -> None:
+    """What a code server does for one location, phase by phase, in seconds: imports, the
+    definitions load (the file's ``attribute``), the repository and its jobs, the repository
+    snapshot it sends the webserver, its serialization and (the webserver's side) deserialization."""
+    started = time.perf_counter()
+    import importlib.util
+
+    import dagster as dg  # noqa: F401
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster._serdes import deserialize_value, serialize_value
+
+    import dagctl_dagster  # noqa: F401
+
+    phases: list[tuple[str, float]] = [("imports", time.perf_counter() - started)]
+
+    def phase(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases.append((name, now - since))
+        return now
+
+    clock = time.perf_counter()
+    spec = importlib.util.spec_from_file_location("definitions_under_probe", definitions_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    repository = getattr(module, attribute).get_repository_def()
+    clock = phase("load", clock)
+    repository.get_all_jobs()
+    clock = phase("jobs", clock)
+    snapshot = RepositorySnap.from_def(repository, defer_snapshots=True)
+    clock = phase("snapshot", clock)
+    text = serialize_value(snapshot)
+    clock = phase("serialize", clock)
+    deserialize_value(text, RepositorySnap)
+    phase("deserialize", clock)
+    print(f"snapshot_mb={len(text) / 1e6:.1f}")
+    print(" ".join(f"{name}={seconds:.2f}" for name, seconds in phases))
+
+
 PROBES = {
     "plan": plan,
     "context-load": context_load,
     "definitions-load": definitions_load,
     "worker-start": worker_start,
+    "code-server-phases": code_server_phases,
 }
 
 if __name__ == "__main__":

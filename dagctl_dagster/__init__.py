@@ -34,6 +34,10 @@ _PUBLIC = {
     "DagctlComponent": "dagctl_dagster.components",
 }
 
+# Public names that need an extra (dagctl_dagster/extras.py); without it they are left out
+# of dir(), which dg walks (importing every name) when it lists components.
+_EXTRA_OF = {"dbt_assets": "dbt", "DagctlK8sRunLauncher": "k8s"}
+
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,4 +56,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     # dg lists a registry module's components by dir(); the public names load on access.
-    return sorted(set(globals()) | set(_PUBLIC))
+    from dagctl_dagster.extras import EXTRA_MODULES, is_installed
+
+    usable = {name for name in _PUBLIC if name not in _EXTRA_OF or is_installed(EXTRA_MODULES[_EXTRA_OF[name]])}
+    return sorted(set(globals()) | usable)

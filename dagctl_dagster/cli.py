@@ -24,6 +24,8 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dagctl_dagster.extras import MissingExtra
+
     parser = argparse.ArgumentParser(prog="dagctl-dagster", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_path in COMMAND_MODULES:
@@ -33,8 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == module_path:
                 continue
             raise
+        except MissingExtra as exc:  # the area's extra is not installed: its command says which
+            _register_unavailable(subparsers, module_path.split(".")[-2], str(exc))
+            continue
         module.register(subparsers)
     return parser
+
+
+def _register_unavailable(subparsers: argparse._SubParsersAction, name: str, reason: str) -> None:
+    def refuse(_args: argparse.Namespace) -> int:
+        print(f"error: {reason}", file=sys.stderr)
+        return 1
+
+    command = subparsers.add_parser(name, help=f"(not installed) {reason}")
+    command.add_argument("rest", nargs=argparse.REMAINDER)
+    command.set_defaults(handler=refuse)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,10 +36,12 @@ from dagctl_dagster.names import OBSERVABILITY_GROUP, OBSERVABILITY_PREFIX
 PROJECT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ABSOLUTE_PATH_PATTERN = r"^/"
 DIRECTORY_NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+POOL_NAME_PATTERN = r"^[A-Za-z0-9_.\-/]+$"
 _PATTERN_HINTS = {
     PROJECT_NAME_PATTERN: "is not a valid name; use letters, digits and underscores, not starting with a digit",
     ABSOLUTE_PATH_PATTERN: "is not an absolute path; it must start with '/'",
     DIRECTORY_NAME_PATTERN: "is not a single directory name; use letters, digits, '.', '_' and '-' (no '/')",
+    POOL_NAME_PATTERN: "is not a pool name; use letters, digits, '_', '.', '-' and '/'",
 }
 # The key prefix and group of the observability assets: a project may not share them.
 RESERVED_PROJECT_NAMES = frozenset({OBSERVABILITY_PREFIX, OBSERVABILITY_GROUP})
@@ -82,7 +84,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # protected_namespaces: field names like `model_duration_factor` are ours (pydantic<2.10 warns).
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
 class GitSyncConfig(_Strict):
@@ -258,6 +261,12 @@ class ProjectConfig(_Strict):
     name: str = Field(pattern=PROJECT_NAME_PATTERN)
     framework: Literal["sqlmesh", "dbt"]
     path: str
+    pool: str | None = Field(
+        default=None,
+        pattern=POOL_NAME_PATTERN,
+        description="The Dagster concurrency pool of the project's model steps: projects on one warehouse "
+        "name one pool, and at most its limit (`pools:`) of their models run at once across all runs.",
+    )
     location: str | None = Field(
         default=None,
         pattern=PROJECT_NAME_PATTERN,
@@ -322,6 +331,11 @@ class DagctlConfig(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     k8s_defaults: K8sDefaults = K8sDefaults()
     freshness: FreshnessConfig = FreshnessConfig()
+    pools: dict[str, int] = Field(
+        default_factory=dict,
+        description="Pool name -> the most model steps of all runs and projects in it at once (a "
+        "warehouse's slots); applied to Dagster's pool of that name when a run starts.",
+    )
     projects: list[ProjectConfig] = Field(min_length=1)
 
     @field_validator("timezone")
@@ -351,6 +365,20 @@ class DagctlConfig(_Strict):
                 except ValueError as exc:
                     raise _FieldProblem(f"projects[{index}].timezone", str(exc)) from None
         return self
+
+    @field_validator("pools")
+    @classmethod
+    def _pool_limits(cls, pools: dict[str, int]) -> dict[str, int]:
+        for name, limit in pools.items():
+            if not re.match(POOL_NAME_PATTERN, name):
+                raise _FieldProblem(f"pools.{name}", _PATTERN_HINTS[POOL_NAME_PATTERN])
+            if isinstance(limit, bool) or limit < 1:
+                raise _FieldProblem(f"pools.{name}", f"the limit must be a whole number of at least 1 (got {limit})")
+        return pools
+
+    def pool_limit(self, project: ProjectConfig) -> int | None:
+        """The limit ``pools:`` sets on the project's pool (None: no pool, or its limit is set in Dagster)."""
+        return self.pools.get(project.pool) if project.pool else None
 
     def project(self, name: str) -> ProjectConfig:
         for project in self.projects:
@@ -437,6 +465,9 @@ def load_config(path: str | Path, *, check_paths: bool = True) -> LoadedConfig:
                     "paths are relative to the repository root (the directory holding .dagctl/)",
                     field=f"projects[{index}].path",
                 )
+        from dagctl_dagster.extras import check_config_extras  # extras reads this module's types
+
+        check_config_extras(loaded)
     return loaded
 
 

@@ -49,6 +49,7 @@ def load_definitions(
     _configure_process_before_load()
     selection = LocationSelection(location, frozenset(projects) if projects is not None else None)
     everything = load_config(config_path or default_config_path())
+    _check_projects(everything)
     loaded = select_projects(everything, selection)
     built = _build_projects(loaded, _models_of_other_locations(everything, loaded))
     _refuse_shared_keys(loaded, built)
@@ -177,6 +178,14 @@ def _build_projects(loaded: LoadedConfig, elsewhere: dict[int, list[dg.AssetKey]
             built[project_defs.name] = project_defs
             upstream_keys.extend(project_defs.model_keys)
     return [built[p.name] for p in loaded.projects]
+
+
+def _check_projects(loaded: LoadedConfig) -> None:
+    """What no plugin can tell from one project alone (e.g. two projects sharing SQLMesh state)."""
+    from dagctl_dagster.frameworks import plugin_for
+
+    for framework in dict.fromkeys(p.framework for p in loaded.projects):
+        plugin_for(framework).check_projects(loaded)
 
 
 def _models_of_other_locations(everything: LoadedConfig, loaded: LoadedConfig) -> dict[int, list[dg.AssetKey]]:

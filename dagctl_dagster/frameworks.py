@@ -98,6 +98,11 @@ class FrameworkPlugin(abc.ABC):
     # Why :meth:`inseparable` groups must share a location (for the error that names them).
     inseparable_reason: ClassVar[str] = ""
 
+    def check_projects(self, loaded: LoadedConfig) -> None:
+        """Refuse, with a ``ConfigError``, projects of this framework that cannot work side by side
+        in one deployment (whatever code locations serve them)."""
+        return None
+
     def inseparable(self, loaded: LoadedConfig) -> list[frozenset[str]]:
         """Groups of this framework's projects that only load together (one code location)."""
         return []

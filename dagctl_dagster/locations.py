@@ -122,5 +122,33 @@ def workspace_yaml(loaded: LoadedConfig, definitions_file: Path, workspace_dir: 
     return header + yaml.safe_dump({"load_from": entries}, sort_keys=False)
 
 
+def helm_user_deployments(loaded: LoadedConfig, template: dict) -> dict:
+    """A values override for the official Dagster chart: the one user-code deployment of
+    ``template`` (a values file's ``dagster-user-deployments.deployments[0]``) repeated per
+    location, each code server serving its location's attribute of the same definitions file."""
+    import copy
+
+    deployments = []
+    for name in locations(loaded.config):
+        deployment = copy.deepcopy(template)
+        deployment["name"] = name.replace("_", "-").lower()
+        deployment["codeServerArgs"] = [*_without_attribute(template.get("codeServerArgs", [])), "--attribute", name]
+        deployments.append(deployment)
+    return {"dagster-user-deployments": {"enabled": True, "deployments": deployments}}
+
+
+def _without_attribute(args: Sequence[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--attribute", "-a"):
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
 def served_names(selection: LocationSelection, loaded: LoadedConfig) -> Sequence[str]:
     return [p.name for p in loaded.projects if selection.serves(p)]

@@ -24,6 +24,8 @@ FRAMEWORK_TAG = "dagctl/framework"
 SQLMESH_MODEL_TAG = "dagctl/sqlmesh_model"
 MODELS_TAG_PREFIX = "dagctl/models_"
 DURATION_TAG = "dagctl/duration_s"
+# Op tag of a model step in a warehouse pool: the pool's limit from `.dagctl/config.yaml`.
+POOL_LIMIT_TAG = "dagctl/pool_limit"
 # Tags of the runs the deploy sensor launches.
 DEPLOY_VERSION_TAG = "dagctl/deploy-version"
 DEPLOY_COMMIT_TAG = "dagctl/deploy-commit"

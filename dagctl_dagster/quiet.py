@@ -51,11 +51,12 @@ def print_expected_errors_without_traceback() -> None:
 def _expected_error(exc: BaseException | None) -> BaseException | None:
     from dagctl_dagster.config import ConfigError
     from dagctl_dagster.errors import ProjectLoadError
+    from dagctl_dagster.extras import MissingExtra
     from dagctl_dagster.settings import InvalidAutomationSwitch
 
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, (ConfigError, ProjectLoadError, InvalidAutomationSwitch)):
+        if isinstance(exc, (ConfigError, ProjectLoadError, InvalidAutomationSwitch, MissingExtra)):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__

@@ -18,6 +18,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin"
 
 
+def pytest_configure(config) -> None:
+    from installs import make_installs_root
+
+    make_installs_root()
+
+
+def pytest_unconfigure(config) -> None:
+    from installs import remove_installs_root
+
+    remove_installs_root()
+
+
 def venv_command(name: str) -> str:
     """The path of a console script installed in the project's environment."""
     candidate = VENV_BIN / name

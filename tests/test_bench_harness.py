@@ -403,3 +403,85 @@ def test_peer_needs_a_virtualenv_with_dagster(tmp_path, monkeypatch):
     source = write_peer_definitions(repo).read_text()
     compile(source, "definitions_peer.py", "exec")
     assert "sqlmesh_assets" in source and str(repo.project_dir) in source and 'environment="prod"' in source
+
+
+# -- a platform of projects (issue 26 point 5) -------------------------------------------
+
+
+def test_a_schema_of_its_own_names_every_model_and_the_checks(tmp_path):
+    repo = generate_repository(tmp_path / "p", shape=Shape(models=4, width=2, schema="p07"))
+    sql = (repo.project_dir / "models" / "m_001_000.sql").read_text()
+
+    assert "name p07.m_001_000" in sql and "FROM p07.m_000_000" in sql and "bench." not in sql
+    assert repo.model_names()[0] == "p07.m_000_000"
+    assert repo.shape.slug.endswith("_p07") and Shape(models=4, width=2).slug.endswith("_t1")
+    with pytest.raises(ValueError, match="plain SQL identifier"):
+        Shape(models=4, width=2, schema="p; drop")
+
+
+@pytest.mark.timeout(300)
+def test_generated_platform_serves_one_location_or_one_per_project(tmp_path):
+    from benchmarks.generate_platform import check_platform_size, generate_platform
+    from benchmarks.platform_section import layouts
+    from dagctl_dagster.config import load_config
+
+    platform = generate_platform(tmp_path / "platform", projects=3, models=24)
+    loaded = load_config(platform.config_path)
+
+    assert [(p.name, p.framework) for p in loaded.projects] == [("p00", "sqlmesh"), ("p01", "sqlmesh"), ("p02", "dbt")]
+    assert platform.models == 24 and [repo.shape.schema for repo in platform.sqlmesh] == ["p00", "p01"]
+    assert platform.sqlmesh[0].warehouse != platform.sqlmesh[1].warehouse
+    one, several = layouts(platform)
+    assert one.projects_of == {"platform": ["p00", "p01", "p02"]} and one.attribute_of == {"platform": None}
+    assert several.projects_of == {"p00": ["p00"], "p01": ["p01"], "p02": ["p02"]}
+    assert several.attribute_of == {"p00": "p00", "p01": "p01", "p02": "p02"}
+    assert several.location_of("p01") == "p01" and one.location_of("p01") == "platform"
+
+    for path in platform.cache_dirs():
+        path.mkdir(parents=True)
+    platform.forget_caches()
+    assert not any(path.exists() for path in platform.cache_dirs())
+    with pytest.raises(ValueError, match="must be a multiple of --platform-projects"):
+        check_platform_size(3, 20)
+    with pytest.raises(ValueError, match="at least 2"):
+        check_platform_size(1, 20)
+
+
+def test_platform_options():
+    full = _parse()
+    assert (full.platform_projects, full.platform_models) == (10, 2000)
+    assert (_parse("--quick").platform_projects, _parse("--quick").platform_models) == (2, 20)
+    assert _parse("--platform-projects", "4", "--platform-models", "40").platform_models == 40
+    with pytest.raises(SystemExit, match=r"--platform-models \(41\) must be a multiple"):
+        _parse("--platform-projects", "4", "--platform-models", "41")
+
+
+@pytest.mark.timeout(1200)
+def test_platform_section_end_to_end_at_a_tiny_size(tmp_path):
+    """Real webserver, real reload, real runs: 2 projects (SQLMesh and dbt) of 10 models."""
+    from benchmarks.harness import BenchOptions, BenchResults
+    from benchmarks.platform_section import CHANGE_MARK, run_platform_section
+
+    options = BenchOptions.quick(workdir=tmp_path)
+    results = BenchResults()
+    run_platform_section(tmp_path, options, results, lambda message: None)
+    rows = {row.measure: row for row in results.rows}
+
+    one, several = "one location (2 projects)", "2 locations (2 projects)"
+    for layout in (one, several):
+        assert rows[f"webserver workspace load, cold (no caches) — {layout}"].value > 0
+        assert rows[f"webserver workspace load, warm (translation cache) — {layout}"].target.limit == 10
+        assert rows[f"`reloadRepositoryLocation` after one model changed — {layout}"].value > 0
+        rss = rows[f"run worker peak RSS, one project's run (10 models) — {layout}"]
+        assert 0.05 < rss.value and rss.unit == "GiB" and rss.target.limit == 1
+    for layout in ("one location", "2 locations"):
+        assert (
+            rows[f"webserver workspace load, stock Dagster floor (one no-op asset per location) — {layout}"].value > 0
+        )
+    others = rows[f"other locations reloaded by that reload — {several}"]
+    assert others.value == 0 and others.result == "pass"
+    assert f"other locations reloaded by that reload — {one}" not in rows
+    # Both layouts' reloads changed the one SQLMesh project's file.
+    changed = (tmp_path / "platform_2x20" / "p00" / "project" / "models" / "m_001_004.sql").read_text()
+    assert changed.count(CHANGE_MARK) == 2
+    assert any("each location's load" in note for note in results.notes)

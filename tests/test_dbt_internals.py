@@ -27,6 +27,7 @@ import pytest
 from dagster_dbt import DbtCliResource
 from dagster_dbt.core import dbt_event_iterator
 from dagster_dbt.core import resource as dbt_resource_module
+from declared import assert_seam_covers
 from projects import platform_repo
 
 from dagctl_dagster.dbt import internals
@@ -45,6 +46,11 @@ def test_the_installed_dagster_dbt_dbt_core_and_dbt_duckdb_are_the_tested_versio
         "what changed in the names it pins, then widen the TESTED_* constants."
     )
     assert importlib.metadata.version("dagster-dbt") == dagster_dbt.__version__
+
+
+def test_the_seam_states_the_dagster_dbt_range_pyproject_declares():
+    for name, tested in internals.TESTED_VERSIONS.items():
+        assert_seam_covers(name, tested)
 
 
 def test_the_seam_is_pinned_to_the_installed_dagster_dbt():

@@ -48,9 +48,9 @@ def launch_into_slow_model(repo: Path, marker: Path) -> subprocess.Popen:
     return run
 
 
-def launch(repo: Path, *, run_config: Path | None = None, **env_overrides: str) -> subprocess.Popen:
+def launch(repo: Path, *, run_config: Path | None = None, job: str = JOB, **env_overrides: str) -> subprocess.Popen:
     env = {**os.environ, **env_overrides}
-    args = [venv_command("dagster"), "job", "execute", "-f", "definitions.py", "-j", JOB]
+    args = [venv_command("dagster"), "job", "execute", "-f", "definitions.py", "-j", job]
     if run_config:
         args += ["-c", str(run_config)]
     return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -6,15 +6,17 @@ so only these tests see a name two projects share."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from projects.platform_location import PROJECTS, write_platform_location
+import yaml
+from projects.platform_location import FIDELITY, PROJECTS, write_platform_location
 from test_code_location import dagster
 from webserver import graphql_when, running_webserver
 
-from dagctl_dagster.config import load_config
+from dagctl_dagster.config import ConfigError, load_config
 from dagctl_dagster.definitions import load_definitions
 from dagctl_dagster.names import PROJECT_TAG
 from dagctl_dagster.run_identity import (
@@ -118,3 +120,33 @@ def test_the_webserver_serves_the_location_without_a_load_error(platform: Path, 
     for name, (framework, _, _) in PROJECTS.items():
         assert f"{name}_run" in jobs
         assert (f"{name}_plan" if framework == "sqlmesh" else f"{name}_deploy") in jobs
+
+
+def _two_projects_on_one_state(root: Path, *, second_schema: str | None) -> Path:
+    """Two copies of the `init_duckdb` fixture whose gateways keep state in one DuckDB file."""
+    state = root / "shared_state.duckdb"
+    for name, schema in (("first", None), ("second", second_schema)):
+        project_dir = shutil.copytree(FIDELITY / "init_duckdb" / "analytics", root / name)
+        for sql in [*project_dir.rglob("*.sql"), *project_dir.rglob("*.yaml")]:  # models of their own
+            sql.write_text(sql.read_text().replace("sqlmesh_example", f"{name}_example"))
+        config = yaml.safe_load((project_dir / "config.yaml").read_text())
+        for gateway in config["gateways"].values():
+            gateway["state_connection"] = {"type": "duckdb", "database": str(state)}
+            if schema:
+                gateway["state_schema"] = schema
+        (project_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / ".dagctl").mkdir()
+    projects = [{"name": n, "framework": "sqlmesh", "path": n} for n in ("first", "second")]
+    (root / ".dagctl" / "config.yaml").write_text(yaml.safe_dump({"version": 1, "projects": projects}))
+    return root / ".dagctl" / "config.yaml"
+
+
+def test_two_projects_sharing_one_environment_of_one_state_are_refused(tmp_path: Path):
+    config = _two_projects_on_one_state(tmp_path / "shared", second_schema=None)
+    with pytest.raises(ConfigError) as refused:
+        load_definitions(config)
+    message = str(refused.value)
+    assert "'first' and 'second'" in message and "state_schema" in message and "\n" not in message
+
+    config = _two_projects_on_one_state(tmp_path / "apart", second_schema="sqlmesh_second")
+    dg.Definitions.validate_loadable(load_definitions(config))

@@ -5,6 +5,7 @@ keep lineage to each other's models by asset key."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -176,3 +177,41 @@ def test_the_daemon_keeps_scheduling_the_healthy_location(tmp_path: Path, dagste
             run = wait_for(scheduled_run_finished, "a scheduled run of the healthy location", timeout=300, **daemon)
             assert run.status == dg.DagsterRunStatus.SUCCESS
             assert not instance.get_runs(dg.RunsFilter(job_name="shop_run"))
+
+
+def test_the_helm_override_runs_one_code_server_per_location(example_repo: Path, dagster_home: Path):
+    """`dagctl-dagster workspace --helm-values` repeats the values' code server per location;
+    each serves its own projects from the same definitions file."""
+    env = _env(example_repo, dagster_home)
+    written = subprocess.run(
+        [
+            venv_command("dagctl-dagster"),
+            "workspace",
+            "--helm-values",
+            str(REPO_ROOT / "helm-values" / "dagster-values.yaml"),
+        ],
+        cwd=example_repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert written.returncode == 0, written.stderr
+    deployments = yaml.safe_load(written.stdout)["dagster-user-deployments"]["deployments"]
+    served = {}
+    for deployment in deployments:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", deployment["name"]), deployment["name"]
+        args = deployment["codeServerArgs"]
+        assert args.count("--attribute") == 1
+        served[deployment["name"]] = args[args.index("--attribute") + 1]
+    assert served == {"sqlmesh-example": "sqlmesh_example", "dbt-example": "dbt_example"}
+    for location in served.values():
+        validated = subprocess.run(
+            [venv_command("dagster"), "definitions", "validate", "-f", "definitions.py", "-a", location],
+            cwd=example_repo,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert validated.returncode == 0, validated.stderr[-3000:]

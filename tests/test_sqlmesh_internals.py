@@ -18,6 +18,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+from declared import assert_seam_covers
 
 from dagctl_dagster.sqlmesh import internals
 
@@ -29,6 +30,10 @@ def test_the_installed_sqlmesh_is_the_tested_version():
         f"with SQLMesh {internals.TESTED_SQLMESH}. Re-read Context.run, Scheduler._run_or_audit and "
         "Scheduler.run_merged_intervals, run this file, then widen TESTED_SQLMESH."
     )
+
+
+def test_the_seam_states_the_sqlmesh_range_pyproject_declares():
+    assert_seam_covers("sqlmesh", internals.TESTED_SQLMESH)
 
 
 def _source(obj) -> str:

@@ -7,7 +7,7 @@
     defs = dg.Definitions.merge(..., alerting.definitions)
 
 ``alerting.definitions`` holds the ``slack`` resource
-(:class:`~dagctl_dagster.alerts.slack.DagctlSlackResource`), the run-failure sensor, the
+(:func:`~dagctl_dagster.alerts.sender.slack_resource`), the run-failure sensor, the
 tiered-alert sensor, the ``dagctl/<project>/sqlmesh_state`` observable asset of each project
 with a state database (SQLMesh)
 with its hourly observation schedule, the ``dagctl/<project>/alerts`` / ``dagctl/<project>/runs``
@@ -51,7 +51,7 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
     from dagctl_dagster.alerts.hooks import SLACK_RESOURCE_KEY, model_failure_hook
     from dagctl_dagster.alerts.projects import ProjectLookup
     from dagctl_dagster.alerts.run_failure import slack_run_failure_sensor
-    from dagctl_dagster.alerts.slack import DagctlSlackResource
+    from dagctl_dagster.alerts.sender import slack_resource
     from dagctl_dagster.alerts.state_size import state_key, state_size_observation
     from dagctl_dagster.alerts.tiered import alerts_key, runs_key, tiered_alert_sensor
 
@@ -90,7 +90,7 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
         jobs=state_jobs,
         schedules=state_schedules,
         sensors=[*sensors, *freshness_sensors],
-        resources={SLACK_RESOURCE_KEY: DagctlSlackResource()},
+        resources={SLACK_RESOURCE_KEY: slack_resource()},
     )
     return Alerting(definitions=definitions, hooks=hooks, freshness_checks=freshness_checks)
 

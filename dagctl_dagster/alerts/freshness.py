@@ -31,7 +31,7 @@ import dagster as dg
 from dagctl_dagster.alerts import rules
 from dagctl_dagster.alerts.cursor import AlertCursor
 from dagctl_dagster.alerts.projects import ProjectLookup
-from dagctl_dagster.alerts.slack import DagctlSlackResource
+from dagctl_dagster.alerts.sender import AlertResource
 from dagctl_dagster.config import FreshnessConfig, ProjectConfig
 from dagctl_dagster.execution.dagster_adapter import latest_check_results
 from dagctl_dagster.names import FRESHNESS_CHECK_NAME, FRESHNESS_DUE_KEY, FRESHNESS_LAST_END_KEY, PROJECT_TAG
@@ -205,7 +205,7 @@ def freshness_sensor(
         minimum_interval_seconds=interval_s,
         default_status=default_status,
     )
-    def _sensor(context: dg.SensorEvaluationContext, slack: DagctlSlackResource) -> dg.SensorResult:
+    def _sensor(context: dg.SensorEvaluationContext, slack: AlertResource) -> dg.SensorResult:
         from dagctl_dagster.alerts.tiered import deliver_alerts
 
         cursor = FreshnessCursor.parse(context.cursor)

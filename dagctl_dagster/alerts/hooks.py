@@ -1,4 +1,4 @@
-"""The Slack failure hook on every model step, built on dagster-slack's ``slack_on_failure``.
+"""The Slack failure hook on every model step (what dagster-slack's ``slack_on_failure`` does).
 
 The first model step of a run that fails posts at once (the run may go on for long); later
 failures of that run post nothing more, and the message says where to see them. A step that
@@ -10,8 +10,10 @@ Example::
     hook = model_failure_hook("analytics", "#data-alerts", {"analytics__db__orders": "db/orders"})
     job = dg.define_asset_job("analytics_run", selection=..., hooks={hook})
 
-The hook needs the ``slack`` resource (:class:`~dagctl_dagster.alerts.slack.DagctlSlackResource`),
-whose client posts from a background thread; the message function never raises.
+The hook needs the ``slack`` resource (:func:`~dagctl_dagster.alerts.sender.slack_resource`),
+whose client posts from a background thread; the message function never raises. It is written
+here rather than taken from dagster-slack so that a deployment without the ``slack`` extra
+still loads.
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ import logging
 from collections.abc import Mapping
 
 import dagster as dg
-from dagster_slack import slack_on_failure
 
 from dagctl_dagster.alerts.heard import claim_run_alert
 from dagctl_dagster.alerts.messages import StepFailure, step_failure_text
+from dagctl_dagster.alerts.sender import SLACK_RESOURCE_KEY
 from dagctl_dagster.execution.not_run import NotRun, NotRunLedger
 from dagctl_dagster.names import FAILED_MODELS_KEY, SQLMESH_MODEL_TAG, failure_hook_name
 
 logger = logging.getLogger("dagctl_dagster.alerts")
 
-SLACK_RESOURCE_KEY = "slack"
+__all__ = ["SLACK_RESOURCE_KEY", "model_failure_hook"]
 
 
 def model_failure_hook(project: str, channel: str | None, models_by_op: Mapping[str, str]) -> dg.HookDefinition:
@@ -50,15 +52,14 @@ def model_failure_hook(project: str, channel: str | None, models_by_op: Mapping[
             logger.exception("building the failure message for run %s failed", context.run_id)
             return f":red_circle: *{project}* step {context.step_key} failed in run {context.run_id}"
 
-    # Without a channel the client logs the message instead of sending it.
-    hook = slack_on_failure(channel=channel or "", message_fn=message)
-
-    @dg.failure_hook(name=failure_hook_name(project), required_resource_keys=hook.required_resource_keys)
+    @dg.failure_hook(name=failure_hook_name(project), required_resource_keys={SLACK_RESOURCE_KEY})
     def _on_model_failure(context: dg.HookContext) -> None:
         # A step that did not evaluate its model (not in the environment, the project's first
         # plan failed elsewhere, a lost claim) is no model failure: the run's own alert says why.
         if not_run_of(context) is None and _first_failure_of_run(context):
-            hook.decorated_fn(context)
+            # Without a channel the client logs the message instead of sending it.
+            slack = getattr(context.resources, SLACK_RESOURCE_KEY)
+            slack.get_client().chat_postMessage(channel=channel or "", text=message(context))
 
     return _on_model_failure
 

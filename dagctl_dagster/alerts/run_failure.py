@@ -29,7 +29,7 @@ import dagster as dg
 from dagctl_dagster.alerts.heard import alerted_by, mark_heard, was_heard
 from dagctl_dagster.alerts.messages import FailedStep, RunFailure, run_failure_text
 from dagctl_dagster.alerts.projects import ProjectLookup
-from dagctl_dagster.alerts.slack import DagctlSlackResource
+from dagctl_dagster.alerts.sender import AlertResource
 from dagctl_dagster.names import FAILED_MODELS_KEY
 from dagctl_dagster.run_identity import RUN_FAILURE_SENSOR
 
@@ -65,7 +65,7 @@ def slack_run_failure_sensor(projects: ProjectLookup, steps: StepNames | None = 
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def _sensor(context: dg.RunFailureSensorContext, slack: DagctlSlackResource):
+    def _sensor(context: dg.RunFailureSensorContext, slack: AlertResource):
         run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
         if was_heard(run):
             return dg.SkipReason(f"run {run.run_id}: already posted by {alerted_by(run)}")

@@ -27,7 +27,7 @@ from dagctl_dagster.alerts.cursor import AlertCursor
 from dagctl_dagster.alerts.messages import tier_alert_text
 from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.run_summary import ProjectModels, RunSummary, run_models, summarize_run
-from dagctl_dagster.alerts.slack import DagctlSlackResource
+from dagctl_dagster.alerts.sender import AlertResource, AlertSender
 from dagctl_dagster.alerts.state_size import state_key, state_size_metadata
 from dagctl_dagster.names import OBSERVABILITY_PREFIX, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
 from dagctl_dagster.project import StateSize
@@ -72,7 +72,7 @@ def tiered_alert_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def _sensor(context: dg.SensorEvaluationContext, slack: DagctlSlackResource) -> dg.SensorResult:
+    def _sensor(context: dg.SensorEvaluationContext, slack: AlertResource) -> dg.SensorResult:
         cursor = AlertCursor.parse(context.cursor)
         evaluation = _Evaluation(context, projects, cursor, time.time(), included)
         evaluation.finished_runs()
@@ -173,7 +173,7 @@ class _Evaluation:
             self._add(rules.state_unreachable(project, record))
             self._add(rules.state_growth(project, self.instance, record, thresholds))
 
-    def deliver(self, slack: DagctlSlackResource) -> None:
+    def deliver(self, slack: AlertSender) -> None:
         deliver_alerts(self.context, self.projects, self.cursor, self.alerts, slack, self.now)
 
     def _record_run_summary(self, project: str, record: dg.RunRecord) -> RunSummary:
@@ -222,7 +222,7 @@ def deliver_alerts(
     projects: ProjectLookup,
     cursor: AlertCursor,
     alerts: Sequence[rules.Alert],
-    slack: DagctlSlackResource,
+    slack: AlertSender,
     now: float,
 ) -> None:
     """Posts each alert to its tier's channel, at most once per cause per cooldown, and

@@ -60,6 +60,7 @@ from dagctl_dagster.names import (
     SKIPPED_MODELS_KEY,
     NotRunReason,
 )
+from dagctl_dagster.pools import NO_POOL, ModelPool, model_pool
 from dagctl_dagster.project import ProjectDefinitions
 from dagctl_dagster.run_identity import framework_resource_key, project_op_name
 from dagctl_dagster.secrets import redact
@@ -130,7 +131,7 @@ def build_dbt_project(
     project_dir = loaded.project_dir(project)
     profiles_dir = loaded.profiles_dir(project)
     translator = DagctlDbtTranslator(project.name, upstream_keys=upstream_keys) if upstream_keys else None
-    built = _build(project, project_dir, profiles_dir, translator)
+    built = _build(project, project_dir, profiles_dir, translator, model_pool(loaded.config, project))
     model_keys = sorted(built.assets_def.keys, key=lambda key: key.to_user_string())
     return ProjectDefinitions(
         project=project,
@@ -194,17 +195,22 @@ def _build(
     project_dir: Path,
     profiles_dir: Path | None,
     translator: DagctlDbtTranslator | None,
+    pool: ModelPool = NO_POOL,
 ) -> _BuiltProject:
     dbt_project = open_dbt_project(project.name, project_dir, target=project.target, profiles_dir=profiles_dir)
     manifest_path = prepare_manifest(project.name, dbt_project)
     key = resource_key(project.name)
     try:
-        assets_def = _define_assets(project.name, dbt_project, manifest_path, translator, key)
+        assets_def = _define_assets(project.name, dbt_project, manifest_path, translator, key, pool)
     except (dg.DagsterError, ValueError, KeyError) as exc:
         raise ProjectLoadError(project.name, f"{type(exc).__name__}: {exc}", manifest_path) from exc
     counts_rows = adapter_type(manifest_path) != DUCKDB_ADAPTER
     return _BuiltProject(
-        assets_def, key, DbtRunSession.of_project(project.name, dbt_project, in_process_adapter=counts_rows)
+        assets_def,
+        key,
+        DbtRunSession.of_project(
+            project.name, dbt_project, in_process_adapter=counts_rows, pool_limit=pool.limit if pool.name else None
+        ),
     )
 
 
@@ -214,6 +220,7 @@ def _define_assets(
     manifest_path: Path,
     translator: DagctlDbtTranslator | None,
     dbt_resource_key: str,
+    pool: ModelPool,
 ) -> dg.AssetsDefinition:
     translator = translator or DagctlDbtTranslator(project_name)
 
@@ -223,8 +230,9 @@ def _define_assets(
         # every asset as metadata the UI shows as "dagster_dbt/project (unserializable)".
         name=project_op_name(project_name, "dbt_build"),
         dagster_dbt_translator=translator,
-        op_tags={PROJECT_TAG: project_name, FRAMEWORK_TAG: FRAMEWORK},
+        op_tags={PROJECT_TAG: project_name, FRAMEWORK_TAG: FRAMEWORK, **pool.op_tags},
         required_resource_keys={dbt_resource_key},
+        pool=pool.name,
     )
     def _dbt_build(context) -> Iterator[Any]:  # no hint: dagster cannot resolve postponed ones here
         dbt: DbtRunSession = getattr(context.resources, dbt_resource_key)
@@ -250,7 +258,7 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtRunSession, project_na
     which were skipped because of them.
     """
     grant = dbt.grant_of(context)
-    threads = dbt.max_concurrent or max_concurrent_models()
+    threads = min(n for n in (dbt.max_concurrent or max_concurrent_models(), dbt.pool_limit) if n)
     _raise_unless_startable(dbt, grant, project_name)
     working_dir = os.getcwd()
     args = ["build", "--threads", str(threads), *_exclusion_args(context, grant.left_out)]

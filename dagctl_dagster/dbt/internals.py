@@ -43,9 +43,10 @@ from packaging.specifiers import SpecifierSet
 if TYPE_CHECKING:
     from dbt.adapters.base.impl import BaseAdapter
 
-# The versions every name used here is pinned on (tests/test_dbt_internals.py).
-TESTED_DAGSTER_DBT = ">=0.29.27,<0.30"
-TESTED_DBT_CORE = ">=1.11.16,<1.12"
+# The versions every name used here is pinned on (tests/test_dbt_internals.py), as pyproject.toml
+# declares them; the wheel test runs the lowest.
+TESTED_DAGSTER_DBT = ">=0.29.5,<0.30"
+TESTED_DBT_CORE = ">=1.11.2,<1.12"
 TESTED_DBT_DUCKDB = ">=1.11.1,<1.12"
 TESTED_VERSIONS = {"dagster-dbt": TESTED_DAGSTER_DBT, "dbt-core": TESTED_DBT_CORE, "dbt-duckdb": TESTED_DBT_DUCKDB}
 

@@ -73,6 +73,8 @@ class DbtRunSession(DagctlDbtCliResource, RunFramework):
     """dagster-dbt's CLI resource of project ``project_name``, and its session in a run."""
 
     project_name: str
+    # The limit of the warehouse pool the build runs in (`pools:`): dbt's --threads stays below it.
+    pool_limit: int | None = None
     _state: _RunState = PrivateAttr(default_factory=_RunState)
 
     def __init__(
@@ -81,7 +83,9 @@ class DbtRunSession(DagctlDbtCliResource, RunFramework):
         super().__init__(project_dir, in_process_adapter=in_process_adapter, project_name=project_name, **kwargs)
 
     @classmethod
-    def of_project(cls, project_name: str, dbt_project: DbtProject, *, in_process_adapter: bool) -> DbtRunSession:
+    def of_project(
+        cls, project_name: str, dbt_project: DbtProject, *, in_process_adapter: bool, pool_limit: int | None = None
+    ) -> DbtRunSession:
         from dagctl_dagster.dbt.manifest import dbt_executable
 
         return cls(
@@ -89,6 +93,7 @@ class DbtRunSession(DagctlDbtCliResource, RunFramework):
             dbt_executable=dbt_executable(),
             in_process_adapter=in_process_adapter,
             project_name=project_name,
+            pool_limit=pool_limit,
         )
 
     # -- what the executor asks ----------------------------------------------------------

@@ -3,7 +3,7 @@
 The claim-aware executor needs what Dagster's in-process executor uses internally:
 the plan's active-execution state machine, per-step event sequences, hooks, compute log
 capture. They are private (``dagster._core``), so they are imported here only, and
-:data:`TESTED_DAGSTER_MINOR` names the version whose behaviour
+:data:`TESTED_DAGSTER` names the versions whose behaviour
 ``tests/test_dagster_adapter.py`` pins down. Upgrading Dagster means re-running that
 test and adjusting this file, nothing else.
 """
@@ -38,17 +38,19 @@ from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.base import Executor
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
+from packaging.specifiers import SpecifierSet
 
 from dagctl_dagster.secrets import redact, redact_value
 
 if TYPE_CHECKING:
     from dagctl_dagster.execution.framework import OpContext
 
-TESTED_DAGSTER_MINOR = "1.13"
+# The Dagster versions this adapter is pinned on (tests/test_dagster_adapter.py), as pyproject.toml declares them.
+TESTED_DAGSTER = ">=1.13.5,<1.14"
 
-if ".".join(dg.__version__.split(".")[:2]) != TESTED_DAGSTER_MINOR:  # pragma: no cover
+if dg.__version__ not in SpecifierSet(TESTED_DAGSTER):  # pragma: no cover
     warnings.warn(
-        f"dagctl-dagster's executor adapter was tested with Dagster {TESTED_DAGSTER_MINOR}.x; "
+        f"dagctl-dagster's executor adapter was tested with Dagster {TESTED_DAGSTER}; "
         f"this is Dagster {dg.__version__}. Run tests/test_dagster_adapter.py before relying on it.",
         stacklevel=1,
     )
@@ -118,7 +120,7 @@ def started_plan(job_context: PlanExecutionContext, execution_plan: ExecutionPla
             instance_concurrency_context=concurrency,
             step_dependency_config=job_context.step_dependency_config,
         ) as active_execution:
-            yield PlanRun(job_context, execution_plan, active_execution)
+            yield PlanRun(job_context, execution_plan, active_execution, concurrency)
 
 
 class PlanRun:
@@ -126,11 +128,16 @@ class PlanRun:
     and the run's execution context, behind the questions the executor asks them."""
 
     def __init__(
-        self, job_context: PlanExecutionContext, execution_plan: ExecutionPlan, active: ActiveExecution
+        self,
+        job_context: PlanExecutionContext,
+        execution_plan: ExecutionPlan,
+        active: ActiveExecution,
+        concurrency: InstanceConcurrencyContext,
     ) -> None:
         self.job_context = job_context
         self._plan = execution_plan
         self._active = active
+        self._concurrency = concurrency
 
     @property
     def run_id(self) -> str:
@@ -162,15 +169,28 @@ class PlanRun:
     def mark_interrupted(self) -> None:
         self._active.mark_interrupted()
 
-    def ready_steps(self) -> list[ExecutionStep]:
-        """Steps whose upstream is done, each handed out once."""
-        return list(self._active.get_steps_to_execute())
+    def ready_steps(self, limit: int | None = None) -> list[ExecutionStep]:
+        """Steps whose upstream is done, each handed out once, at most ``limit``. A step in a
+        concurrency pool is handed out only once it holds one of the pool's slots."""
+        if limit is not None and limit <= 0:
+            return []
+        return list(self._active.get_steps_to_execute(limit))
+
+    def pools(self) -> dict[str, list[ExecutionStep]]:
+        """Pool name → this run's steps in it (Dagster's ``pool`` of their op)."""
+        found: dict[str, list[ExecutionStep]] = {}
+        for step in self._plan.get_steps_to_execute_in_topo_order():
+            if step.pool:
+                found.setdefault(step.pool, []).append(step)
+        return found
 
     def step_context(self, step: ExecutionStep) -> StepExecutionContext:
         return self.job_context.for_step(step, self._active.get_known_state())
 
     def mark_skipped(self, step_key: str) -> None:
+        """A step settled without running; its pool slot, if it holds one, is free at once."""
         self._active.mark_skipped(step_key)
+        self._concurrency.free_step(step_key)
 
     def handle_event(self, event: DagsterEvent) -> None:
         self._active.handle_event(event)
@@ -504,6 +524,29 @@ def step_failed(step_context: StepExecutionContext, message: str, metadata: dict
 def run_worker_failed(health: CheckRunHealthResult) -> bool:
     """A run launcher's health check found the run's worker failed (gone, not resumable as is)."""
     return health.status == WorkerStatus.FAILED
+
+
+def pool_limit(instance: dg.DagsterInstance, pool: str) -> int | None:
+    """The pool's limit in the instance (None: no limit set, or storage without pools)."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return None
+    return next((p.limit for p in storage.get_pool_limits() if p.name == pool), None)
+
+
+def set_pool_limit(instance: dg.DagsterInstance, pool: str, limit: int) -> bool:
+    """Sets the pool's limit as ``dagster instance concurrency set`` does; False when the
+    instance's storage has no concurrency pools."""
+    from sqlalchemy.exc import IntegrityError
+
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return False
+    try:
+        storage.set_concurrency_slots(pool, limit)
+    except IntegrityError:  # another run created the pool at the same moment: set it on the row it made
+        storage.set_concurrency_slots(pool, limit)
+    return True
 
 
 def latest_check_results(

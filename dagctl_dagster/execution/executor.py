@@ -42,6 +42,7 @@ from dagctl_dagster.execution import dagster_adapter as adapter
 from dagctl_dagster.execution.not_run import NotRunLedger
 from dagctl_dagster.execution.run_claims import RunClaims
 from dagctl_dagster.execution.run_frameworks import STOP_WAIT_SECONDS, RunFrameworks
+from dagctl_dagster.execution.run_pools import apply_pool_limits
 from dagctl_dagster.execution.step_machine import StepMachine
 from dagctl_dagster.execution.tally import Tally
 from dagctl_dagster.names import PROJECT_TAG, SUMMARY_PROJECT_KEY, ExecutorSummary
@@ -220,6 +221,7 @@ class _RunExecution:
             yield from capture_events
             try:
                 yield from self.claims.claim()
+                yield from apply_pool_limits(self.plan)
                 with self.claims.heartbeat(interval=self.settings.lease_seconds / 3):
                     yield from self.frameworks.prepare(self._interrupt)
                     yield from self._loop()

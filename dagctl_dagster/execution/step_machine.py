@@ -56,6 +56,7 @@ class StepMachine:
         self._slot_of_running: dict[str, FrameworkSlot] = {}
         self._ready: list[adapter.ExecutionStep] = []
         self._retrying: set[str] = set()
+        self._uses_pools = bool(plan.pools())
         self.workers = StepWorkers(on_thread_end=frameworks.thread_ending)
 
     @property
@@ -71,7 +72,7 @@ class StepMachine:
 
     def launch_ready(self) -> Generator[adapter.DagsterEvent, None, int]:
         """Starts or settles every ready step there is room for; returns how many started."""
-        self._ready.extend(self._plan.ready_steps())
+        self._ready.extend(self._plan.ready_steps(self._room_for_pool_steps()))
         launched = 0
         waiting: list[adapter.ExecutionStep] = []
         for step in self._ready:
@@ -82,6 +83,13 @@ class StepMachine:
             launched += yield from self._start_or_settle(step, slot)
         self._ready = waiting
         return launched
+
+    def _room_for_pool_steps(self) -> int | None:
+        """How many more ready steps to take while pools are in use: a step handed out holds a
+        pool slot, which must not sit idle while this run has no room to start it."""
+        if not self._uses_pools:
+            return None
+        return self._max_concurrent - len(self._in_flight) - len(self._ready)
 
     def _start_or_settle(
         self, step: adapter.ExecutionStep, slot: FrameworkSlot | None

@@ -35,9 +35,15 @@ from typing import Any
 
 import dagster as dg
 from dagster import Field, Noneable, StringSource
-from dagster_k8s import K8sRunLauncher
-from dagster_k8s.container_context import K8sContainerContext
-from dagster_k8s.utils import get_deployment_id_label
+
+from dagctl_dagster.extras import K8S_USERS, missing_extra
+
+try:
+    from dagster_k8s import K8sRunLauncher
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.utils import get_deployment_id_label
+except ModuleNotFoundError as missing:
+    raise missing_extra("k8s", K8S_USERS) from missing
 
 from dagctl_dagster.config import CONFIG_ENV_VAR, LoadedConfig, ProjectConfig, load_config
 from dagctl_dagster.k8s.manifest import build_run_job, context_for_project, manifest_namespace

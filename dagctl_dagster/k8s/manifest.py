@@ -29,16 +29,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes.client
 import yaml
-from dagster_k8s.container_context import K8sContainerContext
-from dagster_k8s.job import (
-    DAGSTER_HOME_DEFAULT,
-    DagsterK8sJobConfig,
-    UserDefinedDagsterK8sConfig,
-    construct_dagster_k8s_job,
-    get_job_name_from_run_id,
-)
+
+from dagctl_dagster.extras import K8S_USERS, missing_extra
+
+try:
+    import kubernetes.client
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import (
+        DAGSTER_HOME_DEFAULT,
+        DagsterK8sJobConfig,
+        UserDefinedDagsterK8sConfig,
+        construct_dagster_k8s_job,
+        get_job_name_from_run_id,
+    )
+except ModuleNotFoundError as missing:
+    raise missing_extra("k8s", K8S_USERS) from missing
 
 from dagctl_dagster.config import GitSyncConfig, K8sDefaults, ProjectConfig, ResourcesConfig
 from dagctl_dagster.run_identity import JobKind, job_name

@@ -35,6 +35,7 @@ from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.execution.framework import StepGrant
 from dagctl_dagster.execution.not_run import NotRun
 from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG, SQLMESH_MODEL_TAG, NotRunReason
+from dagctl_dagster.pools import NO_POOL, ModelPool, model_pool
 from dagctl_dagster.project import ProjectDefinitions
 from dagctl_dagster.run_identity import JobKind, framework_resource_key, job_name, model_op_name
 from dagctl_dagster.sqlmesh import FRAMEWORK, internals
@@ -92,7 +93,9 @@ def sqlmesh_assets(
 def build_sqlmesh_project(loaded: LoadedConfig, project: ProjectConfig) -> ProjectDefinitions:
     """The assets, model keys and session resource of one configured SQLMesh project."""
     location = sqlmesh_location(loaded, project)
-    assets, model_keys = _build_assets(location, project, None, bind_resource=False)
+    assets, model_keys = _build_assets(
+        location, project, None, bind_resource=False, pool=model_pool(loaded.config, project)
+    )
     return ProjectDefinitions(
         project=project,
         project_dir=loaded.project_dir(project),
@@ -141,6 +144,7 @@ def _build_assets(
     translator: DagsterSQLMeshTranslator | None,
     *,
     bind_resource: bool,
+    pool: ModelPool = NO_POOL,
 ) -> tuple[list[Any], list[dg.AssetKey]]:
     translator = translator or DagsterSQLMeshTranslator(project.name)
     if translator.project_name is None:
@@ -148,7 +152,7 @@ def _build_assets(
     translation = _cached_translation(location, project, translator)
     resource_key = session_resource_key(location)
     resource_defs = {resource_key: session_resource(location, project)} if bind_resource else None
-    op_context = _OpContext(project, resource_key, resource_defs)
+    op_context = _OpContext(project, resource_key, resource_defs, pool)
     assets: list[Any] = []
     model_keys: list[dg.AssetKey] = []
     for model in translation.models:
@@ -323,16 +327,19 @@ def _check_spec_fields(check: dg.AssetCheckSpec) -> dict[str, Any]:
 class _OpContext:
     """What every op of one project shares: its config, session resource key and tags."""
 
-    def __init__(self, project: ProjectConfig, resource_key: str, resource_defs: dict[str, Any] | None):
+    def __init__(
+        self, project: ProjectConfig, resource_key: str, resource_defs: dict[str, Any] | None, pool: ModelPool
+    ):
         self.project = project
         self.resource_key = resource_key
         self.resource_defs = resource_defs
+        self.pool = pool
 
     def op_name(self, key_path: Sequence[str]) -> str:
         return model_op_name(self.project.name, key_path)
 
     def op_tags(self, fqn: str) -> dict[str, str]:
-        return {PROJECT_TAG: self.project.name, FRAMEWORK_TAG: FRAMEWORK, SQLMESH_MODEL_TAG: fqn}
+        return {PROJECT_TAG: self.project.name, FRAMEWORK_TAG: FRAMEWORK, SQLMESH_MODEL_TAG: fqn, **self.pool.op_tags}
 
 
 def _model_asset(ops: _OpContext, model: ModelTranslation, spec: dg.AssetSpec) -> dg.AssetsDefinition:
@@ -349,6 +356,7 @@ def _model_asset(ops: _OpContext, model: ModelTranslation, spec: dg.AssetSpec) -
         # reports no check result rather than an invented one.
         can_subset=True,
         op_tags=ops.op_tags(model.fqn),
+        pool=ops.pool.name,
     )
     def _evaluate_model(context):  # an AssetExecutionContext (string annotations cannot be resolved here)
         session: SQLMeshRunSession = getattr(context.resources, ops.resource_key)
@@ -384,6 +392,7 @@ def _check_op(ops: _OpContext, node: ModelTranslation) -> dg.AssetChecksDefiniti
         resource_defs=ops.resource_defs,
         can_subset=True,
         op_tags=ops.op_tags(node.fqn),
+        pool=ops.pool.name,
     )
     def _evaluate_audits(context):
         session: SQLMeshRunSession = getattr(context.resources, ops.resource_key)

@@ -65,6 +65,11 @@ class SQLMeshPlugin(FrameworkPlugin):
 
     inseparable_reason: ClassVar[str] = "repositories of one SQLMesh multi-repository layout load into one Context"
 
+    def check_projects(self, loaded: LoadedConfig) -> None:
+        from dagctl_dagster.sqlmesh.shared_state import refuse_shared_environments
+
+        refuse_shared_environments(loaded)
+
     def inseparable(self, loaded: LoadedConfig) -> list[frozenset[str]]:
         from dagctl_dagster.sqlmesh.context import multi_repository_group
 

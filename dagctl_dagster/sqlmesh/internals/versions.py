@@ -8,7 +8,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 # Every internal name the seam uses is pinned by tests/test_sqlmesh_internals.py on this range.
-TESTED_SQLMESH = ">=0.236.4,<0.237"
+TESTED_SQLMESH = ">=0.236,<0.237"  # what pyproject.toml declares
 
 # The members of a Context that SQLMesh's CLI (sqlmesh/cli/) calls on its context: SQLMesh's
 # documented Python API (docs/reference/python.md). Any other member is behind the seam.
