@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -61,9 +62,24 @@ def acts_only_on_failure(hook_name: str) -> bool:
     return hook_name.startswith(FAILURE_HOOK_PREFIX)
 
 
+# Run tag: this failed run has had its one Slack message (value: who posted it, the failure
+# hook of a step or the run-failure sensor). Whoever sets it first posts; nobody else does.
+FAILURE_ALERTED_TAG = "dagctl/failure_alerted"
+
+
 # Metadata of a failed multi-model step (one dbt invocation): the models behind the failure.
 FAILED_MODELS_KEY = "failed_models"
 SKIPPED_MODELS_KEY = "skipped_models"
+
+
+def model_names(value: Any) -> list[str]:
+    """The models a ``failed_models`` / ``skipped_models`` value lists (a list, its JSON, or
+    a ``MetadataValue`` of either)."""
+    raw = getattr(value, "value", value)
+    if isinstance(raw, str):
+        raw = json.loads(raw) if raw.startswith("[") else [n for n in raw.split(", ") if n]
+    return [str(n) for n in raw or []]
+
 
 # Output metadata of a `<project>_plan` run: whether the plan was applied.
 PLAN_APPLIED_KEY = "applied"
@@ -84,9 +100,19 @@ class NotRunReason(enum.Enum):
     RUN_STOPPED = "run_stopped"  # the run was terminated mid-model
 
 
+# Metadata key of a run summary that counts one project's models (a run spanning several
+# projects also writes one summary per project).
+SUMMARY_PROJECT_KEY = "project"
+
+
 @dataclass(frozen=True)
 class ExecutorSummary:
-    """The claim-aware executor's run summary (an engine event's metadata), counted per step."""
+    """The claim-aware executor's run summary (an engine event's metadata), counted per model.
+
+    ``executed`` models were evaluated (their step materialized them); ``nothing_due`` models
+    had their step succeed with nothing to evaluate. A step with no model (a check step)
+    counts only when it fails or does not run, as one (execution/tally.py).
+    """
 
     duration_s: float
     executed: int
@@ -105,6 +131,8 @@ class ExecutorSummary:
     not_run_environment_unavailable: int = 0
     not_run_framework_not_ready: int = 0
     not_run_run_stopped: int = 0
+    # Models whose step succeeded with nothing due (nothing evaluated, no materialization).
+    nothing_due: int = 0
 
     @property
     def skipped(self) -> int:

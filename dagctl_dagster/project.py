@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import dagster as dg
 
@@ -52,6 +52,17 @@ class FreshnessSource(Protocol):
         ...
 
     def schedules(self, instance: dg.DagsterInstance) -> list[ModelSchedule]: ...
+
+    @property
+    def run_resource_keys(self) -> frozenset[str]:
+        """The run resources :meth:`schedules_in_run` asks (the framework's run session)."""
+        ...
+
+    def schedules_in_run(self, resources: Any, instance: dg.DagsterInstance) -> list[ModelSchedule]:
+        """The schedules, read inside a run that executes the ``dagctl_freshness`` checks
+        (after the run's own model steps): through the run's framework session when it has
+        one open, never through a second connection beside it."""
+        ...
 
 
 @dataclass(frozen=True)

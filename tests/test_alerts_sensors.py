@@ -18,6 +18,8 @@ from alerts_helpers import (
 )
 from slack_stub import SlackStub
 
+from dagctl_dagster.alerts.heard import alerted_by
+from dagctl_dagster.alerts.hooks import model_failure_hook
 from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.run_failure import slack_run_failure_sensor
 from dagctl_dagster.alerts.slack import DagctlSlackResource, wait_for_pending_messages
@@ -49,7 +51,7 @@ class Harness:
 
     def build_sensor(self, kind: str) -> dg.SensorDefinition:
         if kind == "run_failure":
-            return slack_run_failure_sensor(self.lookup, hooked_jobs={"analytics_run"})
+            return slack_run_failure_sensor(self.lookup)
         return tiered_alert_sensor(
             self.lookup, model_keys={"analytics": [MODEL]}, state_keys={"analytics": state_key("analytics")}
         )
@@ -109,21 +111,51 @@ def test_run_failure_outside_steps_posts_from_the_sensor(monkeypatch, tmp_path):
     assert f"http://dagster.test:3000/runs/{run.run_id}" in text
 
 
-def test_run_failure_sensor_leaves_step_failures_to_the_hooks(monkeypatch, tmp_path):
+def test_run_failure_sensor_leaves_runs_a_failure_hook_posted(monkeypatch, tmp_path):
     @dg.op
     def broken():
         raise ValueError("bad row")
 
-    @dg.job(name="analytics_run", tags={"dagctl/project": "analytics"})
+    @dg.op
+    def also_broken():
+        raise ValueError("bad column")
+
+    hook = model_failure_hook("analytics", "#failures", {})
+
+    @dg.job(name="analytics_run", tags={"dagctl/project": "analytics"}, hooks={hook})
     def failing():
         broken()
+        also_broken()
 
     with SlackStub() as stub, dg.instance_for_test() as instance:
         use_slack_stub(monkeypatch, stub)
         h = Harness(instance, stub, tmp_path, sensor_kind="run_failure")
-        h.run_job = failing
+        h.run_job = dg.Definitions(jobs=[failing], resources={"slack": DagctlSlackResource()}).resolve_job_def(
+            "analytics_run"
+        )
         h.tick()
-        assert not failing.execute_in_process(instance=instance, raise_on_error=False).success
+        result = h.run_job.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        assert wait_for_pending_messages(30)
+        assert len(stub.messages) == 1  # the first failed step's; the second step's hook stays quiet
+        assert h.tick() == []
+        assert alerted_by(instance.get_run_by_id(result.run_id)).startswith("step ")
+
+
+def test_a_retry_that_copied_its_parents_alerted_tag_is_still_posted(monkeypatch, tmp_path):
+    with SlackStub() as stub, dg.instance_for_test() as instance:
+        use_slack_stub(monkeypatch, stub)
+        h = Harness(instance, stub, tmp_path, sensor_kind="run_failure")
+        h.tick()
+        parent = instance.create_run_for_job(h.run_job, tags={"dagctl/project": "analytics"})
+        instance.report_run_failed(parent, "first attempt failed")
+        assert len(h.tick()) == 1
+        # Dagster's automatic retry (and "Re-execute" with the parent's tags) copies every tag.
+        tags = instance.get_run_by_id(parent.run_id).tags
+        retry = instance.create_run_for_job(h.run_job, tags={**tags, "dagster/parent_run_id": parent.run_id})
+        instance.report_run_failed(retry, "second attempt failed")
+        [message] = h.tick()
+        assert retry.run_id in message["text"] and "second attempt failed" in message["text"]
         assert h.tick() == []
 
 

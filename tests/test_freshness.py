@@ -189,3 +189,82 @@ def test_executing_only_the_checks_evaluates_them_in_the_run(tmp_path: Path, dag
         if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
     }
     assert evaluations == {"demo/fresh": True, "demo/stale": False}
+
+
+CHECKS = """
+query ($group: String!) {
+  assetNodes(group: {groupName: $group, repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
+    assetKey { path }
+    assetChecksOrError { ... on AssetChecks { checks { name } } }
+  }
+}
+"""
+LATEST_EXECUTION = """
+query ($key: AssetKeyInput!, $check: String!) {
+  assetCheckExecutions(assetKey: $key, checkName: $check, limit: 1) { runId status }
+}
+"""
+RUN_LOGS = """
+query ($id: ID!) {
+  logsForRun(runId: $id, limit: 10000) { ... on EventConnection { events { ... on MessageEvent { message } } } }
+}
+"""
+
+
+def _freshness_status(port: int, groups: list[str]) -> dict[str, tuple[str, str]]:
+    """Each model's `dagctl_freshness` check: its latest execution's status and run, as the UI reads them."""
+    from webserver import graphql
+
+    found = {}
+    for group in groups:
+        for node in graphql(port, CHECKS, {"group": group})["assetNodes"]:
+            checks = [c["name"] for c in (node["assetChecksOrError"] or {}).get("checks", [])]
+            if FRESHNESS_CHECK_NAME not in checks:
+                continue
+            key = {"path": node["assetKey"]["path"]}
+            [latest] = graphql(port, LATEST_EXECUTION, {"key": key, "check": FRESHNESS_CHECK_NAME})[
+                "assetCheckExecutions"
+            ]
+            found["/".join(key["path"])] = (latest["status"], latest["runId"])
+    return found
+
+
+def _unyielded_lines(port: int, run_id: str) -> list[str]:
+    from webserver import graphql
+
+    events = graphql(port, RUN_LOGS, {"id": run_id})["logsForRun"]["events"]
+    return [e["message"] for e in events if "did not yield or return expected outputs" in (e.get("message") or "")]
+
+
+@pytest.mark.timeout(900)
+def test_materialize_all_evaluates_the_freshness_checks_it_plans(example_repo: Path, dagster_home: Path):
+    """A "Materialize all" plans every check of its models: each freshness check is evaluated
+    in the run, after its model (no "Skipped", no "did not yield"), and a second one that finds
+    nothing due leaves every check's latest status as the first left it."""
+    from test_code_location import example_env
+    from test_surface import group_keys, materialize_all
+    from webserver import running_webserver
+
+    (dagster_home / "dagster.yaml").write_text(  # runs launched from the UI start at once (no daemon)
+        "telemetry:\n  enabled: false\nrun_coordinator:\n"
+        "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
+    groups = ["sqlmesh_example", "dbt_example"]
+    with running_webserver(example_repo, example_env(example_repo, dagster_home)) as port:
+        keys = {group: set(group_keys(port, group)) for group in groups}
+        first = [materialize_all(port, keys[group]) for group in groups]
+        after_first = _freshness_status(port, groups)
+        second = [materialize_all(port, keys[group]) for group in groups]
+        after_second = _freshness_status(port, groups)
+        unyielded = {run_id: _unyielded_lines(port, run_id) for run_id, _ in first + second}
+
+    assert [status for _, status in first + second] == ["SUCCESS"] * 4
+    sqlmesh_checks = {key for key in after_first if key.startswith("sqlmesh_example/")}
+    assert sqlmesh_checks and len(after_first) > len(sqlmesh_checks)  # both projects' models have SLAs
+    # Evaluated by the runs themselves: every model was just brought up to date, so it is fresh.
+    assert {status for status, _ in after_first.values()} == {"SUCCEEDED"}, after_first
+    assert {run for _, run in after_first.values()} <= {run_id for run_id, _ in first}
+    assert {key: status for key, (status, _) in after_second.items()} == {
+        key: status for key, (status, _) in after_first.items()
+    }
+    assert not [line for lines in unyielded.values() for line in lines if FRESHNESS_CHECK_NAME in line], unyielded

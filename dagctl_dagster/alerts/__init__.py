@@ -19,6 +19,7 @@ hold exactly its models.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -27,12 +28,16 @@ from dagctl_dagster.names import OBSERVABILITY_GROUP
 from dagctl_dagster.project import CodeLocationContext
 from dagctl_dagster.run_identity import JobKind, job_name
 
+if TYPE_CHECKING:
+    from dagctl_dagster.alerts.run_failure import StepNames
+
 
 @dataclass
 class Alerting:
     definitions: dg.Definitions = field(default_factory=dg.Definitions)
     hooks: dict[str, set[dg.HookDefinition]] = field(default_factory=dict)
-    # The `dagctl_freshness` checks: the freshness sensor evaluates them, model runs leave them out.
+    # The `dagctl_freshness` checks: the sensor and the runs that plan them evaluate them;
+    # `<project>_run` jobs leave them out.
     freshness_checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
 
     def step_hooks_for(self, project: ProjectConfig) -> set[dg.HookDefinition]:
@@ -64,16 +69,18 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
             (alerts_key(p.name), f"Alerts raised for project '{p.name}' (tier, cause, summary)."),
             (
                 runs_key(p.name),
-                f"One observation per finished {job_name(p.project, JobKind.RUN)}: duration and model counts.",
+                f"One observation per finished run that included models of '{p.name}' "
+                f'({job_name(p.project, JobKind.RUN)}, "Materialize all", any selection): duration and model counts.',
             ),
         )
     ]
     sensors = [
-        slack_run_failure_sensor(lookup, hooked_jobs={job_name(p.project, JobKind.RUN) for p in location.projects}),
+        slack_run_failure_sensor(lookup, _step_names(location)),
         tiered_alert_sensor(
             lookup,
             model_keys={p.name: list(p.model_keys) for p in location.projects},
             state_keys={p.name: state_key(p.name) for p in location.projects if p.state_probe is not None},
+            state_probes={p.name: p.state_probe for p in location.projects if p.state_probe is not None},
         ),
     ]
     freshness_checks, freshness_sensors = build_freshness(location, lookup)
@@ -86,3 +93,16 @@ def build_alerting(location: CodeLocationContext) -> Alerting:
         resources={SLACK_RESOURCE_KEY: slack_resource()},
     )
     return Alerting(definitions=definitions, hooks=hooks, freshness_checks=freshness_checks)
+
+
+def _step_names(location: CodeLocationContext) -> StepNames:
+    from dagctl_dagster.alerts.run_failure import StepNames
+
+    projects_by_op = {
+        definition.op.name: p.name
+        for p in location.projects
+        for definition in p.assets
+        if isinstance(definition, dg.AssetsDefinition) and definition.is_executable
+    }
+    models_by_op = {op: model for p in location.projects for op, model in p.models_by_op.items()}
+    return StepNames(models_by_op=models_by_op, projects_by_op=projects_by_op)

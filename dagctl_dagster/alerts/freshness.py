@@ -11,8 +11,10 @@ The sensor ``dagctl_freshness`` (every ``freshness.check_interval_seconds``) rec
 ``dagctl_freshness`` asset check evaluation on each model whenever its verdict changes, so
 the asset pages show late models as failed checks, and raises a ``late_model`` alert
 (tier ``warning``, or ``page`` when the project's ``freshness.tier`` says so) through the
-tiered alerts' delivery: once per model per cooldown. Executing the checks from the UI
-(a run that selects only checks) evaluates them in that run the same way.
+tiered alerts' delivery: once per model per cooldown. A run that plans the checks (a
+"Materialize all" plans every check of its models; the UI's "Execute" only the checks)
+evaluates them in that run the same way, after its model steps, reading SQLMesh state through
+the run's own session (:meth:`~dagctl_dagster.project.FreshnessSource.schedules_in_run`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dagctl_dagster.alerts.cursor import AlertCursor
 from dagctl_dagster.alerts.projects import ProjectLookup
 from dagctl_dagster.alerts.sender import AlertResource
 from dagctl_dagster.config import FreshnessConfig, ProjectConfig
+from dagctl_dagster.execution.dagster_adapter import latest_check_results
 from dagctl_dagster.names import FRESHNESS_CHECK_NAME, FRESHNESS_DUE_KEY, FRESHNESS_LAST_END_KEY, PROJECT_TAG
 from dagctl_dagster.project import FreshnessSource, ModelSchedule
 from dagctl_dagster.run_identity import FRESHNESS_SENSOR, project_op_name
@@ -105,10 +108,14 @@ def check_evaluation(verdict: Verdict, settings: FreshnessConfig) -> dg.AssetChe
         asset_key=verdict.key,
         check_name=FRESHNESS_CHECK_NAME,
         passed=not verdict.late,
-        severity=dg.AssetCheckSeverity.ERROR if settings.tier == "page" else dg.AssetCheckSeverity.WARN,
+        severity=_severity(settings),
         description=verdict.description,
         metadata=_metadata(verdict),
     )
+
+
+def _severity(settings: FreshnessConfig) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity.ERROR if settings.tier == "page" else dg.AssetCheckSeverity.WARN
 
 
 def _metadata(verdict: Verdict) -> dict[str, dg.RawMetadataValue]:
@@ -124,8 +131,9 @@ def _metadata(verdict: Verdict) -> dict[str, dg.RawMetadataValue]:
 def freshness_checks(source: ProjectFreshness, settings: FreshnessConfig) -> dg.AssetChecksDefinition | None:
     """The ``dagctl_freshness`` check of every model of the project that has an SLA.
 
-    The sensor records its evaluations; a run selecting only checks (the UI's "Execute")
-    evaluates them itself. Runs that materialize models leave it to the sensor.
+    The sensor records its evaluations. A run that plans the checks evaluates them itself,
+    after its model steps: "Materialize all" plans every check of the selected models, the
+    UI's "Execute" only the checks. ``<project>_run`` jobs do not select them.
     """
     keys = source.check_keys
     if not keys:
@@ -137,38 +145,55 @@ def freshness_checks(source: ProjectFreshness, settings: FreshnessConfig) -> dg.
         for key in keys
     ]
 
-    @dg.multi_asset_check(specs=specs, can_subset=True, name=project_op_name(source.name, "freshness"))
+    @dg.multi_asset_check(
+        specs=specs,
+        can_subset=True,
+        name=project_op_name(source.name, "freshness"),
+        required_resource_keys=set(source.source.run_resource_keys),
+    )
     def _checks(context) -> Iterator[dg.AssetCheckResult]:  # no hint: dagster cannot resolve postponed ones here
-        if context.run.asset_selection:  # a model run: the sensor evaluates freshness
-            return
         selected = {key.asset_key for key in context.selected_asset_check_keys}
-        for verdict in evaluate(source, settings, context.instance, datetime.now(UTC)):
-            if verdict.key in selected:
-                evaluation = check_evaluation(verdict, settings)
-                yield dg.AssetCheckResult(
-                    asset_key=verdict.key,
-                    check_name=FRESHNESS_CHECK_NAME,
-                    passed=evaluation.passed,
-                    severity=evaluation.severity,
-                    description=evaluation.description,
-                    metadata=evaluation.metadata,
-                )
+        schedules = source.source.schedules_in_run(context.resources, context.instance)
+        now = datetime.now(UTC)
+        for schedule in schedules:
+            if schedule.key in selected:
+                selected.discard(schedule.key)
+                yield check_result(check_evaluation(judge(schedule, settings, now), settings))
+        for key in sorted(selected, key=lambda k: k.to_user_string()):  # planned, but the framework has no record
+            yield dg.AssetCheckResult(
+                asset_key=key,
+                check_name=FRESHNESS_CHECK_NAME,
+                passed=False,
+                severity=_severity(settings),
+                description=f"{key.to_user_string()} has no schedule or interval in its project's state "
+                "(not deployed yet?)",
+            )
 
     return _checks
+
+
+def check_result(evaluation: dg.AssetCheckEvaluation) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=evaluation.asset_key,
+        check_name=evaluation.check_name,
+        passed=evaluation.passed,
+        severity=evaluation.severity,
+        description=evaluation.description,
+        metadata=evaluation.metadata,
+    )
 
 
 @dataclass
 class FreshnessCursor:
     alerts: AlertCursor
-    late: dict[str, bool]  # model -> last recorded verdict
 
     @classmethod
     def parse(cls, raw: str | None) -> FreshnessCursor:
         data = json.loads(raw) if raw else {}
-        return cls(AlertCursor.parse(data.get("alerts")), dict(data.get("late") or {}))
+        return cls(AlertCursor.parse(data.get("alerts")))
 
     def serialize(self) -> str:
-        return json.dumps({"alerts": self.alerts.serialize(), "late": self.late}, sort_keys=True)
+        return json.dumps({"alerts": self.alerts.serialize()}, sort_keys=True)
 
 
 def freshness_sensor(
@@ -198,11 +223,15 @@ def freshness_sensor(
                     f"freshness of project '{source.name}' not evaluated this tick: {type(exc).__name__}: {exc}"
                 )
                 continue
+            # Recorded when the verdict differs from what the asset page shows now, which a run
+            # that executed the checks may have recorded since this sensor's last tick.
+            shown = latest_check_results(
+                context.instance, [dg.AssetCheckKey(v.key, FRESHNESS_CHECK_NAME) for v in verdicts]
+            )
             for verdict in verdicts:
                 model = verdict.key.to_user_string()
-                if cursor.late.get(model) != verdict.late:
+                if shown.get(dg.AssetCheckKey(verdict.key, FRESHNESS_CHECK_NAME)) != (not verdict.late):
                     context.instance.report_runless_asset_event(check_evaluation(verdict, settings))
-                    cursor.late[model] = verdict.late
                 if verdict.late:
                     alerts.append(rules.late_model(source.name, settings.tier, model, verdict.description))
         deliver_alerts(context, lookup, cursor.alerts, alerts, slack, now)

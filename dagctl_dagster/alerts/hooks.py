@@ -1,5 +1,10 @@
 """The Slack failure hook on every model step (what dagster-slack's ``slack_on_failure`` does).
 
+The first model step of a run that fails posts at once (the run may go on for long); later
+failures of that run post nothing more, and the message says where to see them. A step that
+did not run its model posts nothing: the run-failure sensor posts that run, naming what
+failed, unless a model failure was posted already (:mod:`dagctl_dagster.alerts.heard`).
+
 Example::
 
     hook = model_failure_hook("analytics", "#data-alerts", {"analytics__db__orders": "db/orders"})
@@ -18,6 +23,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from dagctl_dagster.alerts.heard import claim_run_alert
 from dagctl_dagster.alerts.messages import StepFailure, step_failure_text
 from dagctl_dagster.alerts.sender import SLACK_RESOURCE_KEY
 from dagctl_dagster.execution.not_run import NotRun, NotRunLedger
@@ -50,12 +56,20 @@ def model_failure_hook(project: str, channel: str | None, models_by_op: Mapping[
     def _on_model_failure(context: dg.HookContext) -> None:
         # A step that did not evaluate its model (not in the environment, the project's first
         # plan failed elsewhere, a lost claim) is no model failure: the run's own alert says why.
-        if not_run_of(context) is None:
+        if not_run_of(context) is None and _first_failure_of_run(context):
             # Without a channel the client logs the message instead of sending it.
             slack = getattr(context.resources, SLACK_RESOURCE_KEY)
             slack.get_client().chat_postMessage(channel=channel or "", text=message(context))
 
     return _on_model_failure
+
+
+def _first_failure_of_run(context: dg.HookContext) -> bool:
+    try:
+        return claim_run_alert(context.instance, context.run_id, by=f"step {context.step_key}")
+    except Exception:  # storage unreachable: leave the run to the run-failure sensor
+        logger.exception("could not mark run %s as alerted; the run-failure sensor posts it", context.run_id)
+        return False
 
 
 def model_of_step(context: dg.HookContext, models_by_op: Mapping[str, str]) -> str:

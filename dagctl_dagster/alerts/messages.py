@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from dagctl_dagster.secrets import redact
 
 WEBSERVER_URL_ENV_VAR = "DAGSTER_WEBSERVER_URL"
+# The first model failure of a run is its only message.
+MORE_FAILURES_NOTE = "_Further failures of this run, if any, are not posted again: the run shows them all._"
+MAX_LISTED_STEPS = 5
 TIER_ICONS = {"page": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 
 
@@ -30,11 +33,20 @@ class StepFailure:
 
 
 @dataclass(frozen=True)
+class FailedStep:
+    """A step of a failed run: what it ran (its model(s), else the step) and its error."""
+
+    name: str
+    error: str
+
+
+@dataclass(frozen=True)
 class RunFailure:
     project: str | None
     run_id: str
     job_name: str
     error: str
+    failed_steps: tuple[FailedStep, ...] = ()
 
 
 def first_line(text: str | None, *, limit: int = 300) -> str:
@@ -56,16 +68,24 @@ def step_failure_text(failure: StepFailure) -> str:
     lines = [
         f":red_circle: *{failure.project}* model {models} failed in run {failure.run_id} (job {failure.job_name})",
         f"> {first_line(failure.error)}",
+        MORE_FAILURES_NOTE,
     ]
     return _with_link(lines, failure.run_id)
 
 
 def run_failure_text(failure: RunFailure) -> str:
+    """What failed: each failed step (at most :data:`MAX_LISTED_STEPS`) with its error, else
+    the run's own failure (its worker died, it could not start)."""
     project = f"*{failure.project}* " if failure.project else ""
-    lines = [
-        f":red_circle: {project}run {failure.run_id} (job {failure.job_name}) failed outside any model step",
-        f"> {first_line(failure.error)}",
-    ]
+    run = f"run {failure.run_id} (job {failure.job_name})"
+    steps = failure.failed_steps
+    if not steps:
+        lines = [f":red_circle: {project}{run} failed outside any model step", f"> {first_line(failure.error)}"]
+        return _with_link(lines, failure.run_id)
+    lines = [f":red_circle: {project}{run} failed: {len(steps)} step(s) failed"]
+    lines += [f"> `{step.name}`: {first_line(step.error, limit=200)}" for step in steps[:MAX_LISTED_STEPS]]
+    if len(steps) > MAX_LISTED_STEPS:
+        lines.append(f"> … and {len(steps) - MAX_LISTED_STEPS} more")
     return _with_link(lines, failure.run_id)
 
 

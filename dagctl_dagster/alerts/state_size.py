@@ -8,6 +8,8 @@ Example::
 Each observation carries ``size_bytes`` (DuckDB: the state file; PostgreSQL: the state
 tables' total relation size) and ``reachable``; an unreachable database is observed as
 ``reachable: false`` with the error's first line, which the tiered-alert sensor pages on.
+Besides the hourly job, the tiered-alert sensor observes it after every finished run that
+included the project's models (:func:`state_size_metadata`).
 """
 
 from __future__ import annotations
@@ -41,27 +43,33 @@ def _state_size_asset(project: str, probe: Callable[[], StateSize]) -> dg.Source
     @dg.observable_source_asset(
         key=state_key(project),
         group_name=OBSERVABILITY_GROUP,
-        description=f"State database of project '{project}' (size observed hourly).",
+        description=f"State database of project '{project}' (size observed hourly and after each run of its models).",
     )
     def _observe(context) -> dg.ObserveResult:
-        try:
-            size = probe()
-        except Exception as exc:  # an unreachable database is an observation, paged by the alert sensor
-            # the whole message on one line: SQLMesh config errors put the cause on line two
-            error = first_line(" ".join(f"{type(exc).__name__}: {exc}".split()))
-            context.log.error(f"state database of '{project}' unreachable: {error}")
-            return dg.ObserveResult(metadata={"reachable": False, "error": error})
-        metadata: dict[str, Any] = {
-            "reachable": True,
-            "backend": size.backend,
-            "size_bytes": dg.MetadataValue.int(size.size_bytes),
-            "location": size.location,
-        }
-        if size.database_bytes is not None:
-            metadata["database_bytes"] = dg.MetadataValue.int(size.database_bytes)
-        return dg.ObserveResult(metadata=metadata)
+        return dg.ObserveResult(metadata=state_size_metadata(project, probe, context.log))
 
     return _observe
+
+
+def state_size_metadata(project: str, probe: Callable[[], StateSize], log: Any) -> dict[str, Any]:
+    """What one observation of the state database records; an unreachable database is an
+    observation too (``reachable: false`` and the error), paged by the tiered-alert sensor."""
+    try:
+        size = probe()
+    except Exception as exc:
+        # the whole message on one line: SQLMesh config errors put the cause on line two
+        error = first_line(" ".join(f"{type(exc).__name__}: {exc}".split()))
+        log.error(f"state database of '{project}' unreachable: {error}")
+        return {"reachable": False, "error": error}
+    metadata: dict[str, Any] = {
+        "reachable": True,
+        "backend": size.backend,
+        "size_bytes": dg.MetadataValue.int(size.size_bytes),
+        "location": size.location,
+    }
+    if size.database_bytes is not None:
+        metadata["database_bytes"] = dg.MetadataValue.int(size.database_bytes)
+    return metadata
 
 
 def state_size_observation(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -25,10 +26,12 @@ from dagctl_dagster.alerts import rules
 from dagctl_dagster.alerts.cursor import AlertCursor
 from dagctl_dagster.alerts.messages import tier_alert_text
 from dagctl_dagster.alerts.projects import ProjectLookup
-from dagctl_dagster.alerts.run_summary import summarize_run
+from dagctl_dagster.alerts.run_summary import ProjectModels, RunSummary, run_models, summarize_run
 from dagctl_dagster.alerts.sender import AlertResource, AlertSender
+from dagctl_dagster.alerts.state_size import state_key, state_size_metadata
 from dagctl_dagster.names import OBSERVABILITY_PREFIX, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
-from dagctl_dagster.run_identity import TIERED_ALERTS_SENSOR, JobKind
+from dagctl_dagster.project import StateSize
+from dagctl_dagster.run_identity import TIERED_ALERTS_SENSOR, JobKind, RunProject
 from dagctl_dagster.secrets import redact
 
 # Without a cursor (first tick), only this recent past is alerted on.
@@ -49,9 +52,19 @@ def tiered_alert_sensor(
     model_keys: Mapping[str, Sequence[dg.AssetKey]],
     state_keys: Mapping[str, dg.AssetKey],
     *,
+    state_probes: Mapping[str, Callable[[], StateSize]] | None = None,
     minimum_interval_seconds: int = 60,
 ) -> dg.SensorDefinition:
-    """One sensor for the code location; its cursor holds the read position and cooldowns."""
+    """One sensor for the code location; its cursor holds the read position and cooldowns.
+
+    Every finished run that included models of a project (its ``<project>_run``, a
+    "Materialize all", any selection across projects) is recorded on that project's
+    ``dagctl/<project>/runs`` with that project's counts, and its state database observed
+    on ``dagctl/<project>/sqlmesh_state`` when ``state_probes`` has the project.
+    """
+    included = _RunProjects(
+        {p: frozenset(k.to_user_string() for k in keys) for p, keys in model_keys.items()}, state_probes or {}
+    )
 
     @dg.sensor(
         name=TIERED_ALERTS_SENSOR,
@@ -61,7 +74,7 @@ def tiered_alert_sensor(
     )
     def _sensor(context: dg.SensorEvaluationContext, slack: AlertResource) -> dg.SensorResult:
         cursor = AlertCursor.parse(context.cursor)
-        evaluation = _Evaluation(context, projects, cursor, time.time())
+        evaluation = _Evaluation(context, projects, cursor, time.time(), included)
         evaluation.finished_runs()
         for project, keys in model_keys.items():
             for key in keys:
@@ -76,8 +89,31 @@ def tiered_alert_sensor(
     return _sensor
 
 
+@dataclass(frozen=True)
+class _RunProjects:
+    """Each project's models, to tell which projects a run included, and its state probe."""
+
+    models: Mapping[str, frozenset[str]]
+    state_probes: Mapping[str, Callable[[], StateSize]]
+
+    def of_run(self, instance: dg.DagsterInstance, run: dg.DagsterRun, tagged: RunProject) -> list[str]:
+        planned = run_models(instance, run)
+        found = [project for project, models in self.models.items() if models & planned]
+        if tagged.project is not None and tagged.kind is JobKind.RUN and tagged.project.name not in found:
+            found.append(tagged.project.name)
+        return found
+
+
 class _Evaluation:
-    def __init__(self, context: dg.SensorEvaluationContext, projects: ProjectLookup, cursor: AlertCursor, now: float):
+    def __init__(
+        self,
+        context: dg.SensorEvaluationContext,
+        projects: ProjectLookup,
+        cursor: AlertCursor,
+        now: float,
+        included: _RunProjects,
+    ):
+        self.included = included
         self.context = context
         self.instance = context.instance
         self.projects = projects
@@ -100,12 +136,18 @@ class _Evaluation:
             return
         run = run_record.dagster_run
         match = self.projects.run_project(run.job_name, run.tags)
+        included = self.included.of_run(self.instance, run, match)
+        for project_name in included:
+            summary = self._record_run_summary(project_name, run_record)
+            self._observe_state(project_name)
+            if len(included) == 1:
+                self.instance.add_run_tags(run.run_id, summary.run_tags())
+        if len(included) > 1:  # the run's own tags count all its models
+            self.instance.add_run_tags(run.run_id, summarize_run(self.instance, run_record).run_tags())
         if match.project is None:
             return
         project, kind = match.project.name, match.kind
         thresholds = self.projects.alerts_for(project).thresholds
-        if kind is JobKind.RUN:
-            self._record_run_summary(project, run_record)
         if event_type == dg.DagsterEventType.RUN_FAILURE:
             self._add(rules.scheduled_run_failed(project, run))
             return
@@ -134,12 +176,21 @@ class _Evaluation:
     def deliver(self, slack: AlertSender) -> None:
         deliver_alerts(self.context, self.projects, self.cursor, self.alerts, slack, self.now)
 
-    def _record_run_summary(self, project: str, record: dg.RunRecord) -> None:
-        summary = summarize_run(self.instance, record)
-        self.instance.add_run_tags(summary.run_id, summary.run_tags())
+    def _record_run_summary(self, project: str, record: dg.RunRecord) -> RunSummary:
+        models = self.included.models.get(project)  # unknown: the run is the project's (its tag)
+        summary = summarize_run(self.instance, record, ProjectModels(project, models) if models else None)
         self.instance.report_runless_asset_event(
             dg.AssetObservation(asset_key=runs_key(project), metadata=summary.metadata())
         )
+        return summary
+
+    def _observe_state(self, project: str) -> None:
+        probe = self.included.state_probes.get(project)
+        if probe is not None:
+            metadata = state_size_metadata(project, probe, self.context.log)
+            self.instance.report_runless_asset_event(
+                dg.AssetObservation(asset_key=state_key(project), metadata=metadata)
+            )
 
     def _add(self, alert: rules.Alert | None) -> None:
         if alert is not None:

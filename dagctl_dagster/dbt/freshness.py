@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -31,6 +32,13 @@ class DbtFreshness:
     @property
     def locked_by_runs(self) -> bool:
         return False  # read from Dagster's event log
+
+    @property
+    def run_resource_keys(self) -> frozenset[str]:
+        return frozenset()
+
+    def schedules_in_run(self, resources: Any, instance: dg.DagsterInstance) -> list[ModelSchedule]:
+        return self.schedules(instance)  # the run's own builds are in the event log already
 
     def schedules(self, instance: dg.DagsterInstance) -> list[ModelSchedule]:
         found = []

@@ -82,6 +82,7 @@ __all__ = [
     "run_and_step_of_op",
     "step_tags",
     "keep_sqlite_event_connections_open",
+    "latest_check_results",
     "storage_connections_held_open",
 ]
 
@@ -546,3 +547,17 @@ def set_pool_limit(instance: dg.DagsterInstance, pool: str, limit: int) -> bool:
     except IntegrityError:  # another run created the pool at the same moment: set it on the row it made
         storage.set_concurrency_slots(pool, limit)
     return True
+
+
+def latest_check_results(
+    instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey]
+) -> dict[dg.AssetCheckKey, bool]:
+    """Whether each check's latest recorded evaluation passed (what the asset page shows), in
+    one read; checks never evaluated, or whose latest execution has no result yet, are absent."""
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(check_keys))
+    found: dict[dg.AssetCheckKey, bool] = {}
+    for key, record in records.items():
+        event = record.event.dagster_event if record.event is not None else None
+        if event is not None and event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            found[key] = event.asset_check_evaluation_data.passed
+    return found

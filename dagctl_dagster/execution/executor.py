@@ -45,7 +45,7 @@ from dagctl_dagster.execution.run_frameworks import STOP_WAIT_SECONDS, RunFramew
 from dagctl_dagster.execution.run_pools import apply_pool_limits
 from dagctl_dagster.execution.step_machine import StepMachine
 from dagctl_dagster.execution.tally import Tally
-from dagctl_dagster.names import ExecutorSummary
+from dagctl_dagster.names import PROJECT_TAG, SUMMARY_PROJECT_KEY, ExecutorSummary
 
 if TYPE_CHECKING:
     from dagctl_dagster.execution.claims import ClaimStore
@@ -168,16 +168,33 @@ class ClaimAwareExecutor(adapter.Executor):
                 tally = Tally()
                 with adapter.started_plan(job_context, execution_plan) as plan:
                     yield from _RunExecution(plan, self.settings, store, tally).events()
-                yield _summary_event(job_context, tally.summary(time.perf_counter() - started))
+                yield from _summary_events(job_context, tally, time.perf_counter() - started)
         finally:
             store.dispose()
 
 
-def _summary_event(job_context: adapter.PlanExecutionContext, summary: ExecutorSummary) -> adapter.DagsterEvent:
-    metadata = summary.metadata()
-    return adapter.engine_event(
-        job_context, f"{RUN_SUMMARY_MESSAGE}: " + ", ".join(f"{k}={v}" for k, v in metadata.items()), metadata
-    )
+def _summary_events(
+    job_context: adapter.PlanExecutionContext, tally: Tally, duration_s: float
+) -> Iterator[adapter.DagsterEvent]:
+    """The run's summary; a run spanning projects adds one per project (each project's
+    ``dagctl/<project>/runs`` record reads its own)."""
+    yield _summary_event(job_context, tally.summary(duration_s), None)
+    projects = tally.projects()
+    if len(projects) > 1:
+        for project in projects:
+            yield _summary_event(job_context, tally.summary(duration_s, project), project)
+
+
+def _summary_event(
+    job_context: adapter.PlanExecutionContext, summary: ExecutorSummary, project: str | None
+) -> adapter.DagsterEvent:
+    metadata: dict[str, Any] = summary.metadata()
+    title = RUN_SUMMARY_MESSAGE
+    if project is not None:
+        metadata[SUMMARY_PROJECT_KEY] = project
+        title = f"{RUN_SUMMARY_MESSAGE} of project '{project}'"
+    counts = ", ".join(f"{k}={v}" for k, v in summary.metadata().items())
+    return adapter.engine_event(job_context, f"{title}: {counts}", metadata)
 
 
 class _RunExecution:
@@ -187,7 +204,10 @@ class _RunExecution:
         self.plan = plan
         self.settings = settings
         self.steps = plan.steps_in_order()
-        self.claims = RunClaims(store, plan, {step.key: plan.models_of(step) for step in self.steps})
+        models_by_step = {step.key: plan.models_of(step) for step in self.steps}
+        self.claims = RunClaims(store, plan, models_by_step)
+        tally.models_by_step = models_by_step
+        tally.project_of_step = {step.key: adapter.step_tags(step).get(PROJECT_TAG, "") for step in self.steps}
         self.frameworks = RunFrameworks.of_run(plan, settings.max_concurrent)
         self.tally = tally
         # Held for the whole run: the steps record in it, the tally and the failure hooks read it.

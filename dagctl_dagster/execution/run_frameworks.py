@@ -68,8 +68,13 @@ class RunFrameworks:
 
     @classmethod
     def of_run(cls, plan: adapter.PlanRun, max_concurrent: int) -> RunFrameworks:
+        """The sessions serving a step of this run. A session a step only reads from (the
+        freshness checks of a run that executes no model) is not prepared: preparing applies
+        a first plan and runs ``before_all``, which only model steps call for."""
+        served = {adapter.step_tags(step).get(PROJECT_TAG, "") for step in plan.steps_in_order()}
         resources = adapter.resource_instances(plan.job_context)
-        return cls(plan, [r for r in resources if isinstance(r, RunFramework)], max_concurrent)
+        frameworks = [r for r in resources if isinstance(r, RunFramework) and r.projects & served]
+        return cls(plan, frameworks, max_concurrent)
 
     def slot_of(self, step: adapter.ExecutionStep) -> FrameworkSlot | None:
         return self._slot_by_project.get(adapter.step_tags(step).get(PROJECT_TAG, ""))

@@ -27,7 +27,7 @@ from dagctl_dagster.execution.run_frameworks import ENVIRONMENT_POLL_SECONDS, Fr
 from dagctl_dagster.execution.step_body import StepCrashed, StepDone, StepEvents, StepHooks, StepMessage, run_step
 from dagctl_dagster.execution.step_workers import StepWorkers
 from dagctl_dagster.execution.tally import Tally
-from dagctl_dagster.names import NotRunReason
+from dagctl_dagster.names import FAILED_MODELS_KEY, SKIPPED_MODELS_KEY, NotRunReason, model_names
 
 if TYPE_CHECKING:
     from dagctl_dagster.execution.pauses import Pause
@@ -209,12 +209,11 @@ class StepMachine:
 
     def _handle_step_event(self, step_key: str, event: adapter.DagsterEvent) -> Iterator[adapter.DagsterEvent]:
         yield event
-        if (
-            self._claims.is_multi_model(step_key)
-            and event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
-            and event.asset_key is not None
-        ):
-            self._claims.node_finished(step_key, event.asset_key.to_user_string())
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and event.asset_key is not None:
+            model = event.asset_key.to_user_string()
+            self._tally.materialized(step_key, model)
+            if self._claims.is_multi_model(step_key):
+                self._claims.node_finished(step_key, model)
         if event.is_step_success:
             self._plan.mark_unyielded_outputs_produced(step_key)
         self._plan.handle_event(event)
@@ -226,8 +225,18 @@ class StepMachine:
                 self._tally.not_run_step(step_key, not_run.reason)
             else:
                 self._tally.failed.add(step_key)
+                self._record_failed_models(step_key, event)
         elif event.is_step_success:
             self._tally.executed.add(step_key)
+
+    def _record_failed_models(self, step_key: str, event: adapter.DagsterEvent) -> None:
+        """A multi-model step's failure names its failed and skipped models (dbt's node results)."""
+        data = event.step_failure_data.user_failure_data if event.step_failure_data else None
+        metadata = data.metadata if data is not None else {}
+        if FAILED_MODELS_KEY in metadata:
+            self._tally.failed_step(
+                step_key, model_names(metadata[FAILED_MODELS_KEY]), model_names(metadata.get(SKIPPED_MODELS_KEY))
+            )
 
     def _step_thread_done(self, step_key: str) -> None:
         if self._in_flight.pop(step_key, None) is None:

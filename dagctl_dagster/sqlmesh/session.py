@@ -322,6 +322,18 @@ class SQLMeshRunSession(RunFramework):
             if acquired:
                 self._engine_lock.release()
 
+    # -- freshness -----------------------------------------------------------------------
+
+    def completed_intervals(self) -> list[internals.ModelIntervals] | None:
+        """The environment's interval records, read on this run's own connection (for the
+        ``dagctl_freshness`` checks a run executes after its models); None while the session
+        has no Context open (no model of the run used it): the caller reads state itself."""
+        context = self._context
+        if context is None:
+            return None
+        with self._engine_guard(blocking=True):
+            return internals.completed_intervals(context, self.environment)
+
     # -- closing -------------------------------------------------------------------------
 
     def close(self) -> None:
