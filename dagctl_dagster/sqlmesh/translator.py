@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from dagctl_dagster.names import COLUMN_SCHEMA_KEY
 from dagctl_dagster.sqlmesh import internals
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class DagsterSQLMeshTranslator:
         }
         schema = self.get_column_schema(model)
         if schema is not None:
-            metadata["dagster/column_schema"] = schema
+            metadata[COLUMN_SCHEMA_KEY] = schema
         path = internals.model_file(model)
         if path:
             metadata["sqlmesh/file"] = str(path)
