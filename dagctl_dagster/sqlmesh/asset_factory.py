@@ -34,7 +34,14 @@ import dagster as dg
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.execution.framework import StepGrant
 from dagctl_dagster.execution.not_run import NotRun
-from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG, SQLMESH_MODEL_TAG, NotRunReason
+from dagctl_dagster.names import (
+    FRAMEWORK_TAG,
+    PROJECT_TAG,
+    ROW_COUNT_KEY,
+    SQLMESH_DURATION_KEY,
+    SQLMESH_MODEL_TAG,
+    NotRunReason,
+)
 from dagctl_dagster.project import ProjectDefinitions
 from dagctl_dagster.run_identity import JobKind, framework_resource_key, job_name, model_op_name
 from dagctl_dagster.sqlmesh import FRAMEWORK, internals
@@ -484,7 +491,7 @@ def _now_ms() -> int:
 def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession) -> dict[str, Any]:
     intervals = outcome.plan_intervals + outcome.intervals
     metadata: dict[str, Any] = {
-        "duration_s": dg.MetadataValue.float(round(outcome.duration_s, 4)),
+        SQLMESH_DURATION_KEY: dg.MetadataValue.float(round(outcome.duration_s, 4)),
         "intervals": dg.MetadataValue.int(outcome.interval_count),
         "batches": dg.MetadataValue.int(len(intervals)),
         "interval_ranges": ", ".join(f"{_ts(s)} → {_ts(e)}" for s, e in intervals),
@@ -494,6 +501,8 @@ def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession)
         metadata["evaluated_by_plan"] = dg.MetadataValue.bool(True)
     if outcome.rows_processed is not None:
         metadata["rows_processed"] = dg.MetadataValue.int(outcome.rows_processed)
+    if outcome.row_count is not None:
+        metadata[ROW_COUNT_KEY] = dg.MetadataValue.int(outcome.row_count)
     if outcome.physical_table:
         metadata["physical_table"] = outcome.physical_table
     if outcome.snapshot_version:

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.frameworks import Deploy
-from dagctl_dagster.names import DEPLOY_SCOPE_TAG, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
+from dagctl_dagster.names import DEPLOY_SCOPE_TAG, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY, SQLMESH_DURATION_KEY
 from dagctl_dagster.project import single_op_job
 from dagctl_dagster.run_identity import JobKind, job_name, op_name
 from dagctl_dagster.secrets import redact
@@ -252,12 +252,10 @@ def _run_plan(
 class EvaluatedIntervals:
     """The batches a plan evaluated, per snapshot name, as SQLMesh's console reports them."""
 
-    by_snapshot: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    by_snapshot: dict[str, list[internals.PlanBatch]] = field(default_factory=dict)
 
-    def record(self, snapshot_name: str, interval: tuple[int, int], count: int, audits_failed: int) -> None:
-        self.by_snapshot.setdefault(snapshot_name, []).append(interval)
-        self.counts[snapshot_name] = self.counts.get(snapshot_name, 0) + count
+    def record(self, batch: internals.PlanBatch) -> None:
+        self.by_snapshot.setdefault(batch.snapshot_name, []).append(batch)
 
     def materializations(
         self, context: Any, project: ProjectConfig, environment: str
@@ -266,19 +264,21 @@ class EvaluatedIntervals:
         from dagctl_dagster.sqlmesh.translator import DagsterSQLMeshTranslator
 
         translator = DagsterSQLMeshTranslator(project.name)
-        for name, intervals in sorted(self.by_snapshot.items()):
+        for name, batches in sorted(self.by_snapshot.items()):
             model = context.models.get(name)
             if model is None or internals.is_external(model) or internals.is_embedded(model):
                 continue
-            yield dg.AssetMaterialization(
-                asset_key=translator.get_asset_key(model),
-                metadata={
-                    "intervals": dg.MetadataValue.int(self.counts[name]),
-                    "batches": dg.MetadataValue.int(len(intervals)),
-                    "evaluated_by_plan": dg.MetadataValue.bool(True),
-                    "sqlmesh/environment": environment,
-                },
-            )
+            metadata: dict[str, Any] = {
+                SQLMESH_DURATION_KEY: dg.MetadataValue.float(round(sum(b.duration_s for b in batches), 4)),
+                "intervals": dg.MetadataValue.int(sum(b.interval_count for b in batches)),
+                "batches": dg.MetadataValue.int(len(batches)),
+                "evaluated_by_plan": dg.MetadataValue.bool(True),
+                "sqlmesh/environment": environment,
+            }
+            rows = [b.rows_processed for b in batches if b.rows_processed is not None]
+            if rows:
+                metadata["rows_processed"] = dg.MetadataValue.int(sum(rows))
+            yield dg.AssetMaterialization(asset_key=translator.get_asset_key(model), metadata=metadata)
 
 
 def _dry_run(summary: PlanSummary, metadata: dict[str, Any], reason: str) -> dg.Output[dict]:

@@ -61,11 +61,13 @@ class ModelOutcome:
     plan_intervals: list[tuple[int, int]] = field(default_factory=list)  # batches the first plan evaluated
     interval_count: int = 0  # the node's intervals (days, hours, ...) all those batches cover
     plan_audits_failed: int = 0
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # the plan's evaluation time of the model plus the step's
     rows_processed: int | None = None
+    row_count: int | None = None  # rows in its table afterwards, where known without counting
     physical_table: str | None = None
     snapshot_version: str | None = None
     audits: list[AuditOutcome] = field(default_factory=list)
+    last_plan_rows: int | None = None  # rows the plan's last batch of it wrote (tracker), if counted
     error: str | None = None  # one line, secrets redacted
     traceback: str | None = None  # secrets redacted
 
@@ -88,9 +90,7 @@ class SQLMeshRunSession(RunFramework):
         self._engine_lock = threading.Lock()
         self._stopping = threading.Event()
         self._interrupted = False
-        self._plan_evaluations: dict[str, list[tuple[int, int]]] = {}
-        self._plan_audits_failed: dict[str, int] = {}
-        self._plan_interval_counts: dict[str, int] = {}
+        self._plan_batches: dict[str, list[internals.PlanBatch]] = {}
         self._plan_failures: dict[str, str] = {}
         self._grants = StepGrants()
         self._preparation: Preparation | None = None
@@ -140,11 +140,9 @@ class SQLMeshRunSession(RunFramework):
         except Exception as exc:
             return Preparation(error=f"{self.label}: {_one_line(exc)}")
         limit, reason = self._concurrency_limit(context)
-        due = sum(len(b) for b in self._run.batches.values())
         notes.append(
             f"{self.label} ready in {time.perf_counter() - started:.2f}s: environment "
-            f"'{self.environment}', {self._run.snapshot_count} snapshots, {len(self._run.batches)} "
-            f"with {due} due batches"
+            f"'{self.environment}', {self._run.snapshot_count} snapshots, {_due_work(self._run.batches)}"
         )
         return Preparation(concurrency_limit=limit, limit_reason=reason, notes=tuple(notes))
 
@@ -207,12 +205,8 @@ class SQLMeshRunSession(RunFramework):
     def _record_plan_failure(self, snapshot_name: str, error: str) -> None:
         self._plan_failures[snapshot_name] = redact(error)
 
-    def _record_plan_evaluation(
-        self, snapshot_name: str, interval: tuple[int, int], count: int, audits_failed: int
-    ) -> None:
-        self._plan_evaluations.setdefault(snapshot_name, []).append(interval)
-        self._plan_interval_counts[snapshot_name] = self._plan_interval_counts.get(snapshot_name, 0) + count
-        self._plan_audits_failed[snapshot_name] = self._plan_audits_failed.get(snapshot_name, 0) + audits_failed
+    def _record_plan_evaluation(self, batch: internals.PlanBatch) -> None:
+        self._plan_batches.setdefault(batch.snapshot_name, []).append(batch)
 
     # -- questions the executor asks -----------------------------------------------------
 
@@ -267,47 +261,48 @@ class SQLMeshRunSession(RunFramework):
         snapshot = run.facts(model_fqn)
         if snapshot is None:
             return ModelOutcome(model_fqn, ModelStatus.NOT_IN_ENVIRONMENT)
-        outcome = ModelOutcome(
-            model_fqn,
-            ModelStatus.NOTHING_DUE,
-            plan_intervals=list(self._plan_evaluations.get(model_fqn, [])),
-            plan_audits_failed=self._plan_audits_failed.get(model_fqn, 0),
-            interval_count=self._plan_interval_counts.get(model_fqn, 0),
-            physical_table=snapshot.physical_table,
-            snapshot_version=snapshot.version,
-        )
+        outcome = _plan_outcome(model_fqn, self._plan_batches.get(model_fqn, []))
+        outcome.physical_table = snapshot.physical_table
+        outcome.snapshot_version = snapshot.version
         started = time.perf_counter()
         with self._engine_guard(blocking=True):
             try:
-                self._execute_units(run, model_fqn, outcome, grant.holds_claims)
+                last_rows = self._execute_units(run, model_fqn, outcome, grant.holds_claims)
+                if outcome.status is ModelStatus.EVALUATED:
+                    outcome.row_count = internals.table_row_count(run, model_fqn, last_rows)
             except Exception as exc:
                 outcome.status = ModelStatus.FAILED
                 outcome.error = _one_line(exc)
                 outcome.traceback = redacted_traceback(exc)
                 outcome.audits.extend(internals.audit_failures(exc))
-        outcome.duration_s = time.perf_counter() - started
+        outcome.duration_s += time.perf_counter() - started
         return outcome
 
     def _execute_units(
         self, run: internals.ScheduledRun, model_fqn: str, outcome: ModelOutcome, holds_claims: Callable[[], bool]
-    ) -> None:
+    ) -> int | None:
+        """Evaluates the model's units into ``outcome``; returns the rows its last evaluated
+        batch wrote, as SQLMesh's execution tracker counted them (None where it did not)."""
+        last_rows = outcome.last_plan_rows
         for unit in run.units.get(model_fqn, []):
             if self._stopping.is_set():
                 outcome.status = ModelStatus.STOPPED
-                return
+                return None
             if not holds_claims():
                 outcome.status = ModelStatus.CLAIM_LOST
-                return
+                return None
             result = internals.execute_unit(run, unit)
             if result.interval is None:
                 continue
             outcome.intervals.append(result.interval)
             outcome.interval_count += result.interval_count
             outcome.audits.extend(result.audits)
+            last_rows = result.rows_processed
             if result.rows_processed is not None:
                 outcome.rows_processed = (outcome.rows_processed or 0) + result.rows_processed
         if outcome.evaluated_anything:
             outcome.status = ModelStatus.EVALUATED
+        return last_rows
 
     @contextmanager
     def _engine_guard(self, *, blocking: bool) -> Iterator[bool]:
@@ -339,6 +334,30 @@ class SQLMeshRunSession(RunFramework):
             self.log.error(f"{self.label}: after_all statements failed: {_one_line(exc)}")
         finally:
             context.close()
+
+
+def _due_work(batches: dict[str, list[tuple[int, int]]]) -> str:
+    """``nothing due``, or ``3 due batches in 2 snapshots``."""
+    due = sum(len(b) for b in batches.values())
+    with_due = sum(1 for b in batches.values() if b)
+    if not due:
+        return "nothing due"
+    return f"{due} due batch{'es' if due != 1 else ''} in {with_due} snapshot{'s' if with_due != 1 else ''}"
+
+
+def _plan_outcome(model_fqn: str, batches: list[internals.PlanBatch]) -> ModelOutcome:
+    """What the run's first plan did to the model, as SQLMesh's console reported it."""
+    rows = [b.rows_processed for b in batches if b.rows_processed is not None]
+    return ModelOutcome(
+        model_fqn,
+        ModelStatus.NOTHING_DUE,
+        plan_intervals=[b.interval for b in batches],
+        interval_count=sum(b.interval_count for b in batches),
+        plan_audits_failed=sum(b.audits_failed for b in batches),
+        duration_s=sum(b.duration_s for b in batches),
+        rows_processed=sum(rows) if rows else None,
+        last_plan_rows=batches[-1].rows_processed if batches else None,
+    )
 
 
 def _bounded(close: Callable[[], None], seconds: float, log: logging.Logger, label: str) -> None:

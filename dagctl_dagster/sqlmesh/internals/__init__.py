@@ -88,7 +88,8 @@ from dagctl_dagster.sqlmesh.internals.plans import (
     prepare_plan,
     run_unit_tests,
 )
-from dagctl_dagster.sqlmesh.internals.recording import EvaluationRecorder, FailureRecorder
+from dagctl_dagster.sqlmesh.internals.recording import EvaluationRecorder, FailureRecorder, PlanBatch
+from dagctl_dagster.sqlmesh.internals.row_counts import table_row_count
 from dagctl_dagster.sqlmesh.internals.scheduling import (
     ScheduledRun,
     SnapshotFacts,
@@ -120,6 +121,7 @@ __all__ = [
     "ModelAudit",
     "ModelIntervals",
     "ModelNode",
+    "PlanBatch",
     "PlanChanges",
     "PreparedPlan",
     "ProjectNodes",
@@ -162,5 +164,6 @@ __all__ = [
     "sqlmesh_project_name",
     "state_connection",
     "table_name",
+    "table_row_count",
     "wait_for_finalized",
 ]
