@@ -365,6 +365,7 @@ def _model_asset(ops: _OpContext, model: ModelTranslation, spec: dg.AssetSpec) -
         _raise_unless_done(outcome, f"model {model.name}", project, grant)
         if outcome.status is not ModelStatus.EVALUATED:
             context.log.info(f"SQLMesh model {model.name}: nothing due in environment '{project.environment}'.")
+            yield from _unchanged_check_results(context, spec.key, check_specs, model.name)
             return
         yield dg.MaterializeResult(
             asset_key=spec.key,
@@ -398,6 +399,8 @@ def _check_op(ops: _OpContext, node: ModelTranslation) -> dg.AssetChecksDefiniti
         outcome = session.evaluate_model(node.fqn, grant)
         results = list(_check_results(target, outcome, node.check_names, standalone=node.role == "standalone_audit"))
         yield from results
+        if outcome.status is ModelStatus.NOTHING_DUE and not results:
+            yield from _unchanged_check_results(context, target, check_specs, node.name)
         what = f"standalone audit {node.name}" if node.role == "standalone_audit" else f"audits of {node.name}"
         _raise_unless_done(outcome, what, project, grant)
 
@@ -475,6 +478,36 @@ def _check_results(
             passed=rows == 0,
             severity=dg.AssetCheckSeverity.ERROR if blocking[name] else dg.AssetCheckSeverity.WARN,
             metadata={"failed_rows": rows, "batches": len(outcome.intervals) or len(outcome.plan_intervals) or 1},
+        )
+
+
+def _unchanged_check_results(
+    context: Any, asset_key: dg.AssetKey, check_specs: Sequence[dg.AssetCheckSpec], model_name: str
+) -> Iterator[dg.AssetCheckResult]:
+    """The audits' results on the table as it still is, for a step with nothing due.
+
+    SQLMesh evaluated nothing, so it ran no audit and the table is the one the audits last
+    ran on (for an external model's or a standalone audit's step: nothing was due for them). Dagster planned the checks when the run was created; with no result it would
+    show them "skipped" as their latest state. Each check whose last result was on the
+    asset's latest materialization reports that result again, saying so; any other check
+    reports nothing.
+    """
+    from dagctl_dagster.execution.dagster_adapter import verdicts_on_latest_materialization
+
+    keys = [dg.AssetCheckKey(asset_key, spec.name) for spec in check_specs]
+    selected = context.selected_asset_check_keys
+    verdicts = verdicts_on_latest_materialization(context.instance, [k for k in keys if k in selected])
+    for key, verdict in verdicts.items():
+        yield dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name=key.name,
+            passed=verdict.passed,
+            severity=verdict.severity,
+            metadata={**verdict.metadata, "audited_in_run": verdict.run_id, "nothing_due": True},
+            description=(
+                f"Nothing due: SQLMesh evaluated no interval of {model_name} and ran no audit. The table "
+                f"is unchanged since this audit ran in run {verdict.run_id}; this is that result."
+            ),
         )
 
 
