@@ -79,6 +79,9 @@ class NotRunReason(enum.Enum):
     ENVIRONMENT_UNAVAILABLE = "environment_unavailable"  # removed while the run went on
     FRAMEWORK_NOT_READY = "framework_not_ready"  # e.g. a unit test failed before the first plan
     RUN_STOPPED = "run_stopped"  # the run was terminated mid-model
+    # A plan the run applied failed on another model, so SQLMesh promoted nothing: the model is
+    # not in the environment (what the plan evaluated of it is kept for the next plan).
+    NOT_DEPLOYED = "not_deployed"
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class ExecutorSummary:
     not_run_environment_unavailable: int = 0
     not_run_framework_not_ready: int = 0
     not_run_run_stopped: int = 0
+    not_run_not_deployed: int = 0
 
     @property
     def skipped(self) -> int:
