@@ -201,7 +201,9 @@ class _RunExecution:
             try:
                 yield from self.claims.claim()
                 with self.claims.heartbeat(interval=self.settings.lease_seconds / 3):
-                    yield from self.frameworks.prepare(self._interrupt)
+                    yield from self.frameworks.prepare(
+                        self._interrupt, self.claims.models_of, self.claims.paused_of_projects
+                    )
                     yield from self._loop()
             finally:
                 self.machine.workers.wait(STOP_WAIT_SECONDS)
