@@ -434,6 +434,8 @@ def _not_run_of(outcome: ModelOutcome, name: str, project: ProjectConfig) -> Not
         )
     if outcome.status is ModelStatus.NOT_PREPARED:
         return NotRun(NotRunReason.FRAMEWORK_NOT_READY, f"SQLMesh {name} was not evaluated: {outcome.error}")
+    if outcome.status is ModelStatus.NOT_DEPLOYED:
+        return NotRun(NotRunReason.NOT_DEPLOYED, outcome.error or f"SQLMesh {name} was not deployed")
     if outcome.status is ModelStatus.CLAIM_LOST:
         return NotRun(
             NotRunReason.CLAIM_LOST,
@@ -512,7 +514,7 @@ def _unchanged_check_results(
 
 
 def _data_version(outcome: ModelOutcome) -> dg.DataVersion:
-    intervals = outcome.plan_intervals + outcome.intervals
+    intervals = outcome.kept_intervals + outcome.plan_intervals + outcome.intervals
     latest_end = max(end for _, end in intervals)
     return dg.DataVersion(f"{outcome.snapshot_version}:{latest_end}:{len(intervals)}:{_now_ms()}")
 
@@ -522,16 +524,25 @@ def _now_ms() -> int:
 
 
 def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession) -> dict[str, Any]:
-    intervals = outcome.plan_intervals + outcome.intervals
+    intervals = outcome.kept_intervals + outcome.plan_intervals + outcome.intervals
     metadata: dict[str, Any] = {
-        SQLMESH_DURATION_KEY: dg.MetadataValue.float(round(outcome.duration_s, 4)),
         "intervals": dg.MetadataValue.int(outcome.interval_count),
-        "batches": dg.MetadataValue.int(len(intervals)),
+        "batches": dg.MetadataValue.int(len(outcome.plan_intervals) + len(outcome.intervals)),
         "interval_ranges": ", ".join(f"{_ts(s)} → {_ts(e)}" for s, e in intervals),
         "sqlmesh/environment": session.environment,
     }
+    if outcome.plan_intervals or outcome.intervals:
+        # What this run evaluated took this long; kept intervals were evaluated by another run.
+        metadata[SQLMESH_DURATION_KEY] = dg.MetadataValue.float(round(outcome.duration_s, 4))
     if outcome.plan_intervals:
         metadata["evaluated_by_plan"] = dg.MetadataValue.bool(True)
+    if outcome.kept_intervals:
+        metadata["deployed_by_plan"] = dg.MetadataValue.bool(True)
+        metadata["evaluated_earlier"] = dg.MetadataValue.text(
+            "the first plan deployed intervals an earlier plan evaluated into this table (one that "
+            "failed, or of another environment): "
+            + ", ".join(f"{_ts(s)} → {_ts(e)}" for s, e in outcome.kept_intervals)
+        )
     if outcome.rows_processed is not None:
         metadata["rows_processed"] = dg.MetadataValue.int(outcome.rows_processed)
     if outcome.row_count is not None:
