@@ -98,6 +98,9 @@ class NotRunReason(enum.Enum):
     ENVIRONMENT_UNAVAILABLE = "environment_unavailable"  # removed while the run went on
     FRAMEWORK_NOT_READY = "framework_not_ready"  # e.g. a unit test failed before the first plan
     RUN_STOPPED = "run_stopped"  # the run was terminated mid-model
+    # A plan the run applied failed on another model, so SQLMesh promoted nothing: the model is
+    # not in the environment (what the plan evaluated of it is kept for the next plan).
+    NOT_DEPLOYED = "not_deployed"
 
 
 # Metadata key of a run summary that counts one project's models (a run spanning several
@@ -131,6 +134,7 @@ class ExecutorSummary:
     not_run_environment_unavailable: int = 0
     not_run_framework_not_ready: int = 0
     not_run_run_stopped: int = 0
+    not_run_not_deployed: int = 0
     # Models whose step succeeded with nothing due (nothing evaluated, no materialization).
     nothing_due: int = 0
 

@@ -270,3 +270,29 @@ def test_postgres_storage_gets_pooled_connections_for_the_run(tmp_path, monkeypa
             _write_events_from_threads(instance, run, count=30, threads=5)
         messages = _engine_events(instance, run.run_id)
     assert sorted(messages) == sorted(f"event {i}" for i in range(30))
+
+
+def test_check_verdicts_are_those_evaluated_on_the_latest_materialization(dagster_home):
+    """What a no-op SQLMesh step reports again: a check's last result, only while it was
+    evaluated on the asset's latest materialization (Dagster's check history by status)."""
+    failing = {"value": False}
+
+    @dg.asset(check_specs=[dg.AssetCheckSpec("positive", asset="numbers")])
+    def numbers():
+        yield dg.MaterializeResult(
+            check_results=[dg.AssetCheckResult(check_name="positive", passed=not failing["value"])]
+        )
+
+    key = dg.AssetCheckKey(dg.AssetKey("numbers"), "positive")
+    with DagsterInstance.get() as instance:
+        assert adapter.verdicts_on_latest_materialization(instance, [key]) == {}
+        first = dg.materialize([numbers], instance=instance)
+        [verdict] = adapter.verdicts_on_latest_materialization(instance, [key]).values()
+        assert (verdict.passed, verdict.run_id) == (True, first.run_id)
+        failing["value"] = True
+        dg.materialize([numbers], instance=instance)
+        [verdict] = adapter.verdicts_on_latest_materialization(instance, [key]).values()
+        assert verdict.passed is False
+        # A newer materialization without a check result: the last verdict is of older data.
+        instance.report_runless_asset_event(dg.AssetMaterialization("numbers"))
+        assert adapter.verdicts_on_latest_materialization(instance, [key]) == {}

@@ -16,6 +16,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -84,6 +85,8 @@ __all__ = [
     "keep_sqlite_event_connections_open",
     "latest_check_results",
     "storage_connections_held_open",
+    "CheckVerdict",
+    "verdicts_on_latest_materialization",
 ]
 
 
@@ -561,3 +564,47 @@ def latest_check_results(
         if event is not None and event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             found[key] = event.asset_check_evaluation_data.passed
     return found
+
+
+@dataclass(frozen=True)
+class CheckVerdict:
+    """An asset check's last evaluated result (passed or failed), and the run that evaluated it."""
+
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    metadata: Mapping[str, Any]
+    run_id: str
+
+
+def verdicts_on_latest_materialization(
+    instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey]
+) -> dict[dg.AssetCheckKey, CheckVerdict]:
+    """Each check's last evaluated result, for the checks whose last evaluation was of their
+    asset's latest materialization (the data as it still is; for an asset never materialized,
+    an evaluation of none). A check never evaluated, or evaluated before a newer
+    materialization, has none."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    evaluated = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+    latest_storage_ids: dict[dg.AssetKey, int | None] = {}
+    verdicts: dict[dg.AssetCheckKey, CheckVerdict] = {}
+    for key in check_keys:
+        if key.asset_key not in latest_storage_ids:
+            records = instance.fetch_materializations(key.asset_key, limit=1).records
+            latest_storage_ids[key.asset_key] = records[0].storage_id if records else None
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1, status=evaluated)
+        event = history[0].event if history else None
+        evaluation = event.dagster_event.asset_check_evaluation_data if event and event.dagster_event else None
+        if evaluation is None:
+            continue
+        target = evaluation.target_materialization_data
+        # An external asset is never materialized: its checks' target is None, as is its latest.
+        if (target.storage_id if target else None) != latest_storage_ids[key.asset_key]:
+            continue
+        verdicts[key] = CheckVerdict(
+            passed=evaluation.passed,
+            severity=evaluation.severity,
+            metadata=dict(evaluation.metadata),
+            run_id=history[0].run_id,
+        )
+    return verdicts

@@ -223,7 +223,9 @@ class _RunExecution:
                 yield from self.claims.claim()
                 yield from apply_pool_limits(self.plan)
                 with self.claims.heartbeat(interval=self.settings.lease_seconds / 3):
-                    yield from self.frameworks.prepare(self._interrupt)
+                    yield from self.frameworks.prepare(
+                        self._interrupt, self.claims.models_of, self.claims.paused_of_projects
+                    )
                     yield from self._loop()
             finally:
                 self.machine.workers.wait(STOP_WAIT_SECONDS)

@@ -10,6 +10,7 @@ type and asks them, on its own thread, the few things it must:
   projects may run at once; :class:`RunSetup` carries the run's own bound on concurrent steps;
 - ``start_step``: a step of these projects starts now, with this :class:`StepGrant`;
 - ``stop_reason``: may a new step still start (has the environment been re-planned)?
+- ``refusal``: may this step start (a model a failed plan left undeployed may not)?
 - ``interrupt``: the run is being terminated: cancel running queries, start nothing new;
 - ``thread_ending``: a step thread, reused from step to step, ends with the run.
 
@@ -42,6 +43,15 @@ def _always_held() -> bool:
 
 
 @dataclass(frozen=True)
+class RunStep:
+    """A step of the run that a session serves."""
+
+    key: str
+    tags: Mapping[str, str]
+    models: tuple[str, ...]  # asset keys as ``a/b``
+
+
+@dataclass(frozen=True)
 class RunSetup:
     """What the executor tells each session before any of its steps starts."""
 
@@ -49,6 +59,22 @@ class RunSetup:
     # The run's bound on concurrent steps (executor config `max_concurrent`, else
     # MAX_CONCURRENT_MODELS); None under Dagster's own executors.
     max_concurrent: int | None = None
+    # The run's steps this session serves, upstream first; empty under Dagster's own executors.
+    steps: tuple[RunStep, ...] = ()
+    # Every paused model of the session's projects (asset keys as ``a/b``; in this run or not),
+    # with who paused it and why: work done before the steps (a first plan) leaves them out.
+    paused: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a step must not start, as its session answers right before the step would."""
+
+    not_run: NotRun
+    # False: the step fails and its downstream is blocked. True: the step is skipped and each
+    # downstream step is asked in turn, for one whose own outcome is what matters (the model a
+    # plan failed on); only when another step of the run fails for the same cause.
+    downstream_asked: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +170,11 @@ class RunFramework(abc.ABC):
     @abc.abstractmethod
     def stop_reason(self) -> StopReason | None:
         """Asked before a step starts; ``None`` lets it start. Never raises."""
+
+    def refusal(self, step_key: str) -> Refusal | None:
+        """Asked before the step ``step_key`` starts (after ``stop_reason``); ``None`` lets it
+        start. Never raises."""
+        return None
 
     @abc.abstractmethod
     def interrupt(self) -> None:

@@ -20,7 +20,7 @@ import getpass
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -138,3 +138,20 @@ class PauseStore:
 def _pause_from_row(row: sa.Row) -> Pause:
     paused_at = row.paused_at if row.paused_at.tzinfo else row.paused_at.replace(tzinfo=UTC)
     return Pause(row.model, row.project, row.reason, row.paused_by, paused_at.astimezone(UTC))
+
+
+def pauses_of_project(instance: Any, project: str) -> dict[str, str]:
+    """The paused models of ``project`` in the deployment's store (asset keys as ``a/b``), with
+    who paused each and why: for work that runs outside a run's claims (a plan job). An
+    ephemeral instance with no store configured (a test's in-process run) has no pauses."""
+    import os
+
+    from dagctl_dagster.execution.claims import CLAIMS_URL_ENV, ClaimStore
+
+    if instance.is_ephemeral and not os.environ.get(CLAIMS_URL_ENV) and not os.environ.get("DAGSTER_HOME"):
+        return {}
+    store = ClaimStore.from_environment(instance=instance)
+    try:
+        return {pause.model: pause.describe() for pause in PauseStore.of(store).list(project)}
+    finally:
+        store.dispose()

@@ -63,7 +63,8 @@ class RunClaims:
         self.store = store
         self._plan = plan
         self._models_by_step = {step_key: list(models) for step_key, models in models_by_step.items()}
-        self._pauses: dict[str, Pause] = {}
+        self._pauses: dict[str, Pause] = {}  # the run's paused models
+        self._all_pauses: list[Pause] = []  # every paused model, of any project
         self._held_by_step: dict[str, dict[str, str]] = {}
         self._left_out_by_step: dict[str, dict[str, str]] = {}
         self.ownership: ClaimOwnership | None = None
@@ -77,7 +78,8 @@ class RunClaims:
         from dagctl_dagster.execution.claims import ClaimOwnership
 
         models = sorted({m for ms in self._models_by_step.values() for m in ms})
-        self._pauses = self._read_pauses(models)
+        self._all_pauses = self._read_pauses()
+        self._pauses = {p.model: p for p in self._all_pauses if p.model in set(models)}
         result = self.store.claim(
             self._plan.run_id, [m for m in models if m not in self._pauses], is_run_finished=self._is_run_finished
         )
@@ -106,12 +108,12 @@ class RunClaims:
         run = self._plan.instance.get_run_by_id(run_id)
         return run is not None and run.is_finished
 
-    def _read_pauses(self, models: list[str]) -> dict[str, Pause]:
+    def _read_pauses(self) -> list[Pause]:
         from dagctl_dagster.execution.claims import ClaimStoreError
         from dagctl_dagster.execution.pauses import PauseStore
 
         try:
-            return PauseStore.of(self.store).paused(models)
+            return PauseStore.of(self.store).list()
         except Exception as exc:  # the run cannot tell what is paused: it must not start anything
             raise ClaimStoreError(
                 f"claim store {self.store.masked_url} failed: could not read paused models: {self.store.describe(exc)}"
@@ -132,6 +134,10 @@ class RunClaims:
 
     def models_of(self, step_key: str) -> list[str]:
         return list(self._models_by_step.get(step_key, []))
+
+    def paused_of_projects(self, projects: frozenset[str]) -> dict[str, str]:
+        """Every paused model of ``projects`` (in this run or not), with the pause's description."""
+        return {p.model: p.describe() for p in self._all_pauses if p.project in projects}
 
     def paused_in(self, step_key: str) -> list[Pause]:
         return [self._pauses[m] for m in self._models_by_step.get(step_key, []) if m in self._pauses]

@@ -9,21 +9,30 @@ A step belongs to the session that serves its project (the step's project tag).
 Example::
 
     frameworks = RunFrameworks.of_run(plan)
-    yield from frameworks.prepare(interrupt=stop_the_run)
+    yield from frameworks.prepare(stop_the_run, claims.models_of, claims.paused_of_projects)
     slot = frameworks.slot_of(step)
     if slot is None or slot.has_room(): ...
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dagctl_dagster.execution import dagster_adapter as adapter
-from dagctl_dagster.execution.framework import Preparation, RunFramework, RunSetup, StepGrant, StopReason
+from dagctl_dagster.execution.framework import (
+    Preparation,
+    Refusal,
+    RunFramework,
+    RunSetup,
+    RunStep,
+    StepGrant,
+    StopReason,
+)
 from dagctl_dagster.names import PROJECT_TAG
 
 ENVIRONMENT_POLL_SECONDS = 0.5
@@ -81,15 +90,32 @@ class RunFrameworks:
 
     # -- before any step -----------------------------------------------------------------
 
-    def prepare(self, interrupt: Callable[[], Iterator[adapter.DagsterEvent]]) -> Iterator[adapter.DagsterEvent]:
-        """Each framework gets ready (first plan, due intervals) before any of its steps starts.
+    def prepare(
+        self,
+        interrupt: Callable[[], Iterator[adapter.DagsterEvent]],
+        models_of: Callable[[str], list[str]],
+        paused_of: Callable[[frozenset[str]], Mapping[str, str]],
+    ) -> Iterator[adapter.DagsterEvent]:
+        """Each framework gets ready (first plan, due intervals) before any of its steps starts,
+        told its steps (``models_of`` a step key) and its projects' paused models (``paused_of``).
 
         Preparation runs on a helper thread so that a termination is still noticed meanwhile;
         ``interrupt`` then stops the run (it raises).
         """
         yield from self._enter_working_dir()
         for slot in self.slots:
-            slot.preparation = yield from self._prepare_one(slot.framework, interrupt)
+            steps = tuple(
+                RunStep(step.key, dict(adapter.step_tags(step)), tuple(models_of(step.key)))
+                for step in self._plan.steps_in_order()
+                if self.slot_of(step) is slot
+            )
+            setup = RunSetup(
+                should_stop=lambda: False,
+                max_concurrent=self._max_concurrent,
+                steps=steps,
+                paused=paused_of(slot.framework.projects),
+            )
+            slot.preparation = yield from self._prepare_one(slot.framework, setup, interrupt)
             for note in slot.preparation.notes:
                 yield adapter.engine_event(self._plan.job_context, note)
             if slot.preparation.limit_reason and (slot.limit or 0) < self._max_concurrent:
@@ -115,11 +141,11 @@ class RunFrameworks:
             )
 
     def _prepare_one(
-        self, framework: RunFramework, interrupt: Callable[[], Iterator[adapter.DagsterEvent]]
+        self, framework: RunFramework, setup: RunSetup, interrupt: Callable[[], Iterator[adapter.DagsterEvent]]
     ) -> Generator[adapter.DagsterEvent, None, Preparation]:
         outcome: list[Preparation] = []
         interrupted = threading.Event()
-        setup = RunSetup(should_stop=interrupted.is_set, max_concurrent=self._max_concurrent)
+        setup = dataclasses.replace(setup, should_stop=interrupted.is_set)
         worker = threading.Thread(
             target=lambda: outcome.append(framework.prepare(setup)),
             name="dagctl-prepare",
@@ -152,6 +178,10 @@ class RunFrameworks:
                     + ("and the rest are skipped for the next run." if slot.stop.expected else "and the rest fail.")
                 )
         return slot.stop
+
+    def refusal(self, slot: FrameworkSlot | None, step_key: str) -> Refusal | None:
+        """Asks the step's framework whether the step may start."""
+        return slot.framework.refusal(step_key) if slot is not None else None
 
     def interrupt(self) -> None:
         for slot in self.slots:

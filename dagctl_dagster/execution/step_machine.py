@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from dagctl_dagster.execution import dagster_adapter as adapter
-from dagctl_dagster.execution.framework import StepGrant
+from dagctl_dagster.execution.framework import Refusal, StepGrant
 from dagctl_dagster.execution.not_run import NotRun, NotRunLedger
 from dagctl_dagster.execution.run_claims import RunClaims
 from dagctl_dagster.execution.run_frameworks import ENVIRONMENT_POLL_SECONDS, FrameworkSlot, RunFrameworks
@@ -130,6 +130,8 @@ class StepMachine:
             yield from self._fail_unstarted(
                 step_context, key, f"Not run: {stop.message}", NotRunReason.ENVIRONMENT_UNAVAILABLE
             )
+        elif (refusal := self._frameworks.refusal(slot, key)) is not None:
+            yield from self._refuse(step_context, key, refusal)
         else:
             self._start(step_context, key, slot)
             return 1
@@ -141,6 +143,21 @@ class StepMachine:
     ) -> Iterator[adapter.DagsterEvent]:
         yield from adapter.step_skipped(step_context, message)
         self._plan.mark_skipped(step_key)
+
+    def _refuse(
+        self, step_context: adapter.StepExecutionContext, step_key: str, refusal: Refusal
+    ) -> Iterator[adapter.DagsterEvent]:
+        """A step its framework refused: failed (downstream blocked), or skipped with its
+        downstream still asked in turn. Either way it is counted as not run, with its reason."""
+        not_run = refusal.not_run
+        if not refusal.downstream_asked:
+            yield from self._fail_unstarted(step_context, step_key, not_run.message, not_run.reason)
+            return
+        self._not_run.record(step_key, not_run)
+        self._tally.not_run_step(step_key, not_run.reason)
+        self._claims.finished(step_key)
+        yield from self._skip(step_context, step_key, not_run.message)
+        self._plan.mark_unyielded_outputs_produced(step_key)
 
     def _fail_unstarted(
         self, step_context: adapter.StepExecutionContext, step_key: str, message: str, reason: NotRunReason
@@ -263,24 +280,37 @@ class StepMachine:
             yield adapter.engine_event(
                 self._plan.job_context,
                 f"Blocked {', '.join(self._claims.models_of(blocked_key) or [blocked_key])}: "
-                f"upstream {', '.join(upstream) or 'step'} failed; not executed in this run.",
-                {"blocked_step": blocked_key, "failed_upstream": ", ".join(upstream)},
+                f"{self._upstream_outcome(upstream)}; not executed in this run.",
+                {"blocked_step": blocked_key, "failed_upstream": ", ".join(m for m, _ in upstream)},
             )
 
-    def _failed_upstream_models(self, step_key: str, failed: set[str]) -> list[str]:
+    def _failed_upstream_models(self, step_key: str, failed: set[str]) -> list[tuple[str, NotRun | None]]:
+        """The models of the failed steps upstream, each with why it did not run when it did not
+        fail itself (a not-run step also fails, so that the run is not green)."""
         seen: set[str] = set()
         stack = [step_key]
-        found: list[str] = []
+        found: list[tuple[str, NotRun | None]] = []
         while stack:
             for upstream_key in self._plan.upstream_step_keys(stack.pop()):
                 if upstream_key in seen:
                     continue
                 seen.add(upstream_key)
                 if upstream_key in failed:
-                    found.extend(self._claims.models_of(upstream_key) or [upstream_key])
+                    not_run = self._not_run.of(upstream_key)
+                    found.extend((m, not_run) for m in self._claims.models_of(upstream_key) or [upstream_key])
                 else:
                     stack.append(upstream_key)
-        return sorted(found)
+        return sorted(found, key=lambda item: item[0])
+
+    @staticmethod
+    def _upstream_outcome(upstream: list[tuple[str, NotRun | None]]) -> str:
+        """``upstream a/b failed``; a model that was not run is named as such, never as failed."""
+        failed = [model for model, not_run in upstream if not_run is None]
+        not_run = [f"{model} ({why.reason.value})" for model, why in upstream if why is not None]
+        parts = [f"upstream {', '.join(failed) or 'step'} failed"] if failed or not not_run else []
+        if not_run:
+            parts.append(f"upstream {', '.join(not_run)} not run")
+        return "; ".join(parts)
 
 
 def _paused_message(step_key: str, paused: list[Pause]) -> str:

@@ -34,7 +34,14 @@ import dagster as dg
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.execution.framework import StepGrant
 from dagctl_dagster.execution.not_run import NotRun
-from dagctl_dagster.names import FRAMEWORK_TAG, PROJECT_TAG, SQLMESH_MODEL_TAG, NotRunReason
+from dagctl_dagster.names import (
+    FRAMEWORK_TAG,
+    PROJECT_TAG,
+    ROW_COUNT_KEY,
+    SQLMESH_DURATION_KEY,
+    SQLMESH_MODEL_TAG,
+    NotRunReason,
+)
 from dagctl_dagster.pools import NO_POOL, ModelPool, model_pool
 from dagctl_dagster.project import ProjectDefinitions
 from dagctl_dagster.run_identity import JobKind, framework_resource_key, job_name, model_op_name
@@ -366,6 +373,7 @@ def _model_asset(ops: _OpContext, model: ModelTranslation, spec: dg.AssetSpec) -
         _raise_unless_done(outcome, f"model {model.name}", project, grant)
         if outcome.status is not ModelStatus.EVALUATED:
             context.log.info(f"SQLMesh model {model.name}: nothing due in environment '{project.environment}'.")
+            yield from _unchanged_check_results(context, spec.key, check_specs, model.name)
             return
         yield dg.MaterializeResult(
             asset_key=spec.key,
@@ -400,6 +408,8 @@ def _check_op(ops: _OpContext, node: ModelTranslation) -> dg.AssetChecksDefiniti
         outcome = session.evaluate_model(node.fqn, grant)
         results = list(_check_results(target, outcome, node.check_names, standalone=node.role == "standalone_audit"))
         yield from results
+        if outcome.status is ModelStatus.NOTHING_DUE and not results:
+            yield from _unchanged_check_results(context, target, check_specs, node.name)
         what = f"standalone audit {node.name}" if node.role == "standalone_audit" else f"audits of {node.name}"
         _raise_unless_done(outcome, what, project, grant)
 
@@ -433,6 +443,8 @@ def _not_run_of(outcome: ModelOutcome, name: str, project: ProjectConfig) -> Not
         )
     if outcome.status is ModelStatus.NOT_PREPARED:
         return NotRun(NotRunReason.FRAMEWORK_NOT_READY, f"SQLMesh {name} was not evaluated: {outcome.error}")
+    if outcome.status is ModelStatus.NOT_DEPLOYED:
+        return NotRun(NotRunReason.NOT_DEPLOYED, outcome.error or f"SQLMesh {name} was not deployed")
     if outcome.status is ModelStatus.CLAIM_LOST:
         return NotRun(
             NotRunReason.CLAIM_LOST,
@@ -480,8 +492,38 @@ def _check_results(
         )
 
 
+def _unchanged_check_results(
+    context: Any, asset_key: dg.AssetKey, check_specs: Sequence[dg.AssetCheckSpec], model_name: str
+) -> Iterator[dg.AssetCheckResult]:
+    """The audits' results on the table as it still is, for a step with nothing due.
+
+    SQLMesh evaluated nothing, so it ran no audit and the table is the one the audits last
+    ran on (for an external model's or a standalone audit's step: nothing was due for them). Dagster planned the checks when the run was created; with no result it would
+    show them "skipped" as their latest state. Each check whose last result was on the
+    asset's latest materialization reports that result again, saying so; any other check
+    reports nothing.
+    """
+    from dagctl_dagster.execution.dagster_adapter import verdicts_on_latest_materialization
+
+    keys = [dg.AssetCheckKey(asset_key, spec.name) for spec in check_specs]
+    selected = context.selected_asset_check_keys
+    verdicts = verdicts_on_latest_materialization(context.instance, [k for k in keys if k in selected])
+    for key, verdict in verdicts.items():
+        yield dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name=key.name,
+            passed=verdict.passed,
+            severity=verdict.severity,
+            metadata={**verdict.metadata, "audited_in_run": verdict.run_id, "nothing_due": True},
+            description=(
+                f"Nothing due: SQLMesh evaluated no interval of {model_name} and ran no audit. The table "
+                f"is unchanged since this audit ran in run {verdict.run_id}; this is that result."
+            ),
+        )
+
+
 def _data_version(outcome: ModelOutcome) -> dg.DataVersion:
-    intervals = outcome.plan_intervals + outcome.intervals
+    intervals = outcome.kept_intervals + outcome.plan_intervals + outcome.intervals
     latest_end = max(end for _, end in intervals)
     return dg.DataVersion(f"{outcome.snapshot_version}:{latest_end}:{len(intervals)}:{_now_ms()}")
 
@@ -491,18 +533,29 @@ def _now_ms() -> int:
 
 
 def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession) -> dict[str, Any]:
-    intervals = outcome.plan_intervals + outcome.intervals
+    intervals = outcome.kept_intervals + outcome.plan_intervals + outcome.intervals
     metadata: dict[str, Any] = {
-        "duration_s": dg.MetadataValue.float(round(outcome.duration_s, 4)),
         "intervals": dg.MetadataValue.int(outcome.interval_count),
-        "batches": dg.MetadataValue.int(len(intervals)),
+        "batches": dg.MetadataValue.int(len(outcome.plan_intervals) + len(outcome.intervals)),
         "interval_ranges": ", ".join(f"{_ts(s)} → {_ts(e)}" for s, e in intervals),
         "sqlmesh/environment": session.environment,
     }
+    if outcome.plan_intervals or outcome.intervals:
+        # What this run evaluated took this long; kept intervals were evaluated by another run.
+        metadata[SQLMESH_DURATION_KEY] = dg.MetadataValue.float(round(outcome.duration_s, 4))
     if outcome.plan_intervals:
         metadata["evaluated_by_plan"] = dg.MetadataValue.bool(True)
+    if outcome.kept_intervals:
+        metadata["deployed_by_plan"] = dg.MetadataValue.bool(True)
+        metadata["evaluated_earlier"] = dg.MetadataValue.text(
+            "the first plan deployed intervals an earlier plan evaluated into this table (one that "
+            "failed, or of another environment): "
+            + ", ".join(f"{_ts(s)} → {_ts(e)}" for s, e in outcome.kept_intervals)
+        )
     if outcome.rows_processed is not None:
         metadata["rows_processed"] = dg.MetadataValue.int(outcome.rows_processed)
+    if outcome.row_count is not None:
+        metadata[ROW_COUNT_KEY] = dg.MetadataValue.int(outcome.row_count)
     if outcome.physical_table:
         metadata["physical_table"] = outcome.physical_table
     if outcome.snapshot_version:

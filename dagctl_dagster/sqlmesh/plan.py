@@ -32,7 +32,7 @@ from pydantic import Field
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.frameworks import Deploy
-from dagctl_dagster.names import DEPLOY_SCOPE_TAG, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY
+from dagctl_dagster.names import DEPLOY_SCOPE_TAG, PLAN_APPLIED_KEY, PLAN_ENVIRONMENT_KEY, SQLMESH_DURATION_KEY
 from dagctl_dagster.project import single_op_job
 from dagctl_dagster.run_identity import JobKind, job_name, op_name
 from dagctl_dagster.secrets import redact
@@ -42,6 +42,11 @@ from dagctl_dagster.sqlmesh import internals
 from dagctl_dagster.sqlmesh.internals import ENVIRONMENT_CHANGED as ENVIRONMENT_CHANGED
 from dagctl_dagster.sqlmesh.internals import EnvironmentChangedError as EnvironmentChangedError
 from dagctl_dagster.sqlmesh.internals import apply_plan as apply_plan
+
+PAUSE_NOT_HELD = (
+    "Evaluated despite a pause (the plan changes their upstream, so SQLMesh must build their new "
+    "version to promote it; it cannot keep them as deployed)"
+)
 
 
 class BackfillTooLargeError(Exception):
@@ -81,6 +86,9 @@ class PlanSummary:
     indirectly_modified: dict[str, str] = field(default_factory=dict)
     intervals: dict[str, int] = field(default_factory=dict)
     evaluation_s: float = 0.0
+    held_out: list[str] = field(default_factory=list)  # paused models and their downstream
+    # Paused models (and downstream) the plan evaluates anyway: it changes their upstream.
+    pauses_not_held: list[str] = field(default_factory=list)
 
     @property
     def total_intervals(self) -> int:
@@ -97,6 +105,8 @@ class PlanSummary:
             "backfill_intervals": dg.MetadataValue.json(self.intervals),
             "backfill_intervals_total": dg.MetadataValue.int(self.total_intervals),
             "plan_evaluation_s": dg.MetadataValue.float(round(self.evaluation_s, 3)),
+            "held_out_paused": dg.MetadataValue.json(self.held_out),
+            "evaluated_despite_pause": dg.MetadataValue.json(self.pauses_not_held),
             "summary": dg.MetadataValue.md(self.markdown()),
         }
 
@@ -113,6 +123,14 @@ class PlanSummary:
         rows += [(n, "indirectly modified", c, self.intervals.get(n, 0)) for n, c in self.indirectly_modified.items()]
         lines += [f"| {name} | {change} | {category} | {count} |" for name, change, category, count in rows]
         lines += ["", f"Backfill: {self.total_intervals} interval(s) in total."]
+        if self.held_out:
+            lines += [
+                "",
+                f"Left out, as the environment has them (paused, or downstream of a paused model): "
+                f"{', '.join(self.held_out)}. The first plan after `dagctl-dagster models resume` includes them.",
+            ]
+        if self.pauses_not_held:
+            lines += ["", f"{PAUSE_NOT_HELD}: {', '.join(self.pauses_not_held)}."]
         return "\n".join(lines)
 
 
@@ -129,11 +147,27 @@ def build_plan(
     start: str | None = None,
     end: str | None = None,
     restate_models: list[str] | None = None,
+    held_out: list[str] | None = None,
 ) -> BuiltPlan:
-    """Build (not apply) a plan of the context's project against ``environment``."""
+    """Build (not apply) a plan of the context's project against ``environment``; models in
+    ``held_out`` (FQNs, with their downstream) stay as the environment has them."""
     started = time.perf_counter()
-    prepared = internals.prepare_plan(context, environment, start=start, end=end, restate_models=restate_models)
+    held = [_name(fqn) for fqn in held_out or ()]
+    prepared = internals.prepare_plan(
+        context, environment, start=start, end=end, restate_models=restate_models, held_out=held_out or ()
+    )
     summary = summarize_plan(prepared)
+    # A model whose upstream the plan changes gets a new version SQLMesh must build: it cannot
+    # stay as deployed (`sqlmesh plan --select-model '^(m+)'` fails promoting it). Then the
+    # plan is the whole one, and says which paused models it evaluates despite their pause.
+    changed = {_name(name) for name in [*summary.added, *summary.directly_modified, *summary.indirectly_modified]}
+    not_held = sorted(name for name in held if name in changed)
+    if not_held:
+        prepared = internals.prepare_plan(context, environment, start=start, end=end, restate_models=restate_models)
+        summary = summarize_plan(prepared)
+        summary.pauses_not_held = held
+    else:
+        summary.held_out = held
     summary.evaluation_s = time.perf_counter() - started
     return BuiltPlan(prepared=prepared, summary=summary)
 
@@ -214,7 +248,12 @@ def _run_plan(
                 error = EnvironmentChangedError(environment, config.environment_plan_id, current)
                 raise dg.Failure(description=str(error), metadata={"environment": environment})
         built = build_plan(
-            sqlmesh, environment, start=config.start, end=config.end, restate_models=config.restate_models
+            sqlmesh,
+            environment,
+            start=config.start,
+            end=config.end,
+            restate_models=config.restate_models,
+            held_out=_held_out(sqlmesh, context.instance, project),
         )
         summary = built.summary
         metadata = summary.metadata()
@@ -236,49 +275,85 @@ def _run_plan(
         except BackfillTooLargeError as exc:
             raise dg.Failure(description=f"Refused to apply: {exc}", metadata=metadata) from None
         evaluated = EvaluatedIntervals()
+        failed: dict[str, str] = {}
         try:
-            apply_s = apply_plan(sqlmesh, built.prepared, evaluations=evaluated.record)
+            apply_s = apply_plan(
+                sqlmesh, built.prepared, evaluations=evaluated.record, failures=lambda m, e: failed.update({m: e})
+            )
         except EnvironmentChangedError as exc:
             raise dg.Failure(description=str(exc), metadata=metadata) from None
+        except Exception as exc:
+            if not failed:
+                raise
+            raise dg.Failure(description=_failed_on(project, environment, failed), metadata=metadata) from exc
         metadata.update({PLAN_APPLIED_KEY: True, "apply_s": dg.MetadataValue.float(round(apply_s, 3))})
         context.log.info(
             f"Applied the plan to '{environment}' in {apply_s:.1f}s ({summary.total_intervals} intervals)."
         )
-        yield from evaluated.materializations(sqlmesh, project, environment)
+        yield from evaluated.materializations(sqlmesh, project, environment, despite_pause=summary.pauses_not_held)
         yield dg.Output(_as_value(summary, applied=True), metadata=metadata)
+
+
+def _held_out(sqlmesh: Any, instance: dg.DagsterInstance, project: ProjectConfig) -> list[str]:
+    """The project's paused models (read from the deployment's pause store) and their downstream."""
+    from dagctl_dagster.execution.pauses import pauses_of_project
+    from dagctl_dagster.sqlmesh.translator import model_asset_key
+
+    paused = pauses_of_project(instance, project.name)
+    if not paused:
+        return []
+    fqns = [fqn for fqn in sqlmesh.models if model_asset_key(fqn).to_user_string() in paused]
+    return internals.downstream_of(sqlmesh, fqns) if fqns else []
+
+
+def _name(fqn: str) -> str:
+    """A model as users name it (``schema.table``)."""
+    from dagctl_dagster.sqlmesh.translator import schema_and_table
+
+    return ".".join(schema_and_table(fqn))
+
+
+def _failed_on(project: ProjectConfig, environment: str, failed: dict[str, str]) -> str:
+    models = "; ".join(f"{_name(fqn)}: {redact(error)}" for fqn, error in sorted(failed.items()))
+    return (
+        f"SQLMesh project '{project.name}': the plan of environment '{environment}' failed on {models}. "
+        "SQLMesh promoted nothing; the tables it built are kept for the next plan."
+    )
 
 
 @dataclass
 class EvaluatedIntervals:
     """The batches a plan evaluated, per snapshot name, as SQLMesh's console reports them."""
 
-    by_snapshot: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    by_snapshot: dict[str, list[internals.PlanBatch]] = field(default_factory=dict)
 
-    def record(self, snapshot_name: str, interval: tuple[int, int], count: int, audits_failed: int) -> None:
-        self.by_snapshot.setdefault(snapshot_name, []).append(interval)
-        self.counts[snapshot_name] = self.counts.get(snapshot_name, 0) + count
+    def record(self, batch: internals.PlanBatch) -> None:
+        self.by_snapshot.setdefault(batch.snapshot_name, []).append(batch)
 
     def materializations(
-        self, context: Any, project: ProjectConfig, environment: str
+        self, context: Any, project: ProjectConfig, environment: str, despite_pause: list[str] | None = None
     ) -> Iterator[dg.AssetMaterialization]:
         """One materialization per model the plan evaluated, so the asset agrees with SQLMesh state."""
         from dagctl_dagster.sqlmesh.translator import DagsterSQLMeshTranslator
 
         translator = DagsterSQLMeshTranslator(project.name)
-        for name, intervals in sorted(self.by_snapshot.items()):
+        for name, batches in sorted(self.by_snapshot.items()):
             model = context.models.get(name)
             if model is None or internals.is_external(model) or internals.is_embedded(model):
                 continue
-            yield dg.AssetMaterialization(
-                asset_key=translator.get_asset_key(model),
-                metadata={
-                    "intervals": dg.MetadataValue.int(self.counts[name]),
-                    "batches": dg.MetadataValue.int(len(intervals)),
-                    "evaluated_by_plan": dg.MetadataValue.bool(True),
-                    "sqlmesh/environment": environment,
-                },
-            )
+            metadata: dict[str, Any] = {
+                SQLMESH_DURATION_KEY: dg.MetadataValue.float(round(sum(b.duration_s for b in batches), 4)),
+                "intervals": dg.MetadataValue.int(sum(b.interval_count for b in batches)),
+                "batches": dg.MetadataValue.int(len(batches)),
+                "evaluated_by_plan": dg.MetadataValue.bool(True),
+                "sqlmesh/environment": environment,
+            }
+            rows = [b.rows_processed for b in batches if b.rows_processed is not None]
+            if rows:
+                metadata["rows_processed"] = dg.MetadataValue.int(sum(rows))
+            if _name(name) in (despite_pause or []):
+                metadata["evaluated_despite_pause"] = PAUSE_NOT_HELD
+            yield dg.AssetMaterialization(asset_key=translator.get_asset_key(model), metadata=metadata)
 
 
 def _dry_run(summary: PlanSummary, metadata: dict[str, Any], reason: str) -> dg.Output[dict]:

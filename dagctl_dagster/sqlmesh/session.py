@@ -18,13 +18,24 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dagctl_dagster.execution.framework import Preparation, RunFramework, RunSetup, StepGrant, StepGrants, StopReason
+from dagctl_dagster.execution.framework import (
+    Preparation,
+    Refusal,
+    RunFramework,
+    RunSetup,
+    RunStep,
+    StepGrant,
+    StepGrants,
+    StopReason,
+)
+from dagctl_dagster.execution.not_run import NotRun
+from dagctl_dagster.names import SQLMESH_MODEL_TAG, NotRunReason
 from dagctl_dagster.secrets import redact, redacted_traceback
 from dagctl_dagster.sqlmesh import internals
 from dagctl_dagster.sqlmesh.context import SQLMeshLocation
@@ -48,6 +59,7 @@ class ModelStatus(enum.Enum):
     STOPPED = "stopped"
     CLAIM_LOST = "claim_lost"
     NOT_PREPARED = "not_prepared"  # the project's first plan or its preparation failed
+    NOT_DEPLOYED = "not_deployed"  # the first plan failed on another model: nothing was promoted
     FAILED = "failed"
 
 
@@ -59,19 +71,26 @@ class ModelOutcome:
     status: ModelStatus
     intervals: list[tuple[int, int]] = field(default_factory=list)  # evaluated batches
     plan_intervals: list[tuple[int, int]] = field(default_factory=list)  # batches the first plan evaluated
+    # What the first plan deployed without evaluating it: intervals an earlier plan (one that
+    # failed, or of another environment) evaluated into the same table, now in the environment.
+    kept_intervals: list[tuple[int, int]] = field(default_factory=list)
     interval_count: int = 0  # the node's intervals (days, hours, ...) all those batches cover
     plan_audits_failed: int = 0
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # the plan's evaluation time of the model plus the step's
     rows_processed: int | None = None
+    row_count: int | None = None  # rows in its table afterwards, where known without counting
     physical_table: str | None = None
     snapshot_version: str | None = None
     audits: list[AuditOutcome] = field(default_factory=list)
+    last_plan_rows: int | None = None  # rows the plan's last batch of it wrote (tracker), if counted
     error: str | None = None  # one line, secrets redacted
     traceback: str | None = None  # secrets redacted
 
     @property
     def evaluated_anything(self) -> bool:
-        return bool(self.intervals or self.plan_intervals)
+        """Something of it is new in the environment: evaluated by the run or its first plan,
+        or deployed by that plan (``kept_intervals``)."""
+        return bool(self.intervals or self.plan_intervals or self.kept_intervals)
 
 
 class SQLMeshRunSession(RunFramework):
@@ -88,10 +107,11 @@ class SQLMeshRunSession(RunFramework):
         self._engine_lock = threading.Lock()
         self._stopping = threading.Event()
         self._interrupted = False
-        self._plan_evaluations: dict[str, list[tuple[int, int]]] = {}
-        self._plan_audits_failed: dict[str, int] = {}
-        self._plan_interval_counts: dict[str, int] = {}
+        self._plan_batches: dict[str, list[internals.PlanBatch]] = {}
+        self._kept: dict[str, tuple[list[tuple[int, int]], int]] = {}
         self._plan_failures: dict[str, str] = {}
+        self._steps: dict[str, RunStep] = {}
+        self._paused: Mapping[str, str] = {}
         self._grants = StepGrants()
         self._preparation: Preparation | None = None
         self._prepare_lock = threading.Lock()
@@ -112,6 +132,8 @@ class SQLMeshRunSession(RunFramework):
     # -- preparing -----------------------------------------------------------------------
 
     def prepare(self, setup: RunSetup) -> Preparation:
+        self._steps = {step.key: step for step in setup.steps}
+        self._paused = setup.paused
         self._preparation = self._prepare(setup.should_stop)
         return self._preparation
 
@@ -131,20 +153,21 @@ class SQLMeshRunSession(RunFramework):
                     return Preparation(error=failure)
                 notes.append(
                     f"{self.label}: environment '{self.environment}' had never been planned; applied its first plan."
+                    + _held_out_note(self._held_out(context), self._paused_fqns(context))
                 )
                 state = internals.environment_state(context, self.environment)
             if stop():
                 return Preparation(error=f"{self.label}: the run was stopped before any model started")
             self._run = internals.schedule_run(context, self.environment, state.plan_id or "")
+            if self.initial_plan_applied:
+                self._kept = self._deployed_unevaluated(self._run)
             internals.execute_environment_statements(self._run, "BEFORE_ALL")
         except Exception as exc:
             return Preparation(error=f"{self.label}: {_one_line(exc)}")
         limit, reason = self._concurrency_limit(context)
-        due = sum(len(b) for b in self._run.batches.values())
         notes.append(
             f"{self.label} ready in {time.perf_counter() - started:.2f}s: environment "
-            f"'{self.environment}', {self._run.snapshot_count} snapshots, {len(self._run.batches)} "
-            f"with {due} due batches"
+            f"'{self.environment}', {self._run.snapshot_count} snapshots, {_due_work(self._run.batches)}"
         )
         return Preparation(concurrency_limit=limit, limit_reason=reason, notes=tuple(notes))
 
@@ -174,7 +197,13 @@ class SQLMeshRunSession(RunFramework):
         return tasks, reason
 
     def _apply_first_plan(self, context: Context, stop: Callable[[], bool]) -> str | None:
-        """Unit tests, then the plan `sqlmesh plan --auto-apply` would apply; an error or None."""
+        """Unit tests, then the plan `sqlmesh plan --auto-apply` would apply; an error or None.
+
+        Paused models and their downstream (``held_out``) are left out of it, as
+        `sqlmesh plan --select-model '^(paused+)'` leaves them; a second plan then adds them
+        without evaluating anything (`--skip-backfill`), so that the environment holds every
+        model and the first run after a resume evaluates them.
+        """
         from dagctl_dagster.sqlmesh.context import reload_project
 
         reload_project(context, self.location)
@@ -185,34 +214,68 @@ class SQLMeshRunSession(RunFramework):
                 f"{self.label}: {len(failed_tests)} SQLMesh unit test(s) failed, so environment "
                 f"'{self.environment}' was not planned and nothing was deployed: {names}"
             )
+        held_out = self._held_out(context)
+        models = internals.project_nodes(context).models
+        evaluated = [fqn for fqn, node in models.items() if node.role != "external" and fqn not in held_out]
         try:
-            internals.apply_plan(
-                context,
-                internals.prepare_plan(context, self.environment, skip_tests=True),
-                circuit_breaker=stop,
-                evaluations=self._record_plan_evaluation,
-                failures=self._record_plan_failure,
-            )
+            if evaluated:
+                internals.apply_plan(
+                    context,
+                    internals.prepare_plan(context, self.environment, skip_tests=True, held_out=held_out),
+                    circuit_breaker=stop,
+                    evaluations=self._record_plan_evaluation,
+                    failures=self._record_plan_failure,
+                )
         except Exception as exc:
             if not self._plan_failures:
                 raise
-            failed = ", ".join(sorted(self._plan_failures))
             return (
-                f"{self.label}: the first plan of environment '{self.environment}' failed on {failed}, so "
-                f"nothing was deployed (as `sqlmesh plan` refuses to apply): {_one_line(exc)}"
+                f"{self.label}: the first plan of environment '{self.environment}' failed on "
+                f"{_names(self._plan_failures)}, so nothing was deployed (as `sqlmesh plan` refuses to "
+                f"apply; the tables it built are kept for the next plan): {_one_line(exc)}"
+            )
+        if held_out:
+            internals.apply_plan(
+                context,
+                internals.prepare_plan(context, self.environment, skip_tests=True, skip_backfill=True),
+                circuit_breaker=stop,
             )
         self.initial_plan_applied = True
         return None
 
+    def _deployed_unevaluated(self, run: internals.ScheduledRun) -> dict[str, tuple[list[tuple[int, int]], int]]:
+        """Models the first plan deployed with intervals it did not evaluate itself (an earlier,
+        failed plan did, into the table this one promoted): new data in the environment."""
+        kept = {}
+        for name in run.snapshot_names:
+            if name not in self._plan_batches:
+                ranges, count = run.recorded_intervals(name)
+                if ranges:
+                    kept[name] = (ranges, count)
+        return kept
+
+    def _paused_fqns(self, context: Context) -> dict[str, str]:
+        """The paused models of the location's projects, by FQN, with the pause's description."""
+        from dagctl_dagster.sqlmesh.translator import model_asset_key
+
+        if not self._paused:
+            return {}
+        return {
+            fqn: self._paused[key]
+            for fqn in context.models
+            if (key := model_asset_key(fqn).to_user_string()) in self._paused
+        }
+
+    def _held_out(self, context: Context) -> list[str]:
+        """What a first plan leaves out: the paused models and everything downstream of them."""
+        paused = self._paused_fqns(context)
+        return internals.downstream_of(context, paused) if paused else []
+
     def _record_plan_failure(self, snapshot_name: str, error: str) -> None:
         self._plan_failures[snapshot_name] = redact(error)
 
-    def _record_plan_evaluation(
-        self, snapshot_name: str, interval: tuple[int, int], count: int, audits_failed: int
-    ) -> None:
-        self._plan_evaluations.setdefault(snapshot_name, []).append(interval)
-        self._plan_interval_counts[snapshot_name] = self._plan_interval_counts.get(snapshot_name, 0) + count
-        self._plan_audits_failed[snapshot_name] = self._plan_audits_failed.get(snapshot_name, 0) + audits_failed
+    def _record_plan_evaluation(self, batch: internals.PlanBatch) -> None:
+        self._plan_batches.setdefault(batch.snapshot_name, []).append(batch)
 
     # -- questions the executor asks -----------------------------------------------------
 
@@ -240,6 +303,31 @@ class SQLMeshRunSession(RunFramework):
     def start_step(self, grant: StepGrant) -> None:
         self._grants.give(grant)
 
+    def refusal(self, step_key: str) -> Refusal | None:
+        """A model the failed first plan left undeployed does not start: it is skipped, so that
+        the step of the model the plan failed on can still report that model's own error.
+        If no step of the run is one the plan failed on, it fails instead (the run is not green)."""
+        step = self._steps.get(step_key)
+        fqn = step.tags.get(SQLMESH_MODEL_TAG) if step is not None else None
+        if not self._plan_failures or fqn is None or fqn in self._plan_failures:
+            return None
+        failed_here = any(s.tags.get(SQLMESH_MODEL_TAG) in self._plan_failures for s in self._steps.values())
+        return Refusal(NotRun(NotRunReason.NOT_DEPLOYED, self.not_deployed_reason(fqn)), downstream_asked=failed_here)
+
+    def not_deployed_reason(self, model_fqn: str) -> str:
+        """One line: the model is not deployed, what the plan failed on, what it did of the model."""
+        batches = self._plan_batches.get(model_fqn, [])
+        did = (
+            f"SQLMesh evaluated {len(batches)} batch(es) of it into its physical table, kept for the next plan"
+            if batches
+            else "SQLMesh evaluated nothing of it"
+        )
+        return (
+            f"SQLMesh model {_names([model_fqn])} not deployed: the first plan of environment "
+            f"'{self.environment}' failed on {_names(self._plan_failures)}, so SQLMesh promoted nothing "
+            f"({did})."
+        )
+
     def interrupt(self) -> None:
         self._stopping.set()
         self._interrupted = True
@@ -261,53 +349,58 @@ class SQLMeshRunSession(RunFramework):
         error = self._prepared_or_error()
         if model_fqn in self._plan_failures:
             return ModelOutcome(model_fqn, ModelStatus.FAILED, error=self._plan_failures[model_fqn])
+        if self._plan_failures:
+            return ModelOutcome(model_fqn, ModelStatus.NOT_DEPLOYED, error=self.not_deployed_reason(model_fqn))
         run = self._run
         if error or run is None:
             return ModelOutcome(model_fqn, ModelStatus.NOT_PREPARED, error=error or f"{self.label} was not prepared")
         snapshot = run.facts(model_fqn)
         if snapshot is None:
             return ModelOutcome(model_fqn, ModelStatus.NOT_IN_ENVIRONMENT)
-        outcome = ModelOutcome(
-            model_fqn,
-            ModelStatus.NOTHING_DUE,
-            plan_intervals=list(self._plan_evaluations.get(model_fqn, [])),
-            plan_audits_failed=self._plan_audits_failed.get(model_fqn, 0),
-            interval_count=self._plan_interval_counts.get(model_fqn, 0),
-            physical_table=snapshot.physical_table,
-            snapshot_version=snapshot.version,
-        )
+        outcome = _plan_outcome(model_fqn, self._plan_batches.get(model_fqn, []))
+        outcome.kept_intervals, kept_count = self._kept.get(model_fqn, ([], 0))
+        outcome.interval_count += kept_count
+        outcome.physical_table = snapshot.physical_table
+        outcome.snapshot_version = snapshot.version
         started = time.perf_counter()
         with self._engine_guard(blocking=True):
             try:
-                self._execute_units(run, model_fqn, outcome, grant.holds_claims)
+                last_rows = self._execute_units(run, model_fqn, outcome, grant.holds_claims)
+                if outcome.status is ModelStatus.EVALUATED:
+                    outcome.row_count = internals.table_row_count(run, model_fqn, last_rows)
             except Exception as exc:
                 outcome.status = ModelStatus.FAILED
                 outcome.error = _one_line(exc)
                 outcome.traceback = redacted_traceback(exc)
                 outcome.audits.extend(internals.audit_failures(exc))
-        outcome.duration_s = time.perf_counter() - started
+        outcome.duration_s += time.perf_counter() - started
         return outcome
 
     def _execute_units(
         self, run: internals.ScheduledRun, model_fqn: str, outcome: ModelOutcome, holds_claims: Callable[[], bool]
-    ) -> None:
+    ) -> int | None:
+        """Evaluates the model's units into ``outcome``; returns the rows its last evaluated
+        batch wrote, as SQLMesh's execution tracker counted them (None where it did not)."""
+        last_rows = outcome.last_plan_rows
         for unit in run.units.get(model_fqn, []):
             if self._stopping.is_set():
                 outcome.status = ModelStatus.STOPPED
-                return
+                return None
             if not holds_claims():
                 outcome.status = ModelStatus.CLAIM_LOST
-                return
+                return None
             result = internals.execute_unit(run, unit)
             if result.interval is None:
                 continue
             outcome.intervals.append(result.interval)
             outcome.interval_count += result.interval_count
             outcome.audits.extend(result.audits)
+            last_rows = result.rows_processed
             if result.rows_processed is not None:
                 outcome.rows_processed = (outcome.rows_processed or 0) + result.rows_processed
         if outcome.evaluated_anything:
             outcome.status = ModelStatus.EVALUATED
+        return last_rows
 
     @contextmanager
     def _engine_guard(self, *, blocking: bool) -> Iterator[bool]:
@@ -351,6 +444,51 @@ class SQLMeshRunSession(RunFramework):
             self.log.error(f"{self.label}: after_all statements failed: {_one_line(exc)}")
         finally:
             context.close()
+
+
+def _names(fqns: Iterable[str]) -> str:
+    """Models as users name them (``schema.table``), for messages."""
+    from dagctl_dagster.sqlmesh.translator import schema_and_table
+
+    return ", ".join(sorted(".".join(schema_and_table(fqn)) for fqn in fqns))
+
+
+def _held_out_note(held_out: list[str], paused: Mapping[str, str]) -> str:
+    if not held_out:
+        return ""
+    downstream = [fqn for fqn in held_out if fqn not in paused]
+    pauses = "; ".join(f"{_names([fqn])} is {why}" for fqn, why in sorted(paused.items()))
+    return (
+        f" It left out the paused {_names(paused)}"
+        + (f" and downstream {_names(downstream)}" if downstream else "")
+        + f" (as `sqlmesh plan --select-model '{internals.held_out_selection(sorted(paused))}'`), then added "
+        "them to the environment without evaluating them (`--skip-backfill`): the first run after "
+        f"`dagctl-dagster models resume` evaluates them. {pauses}."
+    )
+
+
+def _due_work(batches: dict[str, list[tuple[int, int]]]) -> str:
+    """``nothing due``, or ``3 due batches in 2 snapshots``."""
+    due = sum(len(b) for b in batches.values())
+    with_due = sum(1 for b in batches.values() if b)
+    if not due:
+        return "nothing due"
+    return f"{due} due batch{'es' if due != 1 else ''} in {with_due} snapshot{'s' if with_due != 1 else ''}"
+
+
+def _plan_outcome(model_fqn: str, batches: list[internals.PlanBatch]) -> ModelOutcome:
+    """What the run's first plan did to the model, as SQLMesh's console reported it."""
+    rows = [b.rows_processed for b in batches if b.rows_processed is not None]
+    return ModelOutcome(
+        model_fqn,
+        ModelStatus.NOTHING_DUE,
+        plan_intervals=[b.interval for b in batches],
+        interval_count=sum(b.interval_count for b in batches),
+        plan_audits_failed=sum(b.audits_failed for b in batches),
+        duration_s=sum(b.duration_s for b in batches),
+        rows_processed=sum(rows) if rows else None,
+        last_plan_rows=batches[-1].rows_processed if batches else None,
+    )
 
 
 def _bounded(close: Callable[[], None], seconds: float, log: logging.Logger, label: str) -> None:

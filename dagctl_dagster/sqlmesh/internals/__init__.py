@@ -84,11 +84,14 @@ from dagctl_dagster.sqlmesh.internals.plans import (
     PlanChanges,
     PreparedPlan,
     apply_plan,
+    downstream_of,
+    held_out_selection,
     plan_changes,
     prepare_plan,
     run_unit_tests,
 )
-from dagctl_dagster.sqlmesh.internals.recording import EvaluationRecorder, FailureRecorder
+from dagctl_dagster.sqlmesh.internals.recording import EvaluationRecorder, FailureRecorder, PlanBatch
+from dagctl_dagster.sqlmesh.internals.row_counts import table_row_count
 from dagctl_dagster.sqlmesh.internals.scheduling import (
     ScheduledRun,
     SnapshotFacts,
@@ -120,6 +123,7 @@ __all__ = [
     "ModelAudit",
     "ModelIntervals",
     "ModelNode",
+    "PlanBatch",
     "PlanChanges",
     "PreparedPlan",
     "ProjectNodes",
@@ -135,10 +139,12 @@ __all__ = [
     "completed_intervals",
     "concurrent_tasks",
     "custom_materializations",
+    "downstream_of",
     "environment_state",
     "error_file",
     "execute_environment_statements",
     "execute_unit",
+    "held_out_selection",
     "install_quiet_console",
     "installed_sqlmesh_version",
     "interrupt_queries",
@@ -162,5 +168,6 @@ __all__ = [
     "sqlmesh_project_name",
     "state_connection",
     "table_name",
+    "table_row_count",
     "wait_for_finalized",
 ]

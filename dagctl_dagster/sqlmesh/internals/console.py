@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlmesh.core.console import NoopConsole
 
-from dagctl_dagster.sqlmesh.internals.recording import EvaluationRecorder, FailureRecorder
+from dagctl_dagster.sqlmesh.internals.recording import EvaluationRecorder, FailureRecorder, PlanBatch
 from dagctl_dagster.sqlmesh.internals.scheduling import interval_count
 
 if TYPE_CHECKING:
@@ -51,7 +51,16 @@ class DagctlConsole(NoopConsole):
     ) -> None:
         if self.recorder is not None and duration_ms is not None and not audit_only:
             batch = (int(interval[0]), int(interval[1]))
-            self.recorder(snapshot.name, batch, interval_count(snapshot, batch), num_audits_failed)
+            self.recorder(
+                PlanBatch(
+                    snapshot_name=snapshot.name,
+                    interval=batch,
+                    interval_count=interval_count(snapshot, batch),
+                    audits_failed=num_audits_failed,
+                    duration_s=duration_ms / 1000,
+                    rows_processed=execution_stats.total_rows_processed if execution_stats is not None else None,
+                )
+            )
 
     def log_failed_models(self, errors: list[NodeExecutionFailedError]) -> None:
         for error in errors:

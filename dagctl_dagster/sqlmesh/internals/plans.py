@@ -80,12 +80,48 @@ def prepare_plan(
     end: str | None = None,
     restate_models: Sequence[str] | None = None,
     skip_tests: bool | None = None,
+    held_out: Sequence[str] = (),
+    skip_backfill: bool = False,
 ) -> PreparedPlan:
-    """The plan ``sqlmesh plan <environment>`` would build (without its prompts)."""
+    """The plan ``sqlmesh plan <environment>`` would build (without its prompts).
+
+    ``held_out`` (model FQNs) and their downstream stay as the environment has them (absent
+    from a new one), as ``sqlmesh plan --select-model '^(m+)'`` leaves them. With
+    ``skip_backfill`` the plan evaluates nothing (``--skip-backfill --no-gaps``): it creates
+    the tables of what it adds, and records no interval, so that the next run evaluates them.
+    """
     plan = context.plan_builder(
-        environment, start=start, end=end, restate_models=restate_models or None, skip_tests=skip_tests
+        environment,
+        start=start,
+        end=end,
+        restate_models=restate_models or None,
+        skip_tests=skip_tests,
+        select_models=[held_out_selection(held_out)] if held_out else None,
+        skip_backfill=skip_backfill or None,
+        no_gaps=True if skip_backfill else None,
     ).build()
     return PreparedPlan(environment=environment, planned_against=plan.previous_plan_id, plan=plan)
+
+
+def held_out_selection(models: Sequence[str]) -> str:
+    """SQLMesh's model selection of everything but ``models`` and their downstream."""
+    return "^(" + " | ".join(f"{model}+" for model in sorted(models)) + ")"
+
+
+def downstream_of(context: Context, models: Iterable[str]) -> list[str]:
+    """``models`` (FQNs) and every model that reads them, directly or not, sorted."""
+    readers: dict[str, set[str]] = {}
+    for fqn, model in context.models.items():
+        for upstream in model.depends_on or ():
+            readers.setdefault(upstream, set()).add(fqn)
+    found = set(models)
+    stack = list(found)
+    while stack:
+        for reader in readers.get(stack.pop(), ()):
+            if reader not in found:
+                found.add(reader)
+                stack.append(reader)
+    return sorted(found)
 
 
 def apply_plan(

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-# (snapshot name, batch start/end, intervals in the batch, audits failed)
-EvaluationRecorder = Callable[[str, tuple[int, int], int, int], None]
+
+@dataclass(frozen=True)
+class PlanBatch:
+    """One batch a plan evaluated (and completed), as SQLMesh's console reports it."""
+
+    snapshot_name: str
+    interval: tuple[int, int]
+    interval_count: int  # the node's intervals (days, hours, ...) the batch covers
+    audits_failed: int
+    duration_s: float  # the evaluation's wall time, SQLMesh's own measure
+    rows_processed: int | None  # what SQLMesh's execution tracker counted; None where the engine reports none
+
+
+EvaluationRecorder = Callable[[PlanBatch], None]
 # (snapshot name, its error's reason in one line)
 FailureRecorder = Callable[[str, str], None]
 

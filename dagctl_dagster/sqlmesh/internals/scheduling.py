@@ -58,6 +58,19 @@ class ScheduledRun:
         table = _physical_table(self, snapshot) if snapshot.is_model else None
         return SnapshotFacts(version=snapshot.version, physical_table=table)
 
+    def recorded_intervals(self, name: str) -> tuple[list[tuple[int, int]], int]:
+        """The intervals SQLMesh state records as done for the model ``name`` (merged ranges),
+        and how many of the model's intervals (days, hours, ...) they cover."""
+        snapshot = self.scheduler.snapshots_by_name.get(name)
+        if snapshot is None or not snapshot.is_model:
+            return [], 0
+        ranges = [(int(start), int(end)) for start, end in snapshot.intervals]
+        return ranges, sum(interval_count(snapshot, r) for r in ranges)
+
+    @property
+    def snapshot_names(self) -> list[str]:
+        return sorted(self.scheduler.snapshots_by_name)
+
 
 def schedule_run(context: Context, environment: str, plan_id: str) -> ScheduledRun:
     """Everything ``Scheduler.run`` computes before it starts executing units."""

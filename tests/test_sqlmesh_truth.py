@@ -1,0 +1,386 @@
+"""Issue 27 on SQLMesh: what a run reports is what SQLMesh did, no more, no less.
+
+Each test goes through the real `dagster` CLI on a project `sqlmesh init` could have written
+(DuckDB, one concurrent task), and reads what Dagster recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
+from fidelity.harness import VENV_BIN, CommandResult, clean_env, run_command, state_intervals, warehouse_snapshot
+from projects.deployment import plan_without_backfill
+from projects.sqlmesh_repo import run_job, write_repository
+from test_code_location import example_env
+from test_pause_models import MODELS as PAUSE_MODELS
+from test_pause_models import models_cli
+from test_surface import group_keys, materialize_all
+from webserver import graphql, running_webserver
+
+from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
+from dagctl_dagster.names import FRESHNESS_CHECK_NAME, ROW_COUNT_KEY, SQLMESH_DURATION_KEY, ExecutorSummary
+
+
+def _events(home: Path, event_type: DagsterEventType) -> list:
+    os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.get() as instance:
+        return [r.event_log_entry for r in instance.get_event_records(EventRecordsFilter(event_type), limit=10_000)]
+
+
+def _summary(home: Path) -> ExecutorSummary:
+    """The newest run's summary."""
+    for entry in _events(home, DagsterEventType.ENGINE_EVENT):
+        if (entry.message or "").startswith(RUN_SUMMARY_MESSAGE):
+            summary = ExecutorSummary.from_metadata(entry.dagster_event.engine_event_data.metadata)
+            assert summary is not None
+            return summary
+    raise AssertionError("no run summary")
+
+
+def _materializations(home: Path) -> dict[str, list[dict]]:
+    """Each asset's materializations' metadata (raw values), oldest first."""
+    found: dict[str, list[dict]] = {}
+    for entry in reversed(_events(home, DagsterEventType.ASSET_MATERIALIZATION)):
+        materialization = entry.dagster_event.event_specific_data.materialization
+        metadata = {key: value.value for key, value in materialization.metadata.items()}
+        found.setdefault(materialization.asset_key.to_user_string(), []).append(metadata)
+    return found
+
+
+METADATA_MODELS = {
+    "numbers.sql": "MODEL (name demo.numbers, kind FULL);\nSELECT range AS id FROM range(200)\n",
+    "evens.sql": "MODEL (name demo.evens, kind FULL);\nSELECT id FROM demo.numbers WHERE id % 2 = 0\n",
+    "daily.sql": """
+        MODEL (name demo.daily, kind INCREMENTAL_BY_TIME_RANGE (time_column ds), start '2026-11-20');
+        SELECT id, @start_ds::DATE AS ds FROM demo.numbers WHERE id < 3
+    """,
+}
+
+
+@pytest.mark.timeout(600)
+def test_plan_evaluated_models_get_their_plan_time_and_rebuilt_tables_their_row_count(tmp_path: Path):
+    repo = write_repository(tmp_path / "repo", METADATA_MODELS)
+    home = tmp_path / "home"
+    first = run_job(repo, home, tmp_path / "elsewhere")
+    assert first.returncode == 0, first.output[-6000:]
+    evaluated = _materializations(home)
+    assert set(evaluated) == {"demo/numbers", "demo/evens", "demo/daily"}
+    for key, [metadata] in evaluated.items():
+        assert metadata["evaluated_by_plan"] is True
+        # The time SQLMesh spent evaluating the model in the first plan, not a default of 0.
+        assert metadata[SQLMESH_DURATION_KEY] > 0, (key, metadata)
+    # FULL tables are rebuilt by each evaluation: their row count is known without counting.
+    assert evaluated["demo/numbers"][0][ROW_COUNT_KEY] == 200
+    assert evaluated["demo/evens"][0][ROW_COUNT_KEY] == 100
+    # An incremental batch adds rows to a table holding others: no number rather than a wrong one.
+    assert ROW_COUNT_KEY not in evaluated["demo/daily"][0]
+
+    second = run_job(repo, home, tmp_path / "elsewhere")
+    assert second.returncode == 0, second.output[-6000:]
+    assert "snapshots, nothing due" in second.output
+    assert "with 0 due batches" not in second.output
+
+
+@pytest.mark.timeout(600)
+def test_a_run_evaluating_a_full_model_reports_its_row_count(tmp_path: Path):
+    repo = write_repository(tmp_path / "repo", METADATA_MODELS)
+    plan_without_backfill(repo / "project")
+    home = tmp_path / "home"
+    result = run_job(repo, home, tmp_path / "elsewhere")
+    assert result.returncode == 0, result.output[-6000:]
+    assert "3 due batches in 3 snapshots" in result.output
+    evaluated = _materializations(home)
+    assert "evaluated_by_plan" not in evaluated["demo/numbers"][0]
+    assert evaluated["demo/numbers"][0][ROW_COUNT_KEY] == 200
+    assert evaluated["demo/evens"][0][ROW_COUNT_KEY] == 100
+    assert ROW_COUNT_KEY not in evaluated["demo/daily"][0]
+
+
+CHECKS = """
+query ($group: String!) {
+  assetNodes(group: {groupName: $group, repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
+    assetKey { path }
+    assetChecksOrError {
+      ... on AssetChecks { checks { name executionForLatestMaterialization { status runId } } }
+    }
+  }
+}
+"""
+
+
+def audit_check_statuses(port: int, group: str) -> dict[str, tuple[str | None, str | None]]:
+    """Each SQLMesh audit check's latest status and run, as the UI reads them (the
+    `dagctl_freshness` checks are the alerts' own, not SQLMesh audits)."""
+    nodes = graphql(port, CHECKS, {"group": group})["assetNodes"]
+    statuses: dict[str, tuple[str | None, str | None]] = {}
+    for node in nodes:
+        for check in node["assetChecksOrError"].get("checks", []):
+            if check["name"] == FRESHNESS_CHECK_NAME:
+                continue
+            latest = check["executionForLatestMaterialization"] or {}
+            statuses[f"{'/'.join(node['assetKey']['path'])}:{check['name']}"] = (
+                latest.get("status"),
+                latest.get("runId"),
+            )
+    return statuses
+
+
+@pytest.mark.timeout(900)
+def test_a_no_op_materialize_all_keeps_every_audits_latest_status(example_repo: Path, dagster_home: Path):
+    (dagster_home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_coordinator:\n"
+        "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
+    with running_webserver(example_repo, example_env(example_repo, dagster_home)) as port:
+        keys = set(group_keys(port, "sqlmesh_example"))
+        first_run, first_status = materialize_all(port, keys)
+        after_first = audit_check_statuses(port, "sqlmesh_example")
+        second_run, second_status = materialize_all(port, keys)
+        after_second = audit_check_statuses(port, "sqlmesh_example")
+
+    assert first_status == second_status == "SUCCESS"
+    assert "sqlmesh_example/incremental_orders:assert_positive_amount" in after_first
+    assert {status for status, _ in after_first.values()} == {"SUCCEEDED"}, after_first
+    assert {key: status for key, (status, _) in after_second.items()} == {
+        key: status for key, (status, _) in after_first.items()
+    }
+    # The second run reported them (nothing was due, so no audit ran): no "skipped" record.
+    assert {run for _, run in after_second.values()} == {second_run}
+    with DagsterInstance.get() as instance:
+        messages = [entry.message or "" for entry in instance.all_logs(second_run)]
+    unyielded = [m for m in messages if "did not yield or return expected outputs" in m and "sqlmesh_example" in m]
+    assert not [m for m in unyielded if FRESHNESS_CHECK_NAME not in m], unyielded
+
+
+BOOM = "MODEL (name retail.boom, kind FULL);\nSELECT error('kaboom') AS x FROM retail.stores\n"
+FAILING_PLAN_MODELS = {
+    "stores.sql": "MODEL (name retail.stores, kind FULL);\nSELECT range AS id FROM range(4)\n",
+    "boom.sql": BOOM,
+    "after_boom.sql": "MODEL (name retail.after_boom, kind FULL);\nSELECT * FROM retail.boom\n",
+    "sales.sql": "MODEL (name retail.sales, kind FULL);\nSELECT id, id * 10 AS amount FROM retail.stores\n",
+    "other.sql": "MODEL (name retail.other, kind FULL);\nSELECT 2 AS id\n",
+}
+
+
+def _native_plan(project: Path) -> CommandResult:
+    return run_command([str(VENV_BIN / "sqlmesh"), "plan", "--auto-apply", "--no-prompts"], project, clean_env())
+
+
+def _step_messages(home: Path, event_type: DagsterEventType) -> dict[str, str]:
+    return {e.step_key: e.dagster_event.message or "" for e in _events(home, event_type) if e.step_key}
+
+
+@pytest.mark.timeout(900)
+def test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_not_deployed(tmp_path: Path):
+    repo = write_repository(tmp_path / "repo", FAILING_PLAN_MODELS)
+    native = tmp_path / "native"
+    shutil.copytree(repo / "project", native)
+    home = tmp_path / "home"
+
+    native_plan = _native_plan(native)
+    run = run_job(repo, home, tmp_path / "elsewhere")
+
+    assert native_plan.returncode != 0 and "Plan application failed" in native_plan.output
+    assert run.returncode != 0
+    # What SQLMesh left behind is what `sqlmesh plan` leaves: the tables of the models that
+    # succeeded, kept for the next plan; no view, as nothing was promoted.
+    warehouse = warehouse_snapshot(repo / "project")
+    assert warehouse == warehouse_snapshot(native)
+    assert not [name for name in warehouse if ".retail." in name]
+    assert len([name for name in warehouse if ".sqlmesh__retail." in name]) == 3  # stores, sales, other
+    assert state_intervals(repo / "project") == state_intervals(native) == {}
+
+    # The step of the model the plan failed on fails with that model's error; nothing else fails.
+    failures = _step_messages(home, DagsterEventType.STEP_FAILURE)
+    assert set(failures) == {"proj__retail__boom"}, failures
+    [failure] = [e for e in _events(home, DagsterEventType.STEP_FAILURE)]
+    assert "kaboom" in failure.dagster_event.event_specific_data.error.message
+    assert "Steps failed: ['proj__retail__boom']" in run.output
+    # The models the failure left undeployed say so, and are no materialization.
+    skipped = {e.step_key for e in _events(home, DagsterEventType.STEP_SKIPPED)}
+    assert skipped == {"proj__retail__stores", "proj__retail__sales", "proj__retail__other"}
+    notes = [e.message or "" for e in _events(home, DagsterEventType.ENGINE_EVENT)]
+    for model in ("retail.stores", "retail.sales", "retail.other"):
+        assert any(
+            f"SQLMesh model {model} not deployed: the first plan of environment 'prod' failed on retail.boom" in n
+            for n in notes
+        ), model
+    assert _materializations(home) == {}
+    # Only what did fail is said to block: after_boom reads boom, and nothing names stores.
+    blocked = [n for n in notes if n.startswith("Blocked ")]
+    assert blocked == ["Blocked retail/after_boom: upstream retail/boom failed; not executed in this run."]
+    summary = _summary(home)
+    assert (summary.failed, summary.blocked, summary.not_run_not_deployed, summary.executed) == (1, 1, 3, 0)
+
+    # Fixed, the next first plan reuses the kept tables, as the next `sqlmesh plan` does.
+    for project in (repo / "project", native):
+        (project / "models" / "boom.sql").write_text("MODEL (name retail.boom, kind FULL);\nSELECT 1 AS x\n")
+    assert _native_plan(native).returncode == 0
+    fixed = run_job(repo, home, tmp_path / "elsewhere")
+    assert fixed.returncode == 0, fixed.output[-6000:]
+    assert warehouse_snapshot(repo / "project") == warehouse_snapshot(native)
+    assert state_intervals(repo / "project") == state_intervals(native)
+    materialized = _materializations(home)
+    assert set(materialized) == {f"retail/{m}" for m in ("stores", "boom", "after_boom", "sales", "other")}
+    # stores was evaluated by the failed plan, and is deployed now: new in the environment,
+    # though this run did not evaluate it (so it has no duration of this run).
+    [stores] = materialized["retail/stores"]
+    assert stores["deployed_by_plan"] is True and "evaluated_by_plan" not in stores
+    assert SQLMESH_DURATION_KEY not in stores and stores[ROW_COUNT_KEY] == 4
+    [boom] = materialized["retail/boom"]
+    assert boom["evaluated_by_plan"] is True and "deployed_by_plan" not in boom
+
+
+@pytest.mark.timeout(600)
+def test_a_failed_first_plan_on_a_model_outside_the_selection_fails_the_selected_steps(tmp_path: Path):
+    """No step of the run can carry the model's failure, so the models left undeployed fail
+    (not run): the run is not green."""
+    repo = write_repository(tmp_path / "repo", FAILING_PLAN_MODELS)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    result = run_command(
+        [
+            str(VENV_BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-f",
+            str(repo / "definitions.py"),
+            "--select",
+            "retail/stores,retail/other",
+        ],
+        tmp_path,
+        {**clean_env(), "DAGSTER_HOME": str(home)},
+    )
+    assert result.returncode != 0, result.output[-4000:]
+    failures = _step_messages(home, DagsterEventType.STEP_FAILURE)
+    assert set(failures) == {"proj__retail__stores", "proj__retail__other"}
+    summary = _summary(home)
+    assert (summary.failed, summary.not_run_not_deployed) == (0, 2)
+    assert "SQLMesh model retail.other not deployed: the first plan of environment 'prod' failed on retail.boom" in (
+        result.output
+    )
+
+
+def _native(project: Path, *args: str) -> CommandResult:
+    result = run_command([str(VENV_BIN / "sqlmesh"), *args], project, clean_env())
+    assert result.ok, result.describe()
+    return result
+
+
+@pytest.mark.timeout(900)
+def test_a_model_paused_before_the_first_run_is_left_out_of_the_first_plan_until_resumed(tmp_path: Path):
+    repo = write_repository(tmp_path / "repo", PAUSE_MODELS)
+    native = tmp_path / "native"
+    shutil.copytree(repo / "project", native)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    paused = models_cli(repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-9", "--by", "bo")
+    assert paused.returncode == 0, paused.stderr
+
+    first = run_job(repo, home, tmp_path / "elsewhere")
+    # Natively: the plan without the paused model and its downstream, then one that adds them
+    # unevaluated, as the run's first plan does.
+    _native(native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--select-model", "^(demo.paused+)")
+    _native(native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--skip-backfill", "--no-gaps")
+
+    assert first.returncode == 0, first.output[-6000:]
+    assert set(_materializations(home)) == {"demo/source", "demo/independent"}
+    assert "It left out the paused demo.paused and downstream demo.after_paused" in first.output
+    assert "demo/paused is paused by bo since" in first.output
+    assert warehouse_snapshot(repo / "project") == warehouse_snapshot(native)
+    state = state_intervals(repo / "project")
+    assert state == state_intervals(native)
+    assert not state['"db"."demo"."paused"'].intervals and not state['"db"."demo"."after_paused"'].intervals
+    assert state['"db"."demo"."source"'].intervals
+
+    assert models_cli(repo, home, "resume", "--project", "proj", "demo.paused").returncode == 0
+    second = run_job(repo, home, tmp_path / "elsewhere")
+    _native(native, "run")
+
+    assert second.returncode == 0, second.output[-6000:]
+    materialized = _materializations(home)
+    assert set(materialized) == {"demo/source", "demo/independent", "demo/paused", "demo/after_paused"}
+    assert "evaluated_by_plan" not in materialized["demo/paused"][0]  # the run evaluated it
+    assert warehouse_snapshot(repo / "project") == warehouse_snapshot(native)
+    assert state_intervals(repo / "project") == state_intervals(native)
+
+
+def _plan_job(repo: Path, home: Path, cwd: Path) -> CommandResult:
+    config = cwd / "plan.yaml"
+    cwd.mkdir(parents=True, exist_ok=True)
+    config.write_text("ops:\n  proj_plan_op:\n    config:\n      auto_apply: true\n")
+    return run_command(
+        [str(VENV_BIN / "dagster"), "job", "execute", "-f", str(repo / "definitions.py"), "-j", "proj_plan"]
+        + ["-c", str(config)],
+        cwd,
+        {**clean_env(), "DAGSTER_HOME": str(home)},
+    )
+
+
+def _plan_output(home: Path) -> dict:
+    [output] = [e for e in _events(home, DagsterEventType.STEP_OUTPUT) if e.step_key == "proj_plan_op"][:1]
+    return {k: v.value for k, v in output.dagster_event.event_specific_data.metadata.items()}
+
+
+@pytest.mark.timeout(900)
+def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_path: Path):
+    repo = write_repository(tmp_path / "repo", PAUSE_MODELS)
+    native = tmp_path / "native"
+    shutil.copytree(repo / "project", native)
+    home = tmp_path / "home"
+    assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
+    _native(native, "plan", "--auto-apply", "--no-prompts")
+    assert models_cli(repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-3").returncode == 0
+
+    # The paused model edited, beside an edit elsewhere: the plan leaves it as deployed.
+    for project in (repo / "project", native):
+        (project / "models" / "paused.sql").write_text("MODEL (name demo.paused, kind FULL);\nSELECT 0 AS id\n")
+        (project / "models" / "independent.sql").write_text(
+            "MODEL (name demo.independent, kind FULL);\nSELECT id + 1 AS id FROM demo.source\n"
+        )
+    held = _plan_job(repo, home, tmp_path / "elsewhere")
+    _native(native, "plan", "--auto-apply", "--no-prompts", "--select-model", "^(demo.paused+)")
+
+    assert held.ok, held.describe()
+    assert _plan_output(home)["held_out_paused"] == ["demo.after_paused", "demo.paused"]
+    assert warehouse_snapshot(repo / "project") == warehouse_snapshot(native)
+    assert state_intervals(repo / "project") == state_intervals(native)
+    with duckdb.connect(str(repo / "project" / "db.duckdb"), read_only=True) as con:
+        assert con.sql("select count(*) from demo.paused").fetchone() == (5,)  # as deployed before
+        assert con.sql("select min(id) from demo.independent").fetchone() == (1,)
+
+    # A breaking change upstream of it: SQLMesh cannot keep the paused model as deployed (its
+    # new version must be built to promote the change), so the plan says it evaluates it.
+    for project in (repo / "project", native):
+        (project / "models" / "source.sql").write_text(
+            "MODEL (name demo.source, kind FULL);\nSELECT range AS id, 1 AS one FROM range(7)\n"
+        )
+    evaluated = _plan_job(repo, home, tmp_path / "elsewhere")
+    _native(native, "plan", "--auto-apply", "--no-prompts")
+
+    assert evaluated.ok, evaluated.describe()
+    output = _plan_output(home)
+    assert output["held_out_paused"] == [] and output["evaluated_despite_pause"] == ["demo.after_paused", "demo.paused"]
+    [paused] = _materializations(home)["demo/paused"][-1:]
+    assert "evaluated_despite_pause" in paused and paused["evaluated_by_plan"] is True
+    assert warehouse_snapshot(repo / "project") == warehouse_snapshot(native)
+    assert state_intervals(repo / "project") == state_intervals(native)
+
+
+@pytest.mark.timeout(900)
+def test_a_plan_job_that_fails_names_the_model_it_failed_on(tmp_path: Path):
+    models = {**FAILING_PLAN_MODELS, "boom.sql": "MODEL (name retail.boom, kind FULL);\nSELECT 1 AS x\n"}
+    repo = write_repository(tmp_path / "repo", models)
+    home = tmp_path / "home"
+    assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
+    (repo / "project" / "models" / "boom.sql").write_text(BOOM)
+    planned = _plan_job(repo, home, tmp_path / "elsewhere")
+    assert not planned.ok
+    assert "the plan of environment 'prod' failed on retail.boom: " in planned.output and "kaboom" in planned.output
