@@ -14,7 +14,7 @@ import pytest
 import yaml
 from projects.platform_location import FIDELITY, PROJECTS, write_platform_location
 from test_code_location import dagster
-from webserver import graphql_when, running_webserver
+from webserver import WORKSPACE_LOCATIONS, graphql_when, running_webserver
 
 from dagctl_dagster.config import ConfigError, load_config
 from dagctl_dagster.definitions import load_definitions
@@ -86,29 +86,11 @@ def test_every_name_a_project_contributes_carries_it_and_maps_back(platform: Pat
     assert {key.path[1] for key in observed} == set(PROJECTS)
 
 
-LOCATIONS = """
-{
-  workspaceOrError {
-    ... on Workspace {
-      locationEntries {
-        name
-        locationOrLoadError {
-          __typename
-          ... on PythonError { message }
-          ... on RepositoryLocation { repositories { jobs { name } schedules { name } sensors { name } } }
-        }
-      }
-    }
-  }
-}
-"""
-
-
 def test_the_webserver_serves_the_location_without_a_load_error(platform: Path, dagster_home: Path):
     with running_webserver(platform, platform_env(platform, dagster_home)) as port:
         served = graphql_when(
             port,
-            LOCATIONS,
+            WORKSPACE_LOCATIONS,
             lambda data: all(e["locationOrLoadError"] is not None for e in data["workspaceOrError"]["locationEntries"]),
             "the webserver to load the location",
         )

@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO_ROOT, venv_command
 from daemon import running_daemon
 from waiting import wait_for
-from webserver import graphql_when, running_webserver
+from webserver import WORKSPACE_LOCATIONS, graphql_when, running_webserver
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -106,22 +106,6 @@ def _env(root: Path, dagster_home: Path | None) -> dict[str, str]:
     return env
 
 
-LOCATIONS = """
-{
-  workspaceOrError {
-    ... on Workspace {
-      locationEntries {
-        name
-        locationOrLoadError {
-          __typename
-          ... on PythonError { message causes { message stack } }
-          ... on RepositoryLocation { repositories { jobs { name } } }
-        }
-      }
-    }
-  }
-}
-"""
 ASSET = """
 query ($path: [String!]!) {
   assetNodeOrError(assetKey: {path: $path}) {
@@ -136,7 +120,7 @@ def test_a_broken_project_is_its_own_locations_one_line_error(tmp_path: Path, da
     with running_webserver(root, _env(root, dagster_home)) as port:
         served = graphql_when(
             port,
-            LOCATIONS,
+            WORKSPACE_LOCATIONS,
             lambda data: all(e["locationOrLoadError"] for e in data["workspaceOrError"]["locationEntries"]),
             "the webserver to load every location",
         )

@@ -67,3 +67,22 @@ def graphql_when(
             return None
 
     return wait_for(answer, what, timeout=timeout, every=every, explain=lambda: f"last answer: {last[0]}")
+
+
+# Every code location the webserver serves: loaded (its jobs) or its load error with causes.
+WORKSPACE_LOCATIONS = """
+{
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries {
+        name
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message causes { message stack } }
+          ... on RepositoryLocation { repositories { jobs { name } schedules { name } sensors { name } } }
+        }
+      }
+    }
+  }
+}
+"""
