@@ -47,6 +47,10 @@ DBT_DURATION_KEY = "Execution Duration"  # dagster-dbt's, from dbt's node timing
 ROW_COUNT_KEY = "dagster/row_count"
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
 MODEL_DURATION_KEYS = (SQLMESH_DURATION_KEY, DBT_DURATION_KEY)
+# What a model's evaluation cost the warehouse (dagctl_dagster/cost.py): on its materialization,
+# summed on the run summary and on `dagctl/<project>/runs`; left out where nothing was counted.
+WAREHOUSE_QUERIES_KEY = "warehouse_queries"
+WAREHOUSE_QUERY_TIME_KEY = "warehouse_query_s"
 
 # Step hooks that act only when a step fails (the Slack model-failure hook): the executor
 # does not build their hook context for a step that succeeded.

@@ -503,6 +503,8 @@ def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession)
         metadata["evaluated_by_plan"] = dg.MetadataValue.bool(True)
     if outcome.rows_processed is not None:
         metadata["rows_processed"] = dg.MetadataValue.int(outcome.rows_processed)
+    if outcome.cost is not None:
+        metadata.update(outcome.cost.metadata())
     if outcome.physical_table:
         metadata["physical_table"] = outcome.physical_table
     if outcome.snapshot_version:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dagctl_dagster.cost import QueryCost, counting_enabled
 from dagctl_dagster.execution.framework import Preparation, RunFramework, RunSetup, StepGrant, StepGrants, StopReason
 from dagctl_dagster.secrets import redact, redacted_traceback
 from dagctl_dagster.sqlmesh import internals
@@ -66,6 +67,8 @@ class ModelOutcome:
     physical_table: str | None = None
     snapshot_version: str | None = None
     audits: list[AuditOutcome] = field(default_factory=list)
+    # The step's statements to the warehouse; None when not counted (or the first plan evaluated it).
+    cost: QueryCost | None = None
     error: str | None = None  # one line, secrets redacted
     traceback: str | None = None  # secrets redacted
 
@@ -136,6 +139,8 @@ class SQLMeshRunSession(RunFramework):
             if stop():
                 return Preparation(error=f"{self.label}: the run was stopped before any model started")
             self._run = internals.schedule_run(context, self.environment, state.plan_id or "")
+            if counting_enabled():
+                internals.count_queries(self._run)
             internals.execute_environment_statements(self._run, "BEFORE_ALL")
         except Exception as exc:
             return Preparation(error=f"{self.label}: {_one_line(exc)}")
@@ -277,7 +282,7 @@ class SQLMeshRunSession(RunFramework):
             snapshot_version=snapshot.version,
         )
         started = time.perf_counter()
-        with self._engine_guard(blocking=True):
+        with self._engine_guard(blocking=True), internals.measuring_queries() as spent:
             try:
                 self._execute_units(run, model_fqn, outcome, grant.holds_claims)
             except Exception as exc:
@@ -286,6 +291,8 @@ class SQLMeshRunSession(RunFramework):
                 outcome.traceback = redacted_traceback(exc)
                 outcome.audits.extend(internals.audit_failures(exc))
         outcome.duration_s = time.perf_counter() - started
+        if counting_enabled() and not outcome.plan_intervals:
+            outcome.cost = spent()
         return outcome
 
     def _execute_units(

@@ -88,6 +88,7 @@ from dagctl_dagster.sqlmesh.internals.plans import (
     prepare_plan,
     run_unit_tests,
 )
+from dagctl_dagster.sqlmesh.internals.query_counting import count_queries, measuring_queries
 from dagctl_dagster.sqlmesh.internals.recording import EvaluationRecorder, FailureRecorder
 from dagctl_dagster.sqlmesh.internals.scheduling import (
     ScheduledRun,
@@ -134,6 +135,7 @@ __all__ = [
     "column_types",
     "completed_intervals",
     "concurrent_tasks",
+    "count_queries",
     "custom_materializations",
     "environment_state",
     "error_file",
@@ -149,6 +151,7 @@ __all__ = [
     "load_custom_materializations",
     "load_models",
     "load_project_configs",
+    "measuring_queries",
     "model_file",
     "model_fqn",
     "plan_changes",
