@@ -109,6 +109,10 @@ class ExecutorSummary:
     not_run_environment_unavailable: int = 0
     not_run_framework_not_ready: int = 0
     not_run_run_stopped: int = 0
+    # What the run's models cost the warehouse (the sums of their materializations'
+    # WAREHOUSE_QUERIES_KEY / WAREHOUSE_QUERY_TIME_KEY); None, and not written, when none was counted.
+    warehouse_queries: int | None = None
+    warehouse_query_s: float | None = None
 
     @property
     def skipped(self) -> int:
@@ -120,7 +124,7 @@ class ExecutorSummary:
         )
 
     def metadata(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> ExecutorSummary | None:
@@ -129,12 +133,21 @@ class ExecutorSummary:
             f.name: getattr(metadata.get(f.name, f.default), "value", metadata.get(f.name, f.default))
             for f in fields(cls)
         }
-        counts = [v for k, v in values.items() if k != "duration_s"]
+        counts = [v for k, v in values.items() if k not in _SUMMARY_NUMBERS]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+            return None
+        if not all(_optional_number(values[k]) for k in _SUMMARY_NUMBERS if k != "duration_s"):
             return None
         if not isinstance(values["duration_s"], (int, float)):
             return None
         return cls(**values)
+
+
+_SUMMARY_NUMBERS = ("duration_s", WAREHOUSE_QUERIES_KEY, WAREHOUSE_QUERY_TIME_KEY)
+
+
+def _optional_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 # Metadata of the AssetObservation a pause or resume records on the model's asset.

@@ -22,6 +22,7 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.alerts import rules
+from dagctl_dagster.alerts.cost import costly_model, run_cost
 from dagctl_dagster.alerts.cursor import AlertCursor
 from dagctl_dagster.alerts.messages import tier_alert_text
 from dagctl_dagster.alerts.projects import ProjectLookup
@@ -116,11 +117,13 @@ class _Evaluation:
 
     def materializations(self, project: str, key: dg.AssetKey) -> None:
         thresholds = self.projects.alerts_for(project).thresholds
+        cost = self.projects.config.cost_for(self.projects.config.project(project))
         for record in self._new_records(
             self.instance.fetch_materializations,
             lambda after: dg.AssetRecordsFilter(asset_key=key, after_storage_id=after),
         ):
             self._add(rules.slow_model(project, self.instance, record, thresholds))
+            self._add(costly_model(project, self.instance, record, cost))
 
     def state_observations(self, project: str, key: dg.AssetKey) -> None:
         thresholds = self.projects.alerts_for(project).thresholds
@@ -137,9 +140,9 @@ class _Evaluation:
     def _record_run_summary(self, project: str, record: dg.RunRecord) -> None:
         summary = summarize_run(self.instance, record)
         self.instance.add_run_tags(summary.run_id, summary.run_tags())
-        self.instance.report_runless_asset_event(
-            dg.AssetObservation(asset_key=runs_key(project), metadata=summary.metadata())
-        )
+        spent = run_cost(self.instance, summary.run_id)
+        metadata = {**summary.metadata(), **(spent.metadata() if spent is not None else {})}
+        self.instance.report_runless_asset_event(dg.AssetObservation(asset_key=runs_key(project), metadata=metadata))
 
     def _add(self, alert: rules.Alert | None) -> None:
         if alert is not None:

@@ -209,6 +209,8 @@ class StepMachine:
 
     def _handle_step_event(self, step_key: str, event: adapter.DagsterEvent) -> Iterator[adapter.DagsterEvent]:
         yield event
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            self._tally.materialized(event.materialization.metadata)
         if (
             self._claims.is_multi_model(step_key)
             and event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION

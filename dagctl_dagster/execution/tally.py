@@ -14,8 +14,11 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from dagctl_dagster.cost import QueryCost
 from dagctl_dagster.names import ExecutorSummary, NotRunReason
 
 
@@ -34,9 +37,17 @@ class Tally:
     left_out_models: set[str] = field(default_factory=set)
     # Steps that did not run their models, by reason: the run is not green.
     not_run: dict[NotRunReason, set[str]] = field(default_factory=dict)
+    # The warehouse cost the run's materializations report (None: none reported one).
+    cost: QueryCost | None = None
 
     def not_run_step(self, step_key: str, reason: NotRunReason) -> None:
         self.not_run.setdefault(reason, set()).add(step_key)
+
+    def materialized(self, metadata: Mapping[str, Any]) -> None:
+        """Adds what a materialization says its model cost the warehouse."""
+        cost = QueryCost.from_metadata(metadata)
+        if cost is not None:
+            self.cost = cost if self.cost is None else self.cost + cost
 
     def summary(self, duration_s: float) -> ExecutorSummary:
         return ExecutorSummary(
@@ -51,6 +62,8 @@ class Tally:
             models_left_out=len(self.left_out_models),
             not_run=sum(len(steps) for steps in self.not_run.values()),
             **self._not_run_counts(),
+            warehouse_queries=self.cost.queries if self.cost is not None else None,
+            warehouse_query_s=round(self.cost.query_time_s, 6) if self.cost is not None else None,
         )
 
     def _not_run_counts(self) -> dict[str, int]:
