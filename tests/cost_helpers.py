@@ -112,9 +112,20 @@ class LoggedPostgres:
         for line in self.log.read_text(errors="replace").splitlines():
             match = _STATEMENT.match(line)
             if match is not None and match.group(3) == WAREHOUSE_DB:
-                text = match.group(4).strip().rstrip(";").upper()
-                found.append(Logged(float(match.group(1)), match.group(2), text in TRANSACTION_CONTROL))
+                text = match.group(4).strip()
+                control = text.rstrip(";").upper() in TRANSACTION_CONTROL
+                found.append(Logged(float(match.group(1)), match.group(2), control, text))
         return found
+
+    def libpq_env(self) -> dict[str, str]:
+        """PGHOST / PGPORT / PGUSER / PGDATABASE of the warehouse database."""
+        parsed = sa.engine.make_url(self.warehouse_url)
+        return {
+            "PGHOST": str(parsed.host or parsed.query.get("host")),
+            "PGPORT": str(parsed.port or parsed.query.get("port", 5432)),
+            "PGUSER": str(parsed.username),
+            "PGDATABASE": str(parsed.database),
+        }
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ class Logged:
     at: float  # epoch seconds, as the server stamped it (milliseconds)
     pid: str
     transaction_control: bool
+    text: str  # the statement's first line
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import duckdb
 import pytest
 from cost_helpers import (
     MODEL_ORDER,
+    MODELS,
     evaluate_each_on_a_fresh_thread,
     logged_postgres,
     postgres_connection_yaml,
@@ -120,3 +121,73 @@ def test_counting_off_records_no_cost(in_project_dir: Path, monkeypatch):
         session.close()
     outcome = evaluated["demo.seed_ids"].outcome
     assert outcome.status is ModelStatus.EVALUATED and outcome.cost is None
+
+
+RUN_ASSETS = """
+query {
+  assetNodes(group: {groupName: "proj", repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
+    assetKey { path }
+    assetMaterializations(limit: 1) {
+      runId
+      metadataEntries {
+        label
+        ... on IntMetadataEntry { intValue }
+        ... on FloatMetadataEntry { floatValue }
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.timeout(600)
+def test_a_run_records_each_models_cost_on_its_materialization_its_summary_and_the_ui(tmp_path: Path):
+    import dagster as dg
+    from projects.sqlmesh_repo import dagster_env, run_job, write_repository
+    from webserver import graphql_when, running_webserver
+
+    from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
+    from dagctl_dagster.names import ExecutorSummary
+
+    root = write_repository(tmp_path / "repo", MODELS)
+    (root / "workspace.yaml").write_text(
+        "load_from:\n  - python_file:\n      relative_path: definitions.py\n      location_name: dagctl\n"
+    )
+    plan_without_backfill(root / "project")
+    home = tmp_path / "home"
+    result = run_job(root, home, tmp_path / "elsewhere")
+    assert result.returncode == 0, result.output[-6000:]
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_run_records()
+        records = instance.get_records_for_run(run.dagster_run.run_id, limit=1000).records
+    events = [r.event_log_entry for r in records]
+    materialized = {
+        e.dagster_event.asset_key.path[-1]: e.asset_materialization.metadata
+        for e in events
+        if e.dagster_event is not None and e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+    }
+    (summary_event,) = [e for e in events if (e.user_message or "").startswith(RUN_SUMMARY_MESSAGE)]
+    summary = ExecutorSummary.from_metadata(summary_event.dagster_event.engine_event_data.metadata)
+    with running_webserver(root, dagster_env(home)) as port:
+        nodes = graphql_when(
+            port,
+            RUN_ASSETS,
+            lambda data: sum(bool(n["assetMaterializations"]) for n in data["assetNodes"]) == len(MODELS),
+            "the webserver to serve the run's materializations",
+        )["assetNodes"]
+
+    assert set(materialized) == {name.split(".")[1] for name in MODEL_ORDER}
+    for name, metadata in materialized.items():
+        assert (
+            isinstance(metadata["warehouse_queries"], dg.IntMetadataValue) and metadata["warehouse_queries"].value > 0
+        )
+        assert isinstance(metadata["warehouse_query_s"], dg.FloatMetadataValue), name
+    assert summary is not None
+    assert summary.warehouse_queries == sum(m["warehouse_queries"].value for m in materialized.values())
+    assert summary.warehouse_query_s == pytest.approx(sum(m["warehouse_query_s"].value for m in materialized.values()))
+    for node in nodes:
+        shown = {e["label"]: e for e in node["assetMaterializations"][0]["metadataEntries"]}
+        name = node["assetKey"]["path"][-1]
+        assert shown["warehouse_queries"]["intValue"] == materialized[name]["warehouse_queries"].value, name
+        assert shown["warehouse_query_s"]["floatValue"] == pytest.approx(materialized[name]["warehouse_query_s"].value)
