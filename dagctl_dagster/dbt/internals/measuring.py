@@ -102,7 +102,7 @@ class NodeCost:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._mutex = threading.Lock()
         self._by_node: dict[str, list[float]] = {}  # unique id -> [statements, seconds]
         self._sending = threading.local()  # the node this thread's last statement counts for
 
@@ -111,7 +111,7 @@ class NodeCost:
         if name == _QUERY_EVENT:
             self._sent(msg)
         elif name == _QUERY_STATUS_EVENT and getattr(self._sending, "node", None):
-            self._add(self._sending.node, 0, float(msg.data.elapsed))
+            self._spend(self._sending.node, 0, float(msg.data.elapsed))
             self._sending.node = None
 
     def _sent(self, msg: EventMsg) -> None:
@@ -123,17 +123,17 @@ class NodeCost:
         )
         self._sending.node = node if counts else None
         if counts:
-            self._add(node, 1, 0.0)
+            self._spend(node, 1, 0.0)
 
-    def _add(self, node: str, statements: int, seconds: float) -> None:
-        with self._lock:
+    def _spend(self, node: str, statements: int, seconds: float) -> None:
+        with self._mutex:
             spent = self._by_node.setdefault(node, [0, 0.0])
             spent[0] += statements
             spent[1] += seconds
 
     def pop(self, node: str) -> QueryCost | None:
         """What the node cost so far (None: no statement), forgotten here."""
-        with self._lock:
+        with self._mutex:
             spent = self._by_node.pop(node, None)
         return QueryCost(int(spent[0]), spent[1]) if spent else None
 
