@@ -6,7 +6,8 @@ from the same starting state (prod planned, nothing computed):
 - native ``sqlmesh run`` vs this project's ``bench_run`` job (claim-aware executor) over a
   sweep of project shapes: every ``models`` × ``widths`` × ``rows`` (FULL models, DuckDB);
   a FULL/VIEW/INCREMENTAL_BY_TIME_RANGE mix; a PostgreSQL warehouse whose queries take
-  100-300 ms (``latency``);
+  100-300 ms (``latency``), where the claim-aware job also runs with query counting on and
+  off (``DAGCTL_COUNT_QUERIES``, issue 32), alternated;
 - native ``dbt build --threads T`` vs the dbt project's ``<project>_run`` job (``dbt``);
 - the community ``dagster-sqlmesh`` package on the same SQLMesh project, from a separate
   virtualenv when one is given (``peer``);
@@ -64,6 +65,7 @@ SECTIONS = (
 
 TARGET_RUN_RATIO = Target("<=", 1.25)
 TARGET_LATENCY_RATIO = Target("<=", 1.05)
+TARGET_COUNTING_RATIO = Target("<=", 1.01)
 TARGET_DBT_SMALL_RATIO = Target("<=", 1.5)
 TARGET_DBT_LARGE_RATIO = Target("<=", 1.15)
 DBT_SMALL_MODELS = 8
@@ -275,6 +277,8 @@ def _warm_translation_cache(config_path: Path, cwd: Path, options: BenchOptions,
 
 RUN_RATIO = "claim-aware `bench_run` / native `sqlmesh run`"
 LATENCY_RATIO = "claim-aware `bench_run` / native `sqlmesh run`, latency warehouse"
+COUNTING_RATIO = "claim-aware `bench_run`, queries counted / not counted, latency warehouse"
+COUNTING_IN_RUN_RATIO = "in-run time (run start → end), queries counted / not counted, latency warehouse"
 DBT_RATIO = "`bench_dbt_run` / native `dbt build`"
 FLOOR_RATIO = "stock Dagster, no-op assets / native `sqlmesh run`"
 FLOOR_CLAIM_RATIO = "claim-aware `bench_run` / stock Dagster, no-op assets"
@@ -424,8 +428,49 @@ def _latency_section(
             target=TARGET_LATENCY_RATIO,
             extra_env=state.env,
         )
+        _compare_counting(repo, state, options, results, say)
     finally:
         state.drop()
+
+
+def _compare_counting(repo: GeneratedRepository, state, options: BenchOptions, results: BenchResults, say) -> None:
+    """The claim-aware job with query counting on, then off (``DAGCTL_COUNT_QUERIES``),
+    alternated from the same starting state; each run's warehouse checked."""
+    from dagctl_dagster.cost import COUNT_QUERIES_ENV
+
+    shape = repo.shape
+    say(f"[latency {shape.describe()}] query counting on / off, alternated")
+    series = {
+        "on": (Series("claim-aware, queries counted", repo.models, "s"), Series("in-run, counted", repo.models, "s")),
+        "off": (Series("claim-aware, not counted", repo.models, "s"), Series("in-run, not counted", repo.models, "s")),
+    }
+
+    def once(switch: str) -> Callable[[], float]:
+        def run() -> float:
+            wall, in_run = series[switch]
+            result = c.run_dagster_job(
+                repo,
+                repo.definitions,
+                label=wall.label,
+                timeout_s=options.timeout_s,
+                max_concurrent=shape.tasks,
+                extra_env={**state.env, COUNT_QUERIES_ENV: switch},
+            )
+            c.verify_postgres_warehouse(repo, state.url, label=wall.label)
+            if result.run_seconds is not None:
+                in_run.samples.append(result.run_seconds)
+            return result.seconds
+
+        return run
+
+    _alternate([(series["on"][0], once("on")), (series["off"][0], once("off"))], state.restore, options.repeats, say)
+    results.rows.append(
+        ratio_row(f"{COUNTING_RATIO} — {shape.describe()}", series["on"][0], series["off"][0], TARGET_COUNTING_RATIO)
+    )
+    if series["on"][1].samples and series["off"][1].samples:
+        results.rows.append(
+            ratio_row(f"{COUNTING_IN_RUN_RATIO} — {shape.describe()}", series["on"][1], series["off"][1], None)
+        )
 
 
 def _dbt_section(workdir: Path, models: int, options: BenchOptions, results: BenchResults, say) -> None:

@@ -243,6 +243,32 @@ class FreshnessOverride(_Strict):
     tier: Literal["warning", "page"] | None = None
 
 
+class CostConfig(_Strict):
+    """Warnings on what a model costs the warehouse (its statements and their time, counted per
+    materialization): each factor, when set, warns when a model's value exceeds that many times
+    its rolling average."""
+
+    queries_factor: float | None = Field(
+        default=None, gt=1, description="Warn when a model sends more than this × its average number of statements."
+    )
+    query_time_factor: float | None = Field(
+        default=None, gt=1, description="Warn when a model's statements take more than this × their average time."
+    )
+    history_days: int = Field(default=7, ge=1, description="The window of the rolling average.")
+    min_history: int = Field(
+        default=3, ge=1, description="Earlier materializations the average needs before it is compared."
+    )
+
+
+class CostOverride(_Strict):
+    """A project's overrides of the top-level :class:`CostConfig`; unset fields are inherited."""
+
+    queries_factor: float | None = Field(default=None, gt=1)
+    query_time_factor: float | None = Field(default=None, gt=1)
+    history_days: int | None = Field(default=None, ge=1)
+    min_history: int | None = Field(default=None, ge=1)
+
+
 class StateBackupConfig(_Strict):
     enabled: bool = True
     schedule: str = DEFAULT_STATE_BACKUP_SCHEDULE
@@ -296,6 +322,7 @@ class ProjectConfig(_Strict):
     freshness: FreshnessOverride = Field(
         default_factory=FreshnessOverride, description="Overrides of the top-level `freshness:` block."
     )
+    cost: CostOverride = Field(default_factory=CostOverride, description="Overrides of the top-level `cost:` block.")
 
     @field_validator("schedule", "janitor_schedule")
     @classmethod
@@ -331,6 +358,7 @@ class DagctlConfig(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     k8s_defaults: K8sDefaults = K8sDefaults()
     freshness: FreshnessConfig = FreshnessConfig()
+    cost: CostConfig = CostConfig()
     pools: dict[str, int] = Field(
         default_factory=dict,
         description="Pool name -> the most model steps of all runs and projects in it at once (a "
@@ -389,6 +417,10 @@ class DagctlConfig(_Strict):
     def freshness_for(self, project: ProjectConfig) -> FreshnessConfig:
         """The project's freshness settings: the top-level block with the project's overrides."""
         return self.freshness.model_copy(update=project.freshness.model_dump(exclude_none=True))
+
+    def cost_for(self, project: ProjectConfig) -> CostConfig:
+        """The project's cost warnings: the top-level block with the project's overrides."""
+        return self.cost.model_copy(update=project.cost.model_dump(exclude_none=True))
 
     def alerts_for(self, project: ProjectConfig) -> AlertsConfig:
         """The project's alert settings: the top-level block with the project's overrides."""

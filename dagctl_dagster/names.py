@@ -48,6 +48,10 @@ DBT_DURATION_KEY = "Execution Duration"  # dagster-dbt's, from dbt's node timing
 ROW_COUNT_KEY = "dagster/row_count"
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
 MODEL_DURATION_KEYS = (SQLMESH_DURATION_KEY, DBT_DURATION_KEY)
+# What a model's evaluation cost the warehouse (dagctl_dagster/cost.py): on its materialization,
+# summed on the run summary and on `dagctl/<project>/runs`; left out where nothing was counted.
+WAREHOUSE_QUERIES_KEY = "warehouse_queries"
+WAREHOUSE_QUERY_TIME_KEY = "warehouse_query_s"
 
 # Step hooks that act only when a step fails (the Slack model-failure hook): the executor
 # does not build their hook context for a step that succeeded.
@@ -137,6 +141,10 @@ class ExecutorSummary:
     not_run_not_deployed: int = 0
     # Models whose step succeeded with nothing due (nothing evaluated, no materialization).
     nothing_due: int = 0
+    # What the run's models cost the warehouse (the sums of their materializations'
+    # WAREHOUSE_QUERIES_KEY / WAREHOUSE_QUERY_TIME_KEY); None, and not written, when none was counted.
+    warehouse_queries: int | None = None
+    warehouse_query_s: float | None = None
 
     @property
     def skipped(self) -> int:
@@ -148,7 +156,7 @@ class ExecutorSummary:
         )
 
     def metadata(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> ExecutorSummary | None:
@@ -157,12 +165,21 @@ class ExecutorSummary:
             f.name: getattr(metadata.get(f.name, f.default), "value", metadata.get(f.name, f.default))
             for f in fields(cls)
         }
-        counts = [v for k, v in values.items() if k != "duration_s"]
+        counts = [v for k, v in values.items() if k not in _SUMMARY_NUMBERS]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+            return None
+        if not all(_optional_number(values[k]) for k in _SUMMARY_NUMBERS if k != "duration_s"):
             return None
         if not isinstance(values["duration_s"], (int, float)):
             return None
         return cls(**values)
+
+
+_SUMMARY_NUMBERS = ("duration_s", WAREHOUSE_QUERIES_KEY, WAREHOUSE_QUERY_TIME_KEY)
+
+
+def _optional_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 # Metadata of the AssetObservation a pause or resume records on the model's asset.

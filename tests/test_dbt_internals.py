@@ -154,6 +154,24 @@ def test_dbt_calls_its_loggers_before_callbacks_and_measures_through_these_names
     assert {"info", "data"} <= set(EventMsg.__annotations__)  # msg.info.name, msg.data.node_info
 
 
+def test_dbt_fires_each_statements_query_events_on_its_thread_naming_its_node():
+    """What `dagctl-dbt`'s query counting (NodeCost) reads of dbt's SQL connection manager."""
+    from dbt.adapters.events.types import SQLQuery, SQLQueryStatus
+    from dbt.adapters.sql.connections import SQLConnectionManager
+
+    add_query = inspect.getsource(SQLConnectionManager.add_query)
+    sent, ran, done = (add_query.index(s) for s in ("SQLQuery(", "pre = time.perf_counter()", "SQLQueryStatus("))
+    assert sent < ran < done, "SQLQuery before the statement, SQLQueryStatus after it, in one call"
+    assert "elapsed=time.perf_counter() - pre" in add_query and "node_info=get_node_info()" in add_query
+    assert 'self.add_query("BEGIN", auto_begin=False)' in inspect.getsource(SQLConnectionManager.add_begin_query)
+    assert 'self.add_query("COMMIT", auto_begin=False)' in inspect.getsource(SQLConnectionManager.add_commit_query)
+    query = SQLQuery(conn_name="model.p.m", sql="select 1", node_info={"unique_id": "model.p.m"})
+    status = SQLQueryStatus(status="OK", elapsed=0.25, node_info={"unique_id": "model.p.m"})
+    assert (query.conn_name, query.sql, query.node_info.unique_id) == ("model.p.m", "select 1", "model.p.m")
+    assert status.elapsed == 0.25 and status.node_info.unique_id == "model.p.m"
+    assert type(query).__name__ == "SQLQuery" and type(status).__name__ == "SQLQueryStatus"
+
+
 def _built_by(executable: Path, project: Path, warehouse: Path) -> tuple[int, list[dict], dict[str, str]]:
     """Exit status, JSON log lines and each node's status in run_results.json of `<executable> build`."""
     done = subprocess.run(

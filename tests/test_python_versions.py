@@ -23,7 +23,6 @@ VERSIONS = ("3.12", "3.13")
 PACKAGE_TESTS = (
     "tests/test_extras.py",
     "tests/test_sqlmesh_internals.py",
-    "tests/test_dagster_adapter.py::test_dagster_is_the_tested_minor_version",
     "tests/test_dagster_adapter.py::test_the_adapter_states_the_dagster_range_pyproject_declares",
     "tests/test_dbt_internals.py::test_the_seam_states_the_dagster_dbt_range_pyproject_declares",
     "tests/test_dbt_internals.py::test_the_seam_is_pinned_to_the_installed_dagster_dbt",

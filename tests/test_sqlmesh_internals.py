@@ -231,6 +231,23 @@ PINNED_CALLABLES: dict[str, list[str] | None] = {
     "sqlmesh.core.context:GenericContext._load_materializations": [],
     "sqlmesh.core.engine_adapter:EngineAdapter": None,
     "sqlmesh.core.engine_adapter:EngineAdapter.fetchone": ["query"],
+    # Query counting (query_counting.py): the three paths that send a statement.
+    "sqlmesh.core.engine_adapter:EngineAdapter._execute": ["sql", "track_rows_processed", "kwargs"],
+    "sqlmesh.core.engine_adapter.mixins:PandasNativeFetchDFSupportMixin": None,
+    "sqlmesh.core.engine_adapter.mixins:PandasNativeFetchDFSupportMixin._fetch_native_df": [
+        "query",
+        "quote_identifiers",
+    ],
+    "sqlmesh.core.engine_adapter.postgres:PostgresEngineAdapter": None,
+    "sqlmesh.core.engine_adapter.postgres:PostgresEngineAdapter._fetch_native_df": ["query", "quote_identifiers"],
+    "sqlmesh.core.engine_adapter.duckdb:DuckDBEngineAdapter": None,
+    "sqlmesh.core.engine_adapter.duckdb:DuckDBEngineAdapter._df_to_source_queries": [
+        "df",
+        "target_columns_to_types",
+        "batch_size",
+        "target_table",
+        "source_columns",
+    ],
     "sqlmesh.core.environment:Environment": None,
     "sqlmesh.core.environment:Environment.sanitize_name": ["v"],
     "sqlmesh.core.environment:EnvironmentNamingInfo": None,

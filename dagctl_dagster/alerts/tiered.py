@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from dagctl_dagster.alerts import rules
+from dagctl_dagster.alerts.cost import costly_model, run_cost
 from dagctl_dagster.alerts.cursor import AlertCursor
 from dagctl_dagster.alerts.messages import tier_alert_text
 from dagctl_dagster.alerts.projects import ProjectLookup
@@ -158,11 +159,13 @@ class _Evaluation:
 
     def materializations(self, project: str, key: dg.AssetKey) -> None:
         thresholds = self.projects.alerts_for(project).thresholds
+        cost = self.projects.config.cost_for(self.projects.config.project(project))
         for record in self._new_records(
             self.instance.fetch_materializations,
             lambda after: dg.AssetRecordsFilter(asset_key=key, after_storage_id=after),
         ):
             self._add(rules.slow_model(project, self.instance, record, thresholds))
+            self._add(costly_model(project, self.instance, record, cost))
 
     def state_observations(self, project: str, key: dg.AssetKey) -> None:
         thresholds = self.projects.alerts_for(project).thresholds
@@ -179,9 +182,9 @@ class _Evaluation:
     def _record_run_summary(self, project: str, record: dg.RunRecord) -> RunSummary:
         models = self.included.models.get(project)  # unknown: the run is the project's (its tag)
         summary = summarize_run(self.instance, record, ProjectModels(project, models) if models else None)
-        self.instance.report_runless_asset_event(
-            dg.AssetObservation(asset_key=runs_key(project), metadata=summary.metadata())
-        )
+        spent = run_cost(self.instance, summary.run_id)
+        metadata = {**summary.metadata(), **(spent.metadata() if spent is not None else {})}
+        self.instance.report_runless_asset_event(dg.AssetObservation(asset_key=runs_key(project), metadata=metadata))
         return summary
 
     def _observe_state(self, project: str) -> None:

@@ -39,9 +39,11 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DbtProject
 
 from dagctl_dagster.config import LoadedConfig, ProjectConfig
+from dagctl_dagster.cost import QueryCost
 from dagctl_dagster.dbt.freshness import dbt_freshness
 from dagctl_dagster.dbt.internals.measuring import Measurement
 from dagctl_dagster.dbt.internals.resources import (
+    cost_in_dbt,
     get_manifest_and_translator_from_dbt_assets,
     is_duckdb_adapter,
     measured_in_dbt,
@@ -329,6 +331,7 @@ def _node_events(context: AssetExecutionContext, invocation: Any) -> Iterator[An
     def events() -> Iterator[Any]:
         for raw in invocation.stream_raw_events():
             measured = measured_in_dbt(raw)
+            cost = cost_in_dbt(raw)
             for event in raw.to_default_asset_events(
                 manifest=manifest,
                 dagster_dbt_translator=translator,
@@ -336,7 +339,7 @@ def _node_events(context: AssetExecutionContext, invocation: Any) -> Iterator[An
                 target_path=invocation.target_path,
                 project=invocation.project,
             ):
-                yield _with_measurement(_with_reported_rows(event, raw.raw_event, manifest), measured)
+                yield _with_cost(_with_measurement(_with_reported_rows(event, raw.raw_event, manifest), measured), cost)
 
     if invocation.adapter is None or is_duckdb_adapter(invocation.adapter):  # see run_dbt_build
         yield from events()
@@ -391,6 +394,13 @@ def _with_measurement(event: Any, measured: Measurement | None) -> Any:
     if measured is None or not isinstance(event, (dg.Output, dg.AssetMaterialization)):
         return event
     return event.with_metadata({**event.metadata, **measurement_metadata(measured)})
+
+
+def _with_cost(event: Any, cost: QueryCost | None) -> Any:
+    """The node's statements and their time, as dbt's process counted them (``dagctl-dbt``)."""
+    if cost is None or not isinstance(event, (dg.Output, dg.AssetMaterialization)):
+        return event
+    return event.with_metadata({**event.metadata, **cost.metadata()})
 
 
 def _with_reported_rows(event: Any, raw_event: Mapping[str, Any], manifest: Mapping[str, Any]) -> Any:

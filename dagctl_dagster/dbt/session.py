@@ -89,14 +89,14 @@ class DbtRunSession(DagctlDbtCliResource, RunFramework):
     ) -> DbtRunSession:
         """``measured_by_dbt``: dbt's own process measures what it builds (``dagctl-dbt``; DuckDB,
         whose file is dbt's alone while it runs), so no adapter is built in the run worker.
-        Otherwise ``dbt`` runs, and the run worker measures through its own adapter."""
+        Otherwise the run worker measures through its own adapter. ``dagctl-dbt`` runs dbt on
+        every warehouse when installed: it counts each node's statements."""
         from dagctl_dagster.dbt.manifest import dbt_executable
 
         measuring = measuring_dbt_executable()
-        in_dbt = measured_by_dbt and measuring.exists()
         return cls(
             project_dir=dbt_project,
-            dbt_executable=str(measuring) if in_dbt else dbt_executable(),
+            dbt_executable=str(measuring) if measuring.exists() else dbt_executable(),
             in_process_adapter=not measured_by_dbt,
             project_name=project_name,
             pool_limit=pool_limit,

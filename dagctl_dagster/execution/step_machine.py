@@ -228,7 +228,7 @@ class StepMachine:
         yield event
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and event.asset_key is not None:
             model = event.asset_key.to_user_string()
-            self._tally.materialized(step_key, model)
+            self._tally.materialized(step_key, model, event.materialization.metadata)
             if self._claims.is_multi_model(step_key):
                 self._claims.node_finished(step_key, model)
         if event.is_step_success:

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from dagctl_dagster.cost import QueryCost
 from dagctl_dagster.names import ExecutorSummary, NotRunReason
 
 
@@ -49,12 +51,19 @@ class Tally:
     materialized_by_step: dict[str, set[str]] = field(default_factory=dict)
     # A failed multi-model step's own account: the models that failed and those it skipped.
     failed_models_by_step: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    # What each step's materializations say their models cost the warehouse.
+    cost_by_step: dict[str, QueryCost] = field(default_factory=dict)
 
     def not_run_step(self, step_key: str, reason: NotRunReason) -> None:
         self.not_run.setdefault(reason, set()).add(step_key)
 
-    def materialized(self, step_key: str, model: str) -> None:
+    def materialized(self, step_key: str, model: str, metadata: Mapping[str, Any]) -> None:
+        """A step materialized ``model``; adds what it says the model cost the warehouse."""
         self.materialized_by_step.setdefault(step_key, set()).add(model)
+        cost = QueryCost.from_metadata(metadata)
+        if cost is not None:
+            known = self.cost_by_step.get(step_key)
+            self.cost_by_step[step_key] = cost if known is None else known + cost
 
     def failed_step(self, step_key: str, failed_models: list[str], skipped_models: list[str]) -> None:
         """A failed step whose failure names its failed (and skipped) models."""
@@ -69,6 +78,7 @@ class Tally:
         steps = _Steps(self, project)
         executed, nothing_due, downstream_of_left_out = steps.succeeded()
         failed, executed_in_failed, blocked_in_failed = steps.failed()
+        cost = steps.cost()
         return ExecutorSummary(
             duration_s=round(duration_s, 3),
             executed=executed + executed_in_failed,
@@ -81,6 +91,8 @@ class Tally:
             models_left_out=len({m for m in self.left_out_models if steps.has_model(m)}),
             not_run=sum(steps.models(keys, at_least_one=True) for keys in self.not_run.values()),
             nothing_due=nothing_due,
+            warehouse_queries=cost.queries if cost is not None else None,
+            warehouse_query_s=round(cost.query_time_s, 6) if cost is not None else None,
             **{
                 f"not_run_{reason.value}": steps.models(self.not_run.get(reason, ()), at_least_one=True)
                 for reason in NotRunReason
@@ -143,3 +155,11 @@ class _Steps:
             else:
                 failed += max(len(models - done), 1)
         return failed, executed, blocked
+
+    def cost(self) -> QueryCost | None:
+        """What the counted steps' materializations cost the warehouse (None: none counted)."""
+        costs = [cost for key, cost in self.tally.cost_by_step.items() if self.counts(key)]
+        total: QueryCost | None = None
+        for cost in costs:
+            total = cost if total is None else total + cost
+        return total

@@ -556,6 +556,8 @@ def _materialization_metadata(outcome: ModelOutcome, session: SQLMeshRunSession)
         metadata["rows_processed"] = dg.MetadataValue.int(outcome.rows_processed)
     if outcome.row_count is not None:
         metadata[ROW_COUNT_KEY] = dg.MetadataValue.int(outcome.row_count)
+    if outcome.cost is not None:
+        metadata.update(outcome.cost.metadata())
     if outcome.physical_table:
         metadata["physical_table"] = outcome.physical_table
     if outcome.snapshot_version:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dagctl_dagster.cost import QueryCost, counting_enabled
 from dagctl_dagster.execution.framework import (
     Preparation,
     Refusal,
@@ -83,6 +84,8 @@ class ModelOutcome:
     snapshot_version: str | None = None
     audits: list[AuditOutcome] = field(default_factory=list)
     last_plan_rows: int | None = None  # rows the plan's last batch of it wrote (tracker), if counted
+    # The step's statements to the warehouse; None when not counted (or the first plan evaluated it).
+    cost: QueryCost | None = None
     error: str | None = None  # one line, secrets redacted
     traceback: str | None = None  # secrets redacted
 
@@ -161,6 +164,8 @@ class SQLMeshRunSession(RunFramework):
             self._run = internals.schedule_run(context, self.environment, state.plan_id or "")
             if self.initial_plan_applied:
                 self._kept = self._deployed_unevaluated(self._run)
+            if counting_enabled():
+                internals.count_queries(self._run)
             internals.execute_environment_statements(self._run, "BEFORE_ALL")
         except Exception as exc:
             return Preparation(error=f"{self.label}: {_one_line(exc)}")
@@ -363,7 +368,7 @@ class SQLMeshRunSession(RunFramework):
         outcome.physical_table = snapshot.physical_table
         outcome.snapshot_version = snapshot.version
         started = time.perf_counter()
-        with self._engine_guard(blocking=True):
+        with self._engine_guard(blocking=True), internals.measuring_queries() as spent:
             try:
                 last_rows = self._execute_units(run, model_fqn, outcome, grant.holds_claims)
                 if outcome.status is ModelStatus.EVALUATED:
@@ -374,6 +379,8 @@ class SQLMeshRunSession(RunFramework):
                 outcome.traceback = redacted_traceback(exc)
                 outcome.audits.extend(internals.audit_failures(exc))
         outcome.duration_s += time.perf_counter() - started
+        if counting_enabled() and not outcome.plan_intervals:
+            outcome.cost = spent()
         return outcome
 
     def _execute_units(

@@ -31,7 +31,8 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from packaging import version
 
-from dagctl_dagster.dbt.internals.measuring import Measurement, measure, measuring_dbt_executable
+from dagctl_dagster.cost import QueryCost
+from dagctl_dagster.dbt.internals.measuring import Measurement, cost_from_logged, measure, measuring_dbt_executable
 from dagctl_dagster.names import COLUMN_SCHEMA_KEY, ROW_COUNT_KEY
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DagctlDbtCliResource",
+    "cost_in_dbt",
     "dbt_core_version",
     "get_manifest_and_translator_from_dbt_assets",
     "is_duckdb_adapter",
@@ -212,6 +214,11 @@ def measurement_metadata(measurement: Measurement) -> dict[str, Any]:
     if measurement.row_count is not None:
         found[ROW_COUNT_KEY] = dg.MetadataValue.int(measurement.row_count)
     return found
+
+
+def cost_in_dbt(raw_event: Any) -> QueryCost | None:
+    """What the node of this result event cost the warehouse, as ``dagctl-dbt`` logged it."""
+    return cost_from_logged(getattr(raw_event, "_event_history_metadata", None) or {})
 
 
 def measured_in_dbt(raw_event: Any) -> Measurement | None:

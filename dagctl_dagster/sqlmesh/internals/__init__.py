@@ -90,6 +90,7 @@ from dagctl_dagster.sqlmesh.internals.plans import (
     prepare_plan,
     run_unit_tests,
 )
+from dagctl_dagster.sqlmesh.internals.query_counting import count_queries, measuring_queries
 from dagctl_dagster.sqlmesh.internals.recording import EvaluationRecorder, FailureRecorder, PlanBatch
 from dagctl_dagster.sqlmesh.internals.row_counts import table_row_count
 from dagctl_dagster.sqlmesh.internals.scheduling import (
@@ -138,6 +139,7 @@ __all__ = [
     "column_types",
     "completed_intervals",
     "concurrent_tasks",
+    "count_queries",
     "custom_materializations",
     "downstream_of",
     "environment_state",
@@ -155,6 +157,7 @@ __all__ = [
     "load_custom_materializations",
     "load_models",
     "load_project_configs",
+    "measuring_queries",
     "model_file",
     "model_fqn",
     "plan_changes",

@@ -1,0 +1,129 @@
+"""What each dbt node costs the warehouse: the bundled dbt example built through the real
+`dagster` CLI, on DuckDB and on PostgreSQL, each node's `warehouse_queries` compared with the
+warehouse's own log, and read back through the webserver's GraphQL API as the UI plots it.
+
+dbt marks each statement it sends for a node with its query comment (``"node_id": ...``), so
+the warehouse's log says which node sent what: DuckDB's query log (switched on by an
+``on-run-start`` hook, written to files), PostgreSQL's ``log_statement = 'all'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from cost_helpers import logged_postgres
+from test_code_location import dagster, example_env
+from test_dbt_factory import PROJECT, dbt_only_repo
+from webserver import graphql_when, running_webserver
+
+from dagctl_dagster.cost import COUNT_QUERIES_ENV
+
+pytestmark = pytest.mark.timeout(900)
+
+NODE_ID = re.compile(r'"node_id": "([^"]+)"')
+MATERIALIZED = """
+query ($group: String!) {
+  assetNodes(group: {groupName: $group, repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
+    assetKey { path }
+    assetMaterializations(limit: 1) {
+      metadataEntries {
+        label
+        ... on IntMetadataEntry { intValue }
+        ... on FloatMetadataEntry { floatValue }
+        ... on TextMetadataEntry { text }
+      }
+    }
+  }
+}
+"""
+
+
+def by_node_id(messages: list[str]) -> Counter[str]:
+    """Statements per node, from dbt's query comment in the statement's text."""
+    found: Counter[str] = Counter()
+    for message in messages:
+        match = NODE_ID.search(message)
+        if match:
+            found[match.group(1)] += 1
+    return found
+
+
+def materialized(repo: Path, env: dict[str, str]) -> dict[str, dict[str, object]]:
+    """Each asset's last materialization metadata as the webserver serves it, by model name."""
+    with running_webserver(repo, env) as port:
+        nodes = graphql_when(
+            port,
+            MATERIALIZED,
+            lambda data: data["assetNodes"] and all(n["assetMaterializations"] for n in data["assetNodes"]),
+            "the webserver to serve the dbt materializations",
+            variables={"group": PROJECT},
+        )["assetNodes"]
+    found = {}
+    for node in nodes:
+        entries = node["assetMaterializations"][0]["metadataEntries"]
+        found[node["assetKey"]["path"][-1]] = {
+            e["label"]: e.get("intValue", e.get("floatValue", e.get("text"))) for e in entries
+        }
+    return found
+
+
+def assert_counts_match(shown: dict[str, dict[str, object]], logged: Counter[str]) -> None:
+    assert shown
+    for name, metadata in shown.items():
+        unique_id = str(metadata["unique_id"])
+        assert isinstance(metadata["warehouse_queries"], int), (name, metadata)
+        assert isinstance(metadata["warehouse_query_s"], float) and metadata["warehouse_query_s"] > 0, name
+        if unique_id.startswith("seed."):
+            # A DuckDB seed's load (`COPY`) is sent without dbt's comment: the log cannot name it.
+            assert metadata["warehouse_queries"] >= logged[unique_id] > 0, (name, logged[unique_id])
+        else:
+            assert metadata["warehouse_queries"] == logged[unique_id], (name, metadata, logged[unique_id])
+
+
+def test_duckdb_node_counts_equal_duckdbs_query_log_and_reach_the_ui(tmp_path: Path, dagster_home: Path):
+    repo = dbt_only_repo(tmp_path / "repo")
+    log_dir = tmp_path / "duckdb_log"
+    project_file = repo / "examples" / "dbt_project" / "dbt_project.yml"
+    project_file.write_text(
+        project_file.read_text()
+        + f"\non-run-start:\n  - \"CALL enable_logging('QueryLog', storage='file', storage_path='{log_dir}')\"\n"
+    )
+    env = example_env(repo, dagster_home)
+
+    run = dagster(["asset", "materialize", "-f", "definitions.py", "--select", f"group:{PROJECT}"], repo, env)
+    assert run.returncode == 0, run.stderr[-4000:]
+    with (log_dir / "duckdb_log_entries.csv").open(newline="") as entries:
+        logged = by_node_id([row["message"] for row in csv.DictReader(entries) if row["type"] == "QueryLog"])
+    shown = materialized(repo, env)
+
+    assert_counts_match(shown, logged)
+
+
+def test_postgres_node_counts_equal_the_servers_statement_log(tmp_path: Path, dagster_home: Path):
+    repo = dbt_only_repo(tmp_path / "repo")
+    config = repo / ".dagctl" / "config.yaml"
+    config.write_text(config.read_text().replace("target: dev", "target: prod"))
+    with logged_postgres() as postgres:
+        env = {**example_env(repo, dagster_home), **postgres.libpq_env()}
+        run = dagster(["asset", "materialize", "-f", "definitions.py", "--select", f"group:{PROJECT}"], repo, env)
+        assert run.returncode == 0, run.stderr[-4000:]
+        logged = by_node_id([s.text for s in postgres.statements()])
+        shown = materialized(repo, env)
+
+    assert_counts_match(shown, logged)
+
+
+def test_counting_off_leaves_dbt_nodes_without_cost(tmp_path: Path, dagster_home: Path):
+    repo = dbt_only_repo(tmp_path / "repo")
+    env = {**example_env(repo, dagster_home), COUNT_QUERIES_ENV: "0"}
+
+    run = dagster(["asset", "materialize", "-f", "definitions.py", "--select", f"group:{PROJECT}"], repo, env)
+    assert run.returncode == 0, run.stderr[-4000:]
+    shown = materialized(repo, env)
+
+    assert shown and all("warehouse_queries" not in metadata for metadata in shown.values())
+    assert all("dagster/row_count" in metadata for metadata in shown.values()), "dbt's process still measures"
