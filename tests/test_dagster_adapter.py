@@ -270,3 +270,52 @@ def test_postgres_storage_gets_pooled_connections_for_the_run(tmp_path, monkeypa
             _write_events_from_threads(instance, run, count=30, threads=5)
         messages = _engine_events(instance, run.run_id)
     assert sorted(messages) == sorted(f"event {i}" for i in range(30))
+
+
+@pytest.mark.parametrize("storage_kind", ["sqlite", "postgres"])
+def test_event_log_schema_questions_are_asked_once_while_the_run_holds_the_storage(
+    storage_kind, tmp_path, monkeypatch, request
+):
+    """Dagster's SQL event logs reflect `asset_keys`, read the data-migration table and look
+    tables up on every data-version read and materialization; the adapter remembers the
+    answers during a run, for the run's storage object only, and forgets them after."""
+    import collections
+
+    if storage_kind == "postgres":
+        home = instance_home(tmp_path / "home", request.getfixturevalue("postgres_url"))
+    else:
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    asked: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        storage_class = type(storage)
+        # What the adapter wraps: Dagster's own schema questions, by these names and arguments.
+        assert storage.has_asset_key_col("last_materialization_timestamp")
+        assert storage.has_secondary_index("asset_key_index_columns")
+        assert storage.has_table("asset_event_tags")
+        for name in ("_has_asset_key_col_on_connection", "has_secondary_index", "has_table"):
+            original = getattr(storage_class, name)
+
+            def counting(self, *args, _name=name, _original=original):
+                asked[(_name, args[-1])] += 1
+                return _original(self, *args)
+
+            monkeypatch.setattr(storage_class, name, counting)
+
+        with adapter.storage_connections_held_open(instance, max_connections=2):
+            for index in range(3):
+                instance.report_runless_asset_event(dg.AssetMaterialization(f"a{index}"))
+                instance.get_asset_records([dg.AssetKey(f"a{index}")])
+            assert not storage.has_asset_key_col("no_such_column")
+            assert not storage.has_asset_key_col("no_such_column")  # a missing column is asked again
+            assert len(instance.get_asset_records()) == 3
+
+        assert asked[("_has_asset_key_col_on_connection", "no_such_column")] == 2
+        del asked[("_has_asset_key_col_on_connection", "no_such_column")]
+        assert asked and set(asked.values()) == {1}, asked  # each present one once, not per read or write
+        assert not any(name in vars(storage) for name in adapter._SCHEMA_MEMO_ATTRS)
+        storage.has_asset_key_col("cached_status_data")
+        assert asked[("_has_asset_key_col_on_connection", "cached_status_data")] == 2  # asked again after the block

@@ -81,6 +81,7 @@ __all__ = [
     "step_key_of",
     "run_and_step_of_op",
     "step_tags",
+    "event_log_schema_remembered",
     "keep_sqlite_event_connections_open",
     "storage_connections_held_open",
 ]
@@ -329,7 +330,63 @@ def storage_connections_held_open(instance: dg.DagsterInstance, *, max_connectio
         keep_sqlite_event_connections_open(force=True)
     else:
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=max_connections)
-    yield
+    with event_log_schema_remembered(event_storage):
+        yield
+
+
+_SCHEMA_MEMO_ATTRS = ("has_asset_key_col", "_has_asset_key_col_on_connection", "has_secondary_index", "has_table")
+
+
+@contextmanager
+def event_log_schema_remembered(storage: Any) -> Iterator[None]:
+    """While the block runs, the event log storage answers its schema questions from memory.
+
+    Dagster's SQL event log storages ask their database, on every call, whether the
+    ``asset_keys`` table has a column (``has_asset_key_col``: a reflection of the table,
+    several catalog queries on PostgreSQL), whether a data migration ran
+    (``has_secondary_index``; cached by the PostgreSQL storage, not by SQLite's) and whether a
+    table exists (``has_table``, a catalog query on PostgreSQL): several times for each
+    upstream data-version read and for each materialization written (benchmarks/RESULTS.md,
+    issue 30). A column, table or migration that exists stays while the run executes; a
+    missing one is asked again. Only this storage object, only for the block.
+    """
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    if not isinstance(storage, SqlEventLogStorage) or any(a in storage.__dict__ for a in _SCHEMA_MEMO_ATTRS):
+        yield
+        return
+    columns: set[str] = set()
+    indexes: set[str] = set()
+    tables: set[str] = set()
+    has_column = storage.has_asset_key_col
+    has_column_on_connection = storage._has_asset_key_col_on_connection
+    has_index = storage.has_secondary_index
+    has_table = storage.has_table
+
+    def remembered(known: set[str], ask: Callable[..., bool]) -> Callable[..., bool]:
+        def answer(*args: Any) -> bool:
+            name = args[-1]
+            if name in known:
+                return True
+            present = ask(*args)
+            if present:
+                known.add(name)
+            return present
+
+        return answer
+
+    # On the object, not its class: other storages of the process ask as before.
+    vars(storage).update(
+        has_asset_key_col=remembered(columns, has_column),
+        _has_asset_key_col_on_connection=remembered(columns, has_column_on_connection),
+        has_secondary_index=remembered(indexes, has_index),
+        has_table=remembered(tables, has_table),
+    )
+    try:
+        yield
+    finally:
+        for attribute in _SCHEMA_MEMO_ATTRS:
+            storage.__dict__.pop(attribute, None)
 
 
 SQLITE_EVENT_LOG_MODULE = "dagster._core.storage.event_log.sqlite.sqlite_event_log"
