@@ -319,3 +319,87 @@ def test_event_log_schema_questions_are_asked_once_while_the_run_holds_the_stora
         assert not any(name in vars(storage) for name in adapter._SCHEMA_MEMO_ATTRS)
         storage.has_asset_key_col("cached_status_data")
         assert asked[("_has_asset_key_col_on_connection", "cached_status_data")] == 2  # asked again after the block
+
+
+@dg.asset
+def upstream_a() -> dg.MaterializeResult:
+    return dg.MaterializeResult(data_version=dg.DataVersion("a-1"))
+
+
+@dg.asset(deps=[upstream_a])
+def middle_b() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+@dg.asset(deps=[middle_b, upstream_a])
+def last_c() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+chain_job = dg.define_asset_job("chain", executor_def=claim_aware_executor)
+chain_defs = dg.Definitions(assets=[upstream_a, middle_b, last_c], jobs=[chain_job])
+
+
+def get_chain_job() -> dg.JobDefinition:
+    return chain_defs.resolve_job_def("chain")
+
+
+def _input_pointers(instance: DagsterInstance) -> dict[str, dict[str, tuple[int, str]]]:
+    """Each asset's latest materialization: its upstream → (input event pointer, input data version)."""
+    found: dict[str, dict[str, tuple[int, str]]] = {}
+    for key in (dg.AssetKey("middle_b"), dg.AssetKey("last_c")):
+        tags = instance.get_latest_materialization_event(key).tags or {}
+        found[key.to_user_string()] = {
+            name.split("/", 2)[2]: (int(value), tags[f"dagster/input_data_version/{name.split('/', 2)[2]}"])
+            for name, value in tags.items()
+            if name.startswith("dagster/input_event_pointer/")
+        }
+    return found
+
+
+def _latest(instance: DagsterInstance, key: str) -> tuple[int, str]:
+    record = instance.get_asset_records([dg.AssetKey(key)])[0].asset_entry.last_materialization_record
+    return record.storage_id, record.event_log_entry.tags["dagster/data_version"]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("storage_kind", ["sqlite", "postgres"])
+def test_upstream_data_versions_come_from_the_runs_own_materializations(storage_kind, tmp_path, monkeypatch, request):
+    """A step's input provenance (event pointer and data version of each upstream) is what the
+    event log holds, whether the upstream was materialized in this run (answered from the run's
+    record, no asset-record read) or before it (read from the event log, as Dagster does)."""
+    if storage_kind == "postgres":
+        home = instance_home(tmp_path / "home", request.getfixturevalue("postgres_url"))
+    else:
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    read: list[str] = []
+    original = DagsterInstance.get_asset_records
+
+    def counting(self, asset_keys=None):
+        read.extend(key.to_user_string() for key in asset_keys or [])
+        return original(self, asset_keys)
+
+    monkeypatch.setattr(DagsterInstance, "get_asset_records", counting)
+    with DagsterInstance.get() as instance:
+        result = dg.execute_job(dg.reconstructable(get_chain_job), instance)
+        assert result.success
+        assert read == []  # every upstream of every step was materialized by this run
+        pointers = _input_pointers(instance)
+        assert pointers == {
+            "middle_b": {"upstream_a": _latest(instance, "upstream_a")},
+            "last_c": {"upstream_a": _latest(instance, "upstream_a"), "middle_b": _latest(instance, "middle_b")},
+        }
+        assert pointers["middle_b"]["upstream_a"][1] == "a-1"
+
+        # A run of the last asset alone: its upstreams come from the event log, as in Dagster.
+        read.clear()
+        only_c = dg.execute_job(dg.reconstructable(get_chain_job), instance, asset_selection=[dg.AssetKey("last_c")])
+        assert only_c.success
+        assert sorted(read) == ["middle_b", "upstream_a"]
+        assert _input_pointers(instance)["last_c"] == {
+            "upstream_a": _latest(instance, "upstream_a"),
+            "middle_b": _latest(instance, "middle_b"),
+        }
