@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="full: every models x widths x rows "
         "(default); axes: a base shape, each axis varied alone, and the largest corner; concurrency: every "
         "models x widths at the fewest rows for concurrent_tasks 1, 4 and 8, on DuckDB and on the latency "
-        "warehouse (N 100 and 500 there), with stock Dagster's floor beside every one-at-a-time shape",
+        "warehouse (N 100 and 500 there), with stock Dagster's floor beside every DuckDB shape",
     )
     parser.add_argument(
         "--concurrent-tasks",
@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--floors",
         choices=("each", "base"),
-        help="stock Dagster's floor beside every one-at-a-time shape of the sweep (each; default for "
-        "--sweep concurrency) or in the floor section's base shape only (base; default otherwise)",
+        help="stock Dagster's floor beside every shape of the sweep (each; default for --sweep concurrency) "
+        "or in the floor section's base shape only (base; default otherwise)",
     )
     parser.add_argument(
         "--kinds-models", type=int, default=100, help="size of the FULL/VIEW/INCREMENTAL mix (default 100)"
