@@ -506,3 +506,35 @@ def test_peer_needs_a_virtualenv_with_dagster(tmp_path, monkeypatch):
     source = write_peer_definitions(repo).read_text()
     compile(source, "definitions_peer.py", "exec")
     assert "sqlmesh_assets" in source and str(repo.project_dir) in source and 'environment="prod"' in source
+
+
+@pytest.mark.timeout(600)
+def test_cpu_probe_splits_a_run_by_thread_cpu(tmp_path):
+    """benchmarks/cpu_probe.py wraps each engine's CLI and reports per model step (or model)."""
+    import os
+    import sys
+
+    repo = generate_repository(tmp_path / "repo", models=4, width=2)
+    state = c.DuckDBState(repo)
+    state.prepare()
+    probe = [sys.executable, str(c.REPO_ROOT / "benchmarks" / "cpu_probe.py")]
+    native = c.run_timed(
+        [*probe, c.venv_command("sqlmesh"), "-p", str(repo.project_dir), "run"], label="native", cwd=repo.root
+    )
+    assert "cpu_probe: 4 model evaluations" in native.output and "Scheduler.evaluate:" in native.output
+    c.verify_duckdb_warehouse(repo, label="native")
+
+    state.restore()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    ours = c.run_timed(
+        [*probe, "dagster", "job", "execute", "-f", str(repo.definitions), "-j", "bench_run"],
+        label="claim-aware",
+        cwd=repo.root,
+        env={**os.environ, "DAGSTER_HOME": str(home), "MAX_CONCURRENT_MODELS": "1"},
+    )
+    assert "cpu_probe: 4 model steps" in ours.output
+    for part in ("SQLMesh evaluation (execute_unit):", "event-log writes:", "the run (start to end):"):
+        assert part in ours.output
+    c.verify_duckdb_warehouse(repo, label="claim-aware")
