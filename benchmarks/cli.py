@@ -18,22 +18,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", default="1000,100000", help="SQLMesh sweep: rows per table (default 1000,100000)")
     parser.add_argument(
         "--sweep",
-        choices=("full", "axes"),
+        choices=("full", "axes", "concurrency"),
         default="full",
         help="full: every models x widths x rows "
-        "(default); axes: a base shape, each axis varied alone, and the largest corner",
+        "(default); axes: a base shape, each axis varied alone, and the largest corner; concurrency: every "
+        "models x widths at the fewest rows for concurrent_tasks 1, 4 and 8, on DuckDB and on the latency "
+        "warehouse (N 100 and 500 there), with stock Dagster's floor beside every DuckDB shape",
     )
     parser.add_argument(
         "--concurrent-tasks",
-        type=int,
-        help="SQLMesh gateways' concurrent_tasks for both contenders "
-        "(default: SQLMesh's own, DuckDB 1 and PostgreSQL 4); also MAX_CONCURRENT_MODELS",
+        help="SQLMesh gateways' concurrent_tasks for both contenders, comma-separated: an axis of the sweep "
+        "(default: SQLMesh's own, DuckDB 1 and PostgreSQL 4; 1,4,8 for --sweep concurrency); also "
+        "MAX_CONCURRENT_MODELS",
+    )
+    parser.add_argument(
+        "--dagster-storage",
+        default="sqlite",
+        help="Dagster instance storages, comma-separated: sqlite (a new DAGSTER_HOME, the default) and/or "
+        "postgres (dagster-postgres in a new database of the benchmark's PostgreSQL server, as a deployment runs); "
+        "every Dagster contender runs on each",
+    )
+    parser.add_argument(
+        "--floors",
+        choices=("each", "base"),
+        help="stock Dagster's floor beside every shape of the sweep (each; default for --sweep concurrency) "
+        "or in the floor section's base shape only (base; default otherwise)",
     )
     parser.add_argument(
         "--kinds-models", type=int, default=100, help="size of the FULL/VIEW/INCREMENTAL mix (default 100)"
     )
     parser.add_argument(
-        "--latency-models", type=int, default=100, help="size of the PostgreSQL latency project (default 100)"
+        "--latency-models",
+        help="sizes of the PostgreSQL latency projects, comma-separated (default 100; 100,500 for --sweep concurrency)",
     )
     parser.add_argument("--dbt-models", default="8,200", help="dbt project sizes (default 8,200)")
     parser.add_argument("--dbt-threads", type=int, default=5, help="dbt --threads for both contenders (default 5)")
@@ -104,7 +120,11 @@ def options_from_args(args: argparse.Namespace):
         keep_workdir=args.keep_workdir,
         postgres_url=args.postgres_url,
         claim_clients=args.claim_clients,
-        concurrent_tasks=args.concurrent_tasks,
+        concurrent_tasks=_integers(args.concurrent_tasks, "--concurrent-tasks", "1,4,8")
+        if args.concurrent_tasks
+        else None,
+        dagster_storage=[part.strip() for part in args.dagster_storage.split(",") if part.strip()],
+        floors=args.floors,
         dbt_threads=args.dbt_threads,
         peer_python=args.peer_python,
         sweep_mode=args.sweep,
@@ -117,7 +137,9 @@ def options_from_args(args: argparse.Namespace):
             widths=_integers(args.widths, "--widths", "5,20,50"),
             rows=_integers(args.rows, "--rows", "1000,100000"),
             kinds_models=args.kinds_models,
-            latency_models=args.latency_models,
+            latency_models=_integers(args.latency_models, "--latency-models", "100,500")
+            if args.latency_models
+            else ([100, 500] if args.sweep == "concurrency" else [100]),
             dbt_models=_integers(args.dbt_models, "--dbt-models", "8,200"),
             peer_models=args.peer_models,
             repeats=args.repeats,

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,9 @@ class ProcessResult:
     peak_rss_bytes: int
     output: str
     run_seconds: float | None = None  # Dagster contenders: run start → end, from the run record
+    # User + system CPU seconds of the process and the children it waited for (``wait4``):
+    # steadier than wall time on a shared machine, since other work does not add to it.
+    cpu_seconds: float = 0.0
 
     @property
     def last_line(self) -> str:
@@ -91,7 +94,12 @@ def run_timed(
     if process.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-30:])
         raise ContenderFailed(f"{label}: `{' '.join(command)}` exited with {process.returncode}:\n{tail}")
-    return ProcessResult(seconds=seconds, peak_rss_bytes=rusage.ru_maxrss * 1024, output=output)
+    return ProcessResult(
+        seconds=seconds,
+        peak_rss_bytes=rusage.ru_maxrss * 1024,
+        output=output,
+        cpu_seconds=rusage.ru_utime + rusage.ru_stime,
+    )
 
 
 def _wait4(process, timeout_s: float, label: str):
@@ -268,6 +276,69 @@ def run_native_dbt(project_dir: Path, *, threads: int, timeout_s: float = DEFAUL
     )
 
 
+@dataclass(frozen=True)
+class DagsterStorage:
+    """The Dagster instance storage a Dagster contender runs on, new for every repetition.
+
+    ``sqlite``: a new ``DAGSTER_HOME`` with Dagster's default SQLite storages (a developer's
+    `dagster dev`). ``postgres``: Dagster's PostgreSQL storage (``dagster-postgres``, what a
+    deployment runs) in a new database of ``server_url``'s server; the claim store then uses
+    it too, as in a deployment. Either way the schema exists before the clock starts.
+    """
+
+    name: str
+    server_url: str | None = None
+    database: str = "bench_dagster"
+
+    def __post_init__(self) -> None:
+        if self.name not in DAGSTER_STORAGES:
+            raise ValueError(f"--dagster-storage must be among {', '.join(DAGSTER_STORAGES)} (got {self.name!r})")
+        if self.name == "postgres" and not self.server_url:
+            raise ValueError("PostgreSQL Dagster storage needs a server URL")
+
+    @property
+    def label(self) -> str:
+        return DAGSTER_STORAGES[self.name]
+
+    @contextlib.contextmanager
+    def home(self) -> Iterator[Path]:
+        """A new ``DAGSTER_HOME`` (and, for PostgreSQL, a new database) for one run."""
+        with tempfile.TemporaryDirectory(prefix="bench_dagster_home_") as home:
+            config = "telemetry:\n  enabled: false\n"
+            if self.name == "postgres":
+                url = _recreate_database(str(self.server_url), self.database)
+                config += f'storage:\n  postgres:\n    postgres_url: "{url}"\n'
+            Path(home, "dagster.yaml").write_text(config)
+            try:
+                yield Path(home)
+            finally:
+                if self.name == "postgres":
+                    _execute_autocommit(str(self.server_url), f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+DAGSTER_STORAGES = {"sqlite": "SQLite storage", "postgres": "PostgreSQL storage"}
+SQLITE_STORAGE = DagsterStorage("sqlite")
+
+
+def _recreate_database(server_url: str, database: str) -> str:
+    import sqlalchemy as sa
+
+    _execute_autocommit(server_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    _execute_autocommit(server_url, f'CREATE DATABASE "{database}"')
+    return sa.engine.make_url(server_url).set(database=database).render_as_string(hide_password=False)
+
+
+def _execute_autocommit(server_url: str, statement: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
 def run_dagster_job(
     repo: GeneratedRepository | None,
     definitions: Path,
@@ -282,25 +353,25 @@ def run_dagster_job(
     dagster: str | None = None,
     verify: bool = True,
     attribute: str | None = None,
+    storage: DagsterStorage = SQLITE_STORAGE,
 ) -> ProcessResult:
-    """``dagster job execute -f <definitions> [-a <attribute>] -j <job>`` on a new SQLite DAGSTER_HOME.
+    """``dagster job execute -f <definitions> [-a <attribute>] -j <job>`` on a new instance (``storage``).
 
     The instance's databases are created before the clock starts, as they exist for any
     user who runs a job; the run is then checked in that instance: it succeeded and
     materialized every model. ``MAX_CONCURRENT_MODELS`` is ``max_concurrent``.
     """
     expected = expected_materializations if expected_materializations is not None else repo.models
-    with tempfile.TemporaryDirectory(prefix="bench_dagster_home_") as home:
-        Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        if verify:
-            _create_instance_storage(Path(home))
+    with storage.home() as home:
+        if verify or storage.name != "sqlite":
+            _create_instance_storage(home)
         env = {
             **os.environ,
-            "DAGSTER_HOME": home,
+            "DAGSTER_HOME": str(home),
             "MAX_CONCURRENT_MODELS": str(max_concurrent),
             **(extra_env or {}),
         }
-        env.pop("DAGCTL_CLAIMS_URL", None)  # claims go to the run's own SQLite instance
+        env.pop("DAGCTL_CLAIMS_URL", None)  # claims go to the run's own instance (SQLite file, or its PostgreSQL)
         command = [dagster or venv_command("dagster"), "job", "execute", "-f", str(definitions), "-j", job]
         if attribute is not None:
             command += ["-a", attribute]
@@ -313,7 +384,7 @@ def run_dagster_job(
         )
         if not verify:
             return result
-        run_seconds = verify_dagster_run(Path(home), expected_materializations=expected, label=label)
+        run_seconds = verify_dagster_run(home, expected_materializations=expected, label=label)
     return dataclasses.replace(result, run_seconds=run_seconds)
 
 

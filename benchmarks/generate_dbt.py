@@ -22,6 +22,7 @@ from benchmarks.generate import ROWS, model_table_names, upstream_tables
 
 DBT_PROJECT_NAME = "bench_dbt"
 DBT_JOB_NAME = f"{DBT_PROJECT_NAME}_run"
+FLOOR_DBT_JOB_NAME = "floor_dbt_run"
 DBT_SCHEMA = "main"
 TESTS_PER_MODEL = 2
 
@@ -49,6 +50,10 @@ class DbtRepository:
     @property
     def definitions(self) -> Path:
         return self.root / "definitions.py"
+
+    @property
+    def definitions_floor(self) -> Path:
+        return self.root / "definitions_floor.py"
 
     def model_names(self) -> list[str]:
         return model_table_names(self.models, self.width)
@@ -100,7 +105,47 @@ def generate_dbt_repository(root: Path, *, models: int, width: int, threads: int
             '''
         )
     )
+    repo.definitions_floor.write_text(floor_definitions_source(threads))
     return repo
+
+
+def floor_definitions_source(threads: int) -> str:
+    """Stock dagster-dbt on the same project: ``@dbt_assets`` + ``DbtCliResource``, no claims.
+
+    Job ``floor_dbt_run`` runs ``dbt build --threads <threads>`` in one step on Dagster's
+    in-process executor, streaming dbt's events as dagster-dbt's documentation shows: what
+    any dagster-dbt deployment pays for this project before anything dagctl adds.
+    """
+    return textwrap.dedent(
+        f'''\
+        """dagster-dbt's floor: stock @dbt_assets + DbtCliResource on project '{DBT_PROJECT_NAME}'; job {FLOOR_DBT_JOB_NAME}."""
+
+        import sys
+        from pathlib import Path
+
+        import dagster as dg
+        from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
+
+        PROJECT_DIR = Path(__file__).resolve().parent / "dbt_project"
+        PROJECT = DbtProject(PROJECT_DIR, profiles_dir=PROJECT_DIR)
+
+
+        @dbt_assets(manifest=PROJECT.manifest_path)
+        def floor_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+            yield from dbt.cli(["build", "--threads", "{threads}"], context=context).stream()
+
+
+        defs = dg.Definitions(
+            assets=[floor_dbt_build],
+            resources={{
+                "dbt": DbtCliResource(
+                    project_dir=PROJECT, dbt_executable=str(Path(sys.executable).parent / "dbt")
+                )
+            }},
+            jobs=[dg.define_asset_job("{FLOOR_DBT_JOB_NAME}", executor_def=dg.in_process_executor)],
+        )
+        '''
+    )
 
 
 def _model_sql(table: str, upstream: tuple[str, ...], rows: int) -> str:

@@ -47,7 +47,9 @@ from benchmarks.generate_platform import check_platform_size
 from benchmarks.platform_section import run_platform_section
 from benchmarks.report import GIB, Row, Series, Target, ratio_row, value_row
 
-SWEEP_MODES = ("full", "axes")
+SWEEP_MODES = ("full", "axes", "concurrency")
+# The concurrency sweep's gateway settings when --concurrent-tasks names none (issue 30).
+CONCURRENCY_SWEEP_TASKS = (1, 4, 8)
 SECTIONS = (
     "run",
     "floor",
@@ -63,11 +65,18 @@ SECTIONS = (
     "platform",
 )
 
-TARGET_RUN_RATIO = Target("<=", 1.25)
+# Issue 30's targets. Issue 16's ratios to native for one-at-a-time gateways (1.25) and dbt
+# (1.5 at N=8, 1.15 at N=200) gave way to ratios to stock Dagster's floor of the same DAG;
+# the ratios to native stay in the table, recorded beside them.
+TARGET_RUN_RATIO = Target("<=", 1.3)  # concurrent gateways (concurrent_tasks >= 4), N >= 200, to native
+CONCURRENT_TASKS_MIN = 4
+CONCURRENT_MODELS_MIN = 200
+TARGET_FLOOR_RATIO = Target("<=", 1.10)  # one-at-a-time gateways: to the stock-Dagster floor
+TARGET_STEP_OVER_FLOOR = Target("<=", 3.0, "ms")  # in-run time per step, over the floor's
+TARGET_OUTSIDE_OVER_FLOOR = Target("<=", 0.3, "s")  # the run worker's time outside the run, over the floor's
 TARGET_LATENCY_RATIO = Target("<=", 1.05)
 TARGET_COUNTING_RATIO = Target("<=", 1.01)
-TARGET_DBT_SMALL_RATIO = Target("<=", 1.5)
-TARGET_DBT_LARGE_RATIO = Target("<=", 1.15)
+TARGET_DBT_FLOOR_RATIO = Target("<=", 1.10)  # to stock dagster-dbt on the same project
 DBT_SMALL_MODELS = 8
 TARGET_MULTIPROCESS_RATIO = Target(">=", 10)
 TARGET_LOAD_RATIO = Target("<=", 1.3)
@@ -83,9 +92,16 @@ class BenchOptions:
     models: list[int] = field(default_factory=lambda: [100, 500])
     widths: list[int] = field(default_factory=lambda: [5, 20, 50])
     rows: list[int] = field(default_factory=lambda: [1000, 100_000])
-    concurrent_tasks: int | None = None  # None: SQLMesh's default per engine (DuckDB 1, PostgreSQL 4)
+    # Gateways' concurrent_tasks, an axis of the sweep; None: SQLMesh's default per engine
+    # (DuckDB 1, PostgreSQL 4), or 1, 4 and 8 for the concurrency sweep.
+    concurrent_tasks: list[int] | None = None
+    # Dagster instance storages every Dagster contender runs on, each a contender of its own.
+    dagster_storage: list[str] = field(default_factory=lambda: ["sqlite"])
+    # Stock Dagster's floor beside every shape of the run section ("each"), or only in the
+    # floor section's base shape ("base"; default, except for the concurrency sweep).
+    floors: str | None = None
     kinds_models: int = 100
-    latency_models: int = 100
+    latency_models: list[int] = field(default_factory=lambda: [100])
     dbt_models: list[int] = field(default_factory=lambda: [8, 200])
     dbt_threads: int = 5
     peer_python: Path | None = None
@@ -128,6 +144,22 @@ class BenchOptions:
         return cls(**options)
 
     def __post_init__(self) -> None:
+        if isinstance(self.concurrent_tasks, int):
+            self.concurrent_tasks = [self.concurrent_tasks]
+        if isinstance(self.latency_models, int):
+            self.latency_models = [self.latency_models]
+        if self.floors is None:
+            self.floors = "each" if self.sweep_mode == "concurrency" else "base"
+        if self.floors not in ("each", "base"):
+            raise ValueError(f"--floors must be 'each' or 'base' (got {self.floors!r})")
+        for storage in self.dagster_storage:
+            if storage not in c.DAGSTER_STORAGES:
+                raise ValueError(
+                    f"--dagster-storage: unknown storage {storage!r}; known: {', '.join(c.DAGSTER_STORAGES)}"
+                )
+        for tasks in self.concurrent_tasks or []:
+            if tasks < 1:
+                raise ValueError(f"--concurrent-tasks must be at least 1 (got {tasks})")
         unknown = set(self.skip) - set(SECTIONS)
         if unknown:
             raise ValueError(f"--skip: unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
@@ -143,17 +175,33 @@ class BenchOptions:
     @property
     def width(self) -> int:
         """The layer width of the single-shape sections (multiprocess, load, rss, kinds, latency)."""
-        return 10 if 10 <= min(self.models + [self.kinds_models]) else min(self.widths)
+        return 10 if 10 <= min(self.models + [self.kinds_models] + self.latency_models) else min(self.widths)
+
+    @property
+    def tasks_values(self) -> list[int | None]:
+        """The concurrent_tasks axis (None: SQLMesh's default)."""
+        if self.concurrent_tasks:
+            return list(self.concurrent_tasks)
+        return list(CONCURRENCY_SWEEP_TASKS) if self.sweep_mode == "concurrency" else [None]
+
+    @property
+    def single_tasks(self) -> int | None:
+        """concurrent_tasks of the sections that measure one shape (kinds, peer, startup)."""
+        return self.tasks_values[0]
 
     def sweep(self) -> list[Shape]:
-        """The DuckDB FULL-model shapes of the run section.
+        """The DuckDB FULL-model shapes of the run section, for each value of concurrent_tasks.
 
         ``full``: every models × widths × rows. ``axes``: a base shape (fewest models, the
         middle width, fewest rows), each axis varied alone over its values, and the corner
-        with the most of everything; every value is covered in fewer runs.
+        with the most of everything; every value is covered in fewer runs. ``concurrency``:
+        every models × widths at the fewest rows, for concurrent_tasks 1, 4 and 8 (or those
+        --concurrent-tasks names).
         """
         if self.sweep_mode == "full":
             triples = [(m, w, r) for m in self.models for w in self.widths for r in self.rows]
+        elif self.sweep_mode == "concurrency":
+            triples = [(m, w, min(self.rows)) for m in self.models for w in self.widths]
         else:
             base = self._base_triple()
             triples = [base]
@@ -164,12 +212,31 @@ class BenchOptions:
                     triples.append(tuple(varied))
             triples.append((max(self.models), max(self.widths), max(self.rows)))
         unique = list(dict.fromkeys(triples))
-        return [Shape(models=m, width=w, rows=r, concurrent_tasks=self.concurrent_tasks) for m, w, r in unique]
+        return [
+            Shape(models=m, width=w, rows=r, concurrent_tasks=tasks)
+            for tasks in self.tasks_values
+            for m, w, r in unique
+        ]
+
+    def latency_shapes(self) -> list[Shape]:
+        """The latency section's shapes: each of ``latency_models`` for each concurrent_tasks.
+
+        One at a time, 100-300 ms per query is ~0.2 s per model: the concurrency sweep runs
+        that gateway setting at the smallest size only.
+        """
+        shapes = []
+        for tasks in self.tasks_values:
+            for models in self.latency_models:
+                shape = Shape(models=models, width=self.width, warehouse="latency", concurrent_tasks=tasks)
+                if self.sweep_mode == "concurrency" and shape.tasks == 1 and models > min(self.latency_models):
+                    continue
+                shapes.append(shape)
+        return shapes
 
     def base_shape(self) -> Shape:
         """The axes sweep's base: fewest models, the middle width, fewest rows (the floor section's shape)."""
         models, width, rows = self._base_triple()
-        return Shape(models=models, width=width, rows=rows, concurrent_tasks=self.concurrent_tasks)
+        return Shape(models=models, width=width, rows=rows, concurrent_tasks=self.single_tasks)
 
     def _base_triple(self) -> tuple[int, int, int]:
         return min(self.models), sorted(self.widths)[len(self.widths) // 2], min(self.rows)
@@ -202,47 +269,44 @@ def run_benchmarks(
         "compile every module it imports."
     )
     load_before = os.getloadavg()
-    with _workdir(options) as workdir:
+    needs_postgres = bool({"multiprocess", "claims", "latency"} - options.skip) or "postgres" in options.dagster_storage
+    with _workdir(options) as workdir, _postgres(options, workdir, enabled=needs_postgres, say=say) as postgres_url:
+        storages = [
+            c.DagsterStorage(name, postgres_url if name == "postgres" else None) for name in options.dagster_storage
+        ]
         repos = _Repositories(workdir, options.width)
         if "run" not in options.skip:
             for shape in options.sweep():
-                _run_section(repos.shaped(shape), options, results, say)
-        if "floor" not in options.skip:
-            _floor_section(repos.shaped(options.base_shape()), options, results, say)
+                _run_section(repos.shaped(shape), options, storages, results, say)
+        if "floor" not in options.skip and not _floor_measured(options):
+            _floor_section(repos.shaped(options.base_shape()), options, storages, results, say)
         if "kinds" not in options.skip:
             shape = Shape(
-                models=options.kinds_models, width=options.width, kinds="mix", concurrent_tasks=options.concurrent_tasks
+                models=options.kinds_models, width=options.width, kinds="mix", concurrent_tasks=options.single_tasks
             )
-            _run_section(repos.shaped(shape), options, results, say)
+            _run_section(repos.shaped(shape), options, storages, results, say, with_floor=False)
         if "peer" not in options.skip:
             _peer_section(repos, options, results, say)
         if "dbt" not in options.skip:
             for models in options.dbt_models:
-                _dbt_section(workdir, models, options, results, say)
+                _dbt_section(workdir, models, options, storages, results, say)
         if "startup" not in options.skip:
             _startup_section(
                 repos.shaped(Shape(models=min(options.models), width=options.width)), options, results, say
             )
-        needs_postgres = {"multiprocess", "claims", "latency"} - options.skip
-        with _postgres(options, workdir, enabled=bool(needs_postgres), say=say) as postgres_url:
-            if "latency" not in options.skip:
-                shape = Shape(
-                    models=options.latency_models,
-                    width=options.width,
-                    warehouse="latency",
-                    concurrent_tasks=options.concurrent_tasks,
-                )
-                _latency_section(repos.shaped(shape), postgres_url, options, results, say)
-            if "multiprocess" not in options.skip:
-                _multiprocess_section(
-                    repos.get(options.multiprocess_models, concurrent_tasks=CONCURRENT_TASKS),
-                    postgres_url,
-                    options,
-                    results,
-                    say,
-                )
-            if "claims" not in options.skip:
-                _claims_section(postgres_url, options, results, say)
+        if "latency" not in options.skip:
+            for shape in options.latency_shapes():
+                _latency_section(repos.shaped(shape), postgres_url, options, storages, results, say)
+        if "multiprocess" not in options.skip:
+            _multiprocess_section(
+                repos.get(options.multiprocess_models, concurrent_tasks=CONCURRENT_TASKS),
+                postgres_url,
+                options,
+                results,
+                say,
+            )
+        if "claims" not in options.skip:
+            _claims_section(postgres_url, options, results, say)
         if "load" not in options.skip:
             _load_section(repos.get(options.load_models), options, results, say)
         if "rss" not in options.skip:
@@ -256,6 +320,12 @@ def run_benchmarks(
         f"on {os.cpu_count()} CPUs (other work on the machine slows every contender)."
     )
     return results
+
+
+def _floor_measured(options: BenchOptions) -> bool:
+    """Whether the run section already measured the floor beside the floor section's shape."""
+    base = options.base_shape()
+    return "run" not in options.skip and options.floors == "each" and base in options.sweep()
 
 
 def _loads(values: tuple[float, float, float]) -> str:
@@ -280,91 +350,218 @@ LATENCY_RATIO = "claim-aware `bench_run` / native `sqlmesh run`, latency warehou
 COUNTING_RATIO = "claim-aware `bench_run`, queries counted / not counted, latency warehouse"
 COUNTING_IN_RUN_RATIO = "in-run time (run start → end), queries counted / not counted, latency warehouse"
 DBT_RATIO = "`bench_dbt_run` / native `dbt build`"
+DBT_FLOOR_RATIO = "`bench_dbt_run` / stock dagster-dbt `floor_dbt_run`"
+DBT_FLOOR_NATIVE_RATIO = "stock dagster-dbt `floor_dbt_run` / native `dbt build`"
 FLOOR_RATIO = "stock Dagster, no-op assets / native `sqlmesh run`"
 FLOOR_CLAIM_RATIO = "claim-aware `bench_run` / stock Dagster, no-op assets"
+STEP_OVER_FLOOR = "in-run time per step, claim-aware over stock Dagster's floor"
+OUTSIDE_OVER_FLOOR = "run worker's time outside the run, claim-aware over stock Dagster's floor"
+CPU_NOTE = "CPU seconds (user + system, the process and its waited children)"
 
 
-def _run_section(repo: GeneratedRepository, options: BenchOptions, results: BenchResults, say) -> None:
+@dataclass
+class _Measured:
+    """One contender's repetitions: wall time (``wall``, what ``_alternate`` fills), CPU time,
+    and for a Dagster run its in-run time (run start → end, from the run record)."""
+
+    wall: Series
+    cpu: Series
+    in_run: Series
+
+    @classmethod
+    def of(cls, label: str, models: int | None) -> _Measured:
+        return cls(
+            Series(label, models, "s"),
+            Series(f"{label}, CPU", models, "s"),
+            Series(f"{label}, in-run (run start → end)", models, "s"),
+        )
+
+    def record(self, result: c.ProcessResult) -> float:
+        self.cpu.samples.append(result.cpu_seconds)
+        if result.run_seconds is not None:
+            self.in_run.samples.append(result.run_seconds)
+        return result.seconds
+
+    def outside(self) -> list[float]:
+        """Wall time minus in-run time, per repetition: the run worker's start and end."""
+        if len(self.in_run.samples) != len(self.wall.samples):
+            return []
+        return [wall - run for wall, run in zip(self.wall.samples, self.in_run.samples, strict=True)]
+
+
+def _storage_suffix(storage: c.DagsterStorage, storages: list[c.DagsterStorage]) -> str:
+    return f" ({storage.label})" if len(storages) > 1 or storage.name != "sqlite" else ""
+
+
+def _run_target(shape: Shape) -> Target | None:
+    return TARGET_RUN_RATIO if shape.tasks >= CONCURRENT_TASKS_MIN and shape.models >= CONCURRENT_MODELS_MIN else None
+
+
+def _run_section(
+    repo: GeneratedRepository,
+    options: BenchOptions,
+    storages: list[c.DagsterStorage],
+    results: BenchResults,
+    say,
+    *,
+    with_floor: bool = True,
+) -> None:
     shape = repo.shape
     state = c.DuckDBState(repo)
-    say(f"[run {shape.describe()}] planning prod (skip backfill) once; every repetition starts from a copy")
+    floor = with_floor and options.floors == "each"
+    say(
+        f"[run {shape.describe()}] planning prod (skip backfill) once; every repetition starts from a copy"
+        + ("; stock Dagster's floor beside it" if floor else "")
+    )
     state.prepare()
     _warm_translation_cache(repo.config_path, repo.root, options)
     _compare_sqlmesh(
         repo,
         state.restore,
         options,
+        storages,
         results,
         say,
         verify=lambda label: c.verify_duckdb_warehouse(repo, label=label),
         measure=RUN_RATIO,
-        target=TARGET_RUN_RATIO,
+        target=_run_target(shape),
+        with_floor=floor,
     )
-
-
-@dataclass
-class _SqlmeshContenders:
-    """Native ``sqlmesh run`` and the claim-aware job on one repository, each checked after it runs."""
-
-    native: Series
-    native_once: Callable[[], float]
-    claim: Series
-    claim_once: Callable[[], float]
-    in_run: Series
-
-
-def _sqlmesh_contenders(repo, options: BenchOptions, *, verify, extra_env=None) -> _SqlmeshContenders:
-    shape = repo.shape
-    native = Series("native `sqlmesh run`", repo.models, "s")
-    claim = Series("claim-aware `bench_run`", repo.models, "s")
-    in_run = Series("in-run time (run start → end)", repo.models, "s")
-
-    def native_once() -> float:
-        seconds = c.run_native_sqlmesh(repo, timeout_s=options.timeout_s, extra_env=extra_env).seconds
-        verify(native.label)
-        return seconds
-
-    def claim_once() -> float:
-        result = c.run_dagster_job(
-            repo,
-            repo.definitions,
-            label=claim.label,
-            timeout_s=options.timeout_s,
-            max_concurrent=shape.tasks,
-            extra_env=extra_env,
-        )
-        verify(claim.label)
-        if result.run_seconds is not None:
-            in_run.samples.append(result.run_seconds)
-        return result.seconds
-
-    return _SqlmeshContenders(native, native_once, claim, claim_once, in_run)
 
 
 def _compare_sqlmesh(
     repo,
     reset,
     options: BenchOptions,
+    storages: list[c.DagsterStorage],
     results: BenchResults,
     say,
     *,
     verify,
     measure: str,
-    target: Target,
+    target: Target | None,
     extra_env=None,
+    with_floor: bool = False,
 ) -> None:
+    """Native ``sqlmesh run``, the claim-aware job on each storage, and (``with_floor``) stock
+    Dagster's floor on each storage, alternating; then their rows and notes."""
     shape = repo.shape
-    both = _sqlmesh_contenders(repo, options, verify=verify, extra_env=extra_env)
-    _alternate([(both.native, both.native_once), (both.claim, both.claim_once)], reset, options.repeats, say)
-    if both.in_run.samples:
-        results.notes.append(
-            f"Claim-aware, {shape.describe()}: {both.in_run.describe()}; the rest of its wall time is process "
-            "start, imports and loading the definitions."
+    native = _Measured.of("native `sqlmesh run`", repo.models)
+
+    def native_once() -> float:
+        result = c.run_native_sqlmesh(repo, timeout_s=options.timeout_s, extra_env=extra_env)
+        verify(native.wall.label)
+        return native.record(result)
+
+    contenders: list[tuple[Series, Callable[[], float]]] = [(native.wall, native_once)]
+    ours: dict[str, _Measured] = {}
+    floors: dict[str, _Measured] = {}
+    for storage in storages:
+        suffix = _storage_suffix(storage, storages)
+        claim = ours[storage.name] = _Measured.of(f"claim-aware `bench_run`{suffix}", repo.models)
+        contenders.append((claim.wall, _claim_once(repo, claim, storage, options, verify, extra_env)))
+        if with_floor:
+            floor = floors[storage.name] = _Measured.of(f"stock Dagster `floor_run`{suffix}", repo.models)
+            contenders.append((floor.wall, _floor_once(repo, floor, storage, options)))
+    _alternate(contenders, reset, options.repeats, say)
+    for storage in storages:
+        suffix = _storage_suffix(storage, storages)
+        claim = ours[storage.name]
+        where = f"{shape.describe()}{', ' + storage.label if suffix else ''}"
+        results.rows.append(ratio_row(f"{measure} — {where}", claim.wall, native.wall, target))
+        if claim.in_run.samples:
+            results.notes.append(
+                f"Claim-aware, {where}: {claim.in_run.describe()}; the rest of its wall time is process "
+                "start, imports and loading the definitions."
+            )
+        if storage.name in floors:
+            _floor_rows(repo, where, native, claim, floors[storage.name], results)
+    results.notes.append(
+        f"{CPU_NOTE}, {shape.describe()}: "
+        + "; ".join(m.cpu.describe() for m in [native, *ours.values(), *floors.values()] if m.cpu.samples)
+    )
+
+
+def _claim_once(repo, claim: _Measured, storage: c.DagsterStorage, options: BenchOptions, verify, extra_env):
+    def once() -> float:
+        result = c.run_dagster_job(
+            repo,
+            repo.definitions,
+            label=claim.wall.label,
+            timeout_s=options.timeout_s,
+            max_concurrent=repo.shape.tasks,
+            extra_env=extra_env,
+            storage=storage,
         )
-    results.rows.append(ratio_row(f"{measure} — {shape.describe()}", both.claim, both.native, target))
+        verify(claim.wall.label)
+        return claim.record(result)
+
+    return once
 
 
-def _floor_section(repo: GeneratedRepository, options: BenchOptions, results: BenchResults, say) -> None:
+def _floor_once(repo, floor: _Measured, storage: c.DagsterStorage, options: BenchOptions):
+    def once() -> float:
+        result = c.run_dagster_job(
+            None,
+            repo.definitions_floor,
+            label=floor.wall.label,
+            timeout_s=options.timeout_s,
+            job=FLOOR_JOB_NAME,
+            cwd=repo.root,
+            expected_materializations=repo.models,
+            storage=storage,
+        )
+        return floor.record(result)
+
+    return once
+
+
+def _floor_rows(repo, where: str, native: _Measured, claim: _Measured, floor: _Measured, results) -> None:
+    """Stock Dagster's floor beside native and the claim-aware run: the ratios, and the
+    claim-aware run's in-run time per step and time outside the run over the floor's, paired
+    by repetition (each pair ran back to back). The floor targets of the run and its steps
+    are those of one-at-a-time gateways; beside a concurrent one the floor is recorded, as
+    what Dagster alone costs for the same DAG."""
+    models = repo.models
+    one_at_a_time = repo.shape.tasks == 1
+    results.rows.append(ratio_row(f"{FLOOR_RATIO} — {where}", floor.wall, native.wall, None))
+    results.rows.append(
+        ratio_row(
+            f"{FLOOR_CLAIM_RATIO} — {where}", claim.wall, floor.wall, TARGET_FLOOR_RATIO if one_at_a_time else None
+        )
+    )
+    if len(claim.in_run.samples) == len(floor.in_run.samples) and claim.in_run.samples:
+        per_step = Series(
+            "claim-aware − floor, in-run ms per step (paired)",
+            models,
+            "ms",
+            [(a - b) / models * 1000 for a, b in zip(claim.in_run.samples, floor.in_run.samples, strict=True)],
+        )
+        results.rows.append(
+            value_row(f"{STEP_OVER_FLOOR} — {where}", per_step, TARGET_STEP_OVER_FLOOR if one_at_a_time else None)
+        )
+        results.notes.append(
+            f"Floor, {where}: in-run time per asset step, stock Dagster {floor.in_run.median / models * 1000:.1f} ms, "
+            f"claim-aware {claim.in_run.median / models * 1000:.1f} ms; {floor.in_run.describe()}."
+        )
+    ours_outside, floor_outside = claim.outside(), floor.outside()
+    if ours_outside and len(ours_outside) == len(floor_outside):
+        outside = Series(
+            "claim-aware − floor, outside the run (paired)",
+            models,
+            "s",
+            [a - b for a, b in zip(ours_outside, floor_outside, strict=True)],
+        )
+        results.rows.append(value_row(f"{OUTSIDE_OVER_FLOOR} — {where}", outside, TARGET_OUTSIDE_OVER_FLOOR))
+        results.notes.append(
+            f"Outside the run, {where}: claim-aware {Series('', models, 's', ours_outside).describe().lstrip(': ')}; "
+            f"stock Dagster floor {Series('', models, 's', floor_outside).describe().lstrip(': ')}."
+        )
+
+
+def _floor_section(
+    repo: GeneratedRepository, options: BenchOptions, storages: list[c.DagsterStorage], results: BenchResults, say
+) -> None:
     """Stock Dagster on no-op assets of the same names and dependencies, beside both contenders.
 
     Its time is Dagster's own floor for this many asset steps on its in-process executor:
@@ -375,42 +572,27 @@ def _floor_section(repo: GeneratedRepository, options: BenchOptions, results: Be
     say(f"[floor {shape.describe()}] stock Dagster on {repo.models} no-op assets, beside native and claim-aware")
     state.prepare()
     _warm_translation_cache(repo.config_path, repo.root, options)
-    both = _sqlmesh_contenders(repo, options, verify=lambda label: c.verify_duckdb_warehouse(repo, label=label))
-    floor = Series("stock Dagster `floor_run` (no-op assets, in-process executor)", repo.models, "s")
-    floor_in_run = Series("in-run time (run start → end)", repo.models, "s")
-
-    def floor_once() -> float:
-        result = c.run_dagster_job(
-            None,
-            repo.definitions_floor,
-            label=floor.label,
-            timeout_s=options.timeout_s,
-            job=FLOOR_JOB_NAME,
-            cwd=repo.root,
-            expected_materializations=repo.models,
-        )
-        if result.run_seconds is not None:
-            floor_in_run.samples.append(result.run_seconds)
-        return result.seconds
-
-    _alternate(
-        [(both.native, both.native_once), (both.claim, both.claim_once), (floor, floor_once)],
+    _compare_sqlmesh(
+        repo,
         state.restore,
-        options.repeats,
+        options,
+        storages,
+        results,
         say,
+        verify=lambda label: c.verify_duckdb_warehouse(repo, label=label),
+        measure=RUN_RATIO,
+        target=_run_target(shape),
+        with_floor=True,
     )
-    results.rows.append(ratio_row(f"{FLOOR_RATIO} — {shape.describe()}", floor, both.native, None))
-    results.rows.append(ratio_row(f"{FLOOR_CLAIM_RATIO} — {shape.describe()}", both.claim, floor, None))
-    for label, in_run in (("Stock Dagster, no-op assets", floor_in_run), ("Claim-aware", both.in_run)):
-        if in_run.samples:
-            per_step_ms = in_run.median / repo.models * 1000
-            results.notes.append(
-                f"Floor, {label}, {shape.describe()}: {in_run.describe()}, {per_step_ms:.0f} ms per asset step."
-            )
 
 
 def _latency_section(
-    repo: GeneratedRepository, postgres_url: str, options: BenchOptions, results: BenchResults, say
+    repo: GeneratedRepository,
+    postgres_url: str,
+    options: BenchOptions,
+    storages: list[c.DagsterStorage],
+    results: BenchResults,
+    say,
 ) -> None:
     state = c.PostgresState(repo, postgres_url)
     say(f"[latency {repo.shape.describe()}] planning prod on PostgreSQL once")
@@ -421,6 +603,7 @@ def _latency_section(
             repo,
             state.restore,
             options,
+            storages,
             results,
             say,
             verify=lambda label: c.verify_postgres_warehouse(repo, state.url, label=label),
@@ -473,8 +656,15 @@ def _compare_counting(repo: GeneratedRepository, state, options: BenchOptions, r
         )
 
 
-def _dbt_section(workdir: Path, models: int, options: BenchOptions, results: BenchResults, say) -> None:
-    from benchmarks.generate_dbt import DBT_JOB_NAME, generate_dbt_repository
+def _dbt_section(
+    workdir: Path,
+    models: int,
+    options: BenchOptions,
+    storages: list[c.DagsterStorage],
+    results: BenchResults,
+    say,
+) -> None:
+    from benchmarks.generate_dbt import DBT_JOB_NAME, FLOOR_DBT_JOB_NAME, generate_dbt_repository
 
     width = 4 if models < 20 else 20
     repo = generate_dbt_repository(workdir / f"dbt_{models}", models=models, width=width, threads=options.dbt_threads)
@@ -484,40 +674,78 @@ def _dbt_section(workdir: Path, models: int, options: BenchOptions, results: Ben
         for path in (repo.warehouse, repo.warehouse.with_name(repo.warehouse.name + ".wal")):
             path.unlink(missing_ok=True)
 
+    native = _Measured.of("native `dbt build`", models)
+
     def native_once() -> float:
-        seconds = c.run_native_dbt(repo.project_dir, threads=repo.threads, timeout_s=options.timeout_s).seconds
-        c.verify_dbt_warehouse(repo, label=native.label)
-        return seconds
+        result = c.run_native_dbt(repo.project_dir, threads=repo.threads, timeout_s=options.timeout_s)
+        c.verify_dbt_warehouse(repo, label=native.wall.label)
+        return native.record(result)
 
-    def ours_once() -> float:
-        result = c.run_dagster_job(
-            None,
-            repo.definitions,
-            label=ours.label,
-            timeout_s=options.timeout_s,
-            job=DBT_JOB_NAME,
-            cwd=repo.root,
-            expected_materializations=models,
-            max_concurrent=repo.threads,
+    def dagster_once(measured: _Measured, definitions: Path, job: str, storage: c.DagsterStorage):
+        def once() -> float:
+            result = c.run_dagster_job(
+                None,
+                definitions,
+                label=measured.wall.label,
+                timeout_s=options.timeout_s,
+                job=job,
+                cwd=repo.root,
+                expected_materializations=models,
+                max_concurrent=repo.threads,
+                storage=storage,
+            )
+            c.verify_dbt_warehouse(repo, label=measured.wall.label)
+            return measured.record(result)
+
+        return once
+
+    contenders: list[tuple[Series, Callable[[], float]]] = [(native.wall, native_once)]
+    ours: dict[str, _Measured] = {}
+    floors: dict[str, _Measured] = {}
+    for storage in storages:
+        suffix = _storage_suffix(storage, storages)
+        ours[storage.name] = _Measured.of(f"`{DBT_JOB_NAME}`{suffix}", models)
+        floors[storage.name] = _Measured.of(f"stock dagster-dbt `{FLOOR_DBT_JOB_NAME}`{suffix}", models)
+        contenders.append(
+            (ours[storage.name].wall, dagster_once(ours[storage.name], repo.definitions, DBT_JOB_NAME, storage))
         )
-        c.verify_dbt_warehouse(repo, label=ours.label)
-        if result.run_seconds is not None:
-            in_run.samples.append(result.run_seconds)
-        return result.seconds
-
-    native = Series("native `dbt build`", models, "s")
-    ours = Series("`bench_dbt_run`", models, "s")
-    in_run = Series("in-run time (run start → end)", models, "s")
-    for once in (native_once, ours_once):
+        contenders.append(
+            (
+                floors[storage.name].wall,
+                dagster_once(floors[storage.name], repo.definitions_floor, FLOOR_DBT_JOB_NAME, storage),
+            )
+        )
+    for _, once in contenders:  # the untimed first build of each (dbt's partial parse, the manifest)
         reset()
         once()
-    in_run.samples.clear()
-    _alternate([(native, native_once), (ours, ours_once)], reset, options.repeats, say)
-    target = TARGET_DBT_SMALL_RATIO if models <= DBT_SMALL_MODELS else TARGET_DBT_LARGE_RATIO
-    results.rows.append(ratio_row(f"{DBT_RATIO} — {repo.describe()}", ours, native, target))
+    for measured in [native, *ours.values(), *floors.values()]:
+        measured.wall.samples.clear()
+        measured.cpu.samples.clear()
+        measured.in_run.samples.clear()
+    _alternate(contenders, reset, options.repeats, say)
+    for storage in storages:
+        suffix = _storage_suffix(storage, storages)
+        where = f"{repo.describe()}{', ' + storage.label if suffix else ''}"
+        claim, floor = ours[storage.name], floors[storage.name]
+        results.rows.append(ratio_row(f"{DBT_FLOOR_RATIO} — {where}", claim.wall, floor.wall, TARGET_DBT_FLOOR_RATIO))
+        results.rows.append(ratio_row(f"{DBT_RATIO} — {where}", claim.wall, native.wall, None))
+        results.rows.append(ratio_row(f"{DBT_FLOOR_NATIVE_RATIO} — {where}", floor.wall, native.wall, None))
+        ours_outside, floor_outside = claim.outside(), floor.outside()
+        if ours_outside and len(ours_outside) == len(floor_outside):
+            outside = Series(
+                "`bench_dbt_run` − floor, outside the run (paired)",
+                models,
+                "s",
+                [a - b for a, b in zip(ours_outside, floor_outside, strict=True)],
+            )
+            results.rows.append(value_row(f"{OUTSIDE_OVER_FLOOR} — {where}", outside, TARGET_OUTSIDE_OVER_FLOOR))
+        results.notes.append(
+            f"dbt N={models}{suffix}: {claim.in_run.describe()}; {floor.in_run.describe()}; the rest of each wall "
+            "time is process start, imports and loading the definitions."
+        )
     results.notes.append(
-        f"dbt N={models}: `{DBT_JOB_NAME}` {in_run.describe()}; the rest of its wall time is process start, "
-        "imports and loading the definitions."
+        f"{CPU_NOTE}, {repo.describe()}: "
+        + "; ".join(m.cpu.describe() for m in [native, *ours.values(), *floors.values()] if m.cpu.samples)
     )
 
 
@@ -533,9 +761,7 @@ def _peer_section(repos: _Repositories, options: BenchOptions, results: BenchRes
             "or DAGCTL_BENCH_PEER_PYTHON (see benchmarks/peer.py)."
         )
         return
-    repo = repos.shaped(
-        Shape(models=options.peer_models, width=options.width, concurrent_tasks=options.concurrent_tasks)
-    )
+    repo = repos.shaped(Shape(models=options.peer_models, width=options.width, concurrent_tasks=options.single_tasks))
     state = c.DuckDBState(repo)
     say(f"[peer dagster-sqlmesh {repo.shape.describe()}] planning prod once")
     state.prepare()
@@ -657,22 +883,45 @@ def _startup_section(repo: GeneratedRepository, options: BenchOptions, results: 
 
 
 def worst_ratio_rows(rows: list[Row]) -> list[Row]:
-    """The worst (largest) ratio of each family, first in the table: the sweep's verdict."""
-    families = [
-        ("worst over the DuckDB sweep: " + RUN_RATIO, RUN_RATIO + " — ", TARGET_RUN_RATIO),
-        ("worst: " + LATENCY_RATIO, LATENCY_RATIO + " — ", TARGET_LATENCY_RATIO),
-        ("worst: " + DBT_RATIO + ", N ≤ 8", DBT_RATIO + " — ", TARGET_DBT_SMALL_RATIO),
-        ("worst: " + DBT_RATIO + ", N > 8", DBT_RATIO + " — ", TARGET_DBT_LARGE_RATIO),
+    """The worst (largest) value of each target's family, first in the table: the sweep's verdict."""
+    families: list[tuple[str, str, Target, Callable[[Row], bool]]] = [
+        (
+            f"worst, concurrent gateways (concurrent_tasks ≥ {CONCURRENT_TASKS_MIN}), N ≥ {CONCURRENT_MODELS_MIN}: "
+            + RUN_RATIO,
+            RUN_RATIO + " — ",
+            TARGET_RUN_RATIO,
+            lambda row: True,
+        ),
+        ("worst, one-at-a-time gateways: " + FLOOR_CLAIM_RATIO, FLOOR_CLAIM_RATIO + " — ", TARGET_FLOOR_RATIO, _any),
+        ("worst, one-at-a-time gateways: " + STEP_OVER_FLOOR, STEP_OVER_FLOOR + " — ", TARGET_STEP_OVER_FLOOR, _any),
+        ("worst: " + LATENCY_RATIO, LATENCY_RATIO + " — ", TARGET_LATENCY_RATIO, _any),
+        (
+            "worst: " + DBT_FLOOR_RATIO + f", N ≤ {DBT_SMALL_MODELS}",
+            DBT_FLOOR_RATIO + " — ",
+            TARGET_DBT_FLOOR_RATIO,
+            lambda row: (row.models or 0) <= DBT_SMALL_MODELS,
+        ),
+        (
+            "worst: " + DBT_FLOOR_RATIO + f", N > {DBT_SMALL_MODELS}",
+            DBT_FLOOR_RATIO + " — ",
+            TARGET_DBT_FLOOR_RATIO,
+            lambda row: (row.models or 0) > DBT_SMALL_MODELS,
+        ),
+        ("worst: " + OUTSIDE_OVER_FLOOR, OUTSIDE_OVER_FLOOR + " — ", TARGET_OUTSIDE_OVER_FLOOR, _any),
     ]
     summary: list[Row] = []
-    for title, prefix, target in families:
-        members = [row for row in rows if row.measure.startswith(prefix) and row.target == target]
+    for title, prefix, target, belongs in families:
+        members = [row for row in rows if row.measure.startswith(prefix) and row.target == target and belongs(row)]
         if not members:
             continue
         worst = max(members, key=lambda row: row.value)
         shape = worst.measure[len(prefix) :]
         summary.append(Row(title, worst.models, worst.value, worst.unit, f"{shape} (of {len(members)} shapes)", target))
     return summary
+
+
+def _any(row: Row) -> bool:
+    return True
 
 
 def _multiprocess_section(

@@ -249,6 +249,70 @@ def test_floor_job_is_stock_dagster_on_no_op_assets_shaped_like_the_project(tmp_
     assert result.run_seconds is not None and result.run_seconds > 0
 
 
+@pytest.mark.timeout(600)
+def test_postgres_dagster_storage_holds_the_run_and_its_claims_in_a_new_database(tmp_path, postgres_server_url):
+    import sqlalchemy as sa
+
+    repo = generate_repository(tmp_path / "repo", models=6, width=3)
+    state = c.DuckDBState(repo)
+    state.prepare()
+    storage = c.DagsterStorage("postgres", postgres_server_url, database="bench_dagster_test")
+    seen: dict[str, object] = {}
+    original_verify = c.verify_dagster_run
+
+    def verify_and_look(home, **kwargs):
+        seen["yaml"] = (home / "dagster.yaml").read_text()
+        engine = sa.create_engine(
+            sa.engine.make_url(postgres_server_url).set(database=storage.database), poolclass=sa.pool.NullPool
+        )
+        with engine.connect() as connection:
+            seen["runs"] = connection.execute(sa.text("SELECT count(*) FROM runs")).scalar()
+            seen["claims"] = connection.execute(sa.text("SELECT count(*) FROM dagctl_claims")).scalar()
+        engine.dispose()
+        return original_verify(home, **kwargs)
+
+    c.verify_dagster_run, saved = verify_and_look, c.verify_dagster_run
+    try:
+        result = c.run_dagster_job(repo, repo.definitions, label="claim-aware", max_concurrent=1, storage=storage)
+    finally:
+        c.verify_dagster_run = saved
+    c.verify_duckdb_warehouse(repo, label="claim-aware")
+
+    assert "postgres_url" in str(seen["yaml"]) and seen["runs"] == 1
+    assert seen["claims"] == 0  # the claim table lives in the instance's database; every claim was released
+    assert result.run_seconds is not None and result.cpu_seconds > 0
+    engine = sa.create_engine(postgres_server_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        names = connection.execute(sa.text("SELECT datname FROM pg_database")).scalars().all()
+    engine.dispose()
+    assert storage.database not in names  # dropped after the run: every repetition starts empty
+
+
+@pytest.mark.timeout(600)
+def test_dbt_floor_is_stock_dagster_dbt_on_the_same_project(tmp_path):
+    import runpy
+
+    import dagster as dg
+    from dagster_dbt import DbtCliResource
+
+    from benchmarks.generate_dbt import DBT_JOB_NAME, FLOOR_DBT_JOB_NAME, generate_dbt_repository
+
+    repo = generate_dbt_repository(tmp_path / "dbt", models=4, width=2, threads=2)
+    # Ours first: its load parses the project and writes the manifest both read.
+    c.run_dagster_job(
+        None, repo.definitions, label="ours", job=DBT_JOB_NAME, cwd=repo.root, expected_materializations=4
+    )
+    defs = runpy.run_path(str(repo.definitions_floor))["defs"]
+    assert type(defs.resources["dbt"]) is DbtCliResource  # stock, not dagctl's session
+    assert defs.resolve_job_def(FLOOR_DBT_JOB_NAME).executor_def.name == dg.in_process_executor.name
+    repo.warehouse.unlink()
+    result = c.run_dagster_job(
+        None, repo.definitions_floor, label="floor", job=FLOOR_DBT_JOB_NAME, cwd=repo.root, expected_materializations=4
+    )
+    c.verify_dbt_warehouse(repo, label="floor")
+    assert result.run_seconds is not None
+
+
 def test_command_line_options():
     options = _parse("--models", "100,500", "--widths", "5,20", "--rows", "1000,100000", "--repeats", "3")
     assert (options.models, options.widths, options.rows, options.repeats) == ([100, 500], [5, 20], [1000, 100000], 3)
@@ -271,6 +335,25 @@ def test_command_line_options():
     assert (quick.models, quick.repeats, quick.rss_models, quick.skip) == ([20], 1, 20, {"claims"})
     assert quick.sweep() == [Shape(models=20, width=5, rows=1000, concurrent_tasks=4)]
     assert quick.dbt_models == [8]
+    assert (quick.dagster_storage, quick.floors) == (["sqlite"], "base")
+
+    # Concurrency is an axis: every shape for each concurrent_tasks value.
+    axis = _parse("--models", "100", "--widths", "5,20", "--rows", "1000", "--concurrent-tasks", "1,4")
+    assert [(s.width, s.tasks) for s in axis.sweep()] == [(5, 1), (20, 1), (5, 4), (20, 4)]
+
+    concurrency = _parse("--sweep", "concurrency", "--dagster-storage", "sqlite,postgres")
+    shapes = concurrency.sweep()
+    assert len(shapes) == 2 * 3 * 3 and {s.rows for s in shapes} == {1000}
+    assert {s.tasks for s in shapes} == {1, 4, 8} and {s.warehouse for s in shapes} == {"duckdb"}
+    assert (concurrency.dagster_storage, concurrency.floors) == (["sqlite", "postgres"], "each")
+    latency = [(s.models, s.tasks) for s in concurrency.latency_shapes()]
+    assert latency == [(100, 1), (100, 4), (500, 4), (100, 8), (500, 8)]  # one at a time: the smallest N only
+    assert {s.warehouse for s in concurrency.latency_shapes()} == {"latency"}
+
+    with pytest.raises(SystemExit, match="--dagster-storage: unknown storage 'mysql'"):
+        _parse("--dagster-storage", "mysql")
+    with pytest.raises(SystemExit, match="--concurrent-tasks: expected comma-separated integers"):
+        _parse("--concurrent-tasks", "many")
 
     with pytest.raises(SystemExit, match=r"--widths: expected comma-separated integers"):
         _parse("--widths", "wide")
@@ -374,15 +457,35 @@ def test_generated_dbt_project_builds_with_its_tests(tmp_path):
 
 
 def test_worst_ratio_comes_first_per_family():
-    from benchmarks.harness import RUN_RATIO, TARGET_RUN_RATIO, worst_ratio_rows
+    from benchmarks.harness import (
+        DBT_FLOOR_RATIO,
+        FLOOR_CLAIM_RATIO,
+        RUN_RATIO,
+        TARGET_DBT_FLOOR_RATIO,
+        TARGET_FLOOR_RATIO,
+        TARGET_RUN_RATIO,
+        worst_ratio_rows,
+    )
 
-    def row(shape: str, value: float) -> Row:
-        return Row(f"{RUN_RATIO} — {shape}", 100, value, "×", "", TARGET_RUN_RATIO)
+    def row(shape: str, value: float, target=TARGET_RUN_RATIO, prefix=RUN_RATIO, models=200) -> Row:
+        return Row(f"{prefix} — {shape}", models, value, "×", "", target)
 
-    (worst,) = worst_ratio_rows([row("A", 1.1), row("B", 1.6), row("C", 0.9), Row("other", 1, 9.0, "×", "")])
+    rows = [
+        row("A", 1.1),
+        row("B", 1.6),
+        row("C", 0.9),
+        row("one at a time", 2.5, target=None),  # no target: not in the concurrent family
+        Row("other", 1, 9.0, "×", ""),
+        row("F", 1.05, TARGET_FLOOR_RATIO, FLOOR_CLAIM_RATIO),
+        row("small", 1.2, TARGET_DBT_FLOOR_RATIO, DBT_FLOOR_RATIO, models=8),
+        row("large", 1.05, TARGET_DBT_FLOOR_RATIO, DBT_FLOOR_RATIO, models=200),
+    ]
+    concurrent, floor, dbt_small, dbt_large = worst_ratio_rows(rows)
 
-    assert worst.value == 1.6 and worst.result == "miss"
-    assert worst.measure.startswith("worst over the DuckDB sweep") and worst.detail == "B (of 3 shapes)"
+    assert concurrent.value == 1.6 and concurrent.result == "miss"
+    assert concurrent.measure.startswith("worst, concurrent gateways") and concurrent.detail == "B (of 3 shapes)"
+    assert (floor.value, floor.result) == (1.05, "pass")
+    assert (dbt_small.value, dbt_small.result, dbt_large.value) == (1.2, "miss", 1.05)
 
 
 def test_peer_needs_a_virtualenv_with_dagster(tmp_path, monkeypatch):
@@ -485,3 +588,35 @@ def test_platform_section_end_to_end_at_a_tiny_size(tmp_path):
     changed = (tmp_path / "platform_2x20" / "p00" / "project" / "models" / "m_001_004.sql").read_text()
     assert changed.count(CHANGE_MARK) == 2
     assert any("each location's load" in note for note in results.notes)
+
+
+@pytest.mark.timeout(600)
+def test_cpu_probe_splits_a_run_by_thread_cpu(tmp_path):
+    """benchmarks/cpu_probe.py wraps each engine's CLI and reports per model step (or model)."""
+    import os
+    import sys
+
+    repo = generate_repository(tmp_path / "repo", models=4, width=2)
+    state = c.DuckDBState(repo)
+    state.prepare()
+    probe = [sys.executable, str(c.REPO_ROOT / "benchmarks" / "cpu_probe.py")]
+    native = c.run_timed(
+        [*probe, c.venv_command("sqlmesh"), "-p", str(repo.project_dir), "run"], label="native", cwd=repo.root
+    )
+    assert "cpu_probe: 4 model evaluations" in native.output and "Scheduler.evaluate:" in native.output
+    c.verify_duckdb_warehouse(repo, label="native")
+
+    state.restore()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    ours = c.run_timed(
+        [*probe, "dagster", "job", "execute", "-f", str(repo.definitions), "-j", "bench_run"],
+        label="claim-aware",
+        cwd=repo.root,
+        env={**os.environ, "DAGSTER_HOME": str(home), "MAX_CONCURRENT_MODELS": "1"},
+    )
+    assert "cpu_probe: 4 model steps" in ours.output
+    for part in ("SQLMesh evaluation (execute_unit):", "event-log writes:", "the run (start to end):"):
+        assert part in ours.output
+    c.verify_duckdb_warehouse(repo, label="claim-aware")

@@ -296,3 +296,136 @@ def test_check_verdicts_are_those_evaluated_on_the_latest_materialization(dagste
         # A newer materialization without a check result: the last verdict is of older data.
         instance.report_runless_asset_event(dg.AssetMaterialization("numbers"))
         assert adapter.verdicts_on_latest_materialization(instance, [key]) == {}
+
+
+@pytest.mark.parametrize("storage_kind", ["sqlite", "postgres"])
+def test_event_log_schema_questions_are_asked_once_while_the_run_holds_the_storage(
+    storage_kind, tmp_path, monkeypatch, request
+):
+    """Dagster's SQL event logs reflect `asset_keys`, read the data-migration table and look
+    tables up on every data-version read and materialization; the adapter remembers the
+    answers during a run, for the run's storage object only, and forgets them after."""
+    import collections
+
+    if storage_kind == "postgres":
+        home = instance_home(tmp_path / "home", request.getfixturevalue("postgres_url"))
+    else:
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    asked: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        storage_class = type(storage)
+        # What the adapter wraps: Dagster's own schema questions, by these names and arguments.
+        assert storage.has_asset_key_col("last_materialization_timestamp")
+        assert storage.has_secondary_index("asset_key_index_columns")
+        assert storage.has_table("asset_event_tags")
+        for name in ("_has_asset_key_col_on_connection", "has_secondary_index", "has_table"):
+            original = getattr(storage_class, name)
+
+            def counting(self, *args, _name=name, _original=original):
+                asked[(_name, args[-1])] += 1
+                return _original(self, *args)
+
+            monkeypatch.setattr(storage_class, name, counting)
+
+        with adapter.storage_connections_held_open(instance, max_connections=2):
+            for index in range(3):
+                instance.report_runless_asset_event(dg.AssetMaterialization(f"a{index}"))
+                instance.get_asset_records([dg.AssetKey(f"a{index}")])
+            assert not storage.has_asset_key_col("no_such_column")
+            assert not storage.has_asset_key_col("no_such_column")  # a missing column is asked again
+            assert len(instance.get_asset_records()) == 3
+
+        assert asked[("_has_asset_key_col_on_connection", "no_such_column")] == 2
+        del asked[("_has_asset_key_col_on_connection", "no_such_column")]
+        assert asked and set(asked.values()) == {1}, asked  # each present one once, not per read or write
+        assert not any(name in vars(storage) for name in adapter._SCHEMA_MEMO_ATTRS)
+        storage.has_asset_key_col("cached_status_data")
+        assert asked[("_has_asset_key_col_on_connection", "cached_status_data")] == 2  # asked again after the block
+
+
+@dg.asset
+def upstream_a() -> dg.MaterializeResult:
+    return dg.MaterializeResult(data_version=dg.DataVersion("a-1"))
+
+
+@dg.asset(deps=[upstream_a])
+def middle_b() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+@dg.asset(deps=[middle_b, upstream_a])
+def last_c() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+chain_job = dg.define_asset_job("chain", executor_def=claim_aware_executor)
+chain_defs = dg.Definitions(assets=[upstream_a, middle_b, last_c], jobs=[chain_job])
+
+
+def get_chain_job() -> dg.JobDefinition:
+    return chain_defs.resolve_job_def("chain")
+
+
+def _input_pointers(instance: DagsterInstance) -> dict[str, dict[str, tuple[int, str]]]:
+    """Each asset's latest materialization: its upstream → (input event pointer, input data version)."""
+    found: dict[str, dict[str, tuple[int, str]]] = {}
+    for key in (dg.AssetKey("middle_b"), dg.AssetKey("last_c")):
+        tags = instance.get_latest_materialization_event(key).tags or {}
+        found[key.to_user_string()] = {
+            name.split("/", 2)[2]: (int(value), tags[f"dagster/input_data_version/{name.split('/', 2)[2]}"])
+            for name, value in tags.items()
+            if name.startswith("dagster/input_event_pointer/")
+        }
+    return found
+
+
+def _latest(instance: DagsterInstance, key: str) -> tuple[int, str]:
+    record = instance.get_asset_records([dg.AssetKey(key)])[0].asset_entry.last_materialization_record
+    return record.storage_id, record.event_log_entry.tags["dagster/data_version"]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("storage_kind", ["sqlite", "postgres"])
+def test_upstream_data_versions_come_from_the_runs_own_materializations(storage_kind, tmp_path, monkeypatch, request):
+    """A step's input provenance (event pointer and data version of each upstream) is what the
+    event log holds, whether the upstream was materialized in this run (answered from the run's
+    record, no asset-record read) or before it (read from the event log, as Dagster does)."""
+    if storage_kind == "postgres":
+        home = instance_home(tmp_path / "home", request.getfixturevalue("postgres_url"))
+    else:
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    read: list[str] = []
+    original = DagsterInstance.get_asset_records
+
+    def counting(self, asset_keys=None):
+        read.extend(key.to_user_string() for key in asset_keys or [])
+        return original(self, asset_keys)
+
+    monkeypatch.setattr(DagsterInstance, "get_asset_records", counting)
+    with DagsterInstance.get() as instance:
+        result = dg.execute_job(dg.reconstructable(get_chain_job), instance)
+        assert result.success
+        assert read == []  # every upstream of every step was materialized by this run
+        pointers = _input_pointers(instance)
+        assert pointers == {
+            "middle_b": {"upstream_a": _latest(instance, "upstream_a")},
+            "last_c": {"upstream_a": _latest(instance, "upstream_a"), "middle_b": _latest(instance, "middle_b")},
+        }
+        assert pointers["middle_b"]["upstream_a"][1] == "a-1"
+
+        # A run of the last asset alone: its upstreams come from the event log, as in Dagster.
+        read.clear()
+        only_c = dg.execute_job(dg.reconstructable(get_chain_job), instance, asset_selection=[dg.AssetKey("last_c")])
+        assert only_c.success
+        assert sorted(read) == ["middle_b", "upstream_a"]
+        assert _input_pointers(instance)["last_c"] == {
+            "upstream_a": _latest(instance, "upstream_a"),
+            "middle_b": _latest(instance, "middle_b"),
+        }

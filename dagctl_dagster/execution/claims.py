@@ -269,17 +269,27 @@ class ClaimStore:
         """
         if not models:
             return set()
-        now, expiry = self._now_and_expiry()
-        statement = (
+        parameters: dict[str, Any] = {"holder": run_id, "models": sorted(set(models))}
+        if not self._is_postgres:
+            parameters["now"], parameters["expires"] = self._now_and_expiry()
+        with self._write() as conn:
+            return {row.model for row in conn.execute(self._renew_held_statement, parameters)}
+
+    @functools.cached_property
+    def _renew_held_statement(self) -> sa.Executable:
+        """Built once: a step's claim confirmation runs it before every model step starts."""
+        if self._is_postgres:
+            now, expiry = self._now_and_expiry()
+        else:
+            now, expiry = sa.bindparam("now", type_=sa.DateTime()), sa.bindparam("expires", type_=sa.DateTime())
+        return (
             sa.update(claims_table)
-            .where(claims_table.c.run_id == run_id)
-            .where(claims_table.c.model.in_(sorted(set(models))))
+            .where(claims_table.c.run_id == sa.bindparam("holder"))
+            .where(claims_table.c.model.in_(sa.bindparam("models", expanding=True)))
             .where(claims_table.c.expires_at >= now)
             .values(expires_at=expiry)
             .returning(claims_table.c.model)
         )
-        with self._write() as conn:
-            return {row.model for row in conn.execute(statement)}
 
     @_database_operation
     def list_claims(self) -> list[Claim]:

@@ -82,6 +82,7 @@ __all__ = [
     "step_key_of",
     "run_and_step_of_op",
     "step_tags",
+    "event_log_schema_remembered",
     "keep_sqlite_event_connections_open",
     "latest_check_results",
     "storage_connections_held_open",
@@ -271,8 +272,91 @@ def captured_compute_logs(job_context: PlanExecutionContext, step_keys: Sequence
 
 
 def step_events(step_context: StepExecutionContext) -> Iterator[DagsterEvent]:
-    """The step's event sequence; each event is written to the event log as it is created."""
+    """The step's event sequence; each event is written to the event log as it is created.
+
+    Upstream assets this run materialized give the step their data versions from the run's
+    own record of those materializations (:func:`storage_connections_held_open`), not
+    from an event-log read.
+    """
+    _inputs_from_this_run(step_context)
     return dagster_event_sequence_for_step(step_context)
+
+
+_RUN_MATERIALIZATIONS_ATTR = "_dagctl_run_materializations"
+
+
+def _inputs_from_this_run(step_context: StepExecutionContext) -> None:
+    """Dagster reads the latest materialization of every upstream asset of a step from the
+    event log (``DataVersionCache._fetch_input_asset_version_info``: an asset-record query and
+    a deserialised event per upstream) for the step's provenance tags. For an upstream this
+    run materialized, the answer is the materialization the run wrote itself; the step gets
+    it from the run's record, built exactly as Dagster builds it from the read. Partitioned
+    inputs, and upstreams the run did not materialize, are read as before."""
+    from dagster._core.definitions.data_version import extract_data_version_from_entry
+    from dagster._core.execution.context.data_version_cache import InputAssetVersionInfo
+
+    materialized = vars(step_context.instance.event_log_storage).get(_RUN_MATERIALIZATIONS_ATTR)
+    if not materialized:
+        return
+    cache = step_context._data_version_cache
+    read = cache._fetch_input_asset_version_info
+    asset_layer = step_context.job_def.asset_layer
+    run_id = step_context.run_id
+
+    def fetch_input_asset_version_info(asset_keys: Sequence[dg.AssetKey]) -> None:
+        unread: list[dg.AssetKey] = []
+        for key in asset_keys:
+            record = materialized.get(key)
+            input_name = asset_layer.get_node_input_name(step_context.node_handle, key)
+            if (
+                record is None
+                or record.run_id != run_id
+                or (input_name and step_context.has_asset_partitions_for_input(input_name))
+            ):
+                unread.append(key)
+                continue
+            cache._check_input_asset_event(key, record)
+            cache.input_asset_version_info[key] = InputAssetVersionInfo(
+                record.storage_id,
+                record.event_log_entry.get_dagster_event().event_type,
+                extract_data_version_from_entry(record.event_log_entry),
+                record.run_id,
+                record.timestamp,
+            )
+        if unread:
+            read(unread)
+
+    vars(cache)["_fetch_input_asset_version_info"] = fetch_input_asset_version_info
+
+
+@contextmanager
+def _materializations_recorded(storage: Any) -> Iterator[None]:
+    """While the block runs, the storage keeps the latest materialization it wrote of each
+    unpartitioned asset, as the event-log record an asset-record read returns
+    (``EventLogRecord(storage_id, entry)``), for :func:`_inputs_from_this_run`. Both Dagster SQL
+    storages write every asset event's index row through ``_store_asset_event(conn, event,
+    event_id)``, inside the transaction of the event itself."""
+    from dagster._core.storage.event_log.base import EventLogRecord
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    if not isinstance(storage, SqlEventLogStorage) or _RUN_MATERIALIZATIONS_ATTR in vars(storage):
+        yield
+        return
+    materialized: dict[dg.AssetKey, EventLogRecord] = {}
+    store_asset_event = storage._store_asset_event
+
+    def record(conn: Any, event: Any, event_id: int) -> None:
+        store_asset_event(conn, event, event_id)
+        dagster_event = event.dagster_event
+        if dagster_event is not None and dagster_event.is_step_materialization and dagster_event.partition is None:
+            materialized[dagster_event.asset_key] = EventLogRecord(storage_id=event_id, event_log_entry=event)
+
+    vars(storage).update({"_store_asset_event": record, _RUN_MATERIALIZATIONS_ATTR: materialized})
+    try:
+        yield
+    finally:
+        vars(storage).pop("_store_asset_event", None)
+        vars(storage).pop(_RUN_MATERIALIZATIONS_ATTR, None)
 
 
 def hook_events(
@@ -333,7 +417,63 @@ def storage_connections_held_open(instance: dg.DagsterInstance, *, max_connectio
         keep_sqlite_event_connections_open(force=True)
     else:
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=max_connections)
-    yield
+    with event_log_schema_remembered(event_storage), _materializations_recorded(event_storage):
+        yield
+
+
+_SCHEMA_MEMO_ATTRS = ("has_asset_key_col", "_has_asset_key_col_on_connection", "has_secondary_index", "has_table")
+
+
+@contextmanager
+def event_log_schema_remembered(storage: Any) -> Iterator[None]:
+    """While the block runs, the event log storage answers its schema questions from memory.
+
+    Dagster's SQL event log storages ask their database, on every call, whether the
+    ``asset_keys`` table has a column (``has_asset_key_col``: a reflection of the table,
+    several catalog queries on PostgreSQL), whether a data migration ran
+    (``has_secondary_index``; cached by the PostgreSQL storage, not by SQLite's) and whether a
+    table exists (``has_table``, a catalog query on PostgreSQL): several times for each
+    upstream data-version read and for each materialization written (benchmarks/RESULTS.md,
+    issue 30). A column, table or migration that exists stays while the run executes; a
+    missing one is asked again. Only this storage object, only for the block.
+    """
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    if not isinstance(storage, SqlEventLogStorage) or any(a in storage.__dict__ for a in _SCHEMA_MEMO_ATTRS):
+        yield
+        return
+    columns: set[str] = set()
+    indexes: set[str] = set()
+    tables: set[str] = set()
+    has_column = storage.has_asset_key_col
+    has_column_on_connection = storage._has_asset_key_col_on_connection
+    has_index = storage.has_secondary_index
+    has_table = storage.has_table
+
+    def remembered(known: set[str], ask: Callable[..., bool]) -> Callable[..., bool]:
+        def answer(*args: Any) -> bool:
+            name = args[-1]
+            if name in known:
+                return True
+            present = ask(*args)
+            if present:
+                known.add(name)
+            return present
+
+        return answer
+
+    # On the object, not its class: other storages of the process ask as before.
+    vars(storage).update(
+        has_asset_key_col=remembered(columns, has_column),
+        _has_asset_key_col_on_connection=remembered(columns, has_column_on_connection),
+        has_secondary_index=remembered(indexes, has_index),
+        has_table=remembered(tables, has_table),
+    )
+    try:
+        yield
+    finally:
+        for attribute in _SCHEMA_MEMO_ATTRS:
+            storage.__dict__.pop(attribute, None)
 
 
 SQLITE_EVENT_LOG_MODULE = "dagster._core.storage.event_log.sqlite.sqlite_event_log"
