@@ -296,9 +296,9 @@ def _inputs_from_this_run(step_context: StepExecutionContext) -> None:
     from dagster._core.execution.context.data_version_cache import InputAssetVersionInfo
 
     materialized = vars(step_context.instance.event_log_storage).get(_RUN_MATERIALIZATIONS_ATTR)
-    if not materialized:
-        return
     cache = step_context._data_version_cache
+    if not materialized or not hasattr(cache, "_check_input_asset_event"):  # older Dagster: read as before
+        return
     read = cache._fetch_input_asset_version_info
     asset_layer = step_context.job_def.asset_layer
     run_id = step_context.run_id
@@ -339,7 +339,11 @@ def _materializations_recorded(storage: Any) -> Iterator[None]:
     from dagster._core.storage.event_log.base import EventLogRecord
     from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
-    if not isinstance(storage, SqlEventLogStorage) or _RUN_MATERIALIZATIONS_ATTR in vars(storage):
+    if (
+        not isinstance(storage, SqlEventLogStorage)
+        or _RUN_MATERIALIZATIONS_ATTR in vars(storage)
+        or not hasattr(storage, "_store_asset_event")  # older Dagster of TESTED_DAGSTER writes it otherwise
+    ):
         yield
         return
     materialized: dict[dg.AssetKey, EventLogRecord] = {}
@@ -445,10 +449,12 @@ def event_log_schema_remembered(storage: Any) -> Iterator[None]:
     columns: set[str] = set()
     indexes: set[str] = set()
     tables: set[str] = set()
-    has_column = storage.has_asset_key_col
-    has_column_on_connection = storage._has_asset_key_col_on_connection
-    has_index = storage.has_secondary_index
-    has_table = storage.has_table
+    known_by_question = {
+        "has_asset_key_col": columns,
+        "_has_asset_key_col_on_connection": columns,  # not in every Dagster of TESTED_DAGSTER
+        "has_secondary_index": indexes,
+        "has_table": tables,
+    }
 
     def remembered(known: set[str], ask: Callable[..., bool]) -> Callable[..., bool]:
         def answer(*args: Any) -> bool:
@@ -464,10 +470,11 @@ def event_log_schema_remembered(storage: Any) -> Iterator[None]:
 
     # On the object, not its class: other storages of the process ask as before.
     vars(storage).update(
-        has_asset_key_col=remembered(columns, has_column),
-        _has_asset_key_col_on_connection=remembered(columns, has_column_on_connection),
-        has_secondary_index=remembered(indexes, has_index),
-        has_table=remembered(tables, has_table),
+        {
+            question: remembered(known, getattr(storage, question))
+            for question, known in known_by_question.items()
+            if hasattr(storage, question)
+        }
     )
     try:
         yield
