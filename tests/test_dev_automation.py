@@ -1,8 +1,9 @@
 """`scripts/dev.sh` as the README runs it: real `dg dev` (webserver + daemon) on the example.
 
 The example's schedules are set to every minute, so the scheduler's first tick comes within
-the test: with the default (``DAGCTL_AUTOMATION`` unset, dev.sh turns it off) nothing is
-launched; ``DAGCTL_AUTOMATION=on`` launches the run as production would.
+the test: with the default (``DAGCTL_AUTOMATION`` unset, dev.sh turns it off) every schedule
+and the deploy sensor are stopped when the daemons are up and nothing is launched;
+``DAGCTL_AUTOMATION=on`` launches the run as production would.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -78,17 +78,17 @@ def state_when(port: int, ready, timeout: float) -> dict:
 
 def daemons_healthy(state: dict) -> bool:
     statuses = state["instance"]["daemonHealth"]["allDaemonStatuses"]
-    return any(s["daemonType"] == "SCHEDULER" and s["healthy"] for s in statuses)
+    healthy = {s["daemonType"] for s in statuses if s["healthy"]}
+    return {"SCHEDULER", "SENSOR"} <= healthy
 
 
 @pytest.mark.timeout(600)
 def test_dev_starts_with_automation_off_and_launches_nothing(example_repo: Path, tmp_path: Path):
     process, port = start_dev(example_repo, tmp_path, automation=None)
     try:
-        state_when(port, daemons_healthy, timeout=300)
-        # past the next minute boundary: the scheduler has had a tick to act on
-        time.sleep(60 - time.time() % 60 + 20)
-        state = state_when(port, lambda s: True, timeout=60)
+        # Both daemons have iterated over the location: every schedule and sensor was seen in
+        # the state asserted below (what `automation on` launches from is the next test's).
+        state = state_when(port, daemons_healthy, timeout=300)
     finally:
         stop_dev(process)
 

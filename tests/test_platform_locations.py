@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 import yaml
 from conftest import REPO_ROOT, venv_command
-from daemon import running_daemon
+from daemon import running_daemon, schedule_due_at_start
 from waiting import wait_for
 from webserver import WORKSPACE_LOCATIONS, graphql_when, running_webserver
 
@@ -150,6 +150,7 @@ def graphql(port: int, query: str, variables: dict) -> dict:
 def test_the_daemon_keeps_scheduling_the_healthy_location(tmp_path: Path, dagster_home: Path):
     root = write_split_deployment(tmp_path / "deployment", healthy_schedule="* * * * *")
     env = _env(root, dagster_home)
+    schedule_due_at_start(str(dagster_home), root, "warehouse", "sqlmesh_example_run_schedule", "* * * * *")
     with running_daemon(root, env, tmp_path / "daemon.log") as daemon:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
 

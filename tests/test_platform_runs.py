@@ -107,19 +107,20 @@ def test_a_dbt_source_on_a_sqlmesh_model_is_one_asset_and_one_run_builds_it_firs
 def test_overlapping_dbt_runs_never_build_a_model_twice(platform: Path, postgres_url: str):
     """Run 1 builds slow_a (sleeping) and b; run 2, started meanwhile, wants slow_a, b, c, d:
     it leaves out slow_a and b (held by run 1) and d (downstream of slow_a), and builds c."""
-    first = materialize(platform, ["marts/slow_a", "marts/b"], MARTS_SLOW_SECONDS="30")
     store = ClaimStore(postgres_url)
     try:
-        wait_for(
-            lambda: any(c.model == "marts/slow_a" for c in store.list_claims()),
-            "run 1 to claim slow_a",
-            timeout=120,
-            every=0.3,
-            alive=lambda: "run 1 exited" if first.poll() is not None else None,
-        )
-        holder = next(c.run_id for c in store.list_claims() if c.model == "marts/slow_a")
-        second = materialize(platform, ["marts/slow_a", "marts/b", "marts/c", "marts/d"])
-        second_output = finish(second)
+        with platform_repo.slow_a_held(postgres_url):
+            first = materialize(platform, ["marts/slow_a", "marts/b"])
+            wait_for(
+                lambda: any(c.model == "marts/slow_a" for c in store.list_claims()),
+                "run 1 to claim slow_a",
+                timeout=120,
+                every=0.3,
+                alive=lambda: "run 1 exited" if first.poll() is not None else None,
+            )
+            holder = next(c.run_id for c in store.list_claims() if c.model == "marts/slow_a")
+            second = materialize(platform, ["marts/slow_a", "marts/b", "marts/c", "marts/d"])
+            second_output = finish(second)
         finish(first)
         assert store.list_claims() == []
     finally:
@@ -183,7 +184,6 @@ def test_a_model_paused_from_dagster_is_left_out_of_dbt_build_with_its_downstrea
 @pytest.mark.timeout(600)
 def test_a_dbt_builds_claims_are_released_as_its_nodes_finish(platform: Path, postgres_url: str):
     """c finishes at once, slow_a sleeps: while the build still runs, only slow_a is held."""
-    run = materialize(platform, ["marts/c", "marts/slow_a"], MARTS_SLOW_SECONDS="25")
     store = ClaimStore(postgres_url)
     try:
         seen: set[frozenset[str]] = set()
@@ -193,16 +193,18 @@ def test_a_dbt_builds_claims_are_released_as_its_nodes_finish(platform: Path, po
             seen.add(held)
             return held == {"marts/slow_a"} and ("c",) in [(m,) for m, _ in platform_repo.builds(postgres_url)]
 
-        wait_for(
-            only_slow_a_held_after_c,
-            "only slow_a to be held once c is built",
-            timeout=180,
-            every=0.3,
-            alive=lambda: "the build exited" if run.poll() is not None else None,
-            explain=lambda: f"claims seen while the build ran: {seen}",
-        )
-        assert frozenset({"marts/slow_a"}) in seen, f"claims seen while the build ran: {seen}"
-        assert [m for m, _ in platform_repo.builds(postgres_url)] == ["c"]  # slow_a still building
+        with platform_repo.slow_a_held(postgres_url):
+            run = materialize(platform, ["marts/c", "marts/slow_a"])
+            wait_for(
+                only_slow_a_held_after_c,
+                "only slow_a to be held once c is built",
+                timeout=180,
+                every=0.3,
+                alive=lambda: "the build exited" if run.poll() is not None else None,
+                explain=lambda: f"claims seen while the build ran: {seen}",
+            )
+            assert frozenset({"marts/slow_a"}) in seen, f"claims seen while the build ran: {seen}"
+            assert [m for m, _ in platform_repo.builds(postgres_url)] == ["c"]  # slow_a still building
         finish(run)
         assert store.list_claims() == []
     finally:

@@ -2,8 +2,9 @@
 
 - SQLMesh project ``up``: model ``upstream.orders`` (two rows).
 - dbt project ``marts`` (dbt-postgres): source ``up.orders`` is the relation
-  ``upstream.orders``, i.e. the SQLMesh model; ``from_sqlmesh`` reads it. ``slow_a`` sleeps
-  ``MARTS_SLOW_SECONDS`` (a window for overlapping runs); ``b`` and ``d`` read ``slow_a``;
+  ``upstream.orders``, i.e. the SQLMesh model; ``from_sqlmesh`` reads it. ``slow_a`` waits
+  while a test holds it back (:func:`slow_a_held`: a window for overlapping runs, as long as
+  the test needs and no longer); ``b`` and ``d`` read ``slow_a``;
   ``c`` is independent. Every dbt model appends (model, invocation) to ``platform_log.builds``
   as it is built, so a test counts how often each model was built.
 
@@ -13,6 +14,8 @@ The connection comes from ``PLATFORM_PG_URL`` (SQLMesh) and ``PLATFORM_PG_*`` (d
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -68,6 +71,9 @@ models:
     +post-hook: "insert into platform_log.builds (model, invocation) values ('{{ this.name }}', '{{ invocation_id }}')"
 """
 
+# The advisory lock building slow_a takes (for its transaction): free unless a test holds it.
+SLOW_A_GATE = 730_001
+
 DBT_MODELS = {
     "sources.yml": """
         version: 2
@@ -77,7 +83,7 @@ DBT_MODELS = {
             tables:
               - name: orders
     """,
-    "slow_a.sql": "select 1 as id from (select pg_sleep({{ env_var('MARTS_SLOW_SECONDS', '0') }})) as s\n",
+    "slow_a.sql": f"select 1 as id from (select pg_advisory_xact_lock({SLOW_A_GATE})) as s\n",
     "b.sql": "select id from {{ ref('slow_a') }}\n",
     "d.sql": "select id + 1 as id from {{ ref('slow_a') }}\n",
     "c.sql": "select 2 as id\n",
@@ -125,3 +131,18 @@ def builds(postgres_url: str) -> list[tuple[str, str]]:
         rows = conn.execute(sa.text("SELECT model, invocation FROM platform_log.builds ORDER BY at")).fetchall()
     engine.dispose()
     return [(model, invocation) for model, invocation in rows]
+
+
+@contextmanager
+def slow_a_held(postgres_url: str) -> Iterator[None]:
+    """While the block runs, a build of ``slow_a`` waits in the warehouse (its lock is held)."""
+    engine = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SLOW_A_GATE})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": SLOW_A_GATE})
+    finally:
+        engine.dispose()
