@@ -75,6 +75,37 @@ def parse_lease_seconds(value: Any, *, source: str) -> float:
     return float(value)
 
 
+# A PostgreSQL claim store slower than this to connect or to answer a statement has stalled:
+# the run fails fast instead of waiting on it. libpq counts connect timeouts in whole seconds,
+# from 2.
+DEFAULT_CLAIMS_TIMEOUT_SECONDS = 10
+MIN_CLAIMS_TIMEOUT_SECONDS = 2
+MAX_CLAIMS_TIMEOUT_SECONDS = 600
+
+
+class InvalidClaimsTimeout(ValueError):
+    """Not a whole number of seconds in the sane range; the message names where it came from."""
+
+
+def parse_claims_timeout_seconds(value: Any, *, source: str) -> int:
+    """The claim store's timeout in whole seconds, from :data:`MIN_CLAIMS_TIMEOUT_SECONDS` to
+    :data:`MAX_CLAIMS_TIMEOUT_SECONDS`.
+
+    Raises:
+        InvalidClaimsTimeout: ``"<source> must be a whole number of seconds from 2 to 600, got 0"``.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not MIN_CLAIMS_TIMEOUT_SECONDS <= value <= MAX_CLAIMS_TIMEOUT_SECONDS
+    ):
+        raise InvalidClaimsTimeout(
+            f"{source} must be a whole number of seconds from {MIN_CLAIMS_TIMEOUT_SECONDS} to "
+            f"{MAX_CLAIMS_TIMEOUT_SECONDS}, got {value!r}"
+        )
+    return value
+
+
 AUTOMATION_ENV = "DAGCTL_AUTOMATION"
 _ON = {"", "on", "true", "1", "yes"}
 _OFF = {"off", "false", "0", "no"}

@@ -8,6 +8,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,15 +61,25 @@ def postgres_server_url(tmp_path_factory) -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh, empty database on the session's PostgreSQL server, dropped afterwards."""
+    with fresh_database(postgres_server_url) as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(postgres_server_url: str) -> Iterator[str]:
+    """A new, empty database on ``postgres_server_url`` for the block, dropped afterwards
+    (for fixtures wider than one test, which cannot use ``postgres_url``)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = sa.engine.make_url(postgres_server_url).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def copy_repository(destination: Path) -> Path:

@@ -40,6 +40,9 @@ from dagctl_dagster.names import NOT_RUN_REASON_KEY, NotRunReason
 SLOW_MODEL = "m_0_0"
 FIRST_DAY = min(day for model, day in overlap_project.expected_intervals() if model == SLOW_MODEL)
 LEASE_SECONDS = 6  # the shortest lease the executor accepts is 5 s
+# The claim store's timeout where a test stalls the store (the default is 10 s): each stalled
+# statement then gives up after 3 + 2 s instead of 12 s.
+STORE_TIMEOUT_SECONDS = 3
 
 
 @pytest.fixture
@@ -58,6 +61,16 @@ def gate(tmp_path: Path) -> dict[str, str]:
 def short_lease(tmp_path: Path) -> Path:
     run_config = tmp_path / "short_lease.yaml"
     run_config.write_text(f"execution:\n  config:\n    lease_seconds: {LEASE_SECONDS}\n")
+    return run_config
+
+
+@pytest.fixture
+def short_lease_and_store_timeout(tmp_path: Path) -> Path:
+    run_config = tmp_path / "short_lease_store_timeout.yaml"
+    run_config.write_text(
+        f"execution:\n  config:\n    lease_seconds: {LEASE_SECONDS}\n"
+        f"    claims_timeout_seconds: {STORE_TIMEOUT_SECONDS}\n"
+    )
     return run_config
 
 
@@ -340,9 +353,11 @@ def test_run_paused_past_its_lease_starts_nothing_more_after_it_resumes(
 
 @pytest.mark.timeout(600)
 def test_stalled_claim_store_fails_the_run_fast_and_says_so(
-    overlap_repo: Path, postgres_url: str, gate: dict[str, str], short_lease: Path, claims_proxy
+    overlap_repo: Path, postgres_url: str, gate: dict[str, str], short_lease_and_store_timeout: Path, claims_proxy
 ):
-    proxy, run_a, run_a_id = start_gated_run_through_proxy(overlap_repo, gate, short_lease, claims_proxy)
+    proxy, run_a, run_a_id = start_gated_run_through_proxy(
+        overlap_repo, gate, short_lease_and_store_timeout, claims_proxy
+    )
     proxy.stall()
     open_gate_and_wait_for_the_batch(gate, postgres_url)
     try:
@@ -365,14 +380,15 @@ def test_stalled_claim_store_fails_the_run_fast_and_says_so(
 @pytest.mark.timeout(120, method="thread")  # without the client-side deadline the renewal never returns
 def test_a_statement_on_a_stalled_pooled_connection_fails_with_a_timeout_and_the_store_recovers(claims_proxy):
     proxy, proxied_url = claims_proxy
-    store = ClaimStore(proxied_url, lease_seconds=60)
+    store = ClaimStore(proxied_url, lease_seconds=60, timeout_seconds=STORE_TIMEOUT_SECONDS)
     try:
         assert store.claim("run-a", ["m"]).won == ["m"]  # the pool now holds an open connection
         proxy.stall()
         with pytest.raises(ClaimStoreError) as raised:
             store.renew_held("run-a", ["m"])
         message = str(raised.value)
-        assert "did not answer" in message and "timeout" in message and "127.0.0.1" in message, message
+        assert f"did not answer within {STORE_TIMEOUT_SECONDS + 2}s" in message, message
+        assert "timeout" in message and "127.0.0.1" in message, message
         proxy.restore()
         assert store.renew_held("run-a", ["m"]) == {"m"}
     finally:

@@ -200,6 +200,25 @@ def test_executor_lease_seconds_in_range_accepted():
     assert ExecutorSettings.resolve({}, environ={}).lease_seconds == 60.0
 
 
+@pytest.mark.parametrize("timeout", [0, 1, 601, -3, 2.5, math.nan, True, "10"])
+def test_executor_claims_timeout_seconds_bounded(timeout):
+    with pytest.raises(ExecutorConfigError) as raised:
+        ExecutorSettings.resolve({"claims_timeout_seconds": timeout}, environ={})
+    assert "executor config `claims_timeout_seconds` must be a whole number of seconds from 2 to 600" in str(
+        raised.value
+    )
+
+
+def test_executor_claims_timeout_seconds_in_range_accepted():
+    assert ExecutorSettings.resolve({"claims_timeout_seconds": 2}, environ={}).claims_timeout_seconds == 2
+    assert ExecutorSettings.resolve({}, environ={}).claims_timeout_seconds == 10
+
+
+def test_claim_store_refuses_a_timeout_out_of_range(tmp_path: Path):
+    with pytest.raises(ClaimStoreError, match="timeout_seconds must be a whole number of seconds from 2 to 600"):
+        ClaimStore(f"sqlite:///{tmp_path / 'claims.sqlite'}", timeout_seconds=0)
+
+
 @pytest.mark.parametrize(("lease", "words"), [(math.inf, "at most 86400"), (math.nan, "positive number")])
 def test_claim_store_refuses_infinite_and_nan_leases(tmp_path: Path, lease: float, words: str):
     with pytest.raises(ClaimStoreError, match=words):

@@ -12,14 +12,16 @@ import hashlib
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import kubernetes_validate
 import pytest
+from conftest import fresh_database
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
-from k8s_cluster import NAMESPACE, commit_all, deployment, git
+from k8s_cluster import NAMESPACE, Deployment, commit_all, deployment, git
 from k8s_stub import SECRET_VALUES
 from kubelet import process_alive
 from waiting import wait_for
@@ -59,6 +61,7 @@ def execute(context, start, end, execution_time, **kwargs):
 """
 
 # Waits until the file GATE_FILE names exists: a model that is mid-run for as long as a test needs.
+GATE_MODEL_PATH = "examples/sqlmesh_project/models/gate.py"
 GATE = """\
 import os
 import time
@@ -118,78 +121,89 @@ def _job_status(cluster, run_id: str) -> dict:
     return cluster.stub.jobs[(NAMESPACE, cluster.job_name(run_id))]["status"]
 
 
-def test_a_sqlmesh_run_executes_the_commit_its_code_server_loaded(postgres_url, monkeypatch):
-    probe = {"examples/sqlmesh_project/models/env_probe.py": ENV_PROBE}
-    with deployment(postgres_url, monkeypatch, probe) as cluster:
-        loaded = git(cluster.origin, "rev-parse", "HEAD")
-        # pushed after the code server loaded, before the run is launched
-        (cluster.origin / "examples/sqlmesh_project/models/pushed_later.sql").write_text(PUSHED_LATER)
-        pushed = commit_all(cluster.origin, "a model the code server never loaded")
-
-        run_id = cluster.submit("sqlmesh_example")
-        finished = cluster.wait_for_run(run_id)
-        log = cluster.pod_log(run_id)
-        assert finished.status == dg.DagsterRunStatus.SUCCESS, cluster.explain(run_id)
-
-        # the UI shows the revision that ran
-        assert cluster.run_tags(run_id)[CODE_REVISION_TAG] == loaded != pushed
-        job = _created_job(cluster, run_id)
-        kubernetes_validate.validate(job, "1.37", strict=True)
-        pod = job["spec"]["template"]["spec"]
-        [git_sync] = pod["initContainers"]
-        assert {"name": "GITSYNC_REF", "value": loaded} in git_sync["env"]
-        container = pod["containers"][0]
-        assert container["args"][:3] == ["dagster", "api", "execute_run"]
-        # the code origin is the one the code server reported
-        assert f"{layout.CODE_DIR}/definitions.py" in container["args"][3]
-        code_volume = cluster.kubelet.volume_dir(NAMESPACE, cluster.job_name(run_id), "dagctl-code")
-        assert (code_volume / layout.CODE_LINK).readlink() == Path(".worktrees") / loaded
-        tables = cluster.tables("sqlmesh_example")
-        assert SQLMESH_MODELS | {"env_probe"} <= set(tables), tables
-        assert "pushed_later" not in tables
-        assert all(tables[name] > 0 for name in SQLMESH_MODELS)
-        # the worker ran as the image's user, as the pod's securityContext says
-        assert f"run worker uid {layout.IMAGE_UID} gid {layout.IMAGE_GID}" in log
-        wait_for(lambda: _job_status(cluster, run_id).get("succeeded") == 1, "the Job to report success", timeout=60)
-        assert _claims_of(cluster, run_id) == []
-        events = _events(cluster.instance, run_id)
-        assert any("dagctl run summary" in e for e in events)
-
-        # exactly the environment the spec resolves reached the process
-        with cluster.warehouse().connect() as conn:
-            env = dict(conn.exec_driver_sql("SELECT name, sha256 FROM sqlmesh_example.env_probe").fetchall())
-        digest = lambda value: hashlib.sha256(value.encode()).hexdigest()  # noqa: E731
-        assert env["SQLMESH_STATE_PASSWORD"] == digest(SECRET_VALUES["SQLMESH_STATE_PASSWORD"])
-        assert env["SLACK_BOT_TOKEN"] == digest(SECRET_VALUES["SLACK_BOT_TOKEN"])
-        assert env["MAX_CONCURRENT_MODELS"] == digest("3")
-        assert "ONLY_IN_THE_TEST_PROCESS" not in env and "GITSYNC_PASSWORD" not in env
-
-        # the secret scan covers manifests, the run, its event log, compute logs and the pod's log
-        haystacks = [r.raw_body for r in cluster.stub.requests]
-        haystacks += [dg.serialize_value(finished), repr(finished.run_config), *events, *cluster.compute_logs(), log]
-        dumps = [text for text in haystacks if "run worker environment: " in text]
-        assert dumps and all("SQLMESH_STATE_PASSWORD" in text for text in dumps)
-        _assert_no_secret_values(haystacks)
+@pytest.fixture(scope="module")
+def cluster(postgres_server_url: str) -> Iterator[Deployment]:
+    """One deployment (the example's code plus the env probe) for the tests that neither
+    change its code nor need a model no run has evaluated yet: starting a code server is most
+    of such a test's time. Objects a test changes are restored; each run is told apart by its
+    run id."""
+    with (
+        fresh_database(postgres_server_url) as postgres_url,
+        pytest.MonkeyPatch.context() as monkeypatch,
+        deployment(postgres_url, monkeypatch, {"examples/sqlmesh_project/models/env_probe.py": ENV_PROBE}) as shared,
+    ):
+        yield shared
 
 
-def test_a_dbt_run_succeeds_with_the_code_servers_origin(postgres_url, monkeypatch):
-    with deployment(postgres_url, monkeypatch) as cluster:
-        run_id = cluster.submit("dbt_example")
-        finished = cluster.wait_for_run(run_id)
-        assert finished.status == dg.DagsterRunStatus.SUCCESS, cluster.explain(run_id)
+def test_a_sqlmesh_run_executes_the_commit_its_code_server_loaded(cluster):
+    loaded = git(cluster.origin, "rev-parse", "HEAD")
+    # pushed after the code server loaded, before the run is launched
+    (cluster.origin / "examples/sqlmesh_project/models/pushed_later.sql").write_text(PUSHED_LATER)
+    pushed = commit_all(cluster.origin, "a model the code server never loaded")
 
-        job = _created_job(cluster, run_id)
-        pod = job["spec"]["template"]["spec"]
-        # the code server loaded definitions.py from the checkout: dbt runs get it too
-        assert [c["name"] for c in pod["initContainers"]] == ["git-sync"]
-        assert f"{layout.CODE_DIR}/definitions.py" in pod["containers"][0]["args"][3]
-        tables = cluster.tables("dbt_example")
-        assert {"customers", "orders", "stg_orders", "daily_revenue"} <= set(tables), tables
-        wait_for(lambda: _job_status(cluster, run_id).get("succeeded") == 1, "the Job to report success", timeout=60)
-        assert _claims_of(cluster, run_id) == []
-        haystacks = [r.raw_body for r in cluster.stub.requests]
-        haystacks += [dg.serialize_value(finished), *_events(cluster.instance, run_id), *cluster.compute_logs()]
-        _assert_no_secret_values([*haystacks, cluster.pod_log(run_id)])
+    run_id = cluster.submit("sqlmesh_example")
+    finished = cluster.wait_for_run(run_id)
+    log = cluster.pod_log(run_id)
+    assert finished.status == dg.DagsterRunStatus.SUCCESS, cluster.explain(run_id)
+
+    # the UI shows the revision that ran
+    assert cluster.run_tags(run_id)[CODE_REVISION_TAG] == loaded != pushed
+    job = _created_job(cluster, run_id)
+    kubernetes_validate.validate(job, "1.37", strict=True)
+    pod = job["spec"]["template"]["spec"]
+    [git_sync] = pod["initContainers"]
+    assert {"name": "GITSYNC_REF", "value": loaded} in git_sync["env"]
+    container = pod["containers"][0]
+    assert container["args"][:3] == ["dagster", "api", "execute_run"]
+    # the code origin is the one the code server reported
+    assert f"{layout.CODE_DIR}/definitions.py" in container["args"][3]
+    code_volume = cluster.kubelet.volume_dir(NAMESPACE, cluster.job_name(run_id), "dagctl-code")
+    assert (code_volume / layout.CODE_LINK).readlink() == Path(".worktrees") / loaded
+    tables = cluster.tables("sqlmesh_example")
+    assert SQLMESH_MODELS | {"env_probe"} <= set(tables), tables
+    assert "pushed_later" not in tables
+    assert all(tables[name] > 0 for name in SQLMESH_MODELS)
+    # the worker ran as the image's user, as the pod's securityContext says
+    assert f"run worker uid {layout.IMAGE_UID} gid {layout.IMAGE_GID}" in log
+    wait_for(lambda: _job_status(cluster, run_id).get("succeeded") == 1, "the Job to report success", timeout=60)
+    assert _claims_of(cluster, run_id) == []
+    events = _events(cluster.instance, run_id)
+    assert any("dagctl run summary" in e for e in events)
+
+    # exactly the environment the spec resolves reached the process
+    with cluster.warehouse().connect() as conn:
+        env = dict(conn.exec_driver_sql("SELECT name, sha256 FROM sqlmesh_example.env_probe").fetchall())
+    digest = lambda value: hashlib.sha256(value.encode()).hexdigest()  # noqa: E731
+    assert env["SQLMESH_STATE_PASSWORD"] == digest(SECRET_VALUES["SQLMESH_STATE_PASSWORD"])
+    assert env["SLACK_BOT_TOKEN"] == digest(SECRET_VALUES["SLACK_BOT_TOKEN"])
+    assert env["MAX_CONCURRENT_MODELS"] == digest("3")
+    assert "ONLY_IN_THE_TEST_PROCESS" not in env and "GITSYNC_PASSWORD" not in env
+
+    # the secret scan covers manifests, the run, its event log, compute logs and the pod's log
+    haystacks = [r.raw_body for r in cluster.stub.requests]
+    haystacks += [dg.serialize_value(finished), repr(finished.run_config), *events, *cluster.compute_logs(), log]
+    dumps = [text for text in haystacks if "run worker environment: " in text]
+    assert dumps and all("SQLMESH_STATE_PASSWORD" in text for text in dumps)
+    _assert_no_secret_values(haystacks)
+
+
+def test_a_dbt_run_succeeds_with_the_code_servers_origin(cluster):
+    run_id = cluster.submit("dbt_example")
+    finished = cluster.wait_for_run(run_id)
+    assert finished.status == dg.DagsterRunStatus.SUCCESS, cluster.explain(run_id)
+
+    job = _created_job(cluster, run_id)
+    pod = job["spec"]["template"]["spec"]
+    # the code server loaded definitions.py from the checkout: dbt runs get it too
+    assert [c["name"] for c in pod["initContainers"]] == ["git-sync"]
+    assert f"{layout.CODE_DIR}/definitions.py" in pod["containers"][0]["args"][3]
+    tables = cluster.tables("dbt_example")
+    assert {"customers", "orders", "stg_orders", "daily_revenue"} <= set(tables), tables
+    wait_for(lambda: _job_status(cluster, run_id).get("succeeded") == 1, "the Job to report success", timeout=60)
+    assert _claims_of(cluster, run_id) == []
+    haystacks = [r.raw_body for r in cluster.stub.requests]
+    haystacks += [dg.serialize_value(finished), *_events(cluster.instance, run_id), *cluster.compute_logs()]
+    _assert_no_secret_values([*haystacks, cluster.pod_log(run_id)])
 
 
 def test_a_job_whose_run_fails_ends_failed(postgres_url, monkeypatch):
@@ -203,13 +217,9 @@ def test_a_job_whose_run_fails_ends_failed(postgres_url, monkeypatch):
         assert cluster.instance.run_launcher.check_run_worker_health(finished).status.value == "FAILED"
 
 
-def test_a_pod_that_cannot_start_fails_its_run_promptly_and_its_job_is_deleted(postgres_url, monkeypatch):
-    with deployment(postgres_url, monkeypatch) as cluster:
-        # the Secret exists, the key the project's state_db_password names does not
-        with cluster.stub.lock:
-            del cluster.stub.objects[("secrets", NAMESPACE, "sqlmesh-state-db")]
-        cluster.stub.create_secret(NAMESPACE, "sqlmesh-state-db", {"pasword": "typo"})
-
+def test_a_pod_that_cannot_start_fails_its_run_promptly_and_its_job_is_deleted(cluster):
+    # the Secret exists, the key the project's state_db_password names does not
+    with _secret_replaced(cluster, "sqlmesh-state-db", {"pasword": "typo"}):
         started = time.monotonic()
         run_id = cluster.submit("sqlmesh_example")
         finished = cluster.wait_for_run(run_id, timeout=120)
@@ -230,31 +240,32 @@ def test_a_pod_that_cannot_start_fails_its_run_promptly_and_its_job_is_deleted(p
         _assert_no_secret_values([failure])
 
 
-def test_a_git_sync_failure_puts_git_syncs_error_in_the_runs_failure(postgres_url, monkeypatch):
-    with deployment(postgres_url, monkeypatch) as cluster:
-        gone = "0" * 40  # a commit the repository does not have (e.g. force-pushed away)
-        run_id = cluster.submit("sqlmesh_example", tags={CODE_REVISION_TAG: gone})
-        finished = cluster.wait_for_run(run_id, timeout=120)
+def test_a_git_sync_failure_puts_git_syncs_error_in_the_runs_failure(cluster):
+    gone = "0" * 40  # a commit the repository does not have (e.g. force-pushed away)
+    run_id = cluster.submit("sqlmesh_example", tags={CODE_REVISION_TAG: gone})
+    finished = cluster.wait_for_run(run_id, timeout=120)
 
-        assert finished.status == dg.DagsterRunStatus.FAILURE
-        [failure] = [
-            e.message
-            for e in cluster.instance.all_logs(run_id)
-            if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
-        ]
-        assert "init container 'git-sync' exited with code 1" in failure
-        assert "error syncing repo: git fetch" in failure and gone in failure  # git-sync's own words
-        assert (NAMESPACE, cluster.job_name(run_id)) not in cluster.stub.jobs
-        _assert_no_secret_values([failure])
+    assert finished.status == dg.DagsterRunStatus.FAILURE
+    [failure] = [
+        e.message
+        for e in cluster.instance.all_logs(run_id)
+        if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
+    ]
+    assert "init container 'git-sync' exited with code 1" in failure
+    assert "error syncing repo: git fetch" in failure and gone in failure  # git-sync's own words
+    assert (NAMESPACE, cluster.job_name(run_id)) not in cluster.stub.jobs
+    _assert_no_secret_values([failure])
 
 
 @contextmanager
 def run_at_the_gate(postgres_url: str, monkeypatch):
     """A ``sqlmesh_example`` run waiting in a model that holds until the gate file exists.
 
-    Yields the cluster, the run id, its Kubernetes Job's name and the gate file.
+    Its own deployment: the gate model must be one no run has evaluated yet (a FULL daily
+    model is not due again the same day). Yields the cluster, the run id, its Kubernetes
+    Job's name and the gate file.
     """
-    with deployment(postgres_url, monkeypatch, {"examples/sqlmesh_project/models/gate.py": GATE}) as cluster:
+    with deployment(postgres_url, monkeypatch, {GATE_MODEL_PATH: GATE}) as cluster:
         gates = cluster.root / "gates"
         gates.mkdir(mode=0o777)
         gates.chmod(0o777)  # the run worker (the image's user) writes its marker here
@@ -300,16 +311,34 @@ def test_killed_pod_fails_the_run_through_monitoring_which_releases_its_claims(p
 
 
 def test_terminating_a_run_deletes_its_job_and_stops_the_process(postgres_url, monkeypatch):
-    with run_at_the_gate(postgres_url, monkeypatch) as (cluster, run_id, job_name, _):
+    with run_at_the_gate(postgres_url, monkeypatch) as (cluster, run_id, job_name, gate_file):
         [pid] = cluster.kubelet.pids(NAMESPACE, job_name)
 
         assert cluster.instance.run_launcher.terminate(run_id) is True
 
         assert (NAMESPACE, job_name) not in cluster.stub.jobs
-        cluster.kubelet.wait(NAMESPACE, job_name, 60)  # SIGTERM from the pod's deletion
+        # The model in flight (Python) cannot be interrupted: let it end, so the process stops
+        # on the SIGTERM from the pod's deletion rather than at the grace period's SIGKILL.
+        gate_file.touch()
+        cluster.kubelet.wait(NAMESPACE, job_name, 60)
         assert not process_alive(pid)
         finished = cluster.wait_for_run(run_id, timeout=120)
         assert finished.status == dg.DagsterRunStatus.CANCELED
+
+
+@contextmanager
+def _secret_replaced(cluster: Deployment, name: str, data: dict[str, str]) -> Iterator[None]:
+    """The Secret ``name`` holds ``data`` for the block, then what it held before."""
+    before = cluster.stub.object_data("secrets", NAMESPACE, name)
+    with cluster.stub.lock:
+        del cluster.stub.objects[("secrets", NAMESPACE, name)]
+    cluster.stub.create_secret(NAMESPACE, name, data)
+    try:
+        yield
+    finally:
+        with cluster.stub.lock:
+            del cluster.stub.objects[("secrets", NAMESPACE, name)]
+        cluster.stub.create_secret(NAMESPACE, name, before)
 
 
 def _add_to_config_map(cluster, name: str, data: dict[str, str]) -> None:

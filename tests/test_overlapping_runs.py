@@ -23,6 +23,7 @@ from waiting import wait_for
 from dagctl_dagster.execution.claims import ClaimStore
 
 JOB = "overlap_run"
+KILLED_RUN_LEASE_SECONDS = 15
 
 
 @pytest.fixture
@@ -35,17 +36,24 @@ def overlap_repo(tmp_path: Path, postgres_url: str, postgres_dagster_home: Path,
     return repo
 
 
-def launch_into_slow_model(repo: Path, marker: Path) -> subprocess.Popen:
-    """A run, one model at a time, once it is inside m_0_0 (which takes a few seconds)."""
+def launch_into_slow_model(repo: Path, marker: Path) -> tuple[subprocess.Popen, Path]:
+    """A run, one model at a time, once it is inside m_0_0, and the gate file that ends m_0_0:
+    m_0_0 holds until the test has changed what it changes mid-run and touches the gate."""
+    gate = marker.with_name(marker.name + ".gate")
     run = launch(
         repo,
         MAX_CONCURRENT_MODELS="1",
         OVERLAP_SLOW_MODEL="m_0_0",
         OVERLAP_SLOW_MARKER=str(marker),
-        OVERLAP_SLOW_SECONDS="8",
+        OVERLAP_SLOW_GATE=str(gate),
+        OVERLAP_SLOW_SECONDS="240",
     )
-    wait_for(marker.exists, "the run to reach its slow model", timeout=240, every=0.2)
-    return run
+    try:
+        wait_for(marker.exists, "the run to reach its slow model", timeout=240, every=0.1)
+    except AssertionError:
+        run.kill()
+        raise AssertionError(finish(run, timeout=60)[-3000:]) from None
+    return run, gate
 
 
 def launch(repo: Path, *, run_config: Path | None = None, job: str = JOB, **env_overrides: str) -> subprocess.Popen:
@@ -118,7 +126,10 @@ def test_three_overlapping_runs_never_evaluate_an_interval_twice(overlap_repo: P
 def test_killed_run_holds_its_claims_until_the_lease_expires(overlap_repo: Path, postgres_url: str, tmp_path: Path):
     marker = tmp_path / "slow.marker"
     run_config = tmp_path / "run_config.yaml"
-    run_config.write_text("execution:\n  config:\n    lease_seconds: 30\n")
+    # m_1_0's lease is renewed as the victim starts it, just before the marker appears: the
+    # victim dies with a whole lease left on it, the time the blocked run has to start and
+    # find it held.
+    run_config.write_text(f"execution:\n  config:\n    lease_seconds: {KILLED_RUN_LEASE_SECONDS}\n")
     victim = launch(
         overlap_repo,
         run_config=run_config,
@@ -128,7 +139,7 @@ def test_killed_run_holds_its_claims_until_the_lease_expires(overlap_repo: Path,
         OVERLAP_SLOW_SECONDS="120",
     )
     try:
-        wait_for(marker.exists, "the victim run to reach its slow model", timeout=240, every=0.2)
+        wait_for(marker.exists, "the victim run to reach its slow model", timeout=240, every=0.05)
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=60)
@@ -160,9 +171,10 @@ def test_killed_run_holds_its_claims_until_the_lease_expires(overlap_repo: Path,
 
 @pytest.mark.timeout(600)
 def test_environment_change_mid_run_stops_new_models(overlap_repo: Path, postgres_url: str, tmp_path: Path):
-    run = launch_into_slow_model(overlap_repo, tmp_path / "slow.marker")
+    run, gate = launch_into_slow_model(overlap_repo, tmp_path / "slow.marker")
     overlap_project.write_model(overlap_repo / "overlap_project", "m_2_2", version=2)
     plan_without_backfill(overlap_repo / "overlap_project")
+    gate.touch()  # m_0_0 finishes only once the new plan is applied
     output = finish(run)
     assert run.returncode == 0, output[-3000:]
 
@@ -191,12 +203,13 @@ def test_environment_removed_mid_run_fails_the_rest(overlap_repo: Path, postgres
     start, and the run is not green."""
     import sqlalchemy as sa
 
-    run = launch_into_slow_model(overlap_repo, tmp_path / "slow.marker")
+    run, gate = launch_into_slow_model(overlap_repo, tmp_path / "slow.marker")
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         removed = conn.execute(sa.text("DELETE FROM sqlmesh._environments WHERE name = 'prod'")).rowcount
     engine.dispose()
     assert removed == 1
+    gate.touch()  # m_0_0 finishes only once the environment is gone
     output = finish(run)
     assert run.returncode != 0
     assert "was removed" in output

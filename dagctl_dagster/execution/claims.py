@@ -39,7 +39,13 @@ from typing import Any, TypeVar, cast
 import sqlalchemy as sa
 
 from dagctl_dagster.secrets import mask_url, redact, unescaped_password_problem, url_secrets
-from dagctl_dagster.settings import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS
+from dagctl_dagster.settings import (
+    DEFAULT_CLAIMS_TIMEOUT_SECONDS,
+    DEFAULT_LEASE_SECONDS,
+    MAX_LEASE_SECONDS,
+    InvalidClaimsTimeout,
+    parse_claims_timeout_seconds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,19 +59,19 @@ _SCHEMA_LOCK_KEY = 0x64616763
 _MAX_CLAIM_ROUNDS = 8
 _ATTEMPTS = 5
 _SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
-# A claim-store statement or connection that takes longer has stalled: the run fails fast
-# and visibly instead of waiting for a TCP timeout. Keepalives notice a dead peer.
-_POSTGRES_TIMEOUT_SECONDS = 10
+# A claim-store statement or connection that takes longer than the store's timeout
+# (``timeout_seconds``, 10 s by default) has stalled: the run fails fast and visibly instead
+# of waiting for a TCP timeout. Keepalives notice a dead peer.
 # The server's statement timeout cannot end a statement the server never received (a stalled
-# network path or proxy), and keepalives see a live peer there: past this deadline the client
-# shuts the connection's socket itself.
-_CLIENT_DEADLINE_SECONDS = _POSTGRES_TIMEOUT_SECONDS + 2
+# network path or proxy), and keepalives see a live peer there: past the timeout plus this
+# margin the client shuts the connection's socket itself.
+_CLIENT_DEADLINE_MARGIN_SECONDS = 2
 
 
-def _postgres_timeouts() -> dict[str, Any]:
+def _postgres_timeouts(seconds: int) -> dict[str, Any]:
     return {
-        "connect_timeout": _POSTGRES_TIMEOUT_SECONDS,
-        "options": f"-c statement_timeout={_POSTGRES_TIMEOUT_SECONDS * 1000} -c lock_timeout={_POSTGRES_TIMEOUT_SECONDS * 1000}",
+        "connect_timeout": seconds,
+        "options": f"-c statement_timeout={seconds * 1000} -c lock_timeout={seconds * 1000}",
         "keepalives": 1,
         "keepalives_idle": 5,
         "keepalives_interval": 2,
@@ -152,7 +158,16 @@ class ClaimStore:
     Connections are opened on first use; the table is created then if missing.
     """
 
-    def __init__(self, url: str, lease_seconds: float = DEFAULT_LEASE_SECONDS):
+    def __init__(
+        self,
+        url: str,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        timeout_seconds: int = DEFAULT_CLAIMS_TIMEOUT_SECONDS,
+    ):
+        try:
+            self.timeout_seconds = parse_claims_timeout_seconds(timeout_seconds, source="timeout_seconds")
+        except InvalidClaimsTimeout as exc:
+            raise ClaimStoreError(str(exc)) from None
         lease_seconds = float(lease_seconds)
         if not lease_seconds > 0:
             raise ClaimStoreError(f"lease_seconds must be a positive number of seconds, got {lease_seconds!r}")
@@ -176,6 +191,7 @@ class ClaimStore:
         url: str | None = None,
         dagster_home: str | os.PathLike[str] | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        timeout_seconds: int = DEFAULT_CLAIMS_TIMEOUT_SECONDS,
     ) -> ClaimStore:
         """The store this deployment uses, from the first of these that is set:
 
@@ -200,7 +216,7 @@ class ClaimStore:
                         f"to keep claims in $DAGSTER_HOME/{SQLITE_FILE_NAME}"
                     )
                 chosen = f"sqlite:///{Path(home).resolve() / SQLITE_FILE_NAME}"
-        return cls(chosen, lease_seconds=lease_seconds)
+        return cls(chosen, lease_seconds=lease_seconds, timeout_seconds=timeout_seconds)
 
     # -- public operations -------------------------------------------------------------
 
@@ -479,9 +495,9 @@ class ClaimStore:
                 pool_size=2,
                 max_overflow=8,
                 pool_recycle=1800,
-                pool_timeout=_POSTGRES_TIMEOUT_SECONDS,
+                pool_timeout=self.timeout_seconds,
                 isolation_level="AUTOCOMMIT",
-                connect_args=_postgres_timeouts(),
+                connect_args=_postgres_timeouts(self.timeout_seconds),
             )
         except ClaimStoreError:
             raise
@@ -537,13 +553,14 @@ class ClaimStore:
         """
         self.ensure_schema()
         if self._is_postgres:
-            with self._engine.connect() as conn, _Watchdog(conn, _CLIENT_DEADLINE_SECONDS) as watchdog:
+            deadline = self.timeout_seconds + _CLIENT_DEADLINE_MARGIN_SECONDS
+            with self._engine.connect() as conn, _Watchdog(conn, deadline) as watchdog:
                 try:
                     yield conn
                 except sa.exc.DBAPIError:
                     if watchdog.fired:
                         raise ClaimStoreError(
-                            f"claim store {self.masked_url} did not answer within {_CLIENT_DEADLINE_SECONDS}s "
+                            f"claim store {self.masked_url} did not answer within {deadline}s "
                             "(timeout: the connection stalled); the connection was closed"
                         ) from None
                     raise

@@ -64,6 +64,7 @@ class ExecutorSettings:
     max_concurrent: int
     lease_seconds: float
     claims_url: str | None = None
+    claims_timeout_seconds: int = shared_settings.DEFAULT_CLAIMS_TIMEOUT_SECONDS
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> ExecutorSettings:
@@ -80,9 +81,18 @@ class ExecutorSettings:
                 config.get("lease_seconds", shared_settings.DEFAULT_LEASE_SECONDS),
                 source="executor config `lease_seconds`",
             )
-        except shared_settings.InvalidLeaseSeconds as exc:
+            timeout = shared_settings.parse_claims_timeout_seconds(
+                config.get("claims_timeout_seconds", shared_settings.DEFAULT_CLAIMS_TIMEOUT_SECONDS),
+                source="executor config `claims_timeout_seconds`",
+            )
+        except (shared_settings.InvalidLeaseSeconds, shared_settings.InvalidClaimsTimeout) as exc:
             raise ExecutorConfigError(f"{exc}; fix it and launch the run again") from None
-        return cls(max_concurrent=max_concurrent, lease_seconds=lease, claims_url=config.get("claims_url"))
+        return cls(
+            max_concurrent=max_concurrent,
+            lease_seconds=lease,
+            claims_url=config.get("claims_url"),
+            claims_timeout_seconds=timeout,
+        )
 
 
 def parse_max_concurrent(value: Any, *, source: str) -> int:
@@ -115,6 +125,13 @@ def parse_max_concurrent(value: Any, *, source: str) -> int:
             default_value=None,
             description="Claim store URL (use {env: VAR}); default: DAGCTL_CLAIMS_URL, the instance's "
             "PostgreSQL, else SQLite in DAGSTER_HOME.",
+        ),
+        "claims_timeout_seconds": dg.Field(
+            int,
+            is_required=False,
+            default_value=shared_settings.DEFAULT_CLAIMS_TIMEOUT_SECONDS,
+            description="A PostgreSQL claim store slower than this to connect or answer has stalled: "
+            "the run fails fast instead of waiting on it.",
         ),
         "retries": adapter.get_retries_config(),
     },
@@ -158,7 +175,10 @@ class ClaimAwareExecutor(adapter.Executor):
         from dagctl_dagster.execution.claims import ClaimStore
 
         store = ClaimStore.from_environment(
-            instance=job_context.instance, url=self.settings.claims_url, lease_seconds=self.settings.lease_seconds
+            instance=job_context.instance,
+            url=self.settings.claims_url,
+            lease_seconds=self.settings.lease_seconds,
+            timeout_seconds=self.settings.claims_timeout_seconds,
         )
         try:
             with adapter.storage_connections_held_open(
