@@ -16,14 +16,11 @@ from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
 from fidelity.harness import VENV_BIN, CommandResult, clean_env, run_command, state_intervals, warehouse_snapshot
 from projects.deployment import plan_without_backfill
 from projects.sqlmesh_repo import run_job, write_repository
-from test_code_location import example_env
 from test_pause_models import MODELS as PAUSE_MODELS
 from test_pause_models import models_cli
-from test_surface import group_keys, materialize_all
-from webserver import graphql, running_webserver
 
 from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
-from dagctl_dagster.names import FRESHNESS_CHECK_NAME, ROW_COUNT_KEY, SQLMESH_DURATION_KEY, ExecutorSummary
+from dagctl_dagster.names import ROW_COUNT_KEY, SQLMESH_DURATION_KEY, ExecutorSummary
 
 
 def _events(home: Path, event_type: DagsterEventType) -> list:
@@ -101,60 +98,8 @@ def test_a_run_evaluating_a_full_model_reports_its_row_count(tmp_path: Path):
     assert ROW_COUNT_KEY not in evaluated["demo/daily"][0]
 
 
-CHECKS = """
-query ($group: String!) {
-  assetNodes(group: {groupName: $group, repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
-    assetKey { path }
-    assetChecksOrError {
-      ... on AssetChecks { checks { name executionForLatestMaterialization { status runId } } }
-    }
-  }
-}
-"""
-
-
-def audit_check_statuses(port: int, group: str) -> dict[str, tuple[str | None, str | None]]:
-    """Each SQLMesh audit check's latest status and run, as the UI reads them (the
-    `dagctl_freshness` checks are the alerts' own, not SQLMesh audits)."""
-    nodes = graphql(port, CHECKS, {"group": group})["assetNodes"]
-    statuses: dict[str, tuple[str | None, str | None]] = {}
-    for node in nodes:
-        for check in node["assetChecksOrError"].get("checks", []):
-            if check["name"] == FRESHNESS_CHECK_NAME:
-                continue
-            latest = check["executionForLatestMaterialization"] or {}
-            statuses[f"{'/'.join(node['assetKey']['path'])}:{check['name']}"] = (
-                latest.get("status"),
-                latest.get("runId"),
-            )
-    return statuses
-
-
-@pytest.mark.timeout(900)
-def test_a_no_op_materialize_all_keeps_every_audits_latest_status(example_repo: Path, dagster_home: Path):
-    (dagster_home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nrun_coordinator:\n"
-        "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
-    )
-    with running_webserver(example_repo, example_env(example_repo, dagster_home)) as port:
-        keys = set(group_keys(port, "sqlmesh_example"))
-        first_run, first_status = materialize_all(port, keys)
-        after_first = audit_check_statuses(port, "sqlmesh_example")
-        second_run, second_status = materialize_all(port, keys)
-        after_second = audit_check_statuses(port, "sqlmesh_example")
-
-    assert first_status == second_status == "SUCCESS"
-    assert "sqlmesh_example/incremental_orders:assert_positive_amount" in after_first
-    assert {status for status, _ in after_first.values()} == {"SUCCEEDED"}, after_first
-    assert {key: status for key, (status, _) in after_second.items()} == {
-        key: status for key, (status, _) in after_first.items()
-    }
-    # The second run reported them (nothing was due, so no audit ran): no "skipped" record.
-    assert {run for _, run in after_second.values()} == {second_run}
-    with DagsterInstance.get() as instance:
-        messages = [entry.message or "" for entry in instance.all_logs(second_run)]
-    unyielded = [m for m in messages if "did not yield or return expected outputs" in m and "sqlmesh_example" in m]
-    assert not [m for m in unyielded if FRESHNESS_CHECK_NAME not in m], unyielded
+# The no-op "Materialize all" keeping every audit's latest status: tests/test_freshness.py,
+# on the webserver and runs its freshness test reads.
 
 
 BOOM = "MODEL (name retail.boom, kind FULL);\nSELECT error('kaboom') AS x FROM retail.stores\n"
