@@ -271,7 +271,7 @@ def materialized_twice(tmp_path_factory) -> MaterializedTwice:
         "telemetry:\n  enabled: false\nrun_coordinator:\n"
         "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
     )
-    with running_webserver(example_repo, example_env(example_repo, home)) as port:
+    with running_webserver(example_repo, example_env(example_repo, home), kill=True) as port:
         keys = {group: set(group_keys(port, group)) for group in GROUPS}
         first = [materialize_all(port, keys[group]) for group in GROUPS]
         freshness_after_first = _freshness_status(port, GROUPS)
