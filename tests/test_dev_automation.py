@@ -34,7 +34,7 @@ def start_dev(repo: Path, tmp_path: Path, automation: str | None) -> tuple[subpr
     config = repo / ".dagctl" / "config.yaml"
     config.write_text(re.sub(r'schedule: "[^"]*"', 'schedule: "* * * * *"', config.read_text()))
     home = tmp_path / "dagster_home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)  # a test may create the instance dev.sh would, beforehand
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAGCTL_AUTOMATION"}
     env.update(

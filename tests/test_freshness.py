@@ -3,6 +3,7 @@ project whose interval records (in SQLMesh state) show one model complete and on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -236,27 +237,72 @@ def _unyielded_lines(port: int, run_id: str) -> list[str]:
     return [e["message"] for e in events if "did not yield or return expected outputs" in (e.get("message") or "")]
 
 
-@pytest.mark.timeout(900)
-def test_materialize_all_evaluates_the_freshness_checks_it_plans(example_repo: Path, dagster_home: Path):
-    """A "Materialize all" plans every check of its models: each freshness check is evaluated
-    in the run, after its model (no "Skipped", no "did not yield"), and a second one that finds
-    nothing due leaves every check's latest status as the first left it."""
+@dataclass(frozen=True)
+class MaterializedTwice:
+    """The example deployment's two groups, each "Materialize all"-ed twice from a real webserver
+    (the second finding nothing due in SQLMesh), and what the UI read after each round."""
+
+    first: list[tuple[str, str]]  # (run id, status) per group: sqlmesh_example, dbt_example
+    second: list[tuple[str, str]]
+    freshness_after_first: dict[str, tuple[str, str]]
+    freshness_after_second: dict[str, tuple[str, str]]
+    audits_after_first: dict[str, tuple[str | None, str | None]]
+    audits_after_second: dict[str, tuple[str | None, str | None]]
+    unyielded: dict[str, list[str]]  # run id → its "did not yield" lines, as the UI reads them
+    second_sqlmesh_messages: list[str]  # every log message of the second sqlmesh_example run
+
+
+GROUPS = ["sqlmesh_example", "dbt_example"]
+
+
+@pytest.fixture(scope="module")
+def materialized_twice(tmp_path_factory) -> MaterializedTwice:
+    """One webserver and its four runs for the tests that read them: they only read."""
+    from conftest import copy_repository
     from test_code_location import example_env
     from test_surface import group_keys, materialize_all
     from webserver import running_webserver
 
-    (dagster_home / "dagster.yaml").write_text(  # runs launched from the UI start at once (no daemon)
+    root = tmp_path_factory.mktemp("materialized_twice")
+    example_repo = copy_repository(root / "repo")
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(  # runs launched from the UI start at once (no daemon)
         "telemetry:\n  enabled: false\nrun_coordinator:\n"
         "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
     )
-    groups = ["sqlmesh_example", "dbt_example"]
-    with running_webserver(example_repo, example_env(example_repo, dagster_home)) as port:
-        keys = {group: set(group_keys(port, group)) for group in groups}
-        first = [materialize_all(port, keys[group]) for group in groups]
-        after_first = _freshness_status(port, groups)
-        second = [materialize_all(port, keys[group]) for group in groups]
-        after_second = _freshness_status(port, groups)
+    with running_webserver(example_repo, example_env(example_repo, home), kill=True) as port:
+        keys = {group: set(group_keys(port, group)) for group in GROUPS}
+        first = [materialize_all(port, keys[group]) for group in GROUPS]
+        freshness_after_first = _freshness_status(port, GROUPS)
+        audits_after_first = audit_check_statuses(port, "sqlmesh_example")
+        second = [materialize_all(port, keys[group]) for group in GROUPS]
+        freshness_after_second = _freshness_status(port, GROUPS)
+        audits_after_second = audit_check_statuses(port, "sqlmesh_example")
         unyielded = {run_id: _unyielded_lines(port, run_id) for run_id, _ in first + second}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        messages = [entry.message or "" for entry in instance.all_logs(second[0][0])]
+    return MaterializedTwice(
+        first,
+        second,
+        freshness_after_first,
+        freshness_after_second,
+        audits_after_first,
+        audits_after_second,
+        unyielded,
+        messages,
+    )
+
+
+@pytest.mark.timeout(900)
+def test_materialize_all_evaluates_the_freshness_checks_it_plans(materialized_twice: MaterializedTwice):
+    """A "Materialize all" plans every check of its models: each freshness check is evaluated
+    in the run, after its model (no "Skipped", no "did not yield"), and a second one that finds
+    nothing due leaves every check's latest status as the first left it."""
+    first, second = materialized_twice.first, materialized_twice.second
+    after_first = materialized_twice.freshness_after_first
+    after_second = materialized_twice.freshness_after_second
+    unyielded = materialized_twice.unyielded
 
     assert [status for _, status in first + second] == ["SUCCESS"] * 4
     sqlmesh_checks = {key for key in after_first if key.startswith("sqlmesh_example/")}
@@ -268,3 +314,56 @@ def test_materialize_all_evaluates_the_freshness_checks_it_plans(example_repo: P
         key: status for key, (status, _) in after_first.items()
     }
     assert not [line for lines in unyielded.values() for line in lines if FRESHNESS_CHECK_NAME in line], unyielded
+
+
+AUDIT_CHECKS = """
+query ($group: String!) {
+  assetNodes(group: {groupName: $group, repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
+    assetKey { path }
+    assetChecksOrError {
+      ... on AssetChecks { checks { name executionForLatestMaterialization { status runId } } }
+    }
+  }
+}
+"""
+
+
+def audit_check_statuses(port: int, group: str) -> dict[str, tuple[str | None, str | None]]:
+    """Each SQLMesh audit check's latest status and run, as the UI reads them (the
+    `dagctl_freshness` checks are the alerts' own, not SQLMesh audits)."""
+    from webserver import graphql
+
+    nodes = graphql(port, AUDIT_CHECKS, {"group": group})["assetNodes"]
+    statuses: dict[str, tuple[str | None, str | None]] = {}
+    for node in nodes:
+        for check in node["assetChecksOrError"].get("checks", []):
+            if check["name"] == FRESHNESS_CHECK_NAME:
+                continue
+            latest = check["executionForLatestMaterialization"] or {}
+            statuses[f"{'/'.join(node['assetKey']['path'])}:{check['name']}"] = (
+                latest.get("status"),
+                latest.get("runId"),
+            )
+    return statuses
+
+
+@pytest.mark.timeout(900)
+def test_a_no_op_materialize_all_keeps_every_audits_latest_status(materialized_twice: MaterializedTwice):
+    """Issue 27 on SQLMesh audits (beside the freshness test above, on the same runs): the second
+    "Materialize all" of sqlmesh_example finds nothing due and keeps every audit's latest status."""
+    [(_, first_status), _] = materialized_twice.first
+    [(second_run, second_status), _] = materialized_twice.second
+    after_first = materialized_twice.audits_after_first
+    after_second = materialized_twice.audits_after_second
+
+    assert first_status == second_status == "SUCCESS"
+    assert "sqlmesh_example/incremental_orders:assert_positive_amount" in after_first
+    assert {status for status, _ in after_first.values()} == {"SUCCEEDED"}, after_first
+    assert {key: status for key, (status, _) in after_second.items()} == {
+        key: status for key, (status, _) in after_first.items()
+    }
+    # The second run reported them (nothing was due, so no audit ran): no "skipped" record.
+    assert {run for _, run in after_second.values()} == {second_run}
+    messages = materialized_twice.second_sqlmesh_messages
+    unyielded = [m for m in messages if "did not yield or return expected outputs" in m and "sqlmesh_example" in m]
+    assert not [m for m in unyielded if FRESHNESS_CHECK_NAME not in m], unyielded

@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, copy_repository
+from conftest import REPO_ROOT, copy_repository, instance_home
+from dagster import DagsterInstance
 from test_dev_automation import start_dev, stop_dev
 from webserver import graphql, graphql_when
 
@@ -47,13 +48,17 @@ def readme_launch_command() -> list[str]:
 
 def test_the_readme_cli_launch_is_re_executable_without_a_warning(tmp_path: Path):
     repo = copy_repository(tmp_path / "repo")
+    # The instance dev.sh writes (it keeps one that exists), its storage created first: the
+    # launch runs while `dg dev` starts, as from a second terminal, and two processes creating
+    # a fresh SQLite storage at once can stamp its schema twice.
+    home = instance_home(tmp_path / "dagster_home")
+    DagsterInstance.from_config(str(home)).dispose()
     process, port = start_dev(repo, tmp_path, automation="off")
     try:
-        graphql_when(port, RUNS, lambda data: "results" in data["runsOrError"], "dg dev to serve")
         assignment, *command = readme_launch_command()
         env = dict(os.environ)
         env.update(
-            DAGSTER_HOME=str(tmp_path / "dagster_home"),  # what dev.sh uses in this test
+            DAGSTER_HOME=str(home),  # what dev.sh uses in this test
             DAGCTL_CONFIG=str(repo / ".dagctl" / "config.yaml"),
             SQLMESH_EXAMPLE_DB=str(tmp_path / "sqlmesh_warehouse.duckdb"),
         )
@@ -61,7 +66,7 @@ def test_the_readme_cli_launch_is_re_executable_without_a_warning(tmp_path: Path
         launched = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert launched.returncode == 0, launched.stdout[-2000:] + launched.stderr[-2000:]
         assert "Warning" not in launched.stderr, launched.stderr[-2000:]
-        runs = graphql_when(port, RUNS, lambda data: data["runsOrError"]["results"], "the launched run")
+        runs = graphql_when(port, RUNS, lambda data: data["runsOrError"]["results"], "dg dev to serve the launched run")
         (run_id,) = [r["runId"] for r in runs["runsOrError"]["results"] if r["jobName"] == "sqlmesh_example_run"]
         run = graphql_when(
             port,

@@ -6,24 +6,55 @@ Each test goes through the real `dagster` CLI on a project `sqlmesh init` could 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pytest
 from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
 from fidelity.harness import VENV_BIN, CommandResult, clean_env, run_command, state_intervals, warehouse_snapshot
 from projects.deployment import plan_without_backfill
-from projects.sqlmesh_repo import run_job, write_repository
-from test_code_location import example_env
+from projects.sqlmesh_repo import JobRun, run_job, write_repository
 from test_pause_models import MODELS as PAUSE_MODELS
-from test_pause_models import models_cli
-from test_surface import group_keys, materialize_all
-from webserver import graphql, running_webserver
 
 from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
-from dagctl_dagster.names import FRESHNESS_CHECK_NAME, ROW_COUNT_KEY, SQLMESH_DURATION_KEY, ExecutorSummary
+from dagctl_dagster.names import ROW_COUNT_KEY, SQLMESH_DURATION_KEY, ExecutorSummary
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def side_by_side(ours: Callable[[], A], native: Callable[[], B]) -> tuple[A, B]:
+    """The Dagster side and the native side at once: each on its own copy of the project (its
+    own DuckDB warehouse and state), in its own processes, so neither sees the other."""
+    with ThreadPoolExecutor(1) as pool:
+        theirs = pool.submit(native)
+        return ours(), theirs.result()
+
+
+def models_cli(repo: Path, home: Path, *args: str) -> tuple[int, str]:
+    """`dagctl-dagster models ...` with the run's `$DAGSTER_HOME`: the console script's `main`,
+    in this process (tests/test_pause_models.py runs the command itself); its code and stderr."""
+    from dagctl_dagster.cli import main
+
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+            code = main(["models", *args, "--config", str(repo / ".dagctl" / "config.yaml")])
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = previous
+    return code, stderr.getvalue()
 
 
 def _events(home: Path, event_type: DagsterEventType) -> list:
@@ -101,60 +132,8 @@ def test_a_run_evaluating_a_full_model_reports_its_row_count(tmp_path: Path):
     assert ROW_COUNT_KEY not in evaluated["demo/daily"][0]
 
 
-CHECKS = """
-query ($group: String!) {
-  assetNodes(group: {groupName: $group, repositoryName: "__repository__", repositoryLocationName: "dagctl"}) {
-    assetKey { path }
-    assetChecksOrError {
-      ... on AssetChecks { checks { name executionForLatestMaterialization { status runId } } }
-    }
-  }
-}
-"""
-
-
-def audit_check_statuses(port: int, group: str) -> dict[str, tuple[str | None, str | None]]:
-    """Each SQLMesh audit check's latest status and run, as the UI reads them (the
-    `dagctl_freshness` checks are the alerts' own, not SQLMesh audits)."""
-    nodes = graphql(port, CHECKS, {"group": group})["assetNodes"]
-    statuses: dict[str, tuple[str | None, str | None]] = {}
-    for node in nodes:
-        for check in node["assetChecksOrError"].get("checks", []):
-            if check["name"] == FRESHNESS_CHECK_NAME:
-                continue
-            latest = check["executionForLatestMaterialization"] or {}
-            statuses[f"{'/'.join(node['assetKey']['path'])}:{check['name']}"] = (
-                latest.get("status"),
-                latest.get("runId"),
-            )
-    return statuses
-
-
-@pytest.mark.timeout(900)
-def test_a_no_op_materialize_all_keeps_every_audits_latest_status(example_repo: Path, dagster_home: Path):
-    (dagster_home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nrun_coordinator:\n"
-        "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
-    )
-    with running_webserver(example_repo, example_env(example_repo, dagster_home)) as port:
-        keys = set(group_keys(port, "sqlmesh_example"))
-        first_run, first_status = materialize_all(port, keys)
-        after_first = audit_check_statuses(port, "sqlmesh_example")
-        second_run, second_status = materialize_all(port, keys)
-        after_second = audit_check_statuses(port, "sqlmesh_example")
-
-    assert first_status == second_status == "SUCCESS"
-    assert "sqlmesh_example/incremental_orders:assert_positive_amount" in after_first
-    assert {status for status, _ in after_first.values()} == {"SUCCEEDED"}, after_first
-    assert {key: status for key, (status, _) in after_second.items()} == {
-        key: status for key, (status, _) in after_first.items()
-    }
-    # The second run reported them (nothing was due, so no audit ran): no "skipped" record.
-    assert {run for _, run in after_second.values()} == {second_run}
-    with DagsterInstance.get() as instance:
-        messages = [entry.message or "" for entry in instance.all_logs(second_run)]
-    unyielded = [m for m in messages if "did not yield or return expected outputs" in m and "sqlmesh_example" in m]
-    assert not [m for m in unyielded if FRESHNESS_CHECK_NAME not in m], unyielded
+# The no-op "Materialize all" keeping every audit's latest status: tests/test_freshness.py,
+# on the webserver and runs its freshness test reads.
 
 
 BOOM = "MODEL (name retail.boom, kind FULL);\nSELECT error('kaboom') AS x FROM retail.stores\n"
@@ -182,8 +161,7 @@ def test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_n
     shutil.copytree(repo / "project", native)
     home = tmp_path / "home"
 
-    native_plan = _native_plan(native)
-    run = run_job(repo, home, tmp_path / "elsewhere")
+    run, native_plan = side_by_side(lambda: run_job(repo, home, tmp_path / "elsewhere"), lambda: _native_plan(native))
 
     assert native_plan.returncode != 0 and "Plan application failed" in native_plan.output
     assert run.returncode != 0
@@ -220,8 +198,10 @@ def test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_n
     # Fixed, the next first plan reuses the kept tables, as the next `sqlmesh plan` does.
     for project in (repo / "project", native):
         (project / "models" / "boom.sql").write_text("MODEL (name retail.boom, kind FULL);\nSELECT 1 AS x\n")
-    assert _native_plan(native).returncode == 0
-    fixed = run_job(repo, home, tmp_path / "elsewhere")
+    fixed, native_fixed = side_by_side(
+        lambda: run_job(repo, home, tmp_path / "elsewhere"), lambda: _native_plan(native)
+    )
+    assert native_fixed.returncode == 0
     assert fixed.returncode == 0, fixed.output[-6000:]
     assert warehouse_snapshot(repo / "project") == warehouse_snapshot(native)
     assert state_intervals(repo / "project") == state_intervals(native)
@@ -281,15 +261,21 @@ def test_a_model_paused_before_the_first_run_is_left_out_of_the_first_plan_until
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    paused = models_cli(repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-9", "--by", "bo")
-    assert paused.returncode == 0, paused.stderr
 
-    first = run_job(repo, home, tmp_path / "elsewhere")
-    # Natively: the plan without the paused model and its downstream, then one that adds them
-    # unevaluated, as the run's first plan does.
-    _native(native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--select-model", "^(demo.paused+)")
-    _native(native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--skip-backfill", "--no-gaps")
+    def pause_then_run() -> JobRun:
+        code, stderr = models_cli(
+            repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-9", "--by", "bo"
+        )
+        assert code == 0, stderr
+        return run_job(repo, home, tmp_path / "elsewhere")
 
+    def natively() -> None:
+        # Natively: the plan without the paused model and its downstream, then one that adds them
+        # unevaluated, as the run's first plan does.
+        _native(native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--select-model", "^(demo.paused+)")
+        _native(native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--skip-backfill", "--no-gaps")
+
+    first, _ = side_by_side(pause_then_run, natively)
     assert first.returncode == 0, first.output[-6000:]
     assert set(_materializations(home)) == {"demo/source", "demo/independent"}
     assert "It left out the paused demo.paused and downstream demo.after_paused" in first.output
@@ -300,9 +286,11 @@ def test_a_model_paused_before_the_first_run_is_left_out_of_the_first_plan_until
     assert not state['"db"."demo"."paused"'].intervals and not state['"db"."demo"."after_paused"'].intervals
     assert state['"db"."demo"."source"'].intervals
 
-    assert models_cli(repo, home, "resume", "--project", "proj", "demo.paused").returncode == 0
-    second = run_job(repo, home, tmp_path / "elsewhere")
-    _native(native, "run")
+    def resume_then_run() -> JobRun:
+        assert models_cli(repo, home, "resume", "--project", "proj", "demo.paused")[0] == 0
+        return run_job(repo, home, tmp_path / "elsewhere")
+
+    second, _ = side_by_side(resume_then_run, lambda: _native(native, "run"))
 
     assert second.returncode == 0, second.output[-6000:]
     materialized = _materializations(home)
@@ -335,9 +323,12 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
     native = tmp_path / "native"
     shutil.copytree(repo / "project", native)
     home = tmp_path / "home"
-    assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
-    _native(native, "plan", "--auto-apply", "--no-prompts")
-    assert models_cli(repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-3").returncode == 0
+
+    def run_then_pause() -> None:
+        assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
+        assert models_cli(repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-3")[0] == 0
+
+    side_by_side(run_then_pause, lambda: _native(native, "plan", "--auto-apply", "--no-prompts"))
 
     # The paused model edited, beside an edit elsewhere: the plan leaves it as deployed.
     for project in (repo / "project", native):
@@ -345,8 +336,10 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
         (project / "models" / "independent.sql").write_text(
             "MODEL (name demo.independent, kind FULL);\nSELECT id + 1 AS id FROM demo.source\n"
         )
-    held = _plan_job(repo, home, tmp_path / "elsewhere")
-    _native(native, "plan", "--auto-apply", "--no-prompts", "--select-model", "^(demo.paused+)")
+    held, _ = side_by_side(
+        lambda: _plan_job(repo, home, tmp_path / "elsewhere"),
+        lambda: _native(native, "plan", "--auto-apply", "--no-prompts", "--select-model", "^(demo.paused+)"),
+    )
 
     assert held.ok, held.describe()
     assert _plan_output(home)["held_out_paused"] == ["demo.after_paused", "demo.paused"]
@@ -362,8 +355,10 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
         (project / "models" / "source.sql").write_text(
             "MODEL (name demo.source, kind FULL);\nSELECT range AS id, 1 AS one FROM range(7)\n"
         )
-    evaluated = _plan_job(repo, home, tmp_path / "elsewhere")
-    _native(native, "plan", "--auto-apply", "--no-prompts")
+    evaluated, _ = side_by_side(
+        lambda: _plan_job(repo, home, tmp_path / "elsewhere"),
+        lambda: _native(native, "plan", "--auto-apply", "--no-prompts"),
+    )
 
     assert evaluated.ok, evaluated.describe()
     output = _plan_output(home)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -15,8 +17,13 @@ from waiting import wait_for
 
 
 @contextmanager
-def running_webserver(cwd: Path, env: Mapping[str, str]) -> Iterator[int]:
-    """``dagster-webserver -w workspace.yaml`` in ``cwd`` on a free port; yields the port."""
+def running_webserver(cwd: Path, env: Mapping[str, str], *, kill: bool = False) -> Iterator[int]:
+    """``dagster-webserver -w workspace.yaml`` in ``cwd`` on a free port; yields the port.
+
+    ``kill``: stopped with SIGKILL to its own process group (it, its code servers and the run
+    workers it launched) instead of a graceful SIGTERM, which takes seconds; for a caller whose
+    runs have all finished and which reads nothing more from its processes.
+    """
     port = free_port()
     server = subprocess.Popen(
         [venv_command("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
@@ -24,11 +31,15 @@ def running_webserver(cwd: Path, env: Mapping[str, str]) -> Iterator[int]:
         env=dict(env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=kill,
     )
     try:
         yield port
     finally:
-        server.terminate()
+        if kill:
+            os.killpg(server.pid, signal.SIGKILL)
+        else:
+            server.terminate()
         server.wait(timeout=30)
 
 
