@@ -74,6 +74,12 @@ def once(path: Path, make: Callable[[Path], None]) -> Path:
     return path
 
 
+# Set on the CI machines: with it, every process in a fresh venv would compile each module it
+# imports (Dagster, SQLMesh, dbt) from source; without it, the first process writes the
+# bytecode a pip-installed environment has, and later ones read it.
+NO_BYTECODE_ENV = "PYTHONDONTWRITEBYTECODE"
+
+
 def uv() -> str:
     found = shutil.which("uv")
     if found is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import REPO_ROOT, copy_repository, instance_home
-from installs import interpreter, once, run, shared_dir, uv
+from installs import NO_BYTECODE_ENV, interpreter, once, run, shared_dir, uv
 from test_code_location import SQLMESH_MODELS, dbt_models
 
 # The suite itself runs on 3.11 (.venv); these are the other interpreters requires-python admits.
@@ -45,7 +45,9 @@ def venv(request) -> Path:
 
 def environment(venv: Path, **env: str) -> dict[str, str]:
     """This venv activated; no trace of the outer pytest worker (the inner pytest is a session of its own)."""
-    outer = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DAGCTL_CONFIG"))}
+    outer = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DAGCTL_CONFIG")) and k != NO_BYTECODE_ENV
+    }
     return {**outer, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", **env}
 
 

@@ -25,6 +25,7 @@ import pytest
 from conftest import REPO_ROOT, instance_home
 from declared import declared_range
 from installs import (
+    NO_BYTECODE_ENV,
     SQLGLOT_OVERRIDE,
     build_wheel,
     installed_versions,
@@ -112,7 +113,7 @@ class Installed:
 
 def venv_environment(venv: Path, home: Path, **env: str) -> dict[str, str]:
     """The environment of a shell with ``venv`` activated and its own DAGSTER_HOME."""
-    environment = {k: v for k, v in os.environ.items() if k not in {"DAGCTL_CONFIG", "VIRTUAL_ENV"}}
+    environment = {k: v for k, v in os.environ.items() if k not in {"DAGCTL_CONFIG", "VIRTUAL_ENV", NO_BYTECODE_ENV}}
     environment.update(
         VIRTUAL_ENV=str(venv),
         PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
