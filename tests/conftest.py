@@ -25,6 +25,34 @@ def pytest_configure(config) -> None:
     make_installs_root()
 
 
+# Modules whose tests run longest (real daemons, webservers, install matrices), started first
+# so that parallel workers do not end on one of them while the others sit idle. Each module
+# stays in one piece, so its module-scoped fixtures are made once per worker.
+LONGEST_FIRST = (
+    "test_bench_harness.py",
+    "test_freshness.py",
+    "test_automation_daemon_e2e.py",
+    "test_readme_cli.py",
+    "test_dev_automation.py",
+    "test_surface.py",
+    "test_fidelity_sqlmesh.py",
+    "test_wheel_install.py",
+    "test_python_versions.py",
+    "test_k8s_e2e.py",
+    "test_platform_locations.py",
+    "test_alerts_run_records.py",
+    "test_component.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
 def pytest_unconfigure(config) -> None:
     from installs import remove_installs_root
 

@@ -5,6 +5,8 @@ When Dagster is upgraded, this file says what changed before any run does.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 from conftest import instance_home
@@ -298,6 +300,16 @@ def test_check_verdicts_are_those_evaluated_on_the_latest_materialization(dagste
         assert adapter.verdicts_on_latest_materialization(instance, [key]) == {}
 
 
+def _instance_home_of(storage_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A new instance's home on SQLite or on the test PostgreSQL."""
+    if storage_kind == "postgres":
+        return instance_home(tmp_path / "home", request.getfixturevalue("postgres_url"))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
 @pytest.mark.parametrize("storage_kind", ["sqlite", "postgres"])
 def test_event_log_schema_questions_are_asked_once_while_the_run_holds_the_storage(
     storage_kind, tmp_path, monkeypatch, request
@@ -307,12 +319,7 @@ def test_event_log_schema_questions_are_asked_once_while_the_run_holds_the_stora
     answers during a run, for the run's storage object only, and forgets them after."""
     import collections
 
-    if storage_kind == "postgres":
-        home = instance_home(tmp_path / "home", request.getfixturevalue("postgres_url"))
-    else:
-        home = tmp_path / "home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = _instance_home_of(storage_kind, tmp_path, request)
     asked: collections.Counter[tuple[str, str]] = collections.Counter()
 
     with DagsterInstance.from_config(str(home)) as instance:
@@ -394,12 +401,7 @@ def test_upstream_data_versions_come_from_the_runs_own_materializations(storage_
     """A step's input provenance (event pointer and data version of each upstream) is what the
     event log holds, whether the upstream was materialized in this run (answered from the run's
     record, no asset-record read) or before it (read from the event log, as Dagster does)."""
-    if storage_kind == "postgres":
-        home = instance_home(tmp_path / "home", request.getfixturevalue("postgres_url"))
-    else:
-        home = tmp_path / "home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = _instance_home_of(storage_kind, tmp_path, request)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     read: list[str] = []
     original = DagsterInstance.get_asset_records

@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, free_port
+from conftest import REPO_ROOT, free_port, instance_home
+from daemon import schedule_due_at_start
 from webserver import graphql_when
 
 REPOSITORY = '{repositoryName: "__repository__", repositoryLocationName: "dagctl"}'
@@ -106,6 +107,10 @@ def test_dev_starts_with_automation_off_and_launches_nothing(example_repo: Path,
 
 @pytest.mark.timeout(600)
 def test_automation_on_launches_the_scheduled_run(example_repo: Path, tmp_path: Path):
+    # The instance dev.sh keeps, with the schedule started two minutes back: the scheduler's
+    # first iteration launches its latest missed tick instead of waiting for the next minute.
+    home = instance_home(tmp_path / "dagster_home")
+    schedule_due_at_start(str(home), REPO_ROOT, "dagctl", "sqlmesh_example_run_schedule", "* * * * *")
     process, port = start_dev(example_repo, tmp_path, automation="on")
     try:
         state = state_when(port, lambda s: s["runsOrError"]["results"], timeout=400)
