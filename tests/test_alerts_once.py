@@ -89,6 +89,17 @@ class Deployment:
     def messages_of(self, run_id: str) -> list[dict]:
         return [m for m in self.stub.messages if run_id in m["text"]]
 
+    def dagster(self, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        """``dagster <args>`` on this repository's instance, with the run workers' environment."""
+        return subprocess.run(
+            [venv_command("dagster"), *args],
+            cwd=cwd,
+            env=dagster_env(self.home, **self.env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     def latest_run(self) -> dg.DagsterRun:
         return self.instance.get_runs(limit=1)[0]
 
@@ -191,14 +202,18 @@ def test_a_failed_plan_job_is_posted_once(tmp_path: Path, stub: SlackStub):
     run_config = tmp_path / "plan.yaml"
     run_config.write_text("ops: {proj_plan_op: {config: {auto_apply: true}}}\n")
     try:
-        plan = subprocess.run(
-            [venv_command("dagster"), "job", "execute", "-f", str(root / "definitions.py"), "-j", f"{PROJECT}_plan"]
-            + ["--config", str(run_config)],
-            cwd=tmp_path,
-            env=dagster_env(deployment.home, **deployment.env),
-            capture_output=True,
-            text=True,
-            timeout=300,
+        plan = deployment.dagster(
+            [
+                "job",
+                "execute",
+                "-f",
+                str(root / "definitions.py"),
+                "-j",
+                f"{PROJECT}_plan",
+                "--config",
+                str(run_config),
+            ],
+            tmp_path,
         )
         run = deployment.latest_run()
         assert run.job_name == f"{PROJECT}_plan" and run.status == dg.DagsterRunStatus.FAILURE, plan.stderr[-4000:]
@@ -241,14 +256,16 @@ def test_a_materialize_all_run_without_hooks_is_posted_once(tmp_path: Path, stub
     plan_without_backfill(root / "project")
     deployment = Deployment(root, tmp_path / "home", stub)
     try:
-        subprocess.run(
-            [venv_command("dagster"), "asset", "materialize", "-f", str(root / "definitions.py")]
-            + ["--select", "demo/source,demo/boom_a,demo/boom_b"],
-            cwd=tmp_path,
-            env=dagster_env(deployment.home, **deployment.env),
-            capture_output=True,
-            text=True,
-            timeout=300,
+        deployment.dagster(
+            [
+                "asset",
+                "materialize",
+                "-f",
+                str(root / "definitions.py"),
+                "--select",
+                "demo/source,demo/boom_a,demo/boom_b",
+            ],
+            tmp_path,
         )
         run = deployment.latest_run()
         assert run.status == dg.DagsterRunStatus.FAILURE
