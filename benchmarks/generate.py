@@ -98,8 +98,23 @@ class Shape:
         return f"N={self.models}, width {self.width}, {_rows(self.rows)} rows, {kinds}, {where}, concurrent_tasks {self.tasks}"
 
 
+class RepositoryRoot:
+    """The files at the root of every generated repository: its dagctl config and the
+    ``definitions.py`` that loads it (``root`` is the dataclass field of each)."""
+
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / ".dagctl" / "config.yaml"
+
+    @property
+    def definitions(self) -> Path:
+        return self.root / "definitions.py"
+
+
 @dataclass(frozen=True)
-class GeneratedRepository:
+class GeneratedRepository(RepositoryRoot):
     """Where a generated benchmark repository keeps its parts."""
 
     root: Path
@@ -126,16 +141,8 @@ class GeneratedRepository:
         return self.project_dir / "state.duckdb"
 
     @property
-    def config_path(self) -> Path:
-        return self.root / ".dagctl" / "config.yaml"
-
-    @property
     def postgres_config_path(self) -> Path:
         return self.root / ".dagctl" / "config.postgres.yaml"
-
-    @property
-    def definitions(self) -> Path:
-        return self.root / "definitions.py"
 
     @property
     def definitions_postgres(self) -> Path:

@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.generate import ROWS, model_table_names, upstream_tables
+from benchmarks.generate import ROWS, RepositoryRoot, model_table_names, upstream_tables
 
 DBT_PROJECT_NAME = "bench_dbt"
 DBT_JOB_NAME = f"{DBT_PROJECT_NAME}_run"
@@ -28,7 +28,7 @@ TESTS_PER_MODEL = 2
 
 
 @dataclass(frozen=True)
-class DbtRepository:
+class DbtRepository(RepositoryRoot):
     root: Path
     models: int
     width: int
@@ -42,14 +42,6 @@ class DbtRepository:
     @property
     def warehouse(self) -> Path:
         return self.project_dir / "warehouse.duckdb"
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / ".dagctl" / "config.yaml"
-
-    @property
-    def definitions(self) -> Path:
-        return self.root / "definitions.py"
 
     @property
     def definitions_floor(self) -> Path:

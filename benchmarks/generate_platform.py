@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.generate import GeneratedRepository, Shape, generate_repository
+from benchmarks.generate import GeneratedRepository, RepositoryRoot, Shape, generate_repository
 from benchmarks.generate_dbt import DbtRepository, generate_dbt_repository
 
 PLATFORM_LOCATION = "platform"  # the one-location layout's location name
@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
-class Platform:
+class Platform(RepositoryRoot):
     """Where a generated deployment keeps its parts; project names are its code locations' names."""
 
     root: Path
@@ -55,14 +55,6 @@ class Platform:
     @property
     def models(self) -> int:
         return sum(repo.models for repo in self.sqlmesh) + self.dbt.models
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / ".dagctl" / "config.yaml"
-
-    @property
-    def definitions(self) -> Path:
-        return self.root / "definitions.py"
 
     @property
     def one_location_workspace(self) -> Path:
