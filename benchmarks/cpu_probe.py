@@ -14,13 +14,15 @@ For ``dagster``: per model step, the step thread's CPU split into SQLMesh's eval
 model's units (``internals.execute_unit``), Dagster's event-log writes (``store_event``),
 upstream data-version reads, and the console log of each event; the executor's main thread
 per step; and the process's CPU by phase (imports, definitions load, run creation, the run).
-For ``sqlmesh``: ``Scheduler.evaluate`` per model, ``Context.run`` and the whole process.
+For ``sqlmesh``: ``Scheduler.evaluate`` per model, ``Context.run`` and the whole process. For
+both, the CPU of each OS thread (the step threads, the main thread, DuckDB's own, ...).
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import os
 import sys
 import threading
 import time
@@ -131,6 +133,55 @@ def _dagster() -> Callable[[], Any]:
     return main
 
 
+class _ThreadSampler:
+    """CPU of every OS thread of the process (``/proc/self/task``), sampled until exit so that
+    threads which ended early count too; grouped by thread name (Python's where it has one)."""
+
+    def __init__(self, period_s: float = 0.05) -> None:
+        self._cpu: dict[int, float] = {}
+        self._names: dict[int, str] = {}
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._period_s = period_s
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, daemon=True, name="cpu-probe-sampler").start()
+
+    def _loop(self) -> None:
+        while True:
+            self.sample()
+            time.sleep(self._period_s)
+
+    def sample(self) -> None:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/self/task/{tid}/comm") as comm:
+                    name = comm.read().strip()
+            except OSError:
+                continue  # the thread ended between the listing and the read
+            cpu = (int(fields[11]) + int(fields[12])) / self._tick
+            self._cpu[int(tid)] = max(self._cpu.get(int(tid), 0.0), cpu)
+            self._names.setdefault(int(tid), name)
+        for thread in threading.enumerate():
+            if thread.native_id is not None:
+                self._names[thread.native_id] = thread.name
+
+    def lines(self) -> list[str]:
+        self.sample()
+        groups: dict[str, list[float]] = collections.defaultdict(list)
+        for tid, cpu in self._cpu.items():
+            name = self._names.get(tid, "?")
+            groups[name.rstrip("0123456789_-") or name].append(cpu)
+        ranked = sorted(groups.items(), key=lambda group: -sum(group[1]))
+        return ["process CPU by OS thread (user + system):"] + [
+            f"  {name}: {len(cpus)} thread(s), {sum(cpus):.2f} s" for name, cpus in ranked if sum(cpus) >= 0.01
+        ]
+
+
+_threads = _ThreadSampler()
+
+
 def _report_dagster() -> None:
     steps = max(_totals["steps"], 1)
     ms = lambda seconds: f"{1000 * seconds / steps:.2f} ms"  # noqa: E731
@@ -153,6 +204,7 @@ def _report_dagster() -> None:
     lines.append("process CPU by phase (wall beside it):")
     lines += [f"  {name}: {cpu:.2f} s CPU, {wall:.2f} s wall" for name, cpu, wall in _phases if cpu or wall]
     lines.append(f"  process total: {time.process_time():.2f} s CPU")
+    lines += _threads.lines()
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
@@ -185,11 +237,13 @@ def _report_sqlmesh() -> None:
             f"  {name}: {cpu:.2f} s CPU ({1000 * cpu / models:.2f} ms per model, all threads), {wall:.2f} s wall"
         )
     lines.append(f"  process total: {time.process_time():.2f} s CPU")
+    lines += _threads.lines()
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
     program, *arguments = sys.argv[1:]
     entry = {"dagster": _dagster, "sqlmesh": _sqlmesh}[program.rsplit("/", 1)[-1]]()
+    _threads.start()
     sys.argv = [program, *arguments]
     sys.exit(entry())

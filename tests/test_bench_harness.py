@@ -621,6 +621,7 @@ def test_cpu_probe_splits_a_run_by_thread_cpu(tmp_path):
         [*probe, c.venv_command("sqlmesh"), "-p", str(repo.project_dir), "run"], label="native", cwd=repo.root
     )
     assert "cpu_probe: 4 model evaluations" in native.output and "Scheduler.evaluate:" in native.output
+    assert "process CPU by OS thread (user + system):\n  MainThread: 1 thread(s)" in native.output
     c.verify_duckdb_warehouse(repo, label="native")
 
     state.restore()
@@ -634,7 +635,12 @@ def test_cpu_probe_splits_a_run_by_thread_cpu(tmp_path):
         env={**os.environ, "DAGSTER_HOME": str(home), "MAX_CONCURRENT_MODELS": "1"},
     )
     assert "cpu_probe: 4 model steps" in ours.output
-    for part in ("SQLMesh evaluation (execute_unit):", "event-log writes:", "the run (start to end):"):
+    for part in (
+        "SQLMesh evaluation (execute_unit):",
+        "event-log writes:",
+        "the run (start to end):",
+        "dagctl-step-worker",
+    ):
         assert part in ours.output
     c.verify_duckdb_warehouse(repo, label="claim-aware")
 
