@@ -679,3 +679,38 @@ def test_the_run_section_measures_the_floor_with_sqlmesh_beside_each_shape(tmp_p
     # The targets' rows carry the floor's value of the same measure.
     assert rows[FLOOR_CLAIM_RATIO].floor is not None and rows[STEP_OVER_FLOOR].floor is not None
     assert rows[RUN_RATIO].floor == pytest.approx(floor_with_sqlmesh.value)
+
+
+@pytest.mark.timeout(300)
+def test_event_batch_probe_stores_a_real_runs_step_events_both_ways(postgres_server_url):
+    """benchmarks/event_batch_probe.py: every event as it comes against batched materializations,
+    on both of Dagster's storages; each stored event lands in its run."""
+    import subprocess
+    import sys
+
+    probe = c.REPO_ROOT / "benchmarks" / "event_batch_probe.py"
+    result = subprocess.run(
+        [sys.executable, str(probe), "6", "1", "--batch", "3", "--postgres-url", postgres_server_url],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    for storage in ("sqlite", "postgres"):
+        assert f"{storage:8} every event as it comes" in result.stdout
+        assert f"{storage:8} materializations of 3 steps batched" in result.stdout
+        assert f"{storage:8} saved by batching:" in result.stdout
+
+
+def test_event_batch_probe_keeps_every_event_of_a_step(tmp_path):
+    import dagster as dg
+
+    from benchmarks import event_batch_probe as probe
+
+    steps = probe._step_events(4)
+    assert [sorted(e.dagster_event.event_type_value for e in step) for step in steps] == [sorted(probe.STEP_EVENTS)] * 4
+    with probe._instance("sqlite", None) as instance:
+        probe._store(instance, steps, batch=3)
+        (run,) = instance.get_runs()
+        stored = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        assert len(stored) == 4 and len(instance.all_logs(run.run_id)) == 16
