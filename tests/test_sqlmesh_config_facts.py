@@ -20,6 +20,7 @@ from dagctl_dagster.config import ConfigError, ProjectConfig
 from dagctl_dagster.definitions import load_definitions
 from dagctl_dagster.errors import ProjectLoadError
 from dagctl_dagster.sqlmesh.config_facts import config_facts
+from dagctl_dagster.sqlmesh.translation_cache import CACHE_DIR_ENV, CACHE_ENV
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -36,7 +37,7 @@ print(json.dumps({"sqlmesh_imported": "sqlmesh" in sys.modules, "keys": keys}))
 
 @pytest.fixture(autouse=True)
 def _cache_in_projects(monkeypatch) -> None:
-    for name in ("DAGCTL_ASSET_CACHE", "DAGCTL_ASSET_CACHE_DIR"):
+    for name in (CACHE_ENV, CACHE_DIR_ENV):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -76,8 +77,12 @@ def _two_projects(root: Path, *, second_schema: str | None) -> Path:
     return root / ".dagctl" / "config.yaml"
 
 
+def _cached_facts(project_dir: Path) -> list[Path]:
+    return list((project_dir / ".cache").rglob("config-*.pickle"))
+
+
 def _load_in_subprocess(config: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in {"DAGCTL_ASSET_CACHE", "DAGCTL_ASSET_CACHE_DIR"}}
+    env = {k: v for k, v in os.environ.items() if k not in {CACHE_ENV, CACHE_DIR_ENV}}
     result = subprocess.run(
         [sys.executable, "-c", LOAD_SCRIPT, str(config)], capture_output=True, text=True, env=env, timeout=300
     )
@@ -122,7 +127,7 @@ def test_a_changed_project_name_is_seen_on_the_next_load(tmp_path: Path, monkeyp
     project_dir = _sqlmesh_project(tmp_path, "shop", tmp_path / "state.duckdb", None)
     project = ProjectConfig(name="shop", framework="sqlmesh", path=str(project_dir))
     assert config_facts(project_dir, project).sqlmesh_project == ""
-    assert list((project_dir / ".cache").rglob("config-*.pickle"))
+    assert _cached_facts(project_dir)
     assert config_facts(project_dir, project).sqlmesh_project == ""  # warm
 
     _edit_config(project_dir, project="shop_repo")
@@ -139,4 +144,4 @@ def test_a_config_that_does_not_load_is_not_cached(tmp_path: Path):
     for _ in range(2):
         with pytest.raises(ProjectLoadError, match="shop"):
             config_facts(project_dir, project)
-    assert not list((project_dir / ".cache").rglob("config-*.pickle"))
+    assert not _cached_facts(project_dir)
