@@ -138,6 +138,22 @@ def test_configs_resolve_every_duckdb_file_against_the_project(tmp_path: Path):
     assert catalogs["other"].path == str(tmp_path / "other.duckdb")
 
 
+def test_what_config_loading_reads_outside_the_project_is_what_sqlmesh_reads(tmp_path: Path, monkeypatch):
+    from sqlmesh.core import constants
+    from sqlmesh.core.config import common
+
+    from dagctl_dagster.sqlmesh.internals import configs
+
+    assert configs.sqlmesh_home() == constants.SQLMESH_PATH
+    assert configs.PERSONAL_CONFIG_NAMES == common.YAML_CONFIG_FILENAMES
+    assert configs.CONFIG_ENV_PREFIX == f"{constants.SQLMESH}__"
+    assert configs.DBT_PROJECT_FILE == common.DBT_PROJECT_FILENAME
+    monkeypatch.setenv(configs.SQLMESH_HOME_ENV, str(tmp_path))
+    (tmp_path / "config.yaml").write_text("gateways: {}")
+    inputs = internals.config_inputs_outside(tmp_path / "project")
+    assert inputs is not None and (str(tmp_path / "config.yaml"), b"gateways: {}") in inputs.personal_configs
+
+
 def test_sqlmeshs_single_task_default_shares_one_cursor_and_more_tasks_do_not(tmp_path: Path):
     from sqlmesh import Context
 

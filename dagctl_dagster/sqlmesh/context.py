@@ -89,13 +89,14 @@ def multi_repository_group(loaded: LoadedConfig) -> frozenset[str]:
 
 
 def _sqlmesh_project_name(project_dir: Path, project: ProjectConfig) -> str:
-    from dagctl_dagster.sqlmesh.internals import load_project_configs, sqlmesh_project_name
+    from dagctl_dagster.sqlmesh.config_facts import config_facts
 
-    try:
-        configs = load_project_configs([project_dir], project_dir)
-    except Exception as exc:
-        raise ProjectLoadError(project.name, _one_line(exc), _file_of(exc)) from None
-    return next((sqlmesh_project_name(c) for c in configs.values()), "")
+    return config_facts(project_dir, project).sqlmesh_project
+
+
+def project_load_error(project: str, exc: BaseException) -> ProjectLoadError:
+    """The project's load error for what SQLMesh raised: one line, and the file where known."""
+    return ProjectLoadError(project, _one_line(exc), _file_of(exc))
 
 
 def load_context(location: SQLMeshLocation, *, load: bool = True) -> Any:
@@ -118,7 +119,7 @@ def load_context(location: SQLMeshLocation, *, load: bool = True) -> Any:
         with own_modules(location.paths):
             context = Context(paths=list(configs), config=configs, gateway=location.gateway, load=load)
     except Exception as exc:  # SQLMesh surfaces parse errors from sqlglot and Python errors from config.py
-        raise ProjectLoadError(location.project, _one_line(exc), _file_of(exc)) from None
+        raise project_load_error(location.project, exc) from None
     try:
         _claim_materializations(location)
     except ProjectLoadError:

@@ -5,17 +5,34 @@ one multi-repository layout, which are one SQLMesh project) whose gateways keep 
 same database and schema, planning the same environment, replace each other's environment on
 every plan, and each run then finds the other project's models. The config is refused with
 one line naming both projects and what to change.
+
+What each project's config says is read through :mod:`.config_facts`, so a load whose
+projects did not change does not import SQLMesh.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dagctl_dagster.config import ConfigError, LoadedConfig, ProjectConfig
-from dagctl_dagster.sqlmesh import FRAMEWORK, internals
+from dagctl_dagster.errors import ProjectLoadError
+from dagctl_dagster.sqlmesh import FRAMEWORK
+from dagctl_dagster.sqlmesh.config_facts import StateLocation, config_facts
 from dagctl_dagster.sqlmesh.context import multi_repository_group
 
 DEFAULT_STATE_SCHEMA = "sqlmesh"
 
-StateKey = tuple[str, str | None, int | None, str | None, str, str]
+
+@dataclass(frozen=True)
+class StateKey:
+    """One environment of one state: what two projects must not share."""
+
+    backend: str
+    host: str | None
+    port: int | None
+    database: str | None
+    schema: str
+    environment: str
 
 
 def refuse_shared_environments(loaded: LoadedConfig) -> None:
@@ -41,23 +58,22 @@ def refuse_shared_environments(loaded: LoadedConfig) -> None:
 
 
 def _state_key(loaded: LoadedConfig, project: ProjectConfig) -> StateKey | None:
-    project_dir = loaded.project_dir(project)
     try:
-        config = next(iter(internals.load_project_configs([project_dir], working_dir=project_dir).values()))
-        state = internals.state_connection(config, project.gateway)
-    except Exception:  # the project's own load names the problem
+        state: StateLocation | None = config_facts(loaded.project_dir(project), project).state
+    except ProjectLoadError:  # the project's own load names the problem
         return None
-    return (
-        state.backend,
-        state.host,
-        state.port,
-        state.database,
-        state.schema or DEFAULT_STATE_SCHEMA,
-        project.environment,
+    if state is None:
+        return None
+    return StateKey(
+        backend=state.backend,
+        host=state.host,
+        port=state.port,
+        database=state.database,
+        schema=state.schema or DEFAULT_STATE_SCHEMA,
+        environment=project.environment,
     )
 
 
 def _describe(key: StateKey) -> str:
-    backend, host, port, database, schema, _ = key
-    where = f"{host}:{port}/{database}" if host else str(database)
-    return f"{backend} {where}, schema {schema}"
+    where = f"{key.host}:{key.port}/{key.database}" if key.host else str(key.database)
+    return f"{key.backend} {where}, schema {key.schema}"

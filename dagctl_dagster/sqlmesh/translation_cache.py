@@ -40,11 +40,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from dagctl_dagster.config import ProjectConfig
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CACHE_ENV = "DAGCTL_ASSET_CACHE"
 CACHE_DIR_ENV = "DAGCTL_ASSET_CACHE_DIR"
@@ -52,6 +54,7 @@ FORMAT_VERSION = 1
 _SKIPPED_DIRS = {".cache", "logs", "target", "__pycache__", ".git", "dbt_packages", "node_modules"}
 _SKIPPED_SUFFIXES = (".duckdb", ".duckdb.wal", ".db", ".db-wal", ".db-shm", ".pyc", ".log")
 _KEPT_CACHE_FILES = 3
+_TRANSLATION_KIND = "assets"
 # Files above this are keyed by size and modification time instead of content (a data file
 # in the project is not worth reading whole at every load).
 MAX_KEYED_FILE_BYTES = 8 * 1024 * 1024
@@ -79,53 +82,74 @@ class ProjectTranslation:
     undeclared_sources: list[dict[str, Any]]  # AssetSpec fields of tables read but not declared
 
 
-class TranslationCache:
-    def __init__(self, path: Path):
+class CacheEntry(Generic[T]):
+    """One pickled value of a type under a key, in a file ``<kind>-<key>.pickle``; the newest
+    few entries of a kind are kept. A missing, unreadable or foreign file is a miss."""
+
+    def __init__(self, path: Path, value_type: type[T]):
         self.path = path
+        self.value_type = value_type
 
-    @classmethod
-    def for_project(cls, project_dir: Path, project: ProjectConfig, translator: Any) -> TranslationCache | None:
-        """The cache entry for the project as it is now, or None when it cannot be keyed."""
-        if os.environ.get(CACHE_ENV, "").strip().lower() in {"0", "off", "false", "no"}:
-            return None
-        try:
-            key = _cache_key(project_dir, project, translator)
-        except (OSError, _NotCacheable) as exc:
-            logger.debug("no asset cache for project %s: %s", project.name, exc)
-            return None
-        return cls(_cache_dir(project_dir, project) / f"assets-{key}.pickle")
+    @property
+    def kind(self) -> str:
+        return self.path.name.split("-", 1)[0]
 
-    def load(self) -> ProjectTranslation | None:
+    def load(self) -> T | None:
         try:
             with self.path.open("rb") as handle:
                 value = pickle.load(handle)
         except FileNotFoundError:
             return None
         except Exception as exc:  # a truncated or foreign file is a miss, never an error
-            logger.debug("ignoring unreadable asset cache %s: %s", self.path, exc)
+            logger.debug("ignoring unreadable cache entry %s: %s", self.path, exc)
             return None
-        return value if isinstance(value, ProjectTranslation) else None
+        return value if isinstance(value, self.value_type) else None
 
-    def store(self, translation: ProjectTranslation) -> None:
+    def store(self, value: T) -> None:
         """Write atomically (never a half-written entry), keep the newest few, ignore failures."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".assets-", suffix=".tmp")
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.kind}-", suffix=".tmp")
             try:
                 with os.fdopen(handle, "wb") as out:
-                    pickle.dump(translation, out, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
                 os.replace(temporary, self.path)
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
                 raise
             self._prune()
         except Exception as exc:
-            logger.debug("could not write asset cache %s: %s", self.path, exc)
+            logger.debug("could not write cache entry %s: %s", self.path, exc)
 
     def _prune(self) -> None:
-        entries = sorted(self.path.parent.glob("assets-*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+        entries = sorted(self.path.parent.glob(f"{self.kind}-*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in entries[_KEPT_CACHE_FILES:]:
             stale.unlink(missing_ok=True)
+
+
+def caching_enabled() -> bool:
+    return os.environ.get(CACHE_ENV, "").strip().lower() not in {"0", "off", "false", "no"}
+
+
+def entry_path(project_dir: Path, project: ProjectConfig, kind: str, key: str) -> Path:
+    return _cache_dir(project_dir, project) / f"{kind}-{key}.pickle"
+
+
+class TranslationCache(CacheEntry[ProjectTranslation]):
+    def __init__(self, path: Path):
+        super().__init__(path, ProjectTranslation)
+
+    @classmethod
+    def for_project(cls, project_dir: Path, project: ProjectConfig, translator: Any) -> TranslationCache | None:
+        """The cache entry for the project as it is now, or None when it cannot be keyed."""
+        if not caching_enabled():
+            return None
+        try:
+            key = _cache_key(project_dir, project, translator)
+        except (OSError, _NotCacheable) as exc:
+            logger.debug("no asset cache for project %s: %s", project.name, exc)
+            return None
+        return cls(entry_path(project_dir, project, _TRANSLATION_KIND, key))
 
 
 def _cache_dir(project_dir: Path, project: ProjectConfig) -> Path:
@@ -138,42 +162,63 @@ class _NotCacheable(Exception):
     pass
 
 
-def _cache_key(project_dir: Path, project: ProjectConfig, translator: Any) -> str:
-    digest = hashlib.sha256()
+class KeyDigest:
+    """A digest of labelled values, each length-prefixed so that no two sequences collide."""
 
-    def add(label: str, value: str | bytes) -> None:
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def add(self, label: str, value: str | bytes) -> None:
         data = value.encode() if isinstance(value, str) else value
-        digest.update(f"{label}:{len(data)}:".encode())
-        digest.update(data)
+        self._digest.update(f"{label}:{len(data)}:".encode())
+        self._digest.update(data)
 
-    add("format", str(FORMAT_VERSION))
-    add("python", sys.version)
-    for package in ("sqlmesh", "dagster", "dagctl-dagster"):
-        add(package, _version(package))
-    add("project", project.model_dump_json())
-    add("project_dir", str(project_dir.resolve()))
-    add("translator", _translator_identity(translator))
+    def add_runtime(self) -> None:
+        """The versions of Python and of the packages that load and translate projects."""
+        self.add("python", sys.version)
+        for package in ("sqlmesh", "dagster", "dagctl-dagster"):
+            self.add(package, _version(package))
+
+    def add_modules(self, *names: str) -> None:
+        """The source of modules of this package (paths relative to ``dagctl_dagster/sqlmesh/``)."""
+        for name in names:
+            self.add(name, (Path(__file__).parent / name).read_bytes())
+
+    def add_project_files(self, project_dir: Path) -> None:
+        """Every file of the project, and the environment variables any of them mentions."""
+        env_names = sorted(name for name in os.environ if len(name) >= 2)
+        mentioned: set[str] = set()
+        for path, info in _project_files(project_dir):
+            relative = str(path.relative_to(project_dir))
+            if info.st_size > MAX_KEYED_FILE_BYTES:
+                self.add(relative, f"size={info.st_size} mtime_ns={info.st_mtime_ns}")
+                continue
+            file_digest = hashlib.sha256()
+            tail = b""  # the end of the previous chunk, so a name across a chunk boundary is seen
+            for chunk in _chunks(path):
+                file_digest.update(chunk)
+                window = tail + chunk
+                mentioned.update(name for name in env_names if name.encode() in window)
+                tail = chunk[-256:]
+            self.add(relative, file_digest.hexdigest())
+        for name in sorted(mentioned):
+            self.add(f"env:{name}", os.environ[name])
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()[:32]
+
+
+def _cache_key(project_dir: Path, project: ProjectConfig, translator: Any) -> str:
+    digest = KeyDigest()
+    digest.add("format", str(FORMAT_VERSION))
+    digest.add_runtime()
+    digest.add("project", project.model_dump_json())
+    digest.add("project_dir", str(project_dir.resolve()))
+    digest.add("translator", _translator_identity(translator))
     # The code that translates, and the code that loads the project it translates.
-    for module in ("asset_factory.py", "translation_cache.py", "context.py", "imports.py"):
-        add(module, Path(__file__).with_name(module).read_bytes())
-    env_names = sorted(name for name in os.environ if len(name) >= 2)
-    mentioned: set[str] = set()
-    for path, info in _project_files(project_dir):
-        relative = str(path.relative_to(project_dir))
-        if info.st_size > MAX_KEYED_FILE_BYTES:
-            add(relative, f"size={info.st_size} mtime_ns={info.st_mtime_ns}")
-            continue
-        file_digest = hashlib.sha256()
-        tail = b""  # the end of the previous chunk, so a name across a chunk boundary is seen
-        for chunk in _chunks(path):
-            file_digest.update(chunk)
-            window = tail + chunk
-            mentioned.update(name for name in env_names if name.encode() in window)
-            tail = chunk[-256:]
-        add(relative, file_digest.hexdigest())
-    for name in sorted(mentioned):
-        add(f"env:{name}", os.environ[name])
-    return digest.hexdigest()[:32]
+    digest.add_modules("asset_factory.py", "translation_cache.py", "context.py", "imports.py")
+    digest.add_project_files(project_dir)
+    return digest.hexdigest()
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

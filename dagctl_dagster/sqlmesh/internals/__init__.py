@@ -38,7 +38,9 @@ from __future__ import annotations
 
 from dagctl_dagster.sqlmesh.internals.audits import AuditOutcome, audit_failures
 from dagctl_dagster.sqlmesh.internals.configs import (
+    ConfigInputs,
     StateConnection,
+    config_inputs_outside,
     load_project_configs,
     sqlmesh_project_name,
     state_connection,
@@ -115,6 +117,7 @@ __all__ = [
     "PUBLIC_MODEL_PROPERTIES",
     "TESTED_SQLMESH",
     "AuditOutcome",
+    "ConfigInputs",
     "EnvironmentChangedError",
     "EnvironmentState",
     "EvaluationRecorder",
@@ -139,6 +142,7 @@ __all__ = [
     "column_types",
     "completed_intervals",
     "concurrent_tasks",
+    "config_inputs_outside",
     "count_queries",
     "custom_materializations",
     "downstream_of",

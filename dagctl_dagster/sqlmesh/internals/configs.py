@@ -12,6 +12,14 @@ if TYPE_CHECKING:
     from sqlmesh.core.config import Config, GatewayConfig
     from sqlmesh.core.config.connection import ConnectionConfig
 
+# What SQLMesh's `load_configs` reads besides the project's own files
+# (sqlmesh/core/config/loader.py, pinned by tests/test_sqlmesh_internals.py): the personal
+# configs in SQLMesh's home, the `SQLMESH__...` variables, and a dbt project's profiles.
+SQLMESH_HOME_ENV = "SQLMESH_HOME"
+PERSONAL_CONFIG_NAMES = ("config.yml", "config.yaml", "sqlmesh.yml", "sqlmesh.yaml")
+CONFIG_ENV_PREFIX = "sqlmesh__"
+DBT_PROJECT_FILE = "dbt_project.yml"
+
 # Connection paths DuckDB treats as something other than a file relative to the process.
 _NOT_A_RELATIVE_FILE = (":memory:", "md:", "motherduck:")
 _FILE_ATTACH_TYPES = {"duckdb", "sqlite"}
@@ -32,6 +40,37 @@ def load_project_configs(paths: Sequence[Path], working_dir: Path) -> dict[Path,
     with own_modules(paths):  # a config.py may import the project's own modules
         configs = load_configs("config", Config, list(paths))
     return {path: _with_absolute_paths(config, working_dir) for path, config in configs.items()}
+
+
+def sqlmesh_home() -> Path:
+    """Where SQLMesh keeps its personal configs (``sqlmesh.core.constants.SQLMESH_PATH``)."""
+    return Path(os.environ.get(SQLMESH_HOME_ENV) or Path.home() / ".sqlmesh")
+
+
+@dataclass(frozen=True)
+class ConfigInputs:
+    """What SQLMesh's configs of a project depend on outside the project's directory."""
+
+    personal_configs: tuple[tuple[str, bytes | None], ...]  # path, content (None: absent)
+    config_variables: tuple[tuple[str, str], ...]  # `SQLMESH__...` variables, sorted
+
+
+def config_inputs_outside(project_dir: Path) -> ConfigInputs | None:
+    """What loading the project's configs reads besides its own files, or None when that is not
+    known: a dbt project's SQLMesh config comes from its dbt profiles, wherever they are."""
+    if (project_dir / DBT_PROJECT_FILE).exists():
+        return None
+    home = sqlmesh_home()
+    personal = tuple((str(home / name), _content(home / name)) for name in PERSONAL_CONFIG_NAMES)
+    variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.lower().startswith(CONFIG_ENV_PREFIX)))
+    return ConfigInputs(personal_configs=personal, config_variables=variables)
+
+
+def _content(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def sqlmesh_project_name(config: Config) -> str:
