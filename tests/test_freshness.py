@@ -242,8 +242,12 @@ class MaterializedTwice:
     """The example deployment's two groups, each "Materialize all"-ed twice from a real webserver
     (the second finding nothing due in SQLMesh), and what the UI read after each round."""
 
+    groups: dict[str, dict[str, bool]]  # group → its assets as the UI lists them (key → executable)
     first: list[tuple[str, str]]  # (run id, status) per group: sqlmesh_example, dbt_example
     second: list[tuple[str, str]]
+    versions_after_first: dict[str, tuple[str | None, int]]  # sqlmesh_example: data version, materializations
+    versions_after_second: dict[str, tuple[str | None, int]]
+    materialized: dict[str, set[str]]  # run id of each first run → the keys it materialized
     freshness_after_first: dict[str, tuple[str, str]]
     freshness_after_second: dict[str, tuple[str, str]]
     audits_after_first: dict[str, tuple[str | None, str | None]]
@@ -260,7 +264,7 @@ def materialized_twice(tmp_path_factory) -> MaterializedTwice:
     """One webserver and its four runs for the tests that read them: they only read."""
     from conftest import copy_repository
     from test_code_location import example_env
-    from test_surface import group_keys, materialize_all
+    from test_surface import data_versions, group_keys, materialize_all, materialized_keys
     from webserver import running_webserver
 
     root = tmp_path_factory.mktemp("materialized_twice")
@@ -272,19 +276,26 @@ def materialized_twice(tmp_path_factory) -> MaterializedTwice:
         "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
     )
     with running_webserver(example_repo, example_env(example_repo, home), kill=True) as port:
-        keys = {group: set(group_keys(port, group)) for group in GROUPS}
-        first = [materialize_all(port, keys[group]) for group in GROUPS]
+        groups = {group: group_keys(port, group) for group in [*GROUPS, "dagctl_observability"]}
+        first = [materialize_all(port, set(groups[group])) for group in GROUPS]
         freshness_after_first = _freshness_status(port, GROUPS)
         audits_after_first = audit_check_statuses(port, "sqlmesh_example")
-        second = [materialize_all(port, keys[group]) for group in GROUPS]
+        versions_after_first = data_versions(port, "sqlmesh_example")
+        second = [materialize_all(port, set(groups[group])) for group in GROUPS]
         freshness_after_second = _freshness_status(port, GROUPS)
         audits_after_second = audit_check_statuses(port, "sqlmesh_example")
+        versions_after_second = data_versions(port, "sqlmesh_example")
         unyielded = {run_id: _unyielded_lines(port, run_id) for run_id, _ in first + second}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         messages = [entry.message or "" for entry in instance.all_logs(second[0][0])]
+        materialized = {run_id: materialized_keys(instance, run_id) for run_id, _ in first}
     return MaterializedTwice(
+        groups,
         first,
         second,
+        versions_after_first,
+        versions_after_second,
+        materialized,
         freshness_after_first,
         freshness_after_second,
         audits_after_first,
@@ -367,3 +378,27 @@ def test_a_no_op_materialize_all_keeps_every_audits_latest_status(materialized_t
     messages = materialized_twice.second_sqlmesh_messages
     unyielded = [m for m in messages if "did not yield or return expected outputs" in m and "sqlmesh_example" in m]
     assert not [m for m in unyielded if FRESHNESS_CHECK_NAME not in m], unyielded
+
+
+@pytest.mark.timeout(900)
+def test_webserver_groups_hold_exactly_the_models_and_materialize_all_works(materialized_twice: MaterializedTwice):
+    """What a user sees in the webserver (on the same runs as the tests above): a project's group
+    holds exactly its models, all executable, and "Materialize all" materializes exactly them; a
+    second one that finds nothing due in SQLMesh changes no data version and adds no
+    materialization (no new point in the asset's plots)."""
+    from test_code_location import SQLMESH_MODELS
+    from test_surface import DBT_KEYS, OBSERVABILITY_KEYS
+
+    groups = materialized_twice.groups
+    [sqlmesh_run, dbt_run] = materialized_twice.first
+    [second_sqlmesh_run, _] = materialized_twice.second
+    after_first = materialized_twice.versions_after_first
+
+    assert groups["sqlmesh_example"] == {key: True for key in SQLMESH_MODELS}
+    assert groups["dbt_example"] == {key: True for key in DBT_KEYS}
+    assert set(groups["dagctl_observability"]) == OBSERVABILITY_KEYS
+    assert sqlmesh_run[1] == "SUCCESS" and second_sqlmesh_run[1] == "SUCCESS" and dbt_run[1] == "SUCCESS"
+    assert all(version is not None and count == 1 for version, count in after_first.values()), after_first
+    assert materialized_twice.versions_after_second == after_first
+    assert materialized_twice.materialized[sqlmesh_run[0]] == set(SQLMESH_MODELS)
+    assert materialized_twice.materialized[dbt_run[0]] == DBT_KEYS

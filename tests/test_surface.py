@@ -1,5 +1,9 @@
 """What a user sees through the `dagster` CLI and the webserver: a project's key prefix and
-group hold exactly its models, and both can be materialized as a whole."""
+group hold exactly its models, and both can be materialized as a whole.
+
+The webserver's side (groups, "Materialize all" twice) is
+`test_freshness.py::test_webserver_groups_hold_exactly_the_models_and_materialize_all_works`: it
+reads the runs of that module's one Materialize-all webserver instead of starting its own."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
 from test_code_location import SQLMESH_MODELS, dagster, example_env
 from waiting import wait_for
-from webserver import graphql, graphql_when, running_webserver
+from webserver import graphql, graphql_when
 
 LOCATION = "dagctl"
 DBT_KEYS = {
@@ -118,33 +122,3 @@ def materialize_all(port: int, keys: set[str], timeout: float = 300) -> tuple[st
         return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
 
     return run_id, wait_for(finished, f"run {run_id} to finish", timeout=timeout, every=1.0)
-
-
-@pytest.mark.timeout(900)
-def test_webserver_groups_hold_exactly_the_models_and_materialize_all_works(example_repo: Path, dagster_home: Path):
-    # Runs launched from the UI start at once (no daemon in this test).
-    (dagster_home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nrun_coordinator:\n"
-        "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
-    )
-    with running_webserver(example_repo, example_env(example_repo, dagster_home)) as port:
-        sqlmesh_group = group_keys(port, "sqlmesh_example")
-        dbt_group = group_keys(port, "dbt_example")
-        observability = group_keys(port, "dagctl_observability")
-        sqlmesh_run = materialize_all(port, set(sqlmesh_group))
-        after_first = data_versions(port, "sqlmesh_example")
-        # Nothing is due now: a second "Materialize all" changes no data version and adds no
-        # materialization (no new point in the asset's plots).
-        second_run = materialize_all(port, set(sqlmesh_group))
-        after_second = data_versions(port, "sqlmesh_example")
-        dbt_run = materialize_all(port, set(dbt_group))
-
-    assert sqlmesh_group == {key: True for key in SQLMESH_MODELS}
-    assert dbt_group == {key: True for key in DBT_KEYS}
-    assert set(observability) == OBSERVABILITY_KEYS
-    assert sqlmesh_run[1] == "SUCCESS" and second_run[1] == "SUCCESS" and dbt_run[1] == "SUCCESS"
-    assert all(version is not None and count == 1 for version, count in after_first.values()), after_first
-    assert after_second == after_first
-    with DagsterInstance.get() as instance:
-        assert materialized_keys(instance, sqlmesh_run[0]) == set(SQLMESH_MODELS)
-        assert materialized_keys(instance, dbt_run[0]) == DBT_KEYS
