@@ -1,4 +1,7 @@
-"""The code location end to end: the `dagster` CLI, the webserver's GraphQL API, validation."""
+"""The code location end to end: the `dagster` CLI, the webserver's GraphQL API, validation.
+
+The webserver's asset graph (`GRAPHQL_ASSETS`) is read in `test_freshness.py`, from that module's
+one webserver on the example deployment."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import duckdb
 import pytest
 from conftest import venv_command
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
-from webserver import graphql_when, running_webserver
 
 SQLMESH_MODELS = {
     "sqlmesh_example/seed_orders": 12,
@@ -132,30 +134,3 @@ GRAPHQL_ASSETS = """
   }
 }
 """
-
-
-@pytest.mark.timeout(300)
-def test_webserver_graphql_lists_every_model_with_edges_and_checks(example_repo: Path, dagster_home: Path):
-    with running_webserver(example_repo, example_env(example_repo, dagster_home)) as port:
-        served = graphql_when(
-            port, GRAPHQL_ASSETS, lambda data: data["assetNodes"], "the webserver to serve the assets"
-        )
-    nodes = served["assetNodes"]
-    by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-    for key in SQLMESH_MODELS:
-        assert by_key[key]["isExecutable"], key
-    deps = {key: {"/".join(d["path"]) for d in node["dependencyKeys"]} for key, node in by_key.items()}
-    assert deps["sqlmesh_example/orders_enriched"] == {
-        "sqlmesh_example/incremental_orders",
-        "sqlmesh_example/customers",
-    }
-    assert deps["sqlmesh_example/customers"] == {"raw/customers"}
-    assert not by_key["raw/customers"]["isExecutable"]
-    checks = {
-        (key, c["name"]) for key, node in by_key.items() for c in (node["assetChecksOrError"].get("checks") or [])
-    }
-    assert SQLMESH_CHECKS <= checks
-    dbt_keys = {key for key in by_key if key.split("/")[-1] in dbt_models(example_repo)}
-    assert {k.split("/")[-1] for k in dbt_keys} == dbt_models(example_repo)
-    assert any(deps[k] & dbt_keys for k in dbt_keys), "dbt models have no upstream edges between them"
-    assert any(key in dbt_keys for key, _ in checks), "dbt tests are not asset checks"

@@ -242,6 +242,8 @@ class MaterializedTwice:
     """The example deployment's two groups, each "Materialize all"-ed twice from a real webserver
     (the second finding nothing due in SQLMesh), and what the UI read after each round."""
 
+    repo: Path  # the copy of the example deployment the webserver serves
+    asset_nodes: list[dict]  # every asset node with its edges and checks, before the first run
     groups: dict[str, dict[str, bool]]  # group → its assets as the UI lists them (key → executable)
     first: list[tuple[str, str]]  # (run id, status) per group: sqlmesh_example, dbt_example
     second: list[tuple[str, str]]
@@ -263,9 +265,9 @@ GROUPS = ["sqlmesh_example", "dbt_example"]
 def materialized_twice(tmp_path_factory) -> MaterializedTwice:
     """One webserver and its four runs for the tests that read them: they only read."""
     from conftest import copy_repository
-    from test_code_location import example_env
+    from test_code_location import GRAPHQL_ASSETS, example_env
     from test_surface import data_versions, group_keys, materialize_all, materialized_keys
-    from webserver import running_webserver
+    from webserver import graphql, running_webserver
 
     root = tmp_path_factory.mktemp("materialized_twice")
     example_repo = copy_repository(root / "repo")
@@ -277,6 +279,7 @@ def materialized_twice(tmp_path_factory) -> MaterializedTwice:
     )
     with running_webserver(example_repo, example_env(example_repo, home), kill=True) as port:
         groups = {group: group_keys(port, group) for group in [*GROUPS, "dagctl_observability"]}
+        asset_nodes = graphql(port, GRAPHQL_ASSETS)["assetNodes"]
         first = [materialize_all(port, set(groups[group])) for group in GROUPS]
         freshness_after_first = _freshness_status(port, GROUPS)
         audits_after_first = audit_check_statuses(port, "sqlmesh_example")
@@ -290,6 +293,8 @@ def materialized_twice(tmp_path_factory) -> MaterializedTwice:
         messages = [entry.message or "" for entry in instance.all_logs(second[0][0])]
         materialized = {run_id: materialized_keys(instance, run_id) for run_id, _ in first}
     return MaterializedTwice(
+        example_repo,
+        asset_nodes,
         groups,
         first,
         second,
@@ -402,3 +407,31 @@ def test_webserver_groups_hold_exactly_the_models_and_materialize_all_works(mate
     assert materialized_twice.versions_after_second == after_first
     assert materialized_twice.materialized[sqlmesh_run[0]] == set(SQLMESH_MODELS)
     assert materialized_twice.materialized[dbt_run[0]] == DBT_KEYS
+
+
+@pytest.mark.timeout(300)
+def test_webserver_graphql_lists_every_model_with_edges_and_checks(materialized_twice: MaterializedTwice):
+    """Every model of both examples as the UI's asset graph lists it (read from the webserver above
+    before its first run): executable, with its edges and its checks."""
+    from test_code_location import SQLMESH_CHECKS, SQLMESH_MODELS, dbt_models
+
+    nodes = materialized_twice.asset_nodes
+    by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+    for key in SQLMESH_MODELS:
+        assert by_key[key]["isExecutable"], key
+    deps = {key: {"/".join(d["path"]) for d in node["dependencyKeys"]} for key, node in by_key.items()}
+    assert deps["sqlmesh_example/orders_enriched"] == {
+        "sqlmesh_example/incremental_orders",
+        "sqlmesh_example/customers",
+    }
+    assert deps["sqlmesh_example/customers"] == {"raw/customers"}
+    assert not by_key["raw/customers"]["isExecutable"]
+    checks = {
+        (key, c["name"]) for key, node in by_key.items() for c in (node["assetChecksOrError"].get("checks") or [])
+    }
+    assert SQLMESH_CHECKS <= checks
+    example_repo = materialized_twice.repo
+    dbt_keys = {key for key in by_key if key.split("/")[-1] in dbt_models(example_repo)}
+    assert {k.split("/")[-1] for k in dbt_keys} == dbt_models(example_repo)
+    assert any(deps[k] & dbt_keys for k in dbt_keys), "dbt models have no upstream edges between them"
+    assert any(key in dbt_keys for key, _ in checks), "dbt tests are not asset checks"
