@@ -11,7 +11,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-import yaml
 from conftest import venv_command
 from dagster import DagsterEventType, DagsterInstance
 from projects import platform_repo
@@ -20,6 +19,7 @@ from waiting import wait_for
 
 from dagctl_dagster.execution.claims import ClaimStore
 from dagctl_dagster.names import ExecutorSummary
+from dagctl_dagster.run_identity import PAUSE_JOB, PAUSE_OP
 
 
 @pytest.fixture
@@ -138,40 +138,25 @@ def test_overlapping_dbt_runs_never_build_a_model_twice(platform: Path, postgres
     assert summary.models_left_out == 2 and summary.executed == 1
 
 
-def run_pause_job(repo: Path, tmp_path: Path, **config: str) -> str:
-    run_config = tmp_path / f"pause-{config['action']}.yaml"
-    run_config.write_text(yaml.safe_dump({"ops": {"pause_or_resume_model": {"config": config}}}))
-    process = subprocess.run(
-        [
-            venv_command("dagster"),
-            "job",
-            "execute",
-            "-f",
-            "definitions.py",
-            "-j",
-            "dagctl_models_pause",
-            "-c",
-            str(run_config),
-        ],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert process.returncode == 0, (process.stdout + process.stderr)[-6000:]
-    return process.stdout + process.stderr
+def run_pause_job(job: dg.JobDefinition, **config: str) -> None:
+    """The location's `dagctl_models_pause` job (its executor is in-process), run as the Launchpad
+    runs it on the test's instance: what is tested is the pause, not a CLI, so no process of its own."""
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(run_config={"ops": {PAUSE_OP: {"config": config}}}, instance=instance)
+    assert result.success
 
 
 @pytest.mark.timeout(600)
-def test_a_model_paused_from_dagster_is_left_out_of_dbt_build_with_its_downstream(
-    platform: Path, postgres_url: str, tmp_path: Path
-):
-    run_pause_job(platform, tmp_path, project="marts", model="slow_a", action="pause", reason="INC-9", by="bob")
+def test_a_model_paused_from_dagster_is_left_out_of_dbt_build_with_its_downstream(platform: Path, postgres_url: str):
+    from dagctl_dagster import load_definitions
+
+    pause_job = load_definitions(platform / ".dagctl" / "config.yaml").resolve_job_def(PAUSE_JOB)
+    run_pause_job(pause_job, project="marts", model="slow_a", action="pause", reason="INC-9", by="bob")
     output = finish(materialize(platform, ["marts/slow_a", "marts/b", "marts/c", "marts/d"]))
     assert "marts/slow_a (paused by bob since" in output and "INC-9" in output
     assert [model for model, _ in platform_repo.builds(postgres_url)] == ["c"]  # b and d are downstream
 
-    run_pause_job(platform, tmp_path, project="marts", model="slow_a", action="resume")
+    run_pause_job(pause_job, project="marts", model="slow_a", action="resume")
     store = ClaimStore(postgres_url)
     try:
         from dagctl_dagster.execution.pauses import PauseStore
