@@ -45,7 +45,7 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
             tmp_path / "sqlmesh_warehouse.duckdb"
         ),  # a file named sqlmesh.duckdb would clash with the state schema
         "DBT_EXAMPLE_DB": str(tmp_path / "dbt.duckdb"),
-        "DAGCTL_SENSOR_INTERVAL_SECONDS": "5",
+        "DAGCTL_SENSOR_INTERVAL_SECONDS": "1",  # the version change is seen within a second
     }
     env.pop("DAGSTER_WEBSERVER_URL", None)
     with running_daemon(example_repo, env, tmp_path / "daemon.log") as watch:
@@ -54,7 +54,7 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
                 lambda: _sensor_cursor(instance),
                 "the sensor's baseline tick",
                 timeout=180,
-                every=2,
+                every=0.5,
                 **watch,
             )
             assert '"version": "1"' in baseline
@@ -69,7 +69,7 @@ def test_daemon_deploys_when_the_config_version_changes(example_repo: Path, dags
                 expected = len(DEPLOYED_PROJECTS)
                 return records if len(records) == expected and len(done) == expected else None
 
-            records = wait_for(finished_deploy_runs, "both deploy runs to finish", timeout=200, every=2, **watch)
+            records = wait_for(finished_deploy_runs, "both deploy runs to finish", timeout=200, every=0.5, **watch)
             runs = {r.dagster_run.job_name: r.dagster_run for r in records}
             assert sorted(runs) == sorted(DEPLOYED_PROJECTS.values())
             for run in runs.values():
