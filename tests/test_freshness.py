@@ -1,5 +1,10 @@
 """Freshness SLAs: the real dagster-daemon ticks the `dagctl_freshness` sensor on a SQLMesh
-project whose interval records (in SQLMesh state) show one model complete and one overdue."""
+project whose interval records (in SQLMesh state) show one model complete and one overdue.
+
+The module's one webserver on the example deployment (`materialized_twice`: two rounds of
+"Materialize all") also serves the tests of what any user sees there: the asset graph, each
+group's assets and what "Materialize all" materializes (once per module: a webserver start
+and its runs are most of each such test)."""
 
 from __future__ import annotations
 
