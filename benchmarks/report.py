@@ -126,7 +126,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
         value = f"{_number(row.value)}{_unit(row.unit)}"
         lines.append(
             f"| {row.measure} | {row.models if row.models is not None else ''} | {value} | "
-            f"{row.target.describe() if row.target else ''} | {row.result} | {row.detail} |"
+            f"{row.target.describe() if row.target else ''} | {row.result} | {row.detail}{_floor_detail(row)} |"
         )
     return "\n".join(lines)
 
@@ -177,6 +177,10 @@ def write_results(path: Path, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def _floor_detail(row: Row) -> str:
+    return "" if row.floor is None else f"; floor with the engine: {_number(row.floor)}{_unit(row.unit)}"
 
 
 def _unit(unit: str) -> str:

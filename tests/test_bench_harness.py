@@ -205,6 +205,9 @@ def test_markdown_table_shows_value_target_and_result():
         "| claim / native | 100 | 1.50× | ≤ 1.50 | pass | claim: median 3.00 s (3.00); native: median 2.00 s (2.00) |"
     )
     assert lines[3].startswith("| peak RSS | 1000 | 1.80 GiB | ≤ 1.50 GiB | miss |")
+    # A row measured beside a floor says that floor's value of its measure.
+    floored = Row("step", 200, 9.0, "ms", "paired", Target("<=", 3.0, "ms"), floor=1.25)
+    assert markdown_table([floored]).splitlines()[2].endswith("| miss | paired; floor with the engine: 1.25 ms |")
 
 
 def test_write_results_replaces_only_the_generated_section(tmp_path):
