@@ -19,6 +19,7 @@ from projects.platform_location import FIDELITY
 from dagctl_dagster.config import ConfigError, ProjectConfig
 from dagctl_dagster.definitions import load_definitions
 from dagctl_dagster.errors import ProjectLoadError
+from dagctl_dagster.sqlmesh import config_facts as config_facts_module
 from dagctl_dagster.sqlmesh.config_facts import config_facts
 from dagctl_dagster.sqlmesh.translation_cache import CACHE_DIR_ENV, CACHE_ENV
 
@@ -97,6 +98,30 @@ def test_a_warm_load_of_two_sqlmesh_projects_does_not_import_sqlmesh(tmp_path: P
     assert cold["sqlmesh_imported"]
     assert not warm["sqlmesh_imported"]
     assert warm["keys"] == cold["keys"] and cold["keys"]
+
+
+def test_a_load_reads_each_projects_config_facts_once(tmp_path: Path, monkeypatch):
+    """Each read hashes every file of the project; the location of a multi-repository group
+    asks for the facts of every member, and a load asks for each project's location often."""
+    config = _two_projects(tmp_path, second_schema="sqlmesh_second")
+    for repo in ("repo_1", "repo_2"):
+        shutil.copytree(FIDELITY / "multi_repo" / repo, tmp_path / "multi" / repo)
+    settings = yaml.safe_load(config.read_text())
+    settings["projects"] += [{"name": r, "framework": "sqlmesh", "path": f"multi/{r}"} for r in ("repo_1", "repo_2")]
+    config.write_text(yaml.safe_dump(settings))
+    reads: list[str] = []
+    read = config_facts_module.config_facts
+
+    def counted(project_dir: Path, project: ProjectConfig):
+        reads.append(project.name)
+        return read(project_dir, project)
+
+    monkeypatch.setattr(config_facts_module, "config_facts", counted)
+    for _ in range(2):  # cold, then warm: a new load reads them again
+        reads.clear()
+        defs = load_definitions(config)
+        assert sorted(reads) == ["first", "repo_1", "repo_2", "second"]
+    dg.Definitions.validate_loadable(defs)
 
 
 def test_a_changed_state_schema_is_seen_on_the_next_load(tmp_path: Path):

@@ -12,19 +12,24 @@ the project (its personal configs, ``SQLMESH__...`` variables; a dbt-format proj
 config comes from its dbt profiles, is never cached). A config that does not load is never
 cached: the next load loads it again, with the same error.
 
+Within one load, each project's facts are read once (:func:`loaded_config_facts`): the key
+hashes every file of the project, and a load asks for the facts of a project several times.
+A new load (a code server's reload) reads them again, so it sees edits.
+
 Example::
 
-    facts = config_facts(project_dir, project)
+    facts = loaded_config_facts(loaded, project)
     facts.sqlmesh_project, facts.state
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagctl_dagster.config import ProjectConfig
+from dagctl_dagster.config import LoadedConfig, ProjectConfig
 from dagctl_dagster.sqlmesh import internals
 from dagctl_dagster.sqlmesh.translation_cache import CacheEntry, KeyDigest, caching_enabled, entry_path
 
@@ -47,6 +52,23 @@ class StateLocation:
 class ConfigFacts:
     sqlmesh_project: str  # the multi-repository ``project:`` name ('' when the config names none)
     state: StateLocation | None  # None: the gateway's state connection does not resolve
+
+
+_FACTS_OF_LOAD: weakref.WeakKeyDictionary[LoadedConfig, dict[str, ConfigFacts]] = weakref.WeakKeyDictionary()
+
+
+def loaded_config_facts(loaded: LoadedConfig, project: ProjectConfig) -> ConfigFacts:
+    """:func:`config_facts` of a project of ``loaded``, read once for that loaded config.
+
+    Raises:
+        ProjectLoadError: the config does not load (read again on every call, so every caller
+            that asks gets the error).
+    """
+    facts_of_load = _FACTS_OF_LOAD.setdefault(loaded, {})
+    facts = facts_of_load.get(project.name)
+    if facts is None:
+        facts = facts_of_load[project.name] = config_facts(loaded.project_dir(project), project)
+    return facts
 
 
 def config_facts(project_dir: Path, project: ProjectConfig) -> ConfigFacts:

@@ -59,7 +59,7 @@ def single_location(project_dir: Path, project: ProjectConfig) -> SQLMeshLocatio
 def sqlmesh_location(loaded: LoadedConfig, project: ProjectConfig) -> SQLMeshLocation:
     """The project's location: alone, or with every configured project of its multi-repo group."""
     project_dir = loaded.project_dir(project)
-    own_name = _sqlmesh_project_name(project_dir, project)
+    own_name = _sqlmesh_project_name(loaded, project)
     if not own_name:
         return single_location(project_dir, project)
     members: list[tuple[Path, str, str]] = []
@@ -67,7 +67,7 @@ def sqlmesh_location(loaded: LoadedConfig, project: ProjectConfig) -> SQLMeshLoc
         if other.framework != FRAMEWORK:
             continue
         other_dir = loaded.project_dir(other)
-        other_name = own_name if other is project else _sqlmesh_project_name(other_dir, other)
+        other_name = own_name if other is project else _sqlmesh_project_name(loaded, other)
         if other_name:
             members.append((other_dir, other_name, other.name))
     paths = tuple(path for path, _, _ in members)
@@ -83,15 +83,13 @@ def sqlmesh_location(loaded: LoadedConfig, project: ProjectConfig) -> SQLMeshLoc
 def multi_repository_group(loaded: LoadedConfig) -> frozenset[str]:
     """The configured SQLMesh projects whose repositories name a SQLMesh ``project:``: they load
     into one Context together (:func:`sqlmesh_location`)."""
-    return frozenset(
-        p.name for p in loaded.projects if p.framework == FRAMEWORK and _sqlmesh_project_name(loaded.project_dir(p), p)
-    )
+    return frozenset(p.name for p in loaded.projects if p.framework == FRAMEWORK and _sqlmesh_project_name(loaded, p))
 
 
-def _sqlmesh_project_name(project_dir: Path, project: ProjectConfig) -> str:
-    from dagctl_dagster.sqlmesh.config_facts import config_facts
+def _sqlmesh_project_name(loaded: LoadedConfig, project: ProjectConfig) -> str:
+    from dagctl_dagster.sqlmesh.config_facts import loaded_config_facts
 
-    return config_facts(project_dir, project).sqlmesh_project
+    return loaded_config_facts(loaded, project).sqlmesh_project
 
 
 def project_load_error(project: str, exc: BaseException) -> ProjectLoadError:

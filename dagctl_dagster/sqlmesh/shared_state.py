@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from dagctl_dagster.config import ConfigError, LoadedConfig, ProjectConfig
 from dagctl_dagster.errors import ProjectLoadError
 from dagctl_dagster.sqlmesh import FRAMEWORK
-from dagctl_dagster.sqlmesh.config_facts import StateLocation, config_facts
+from dagctl_dagster.sqlmesh.config_facts import StateLocation, loaded_config_facts
 from dagctl_dagster.sqlmesh.context import multi_repository_group
 
 DEFAULT_STATE_SCHEMA = "sqlmesh"
@@ -59,7 +59,7 @@ def refuse_shared_environments(loaded: LoadedConfig) -> None:
 
 def _state_key(loaded: LoadedConfig, project: ProjectConfig) -> StateKey | None:
     try:
-        state: StateLocation | None = config_facts(loaded.project_dir(project), project).state
+        state: StateLocation | None = loaded_config_facts(loaded, project).state
     except ProjectLoadError:  # the project's own load names the problem
         return None
     if state is None:
