@@ -149,8 +149,39 @@ def ensure_bytecode(python: Path | str = sys.executable, extra_dirs: Sequence[Pa
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, timeout=120)
     dirs = [line for line in out.stdout.splitlines() if line.strip()] + [str(d) for d in extra_dirs]
     started = time.perf_counter()
-    run_timed([str(python), "-m", "compileall", "-q", "-j", "0", *dirs], label="compile bytecode", timeout_s=1800)
+    # compileall -j 0 hands every file to a worker pool even when nothing is stale (seconds of
+    # CPU for ~12,000 up-to-date files); its own up-to-date check, run in that interpreter
+    # first, finds the common case (everything compiled) in a fraction of a second.
+    scan = subprocess.run(
+        [str(python), "-c", _STALE_BYTECODE_SCAN, *dirs], capture_output=True, text=True, check=True, timeout=600
+    )
+    if scan.stdout.strip() != "0":
+        run_timed([str(python), "-m", "compileall", "-q", "-j", "0", *dirs], label="compile bytecode", timeout_s=1800)
     return time.perf_counter() - started
+
+
+# compileall's own test of whether a source's ``.pyc`` is up to date (magic number, flags 0,
+# the source's mtime): prints 1 at the first source it would compile, else 0.
+_STALE_BYTECODE_SCAN = """
+import importlib.util, os, struct, sys
+def stale():
+    for top in sys.argv[1:]:
+        for root, _, files in os.walk(top):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(root, name)
+                try:
+                    mtime = int(os.stat(path).st_mtime)
+                    expect = struct.pack("<4sLL", importlib.util.MAGIC_NUMBER, 0, mtime & 0xFFFFFFFF)
+                    with open(importlib.util.cache_from_source(path), "rb") as cached:
+                        if cached.read(12) != expect:
+                            return True
+                except OSError:
+                    return True
+    return False
+print(1 if stale() else 0)
+"""
 
 
 # -- starting states ---------------------------------------------------------------------
