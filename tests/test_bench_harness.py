@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import sys
+from dataclasses import dataclass
 
 import pytest
 
@@ -13,7 +15,9 @@ from benchmarks.cli import add_arguments, options_from_args
 from benchmarks.generate import (
     FLOOR_JOB_NAME,
     INCREMENTAL_INTERVALS,
+    JOB_NAME,
     ROWS,
+    GeneratedRepository,
     Shape,
     expected_row_counts,
     generate_repository,
@@ -84,31 +88,6 @@ def test_generated_repository_is_a_valid_sqlmesh_project_and_dagctl_config(tmp_p
     assert "load_definitions" in repo.definitions.read_text()
     assert "multiprocess_executor" in repo.definitions_multiprocess.read_text()
     assert "definitions.py" in (repo.root / "workspace.yaml").read_text()
-
-
-@pytest.mark.timeout(300)
-def test_native_contender_is_checked_against_the_warehouse(tmp_path):
-    repo = generate_repository(tmp_path / "repo", models=6, width=3)
-    state = c.DuckDBState(repo)
-    state.prepare()
-
-    # Planned but not run: the tables exist and are empty, so the check refuses the result.
-    with pytest.raises(c.ContenderFailed, match=f"6 with a row count other than {ROWS}"):
-        c.verify_duckdb_warehouse(repo, label="native")
-
-    result = c.run_native_sqlmesh(repo, timeout_s=240)
-    c.verify_duckdb_warehouse(repo, label="native")
-    assert result.seconds > 0
-    assert "Run finished for environment 'prod'" in result.output
-    # Its in-run time is the wall time of SQLMesh's own Context.run, inside the process's, and
-    # the span of its model evaluations is inside that.
-    assert result.run_seconds is not None and 0 < result.run_seconds < result.seconds
-    assert result.evaluation_seconds is not None and 0 < result.evaluation_seconds < result.run_seconds
-
-    # Each repetition starts again from the planned, empty state.
-    state.restore()
-    with pytest.raises(c.ContenderFailed, match="row count other than"):
-        c.verify_duckdb_warehouse(repo, label="native")
 
 
 def test_row_count_check_names_missing_and_wrong_models():
@@ -236,69 +215,6 @@ def _parse(*argv: str):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     return options_from_args(parser.parse_args(list(argv)))
-
-
-@pytest.mark.timeout(300)
-def test_floor_job_is_stock_dagster_on_no_op_assets_shaped_like_the_project(tmp_path):
-    import runpy
-
-    import dagster as dg
-
-    repo = generate_repository(tmp_path / "repo", models=8, width=4)
-    defs = runpy.run_path(str(repo.definitions_floor))["defs"]
-    job = defs.get_job_def(FLOOR_JOB_NAME)
-    assert job.executor_def.name == dg.in_process_executor.name
-    asset_graph = defs.resolve_asset_graph()
-    parents = {
-        key.path[-1]: tuple(sorted(p.path[-1] for p in asset_graph.get(key).parent_keys))
-        for key in asset_graph.get_all_asset_keys()
-    }
-    assert parents == {table: tuple(sorted(upstream)) for table, upstream in upstream_tables(8, 4).items()}
-
-    # The harness's own check: one successful run that materialized every asset.
-    result = c.run_dagster_job(
-        None, repo.definitions_floor, label="floor", job=FLOOR_JOB_NAME, cwd=repo.root, expected_materializations=8
-    )
-    assert result.run_seconds is not None and result.run_seconds > 0
-
-
-@pytest.mark.timeout(600)
-def test_postgres_dagster_storage_holds_the_run_and_its_claims_in_a_new_database(tmp_path, postgres_server_url):
-    import sqlalchemy as sa
-
-    repo = generate_repository(tmp_path / "repo", models=6, width=3)
-    state = c.DuckDBState(repo)
-    state.prepare()
-    storage = c.DagsterStorage("postgres", postgres_server_url, database="bench_dagster_test")
-    seen: dict[str, object] = {}
-    original_verify = c.verify_dagster_run
-
-    def verify_and_look(home, **kwargs):
-        seen["yaml"] = (home / "dagster.yaml").read_text()
-        engine = sa.create_engine(
-            sa.engine.make_url(postgres_server_url).set(database=storage.database), poolclass=sa.pool.NullPool
-        )
-        with engine.connect() as connection:
-            seen["runs"] = connection.execute(sa.text("SELECT count(*) FROM runs")).scalar()
-            seen["claims"] = connection.execute(sa.text("SELECT count(*) FROM dagctl_claims")).scalar()
-        engine.dispose()
-        return original_verify(home, **kwargs)
-
-    c.verify_dagster_run, saved = verify_and_look, c.verify_dagster_run
-    try:
-        result = c.run_dagster_job(repo, repo.definitions, label="claim-aware", max_concurrent=1, storage=storage)
-    finally:
-        c.verify_dagster_run = saved
-    c.verify_duckdb_warehouse(repo, label="claim-aware")
-
-    assert "postgres_url" in str(seen["yaml"]) and seen["runs"] == 1
-    assert seen["claims"] == 0  # the claim table lives in the instance's database; every claim was released
-    assert result.run_seconds is not None and result.cpu_seconds > 0
-    engine = sa.create_engine(postgres_server_url, poolclass=sa.pool.NullPool)
-    with engine.connect() as connection:
-        names = connection.execute(sa.text("SELECT datname FROM pg_database")).scalars().all()
-    engine.dispose()
-    assert storage.database not in names  # dropped after the run: every repetition starts empty
 
 
 @pytest.mark.timeout(600)
@@ -612,15 +528,145 @@ def test_platform_section_end_to_end_at_a_tiny_size(tmp_path):
     assert any("each location's load" in note for note in results.notes)
 
 
+@dataclass
+class RunSection:
+    """The run section at one tiny shape, and what its contenders' calls returned."""
+
+    rows: dict[str, Row]
+    repo: GeneratedRepository
+    native: list[c.ProcessResult]
+    dagster: dict[str, list[tuple[dict, c.ProcessResult]]]  # job name → (the call's keywords, its result)
+
+
+@pytest.fixture(scope="module")
+def run_section(tmp_path_factory) -> RunSection:
+    """``run_benchmarks`` with only the run section, 4 models: native ``sqlmesh run``, the
+    claim-aware ``bench_run`` and stock Dagster's ``floor_run``, each checked by the harness.
+    The tests of the native contender and of the floor job read the same runs (one plan, one
+    run each, instead of a repository, a plan and a run of their own)."""
+    from benchmarks.harness import SECTIONS, BenchOptions, run_benchmarks
+
+    options = BenchOptions(
+        models=[4],
+        widths=[2],
+        rows=[1000],
+        concurrent_tasks=[1],
+        floors="each",
+        repeats=1,
+        skip=set(SECTIONS) - {"run"},
+        workdir=tmp_path_factory.mktemp("run_section"),
+    )
+    repos: list[GeneratedRepository] = []
+    native: list[c.ProcessResult] = []
+    dagster: dict[str, list[tuple[dict, c.ProcessResult]]] = {}
+    run_native_sqlmesh, run_dagster_job = c.run_native_sqlmesh, c.run_dagster_job
+
+    def native_and_keep(repo, **kwargs):
+        result = run_native_sqlmesh(repo, **kwargs)
+        repos.append(repo)
+        native.append(result)
+        snapshot = repo.root / ".after_native"  # the warehouse and state as native's run left them
+        snapshot.mkdir(exist_ok=True)
+        for path in c.DuckDBState(repo)._files():
+            if path.exists():
+                shutil.copy2(path, snapshot / path.name)
+        return result
+
+    def job_and_keep(repo, definitions, **kwargs):
+        result = run_dagster_job(repo, definitions, **kwargs)
+        dagster.setdefault(kwargs.get("job", JOB_NAME), []).append((kwargs, result))
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(c, "run_native_sqlmesh", native_and_keep)
+        patch.setattr(c, "run_dagster_job", job_and_keep)
+        results = run_benchmarks(options, progress=lambda _: None)
+    (repo,) = set(repos)
+    rows = {row.measure.split(" — ")[0]: row for row in results.rows}
+    return RunSection(rows=rows, repo=repo, native=native, dagster=dagster)
+
+
 @pytest.mark.timeout(600)
-def test_cpu_probe_splits_a_run_by_thread_cpu(tmp_path):
+def test_the_run_section_measures_the_floor_with_sqlmesh_beside_each_shape(run_section):
+    """Native's in-run time (its own Context.run) plus stock Dagster's time outside the run is the
+    floor with SQLMesh: its ratios say which targets any integration could reach at that shape."""
+    from benchmarks.harness import (
+        CLAIM_ENGINE_FLOOR_RATIO,
+        ENGINE_FLOOR_RATIO,
+        FLOOR_CLAIM_RATIO,
+        RUN_RATIO,
+        STEP_OVER_FLOOR,
+        STEP_OVER_NATIVE,
+    )
+
+    rows = run_section.rows
+    floor_with_sqlmesh = rows[ENGINE_FLOOR_RATIO]
+    assert floor_with_sqlmesh.value > 0 and "native's model evaluations" in floor_with_sqlmesh.detail
+    assert rows[CLAIM_ENGINE_FLOOR_RATIO].value > 0 and STEP_OVER_NATIVE in rows
+    # The targets' rows carry the floor's value of the same measure.
+    assert rows[FLOOR_CLAIM_RATIO].floor is not None and rows[STEP_OVER_FLOOR].floor is not None
+    assert rows[RUN_RATIO].floor == pytest.approx(floor_with_sqlmesh.value)
+
+
+@pytest.mark.timeout(600)
+def test_native_contender_is_checked_against_the_warehouse(run_section):
+    """The run section's native ``sqlmesh run`` (checked there by ``verify_duckdb_warehouse``)."""
+    repo = run_section.repo
+    (result,) = run_section.native
+    assert result.seconds > 0
+    assert "Run finished for environment 'prod'" in result.output
+    # Its in-run time is the wall time of SQLMesh's own Context.run, inside the process's, and
+    # the span of its model evaluations is inside that.
+    assert result.run_seconds is not None and 0 < result.run_seconds < result.seconds
+    assert result.evaluation_seconds is not None and 0 < result.evaluation_seconds < result.run_seconds
+
+    # The warehouse and state as native's run left them pass the check.
+    state = c.DuckDBState(repo)
+    for path in state._files():
+        path.unlink(missing_ok=True)
+        if (repo.root / ".after_native" / path.name).exists():
+            shutil.copy2(repo.root / ".after_native" / path.name, path)
+    c.verify_duckdb_warehouse(repo, label="native")
+
+    # Each repetition starts again from the planned, empty state: the tables exist and are
+    # empty (planned but not run), so the check refuses the result.
+    state.restore()
+    with pytest.raises(c.ContenderFailed, match=f"4 with a row count other than {ROWS}"):
+        c.verify_duckdb_warehouse(repo, label="native")
+
+
+@pytest.mark.timeout(600)
+def test_floor_job_is_stock_dagster_on_no_op_assets_shaped_like_the_project(run_section):
+    import runpy
+
+    import dagster as dg
+
+    repo = run_section.repo
+    defs = runpy.run_path(str(repo.definitions_floor))["defs"]
+    job = defs.get_job_def(FLOOR_JOB_NAME)
+    assert job.executor_def.name == dg.in_process_executor.name
+    asset_graph = defs.resolve_asset_graph()
+    parents = {
+        key.path[-1]: tuple(sorted(p.path[-1] for p in asset_graph.get(key).parent_keys))
+        for key in asset_graph.get_all_asset_keys()
+    }
+    assert parents == {table: tuple(sorted(upstream)) for table, upstream in upstream_tables(4, 2).items()}
+
+    # The harness's own check: one successful run that materialized every asset.
+    ((kwargs, result),) = run_section.dagster[FLOOR_JOB_NAME]
+    assert kwargs["expected_materializations"] == 4 and kwargs["cwd"] == repo.root
+    assert result.run_seconds is not None and result.run_seconds > 0
+
+
+@pytest.mark.timeout(600)
+def test_cpu_probe_splits_a_run_by_thread_cpu(run_section, tmp_path):
     """benchmarks/cpu_probe.py wraps each engine's CLI and reports per model step (or model)."""
     import os
     import sys
 
-    repo = generate_repository(tmp_path / "repo", models=4, width=2)
+    repo = run_section.repo  # the run section's project (4 models, concurrent_tasks 1), planned
     state = c.DuckDBState(repo)
-    state.prepare()
+    state.restore()
     probe = [sys.executable, str(c.REPO_ROOT / "benchmarks" / "cpu_probe.py")]
     native = c.run_timed(
         [*probe, c.venv_command("sqlmesh"), "-p", str(repo.project_dir), "run"], label="native", cwd=repo.root
@@ -651,39 +697,41 @@ def test_cpu_probe_splits_a_run_by_thread_cpu(tmp_path):
 
 
 @pytest.mark.timeout(600)
-def test_the_run_section_measures_the_floor_with_sqlmesh_beside_each_shape(tmp_path):
-    """Native's in-run time (its own Context.run) plus stock Dagster's time outside the run is the
-    floor with SQLMesh: its ratios say which targets any integration could reach at that shape."""
-    from benchmarks.harness import (
-        CLAIM_ENGINE_FLOOR_RATIO,
-        ENGINE_FLOOR_RATIO,
-        FLOOR_CLAIM_RATIO,
-        RUN_RATIO,
-        SECTIONS,
-        STEP_OVER_FLOOR,
-        STEP_OVER_NATIVE,
-        BenchOptions,
-        run_benchmarks,
-    )
+def test_postgres_dagster_storage_holds_the_run_and_its_claims_in_a_new_database(run_section, postgres_server_url):
+    import sqlalchemy as sa
 
-    options = BenchOptions(
-        models=[4],
-        widths=[2],
-        rows=[1000],
-        concurrent_tasks=[1],
-        floors="each",
-        repeats=1,
-        skip=set(SECTIONS) - {"run"},
-        workdir=tmp_path,
-    )
-    rows = {row.measure.split(" — ")[0]: row for row in run_benchmarks(options, progress=lambda _: None).rows}
+    repo = run_section.repo  # the run section's project, back to its planned, empty state
+    c.DuckDBState(repo).restore()
+    storage = c.DagsterStorage("postgres", postgres_server_url, database="bench_dagster_test")
+    seen: dict[str, object] = {}
+    original_verify = c.verify_dagster_run
 
-    floor_with_sqlmesh = rows[ENGINE_FLOOR_RATIO]
-    assert floor_with_sqlmesh.value > 0 and "native's model evaluations" in floor_with_sqlmesh.detail
-    assert rows[CLAIM_ENGINE_FLOOR_RATIO].value > 0 and STEP_OVER_NATIVE in rows
-    # The targets' rows carry the floor's value of the same measure.
-    assert rows[FLOOR_CLAIM_RATIO].floor is not None and rows[STEP_OVER_FLOOR].floor is not None
-    assert rows[RUN_RATIO].floor == pytest.approx(floor_with_sqlmesh.value)
+    def verify_and_look(home, **kwargs):
+        seen["yaml"] = (home / "dagster.yaml").read_text()
+        engine = sa.create_engine(
+            sa.engine.make_url(postgres_server_url).set(database=storage.database), poolclass=sa.pool.NullPool
+        )
+        with engine.connect() as connection:
+            seen["runs"] = connection.execute(sa.text("SELECT count(*) FROM runs")).scalar()
+            seen["claims"] = connection.execute(sa.text("SELECT count(*) FROM dagctl_claims")).scalar()
+        engine.dispose()
+        return original_verify(home, **kwargs)
+
+    c.verify_dagster_run, saved = verify_and_look, c.verify_dagster_run
+    try:
+        result = c.run_dagster_job(repo, repo.definitions, label="claim-aware", max_concurrent=1, storage=storage)
+    finally:
+        c.verify_dagster_run = saved
+    c.verify_duckdb_warehouse(repo, label="claim-aware")
+
+    assert "postgres_url" in str(seen["yaml"]) and seen["runs"] == 1
+    assert seen["claims"] == 0  # the claim table lives in the instance's database; every claim was released
+    assert result.run_seconds is not None and result.cpu_seconds > 0
+    engine = sa.create_engine(postgres_server_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        names = connection.execute(sa.text("SELECT datname FROM pg_database")).scalars().all()
+    engine.dispose()
+    assert storage.database not in names  # dropped after the run: every repetition starts empty
 
 
 @pytest.mark.timeout(300)
