@@ -30,11 +30,18 @@ from dagctl_dagster.run_identity import (
 pytestmark = pytest.mark.timeout(600)
 
 
+@pytest.fixture(scope="module")
+def platform_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One deployment for the module: its tests only read it (validate it, load it, serve it).
+    The first load writes the SQLMesh projects' translation caches and the dbt manifests beside
+    the projects, as a deployment's first code server does; later loads read them."""
+    return write_platform_location(tmp_path_factory.mktemp("location") / "platform")
+
+
 @pytest.fixture
-def platform(tmp_path: Path, dagster_home: Path, monkeypatch) -> Path:
-    root = write_platform_location(tmp_path / "platform")
-    monkeypatch.chdir(root)
-    return root
+def platform(platform_root: Path, dagster_home: Path, monkeypatch) -> Path:
+    monkeypatch.chdir(platform_root)
+    return platform_root
 
 
 def platform_env(root: Path, dagster_home: Path) -> dict[str, str]:

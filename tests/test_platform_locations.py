@@ -115,8 +115,17 @@ query ($path: [String!]!) {
 """
 
 
-def test_a_broken_project_is_its_own_locations_one_line_error(tmp_path: Path, dagster_home: Path):
-    root = write_split_deployment(tmp_path / "deployment", healthy_schedule="0 0 1 1 *")
+@pytest.fixture(scope="module")
+def split_deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One split deployment for the module, its healthy project scheduled every minute: the
+    webserver test only reads it (a schedule runs only under a daemon), the daemon test runs
+    that schedule. The first to load it writes the projects' translation caches beside them,
+    as a deployment's first code server does."""
+    return write_split_deployment(tmp_path_factory.mktemp("split") / "deployment", healthy_schedule="* * * * *")
+
+
+def test_a_broken_project_is_its_own_locations_one_line_error(split_deployment: Path, dagster_home: Path):
+    root = split_deployment
     with running_webserver(root, _env(root, dagster_home)) as port:
         served = graphql_when(
             port,
@@ -147,8 +156,14 @@ def graphql(port: int, query: str, variables: dict) -> dict:
     return ask(port, query, variables)
 
 
-def test_the_daemon_keeps_scheduling_the_healthy_location(tmp_path: Path, dagster_home: Path):
-    root = write_split_deployment(tmp_path / "deployment", healthy_schedule="* * * * *")
+def test_the_daemon_keeps_scheduling_the_healthy_location(split_deployment: Path, tmp_path: Path, dagster_home: Path):
+    root = split_deployment
+    # The queued run is launched within a second of its tick (Dagster's default: every 5 s).
+    with (dagster_home / "dagster.yaml").open("a") as config:
+        config.write(
+            "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
+            "  config:\n    dequeue_interval_seconds: 1\n"
+        )
     env = _env(root, dagster_home)
     schedule_due_at_start(str(dagster_home), root, "warehouse", "sqlmesh_example_run_schedule", "* * * * *")
     with running_daemon(root, env, tmp_path / "daemon.log") as daemon:
@@ -190,13 +205,23 @@ def test_the_helm_override_runs_one_code_server_per_location(example_repo: Path,
         assert args.count("--attribute") == 1
         served[deployment["name"]] = args[args.index("--attribute") + 1]
     assert served == {"sqlmesh-example": "sqlmesh_example", "dbt-example": "dbt_example"}
-    for location in served.values():
-        validated = subprocess.run(
-            [venv_command("dagster"), "definitions", "validate", "-f", "definitions.py", "-a", location],
-            cwd=example_repo,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
+    # Each code server's `-f definitions.py --attribute <location>`, validated by one command
+    # (a workspace entry per code server) rather than one Dagster process per location.
+    code_servers = [
+        {"python_file": {"relative_path": "definitions.py", "attribute": attribute, "location_name": name}}
+        for name, attribute in served.items()
+    ]
+    (example_repo / "code_servers.yaml").write_text(yaml.safe_dump({"load_from": code_servers}))
+    validated = subprocess.run(
+        [venv_command("dagster"), "definitions", "validate", "-w", "code_servers.yaml"],
+        cwd=example_repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert validated.returncode == 0, validated.stderr[-3000:]
+    for name in served:
+        assert f"Validation successful for code location {name}" in validated.stdout + validated.stderr, (
+            validated.stdout[-3000:] + validated.stderr[-3000:]
         )
-        assert validated.returncode == 0, validated.stderr[-3000:]
