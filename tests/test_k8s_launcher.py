@@ -88,13 +88,25 @@ def stub() -> Iterator[KubernetesApiStub]:
         yield server
 
 
+def _one_event_log(home: Path) -> dict:
+    """Storage overrides: the event log of every run in one SQLite file, not one file per run
+    (each made with its own tables and migration stamp as the run starts)."""
+    return {
+        "event_log_storage": {
+            "module": "dagster._core.storage.event_log",
+            "class": "ConsolidatedSqliteEventLogStorage",
+            "config": {"base_dir": str(home / "history")},
+        }
+    }
+
+
 @pytest.fixture(scope="module")
 def empty_storage(tmp_path_factory) -> Path:
     """A DAGSTER_HOME whose SQLite storage Dagster has created, with no runs in it. Each test's
     instance starts from a copy: creating the storage (tables, indexes, migrations stamped)
     takes a second or two, copying its files milliseconds."""
     home = tmp_path_factory.mktemp("empty_storage")
-    with dg.instance_for_test(temp_dir=str(home)) as created:
+    with dg.instance_for_test(overrides=_one_event_log(home), temp_dir=str(home)) as created:
         assert created.get_runs() == []
     return home
 
@@ -121,11 +133,12 @@ def instance(tmp_path: Path, stub: KubernetesApiStub, empty_storage: Path, monke
     shutil.copytree(empty_storage, home)  # its dagster.yaml is rewritten with the overrides below
     with dg.instance_for_test(
         overrides={
+            **_one_event_log(home),
             "run_launcher": {
                 "module": "dagctl_dagster.k8s.launcher",
                 "class": "DagctlK8sRunLauncher",
                 "config": launcher_config,
-            }
+            },
         },
         temp_dir=str(home),
     ) as test_instance:
