@@ -43,7 +43,11 @@ import dagster as dg
 import sqlalchemy as sa
 import yaml
 from conftest import REPO_ROOT, copy_repository, free_port
-from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+from dagster_graphql.test.utils import (
+    define_out_of_process_context,
+    define_out_of_process_workspace,
+    execute_dagster_graphql,
+)
 from k8s_stub import SECRET_VALUES, KubernetesApiStub, write_config
 from kubelet import ImageStandIn, LocalKubelet
 from tcp_proxy import TcpProxy
@@ -238,13 +242,21 @@ class Deployment:
     database: sa.URL
     workspace_file: Path
     code_server: str  # its pod's name
+    # The UI's workspace once the code server has loaded: one for the deployment, as the
+    # webserver keeps one, so the location's snapshot is fetched once, not at every request.
+    workspace: Any = None
 
     # -- the UI ----------------------------------------------------------------------------
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
-        """Dagster's GraphQL API (the webserver's schema) over this deployment's workspace."""
-        with define_out_of_process_context(str(self.workspace_file), None, self.instance) as context:
-            result = execute_dagster_graphql(context, query, variables)
+        """Dagster's GraphQL API (the webserver's schema) over this deployment's workspace: a
+        request context of :attr:`workspace`, as the webserver makes one per request (before
+        the code server has loaded, a workspace of the request's own)."""
+        if self.workspace is None:
+            with define_out_of_process_context(str(self.workspace_file), None, self.instance) as context:
+                result = execute_dagster_graphql(context, query, variables)
+        else:
+            result = execute_dagster_graphql(self.workspace.create_request_context(), query, variables)
         assert not result.errors, result.errors
         return result.data
 
@@ -354,6 +366,7 @@ def deployment(postgres_url: str, monkeypatch, extra_files: dict[str, str] | Non
         )
         cluster = Deployment(root, origin, stub, kubelet, instance, database, workspace_file, code_server)
         wait_for_code_server(cluster)
+        cluster.workspace = stack.enter_context(define_out_of_process_workspace(str(workspace_file), None, instance))
         yield cluster
 
 

@@ -206,17 +206,6 @@ def test_a_dbt_run_succeeds_with_the_code_servers_origin(cluster):
     _assert_no_secret_values([*haystacks, cluster.pod_log(run_id)])
 
 
-def test_a_job_whose_run_fails_ends_failed(postgres_url, monkeypatch):
-    broken = {"examples/dbt_project/models/marts/broken.sql": BROKEN_DBT_MODEL}
-    with deployment(postgres_url, monkeypatch, broken) as cluster:
-        run_id = cluster.submit("dbt_example")
-        finished = cluster.wait_for_run(run_id)
-        assert finished.status == dg.DagsterRunStatus.FAILURE, cluster.explain(run_id)
-        wait_for(lambda: _job_status(cluster, run_id).get("failed") == 1, "the Job to report failure", timeout=60)
-        assert not _job_status(cluster, run_id).get("succeeded")
-        assert cluster.instance.run_launcher.check_run_worker_health(finished).status.value == "FAILED"
-
-
 def test_a_pod_that_cannot_start_fails_its_run_promptly_and_its_job_is_deleted(cluster):
     # the Secret exists, the key the project's state_db_password names does not
     with _secret_replaced(cluster, "sqlmesh-state-db", {"pasword": "typo"}):
@@ -257,73 +246,102 @@ def test_a_git_sync_failure_puts_git_syncs_error_in_the_runs_failure(cluster):
     _assert_no_secret_values([failure])
 
 
-@contextmanager
-def run_at_the_gate(postgres_url: str, monkeypatch):
-    """A ``sqlmesh_example`` run waiting in a model that holds until the gate file exists.
-
-    Its own deployment: the gate model must be one no run has evaluated yet (a FULL daily
-    model is not due again the same day). Yields the cluster, the run id, its Kubernetes
-    Job's name and the gate file.
-    """
-    with deployment(postgres_url, monkeypatch, {GATE_MODEL_PATH: GATE}) as cluster:
-        gates = cluster.root / "gates"
+@pytest.fixture(scope="module")
+def gated(postgres_server_url: str) -> Iterator[Deployment]:
+    """A second deployment, for the runs that must fail or hold: the example's code plus a dbt
+    model that fails when it runs and the gate model, one no run has evaluated yet (a FULL
+    daily model is not due again the same day, so the shared ``cluster``, whose runs evaluate
+    every model, cannot hold a run at it). ``<root>/gates`` is writable for the run workers."""
+    extra = {GATE_MODEL_PATH: GATE, "examples/dbt_project/models/marts/broken.sql": BROKEN_DBT_MODEL}
+    with (
+        fresh_database(postgres_server_url) as postgres_url,
+        pytest.MonkeyPatch.context() as monkeypatch,
+        deployment(postgres_url, monkeypatch, extra) as shared,
+    ):
+        gates = shared.root / "gates"
         gates.mkdir(mode=0o777)
         gates.chmod(0o777)  # the run worker (the image's user) writes its marker here
-        gate_file = gates / "gate.open"
-        _add_to_config_map(cluster, "warehouse", {"GATE_FILE": str(gate_file)})
-        run_id = cluster.submit("sqlmesh_example")
-        wait_for(
-            Path(f"{gate_file}.waiting").exists,
-            "the run to reach the gate model",
-            timeout=240,
-            every=0.2,
-            explain=lambda: cluster.explain(run_id),
-        )
-        yield cluster, run_id, cluster.job_name(run_id), gate_file
+        yield shared
 
 
-def test_killed_pod_fails_the_run_through_monitoring_which_releases_its_claims(postgres_url, monkeypatch):
-    with run_at_the_gate(postgres_url, monkeypatch) as (cluster, victim, job_name, gate_file):
-        assert cluster.instance.get_run_by_id(victim).status == dg.DagsterRunStatus.STARTED
-        assert _claims_of(cluster, victim) != []
-
-        cluster.kubelet.kill(NAMESPACE, job_name, signal.SIGKILL)
-        cluster.kubelet.wait(NAMESPACE, job_name, 60)
-        assert cluster.stub.jobs[(NAMESPACE, job_name)]["status"]["failed"] == 1
-
-        # one pass of the daemon's run monitoring over the run (Dagster's own code)
-        [record] = cluster.instance.get_run_records(dg.RunsFilter(run_ids=[victim]))
-        monitor_started_run(cluster.instance, None, record, logging.getLogger("run-monitoring"))
-        assert cluster.instance.get_run_by_id(victim).status == dg.DagsterRunStatus.FAILURE
-        events = _events(cluster.instance, victim)
-        assert any("Run has not completed but K8s job has no active pods" in e for e in events)
-        # released in that pass, not when another run next claims the models
-        assert _claims_of(cluster, victim) == []
-        assert any("model claim(s) of run" in e for e in events)
-
-        gate_file.touch()
-        later = cluster.submit("sqlmesh_example")
-        finished = cluster.wait_for_run(later)
-        assert finished.status == dg.DagsterRunStatus.SUCCESS, cluster.explain(later)
-        tables = cluster.tables("sqlmesh_example")
-        assert SQLMESH_MODELS | {"gate"} <= set(tables), tables
-        assert _claims_of(cluster, later) == []
+def test_a_job_whose_run_fails_ends_failed(gated):
+    cluster = gated
+    run_id = cluster.submit("dbt_example")
+    finished = cluster.wait_for_run(run_id)
+    assert finished.status == dg.DagsterRunStatus.FAILURE, cluster.explain(run_id)
+    wait_for(lambda: _job_status(cluster, run_id).get("failed") == 1, "the Job to report failure", timeout=60)
+    assert not _job_status(cluster, run_id).get("succeeded")
+    assert cluster.instance.run_launcher.check_run_worker_health(finished).status.value == "FAILED"
 
 
-def test_terminating_a_run_deletes_its_job_and_stops_the_process(postgres_url, monkeypatch):
-    with run_at_the_gate(postgres_url, monkeypatch) as (cluster, run_id, job_name, gate_file):
-        [pid] = cluster.kubelet.pids(NAMESPACE, job_name)
+def run_at_the_gate(cluster: Deployment, gate: str) -> tuple[str, str, Path]:
+    """Submit a ``sqlmesh_example`` run and wait until it is in the gate model, which holds until
+    the file ``<root>/gates/<gate>`` exists (the run's pod gets its path from the ConfigMap).
+    Returns the run id, its Kubernetes Job's name and the gate file."""
+    gate_file = cluster.root / "gates" / gate
+    _add_to_config_map(cluster, "warehouse", {"GATE_FILE": str(gate_file)})
+    run_id = cluster.submit("sqlmesh_example")
+    wait_for(
+        Path(f"{gate_file}.waiting").exists,
+        "the run to reach the gate model",
+        timeout=240,
+        every=0.2,
+        explain=lambda: cluster.explain(run_id),
+    )
+    return run_id, cluster.job_name(run_id), gate_file
 
-        assert cluster.instance.run_launcher.terminate(run_id) is True
 
-        assert (NAMESPACE, job_name) not in cluster.stub.jobs
-        # The model in flight (Python) cannot be interrupted: let it end, so the process stops
-        # on the SIGTERM from the pod's deletion rather than at the grace period's SIGKILL.
-        gate_file.touch()
-        cluster.kubelet.wait(NAMESPACE, job_name, 60)
-        assert not process_alive(pid)
-        finished = cluster.wait_for_run(run_id, timeout=120)
-        assert finished.status == dg.DagsterRunStatus.CANCELED
+def test_a_killed_pod_fails_its_run_through_monitoring_and_a_terminated_run_stops_its_process(gated):
+    """Two runs held in the gate model, one after the other, on one deployment:
+
+    1. the node kills the first run's pod: one pass of run monitoring fails the run and
+       releases its model claims in that pass;
+    2. terminating the second run (it claims what the first held, so it reaches the gate the
+       first never got through) deletes its Job and stops its process, and the run ends
+       CANCELED;
+    3. a third run then succeeds with every model, the gate's too, and leaves no claims.
+    """
+    cluster = gated
+    victim, job_name, gate_file = run_at_the_gate(cluster, "killed.open")
+    assert cluster.instance.get_run_by_id(victim).status == dg.DagsterRunStatus.STARTED
+    assert _claims_of(cluster, victim) != []
+
+    cluster.kubelet.kill(NAMESPACE, job_name, signal.SIGKILL)
+    cluster.kubelet.wait(NAMESPACE, job_name, 60)
+    assert cluster.stub.jobs[(NAMESPACE, job_name)]["status"]["failed"] == 1
+
+    # one pass of the daemon's run monitoring over the run (Dagster's own code)
+    [record] = cluster.instance.get_run_records(dg.RunsFilter(run_ids=[victim]))
+    monitor_started_run(cluster.instance, None, record, logging.getLogger("run-monitoring"))
+    assert cluster.instance.get_run_by_id(victim).status == dg.DagsterRunStatus.FAILURE
+    events = _events(cluster.instance, victim)
+    assert any("Run has not completed but K8s job has no active pods" in e for e in events)
+    # released in that pass, not when another run next claims the models
+    assert _claims_of(cluster, victim) == []
+    assert any("model claim(s) of run" in e for e in events)
+
+    # terminating a run deletes its Job and stops the process
+    run_id, job_name, gate_file = run_at_the_gate(cluster, "terminated.open")
+    [pid] = cluster.kubelet.pids(NAMESPACE, job_name)
+
+    assert cluster.instance.run_launcher.terminate(run_id) is True
+
+    assert (NAMESPACE, job_name) not in cluster.stub.jobs
+    # The model in flight (Python) cannot be interrupted: let it end, so the process stops
+    # on the SIGTERM from the pod's deletion rather than at the grace period's SIGKILL.
+    gate_file.touch()
+    cluster.kubelet.wait(NAMESPACE, job_name, 60)
+    assert not process_alive(pid)
+    finished = cluster.wait_for_run(run_id, timeout=120)
+    assert finished.status == dg.DagsterRunStatus.CANCELED
+
+    # the gate stays open (the ConfigMap still names the touched file): a later run succeeds
+    later = cluster.submit("sqlmesh_example")
+    finished = cluster.wait_for_run(later)
+    assert finished.status == dg.DagsterRunStatus.SUCCESS, cluster.explain(later)
+    tables = cluster.tables("sqlmesh_example")
+    assert SQLMESH_MODELS | {"gate"} <= set(tables), tables
+    assert _claims_of(cluster, later) == []
 
 
 @contextmanager

@@ -8,6 +8,7 @@ and the launcher talks to the stub through dagster-k8s's API client.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,8 +88,31 @@ def stub() -> Iterator[KubernetesApiStub]:
         yield server
 
 
+def _one_event_log(home: Path) -> dict:
+    """Storage overrides: the event log of every run in one SQLite file, not one file per run
+    (each made with its own tables and migration stamp as the run starts)."""
+    return {
+        "event_log_storage": {
+            "module": "dagster._core.storage.event_log",
+            "class": "ConsolidatedSqliteEventLogStorage",
+            "config": {"base_dir": str(home / "history")},
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def empty_storage(tmp_path_factory) -> Path:
+    """A DAGSTER_HOME whose SQLite storage Dagster has created, with no runs in it. Each test's
+    instance starts from a copy: creating the storage (tables, indexes, migrations stamped)
+    takes a second or two, copying its files milliseconds."""
+    home = tmp_path_factory.mktemp("empty_storage")
+    with dg.instance_for_test(overrides=_one_event_log(home), temp_dir=str(home)) as created:
+        assert created.get_runs() == []
+    return home
+
+
 @pytest.fixture
-def instance(tmp_path: Path, stub: KubernetesApiStub, monkeypatch) -> Iterator[dg.DagsterInstance]:
+def instance(tmp_path: Path, stub: KubernetesApiStub, empty_storage: Path, monkeypatch) -> Iterator[dg.DagsterInstance]:
     for name, value in SECRET_VALUES.items():
         monkeypatch.setenv(name, value)  # the daemon's own environment holds the secrets
     config_path = write_config(tmp_path / "repo", FULL_CONFIG)
@@ -106,14 +130,15 @@ def instance(tmp_path: Path, stub: KubernetesApiStub, monkeypatch) -> Iterator[d
         "env_secrets": ["dagster-shared-env"],
     }
     home = tmp_path / "dagster_home"
-    home.mkdir()
+    shutil.copytree(empty_storage, home)  # its dagster.yaml is rewritten with the overrides below
     with dg.instance_for_test(
         overrides={
+            **_one_event_log(home),
             "run_launcher": {
                 "module": "dagctl_dagster.k8s.launcher",
                 "class": "DagctlK8sRunLauncher",
                 "config": launcher_config,
-            }
+            },
         },
         temp_dir=str(home),
     ) as test_instance:
@@ -280,7 +305,9 @@ def test_no_secret_value_in_manifests_run_config_or_event_log(instance, stub):
 
 
 @pytest.mark.timeout(300)
-def test_dagster_cli_launches_a_load_definitions_job_through_the_launcher(example_repo, tmp_path, stub, monkeypatch):
+def test_dagster_cli_launches_a_load_definitions_job_through_the_launcher(
+    example_repo, tmp_path, stub, empty_storage, monkeypatch
+):
     """End to end: `dagster job launch` of a load_definitions job, the instance's launcher, the stub.
 
     The code location serves the bundled dbt example (image-based, with a `k8s:` block).
@@ -293,7 +320,7 @@ def test_dagster_cli_launches_a_load_definitions_job_through_the_launcher(exampl
 
     write_config(example_repo, DBT_LOCATION_CONFIG)
     home = tmp_path / "cli_home"
-    home.mkdir()
+    shutil.copytree(empty_storage, home)  # an instance whose storage exists, as a deployed one's does
     launcher_config = {
         "dagctl_config_path": str(example_repo / ".dagctl" / "config.yaml"),
         "load_incluster_config": False,
