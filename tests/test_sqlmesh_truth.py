@@ -172,6 +172,8 @@ def _step_messages(home: Path, event_type: DagsterEventType) -> dict[str, str]:
 
 @pytest.mark.timeout(900)
 def test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_not_deployed(tmp_path: Path):
+    """Then, fixed and deployed, the model broken again: the plan job that fails on it names it
+    (the deployed project a plan job's failure needs is the one this scenario ends with)."""
     repo = write_repository(tmp_path / "repo", FAILING_PLAN_MODELS)
     native = tmp_path / "native"
     shutil.copytree(repo / "project", native)
@@ -232,6 +234,12 @@ def test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_n
     assert SQLMESH_DURATION_KEY not in stores and stores[ROW_COUNT_KEY] == 4
     [boom] = materialized["retail/boom"]
     assert boom["evaluated_by_plan"] is True and "deployed_by_plan" not in boom
+
+    # A plan job that fails names the model it failed on.
+    (repo / "project" / "models" / "boom.sql").write_text(BOOM)
+    planned = _plan_job(repo, home, tmp_path / "elsewhere")
+    assert not planned.ok
+    assert "the plan of environment 'prod' failed on retail.boom: " in planned.output and "kaboom" in planned.output
 
 
 @pytest.mark.timeout(600)
@@ -390,13 +398,5 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
     assert ours == theirs
 
 
-@pytest.mark.timeout(900)
-def test_a_plan_job_that_fails_names_the_model_it_failed_on(tmp_path: Path):
-    models = {**FAILING_PLAN_MODELS, "boom.sql": "MODEL (name retail.boom, kind FULL);\nSELECT 1 AS x\n"}
-    repo = write_repository(tmp_path / "repo", models)
-    home = tmp_path / "home"
-    assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
-    (repo / "project" / "models" / "boom.sql").write_text(BOOM)
-    planned = _plan_job(repo, home, tmp_path / "elsewhere")
-    assert not planned.ok
-    assert "the plan of environment 'prod' failed on retail.boom: " in planned.output and "kaboom" in planned.output
+# A plan job that fails names the model it failed on: the end of
+# test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_not_deployed.
