@@ -16,6 +16,7 @@ from fidelity.harness import (
     Outcome,
     SnapshotIntervals,
     collect_outcome,
+    collect_outcomes,
     diff_outcomes,
     duckdb_files,
     elsewhere_dir,
@@ -34,15 +35,27 @@ from fidelity.harness import (
 NATIVE_STEPS = 3  # plan, run, run
 
 
-def native_outcome(fixture: Fixture, work: Path) -> Outcome:
+def native_run(fixture: Fixture, work: Path) -> Path:
+    """A copy of the fixture after `sqlmesh plan` + `sqlmesh run` twice (its outcome not read yet)."""
     copy = prepare_copy(fixture, work / "native")
     results = run_native(fixture, copy, work / "logs")
     failed = failed_step(results, NATIVE_STEPS)
     assert failed is None, f"[{fixture.name}] native sqlmesh failed (a fixture problem):\n{failed.describe()}"
-    outcome = collect_outcome(fixture, copy)
+    return copy
+
+
+def checked_native(fixture: Fixture, outcome: Outcome) -> Outcome:
     problems = vacuity_problems(outcome)
     assert not problems, f"[{fixture.name}] the comparison would prove nothing: {problems}"
     return outcome
+
+
+def native_outcome_of(fixture: Fixture, copy: Path) -> Outcome:
+    return checked_native(fixture, collect_outcome(fixture, copy))
+
+
+def native_outcome(fixture: Fixture, work: Path) -> Outcome:
+    return native_outcome_of(fixture, native_run(fixture, work))
 
 
 class NativeOutcomes:
@@ -54,14 +67,32 @@ class NativeOutcomes:
     def __init__(self) -> None:
         self._by_fixture: dict[str, tuple[str, Outcome]] = {}
 
-    def of_day(self, fixture: Fixture, work: Path, day: str) -> Outcome:
-        """The fixture's native outcome computed on ``day`` (computed now unless there is one)."""
+    def cached(self, fixture: Fixture, day: str) -> Outcome | None:
         cached = self._by_fixture.get(fixture.name)
-        if cached is not None and cached[0] == day:
-            return cached[1]
-        outcome = native_outcome(fixture, work)
+        return cached[1] if cached is not None and cached[0] == day else None
+
+    def keep(self, fixture: Fixture, day: str, outcome: Outcome) -> Outcome:
         self._by_fixture[fixture.name] = (day, outcome)
         return outcome
+
+    def of_day(self, fixture: Fixture, work: Path, day: str) -> Outcome:
+        """The fixture's native outcome computed on ``day`` (computed now unless there is one)."""
+        return self.cached(fixture, day) or self.keep(fixture, day, native_outcome(fixture, work))
+
+    def of_day_beside_dagster(
+        self, fixture: Fixture, work: Path, day: str
+    ) -> tuple[Outcome, tuple[str | None, Outcome | None, list[str]]]:
+        """The fixture's native outcome of ``day`` and Dagster's run (`dagster_outcome`) on copies of
+        their own; when the native run is made now, both states are read by one process."""
+        native = self.cached(fixture, day)
+        if native is not None:
+            return native, dagster_outcome(fixture, work)
+        native_copy = native_run(fixture, work)
+        failure, dagster_copy, stray = dagster_run(fixture, work)
+        if dagster_copy is None:
+            return self.keep(fixture, day, native_outcome_of(fixture, native_copy)), (failure, None, stray)
+        native, dagster = collect_outcomes(fixture, native_copy, dagster_copy)
+        return self.keep(fixture, day, checked_native(fixture, native)), (None, dagster, stray)
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +100,22 @@ def natives() -> NativeOutcomes:
     return NativeOutcomes()
 
 
-def dagster_outcome(fixture: Fixture, work: Path) -> tuple[str | None, Outcome | None, list[str]]:
-    """(failure, outcome, stray warehouse files written where Dagster was started)."""
+def dagster_run(fixture: Fixture, work: Path) -> tuple[str | None, Path | None, list[str]]:
+    """(failure, the copy Dagster ran on unless it failed, stray warehouse files written where
+    Dagster was started)."""
     copy = prepare_copy(fixture, work / "dagster")
     results = run_dagster(fixture, copy, work / "dagster-run")
     stray = [str(p) for p in duckdb_files(elsewhere_dir(work / "dagster-run"))]
     failed = failed_step(results, 2 * len(fixture.jobs))
     if failed is not None:
         return f"dagster job failed:\n{failed.describe()}", None, stray
-    return None, collect_outcome(fixture, copy), stray
+    return None, copy, stray
+
+
+def dagster_outcome(fixture: Fixture, work: Path) -> tuple[str | None, Outcome | None, list[str]]:
+    """(failure, outcome, stray warehouse files written where Dagster was started)."""
+    failure, copy, stray = dagster_run(fixture, work)
+    return failure, None if copy is None else collect_outcome(fixture, copy), stray
 
 
 @pytest.mark.timeout(3000)
@@ -87,8 +125,7 @@ def test_dagster_run_matches_native_sqlmesh(name: str, tmp_path: Path, natives: 
     for attempt in (1, 2):
         work = tmp_path / f"attempt_{attempt}"
         day = utc_today()
-        native = natives.of_day(fixture, work, day)
-        failure, dagster, stray = dagster_outcome(fixture, work)
+        native, (failure, dagster, stray) = natives.of_day_beside_dagster(fixture, work, day)
         # Runs on either side of UTC midnight legitimately see different due intervals.
         if utc_today() == day:
             break

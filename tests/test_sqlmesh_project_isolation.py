@@ -22,17 +22,17 @@ from fidelity.harness import (
     CommandResult,
     Fixture,
     Outcome,
+    StateTarget,
     clean_env,
     diff_outcomes,
     duckdb_files,
     elsewhere_dir,
     failed_step,
     prepare_copy,
+    read_states,
     run_command,
     run_dagster,
     run_native,
-    state_intervals,
-    state_versions,
     utc_today,
     vacuity_problems,
     warehouse_snapshot,
@@ -79,10 +79,13 @@ class NativeRuns:
             results = run_native(dataclasses.replace(FIXTURE, native_cwd=project), copy, work / "logs" / project)
             failed = failed_step(results, NATIVE_STEPS)
             assert failed is None, f"native sqlmesh of {project} failed (a fixture problem):\n{failed.describe()}"
-            outcome = project_outcome(copy, project)
+        # Both projects' intervals and versions, read by one process.
+        states = read_states(*(StateTarget(copy / project) for project in PROJECTS))
+        for project, state in zip(PROJECTS, states, strict=True):
+            outcome = Outcome(warehouse=warehouse_snapshot(copy / project), state=state.intervals)
             problems = vacuity_problems(outcome)
             assert not problems, f"[{project}] the comparison would prove nothing: {problems}"
-            native[project] = NativeProject(outcome, state_versions(copy / project))
+            native[project] = NativeProject(outcome, state.versions)
         return native
 
 
@@ -91,16 +94,22 @@ def native_runs(tmp_path_factory: pytest.TempPathFactory) -> NativeRuns:
     return NativeRuns(tmp_path_factory.mktemp("native"))
 
 
-def project_outcome(copy: Path, project: str) -> Outcome:
-    """The project's own warehouse files and its prod environment's intervals."""
-    return Outcome(warehouse=warehouse_snapshot(copy / project), state=state_intervals(copy / project))
+def project_outcomes(copy: Path) -> dict[str, Outcome]:
+    """Each project's own warehouse files and its prod environment's intervals (the states read
+    by one process)."""
+    states = read_states(*(StateTarget(copy / project) for project in PROJECTS))
+    return {
+        project: Outcome(warehouse=warehouse_snapshot(copy / project), state=state.intervals)
+        for project, state in zip(PROJECTS, states, strict=True)
+    }
 
 
 def differences(native: dict[str, NativeProject], copy: Path) -> list[str]:
+    outcomes = project_outcomes(copy)
     return [
         f"[{project}] {line}"
         for project in PROJECTS
-        for line in diff_outcomes(native[project].outcome, project_outcome(copy, project))
+        for line in diff_outcomes(native[project].outcome, outcomes[project])
     ]
 
 

@@ -11,13 +11,14 @@ import os
 import signal
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, EventRecordsFilter
 from projects.deployment import plan_without_backfill
-from projects.sqlmesh_repo import run_job, start_job, wide_models, write_repository
+from projects.sqlmesh_repo import JobRun, run_job, start_job, wide_models, write_repository
 from waiting import wait_for
 
 
@@ -39,47 +40,126 @@ def _summary(home: Path) -> dict[str, int]:
     return {k: v.value for k, v in summary.dagster_event.engine_event_data.metadata.items()}
 
 
-@pytest.mark.timeout(600)
-def test_the_one_connection_gateway_completes_with_five_threads_allowed(tmp_path: Path, monkeypatch):
-    repo = write_repository(tmp_path / "repo", wide_models(12))
+WIDE = 12
+RELATIVE_PATH_MODELS = {
+    # A query's `read_csv('data/…')` and a Python model's `open('data/…')`, relative to the project.
+    "people.sql": "MODEL (name demo.people, kind FULL);\nSELECT * FROM read_csv('data/people.csv')\n",
+    "greeting.py": """
+        import typing as t
+
+        import pandas as pd
+        from sqlmesh import ExecutionContext, model
+
+
+        @model("demo.greeting", kind="FULL", columns={"greeting": "text"})
+        def execute(context: ExecutionContext, **kwargs: t.Any) -> pd.DataFrame:
+            with open("data/greeting.txt") as handle:
+                return pd.DataFrame({"greeting": [handle.read().strip()]})
+    """,
+}
+FIRST_RUN_ASSETS = {"demo/source", *(f"demo/m{i:02d}" for i in range(WIDE)), "demo/people", "demo/greeting"}
+
+
+@dataclass(frozen=True)
+class ThreeRuns:
+    """One default-settings project's job run three times from another directory, with what
+    each test reads recorded right after the run it is about."""
+
+    elsewhere: Path
+    first: JobRun  # allowed five threads (MAX_CONCURRENT_MODELS=5)
+    first_counts: dict[str, int]  # each fan-out model's row count after the first run
+    first_greeting: str
+    first_people: int
+    first_materialized: set[str]
+    first_materializations: int
+    second: JobRun  # nothing changed: nothing due
+    second_materializations: int
+    third: JobRun  # a model added to the project without a plan
+    third_materialized: set[str]
+    third_summary: dict[str, int]
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory: pytest.TempPathFactory) -> ThreeRuns:
+    """The three runs the first four tests read: each used to build the same kind of project and
+    run it once or twice of its own."""
+    tmp_path = tmp_path_factory.mktemp("three_runs")
+    repo = write_repository(tmp_path / "repo", {**wide_models(WIDE), **RELATIVE_PATH_MODELS})
+    data = repo / "project" / "data"
+    data.mkdir()
+    (data / "people.csv").write_text("id,name\n1,Ada\n2,Grace\n")
+    (data / "greeting.txt").write_text("hello\n")
     home = tmp_path / "home"
-    result = run_job(repo, home, tmp_path / "elsewhere", MAX_CONCURRENT_MODELS="5")
+    elsewhere = tmp_path / "elsewhere"
+
+    first = run_job(repo, home, elsewhere, MAX_CONCURRENT_MODELS="5")
+    assert first.returncode == 0, first.output[-6000:]
+    with duckdb.connect(str(repo / "project" / "db.duckdb"), read_only=True) as con:
+        counts = {f"m{i:02d}": con.sql(f"select count(*) from demo.m{i:02d}").fetchone()[0] for i in range(WIDE)}
+        people = con.sql("select count(*) from demo.people").fetchone()[0]
+        greeting = con.sql("select greeting from demo.greeting").fetchone()[0]
+    first_materialized = _materialized(home)
+    first_materializations = len(_events(home, DagsterEventType.ASSET_MATERIALIZATION))
+
+    second = run_job(repo, home, elsewhere)
+    second_materializations = len(_events(home, DagsterEventType.ASSET_MATERIALIZATION))
+
+    (repo / "project" / "models" / "late.sql").write_text("MODEL (name demo.late, kind FULL);\nSELECT 1 AS x\n")
+    third = run_job(repo, home, elsewhere)
+    return ThreeRuns(
+        elsewhere=elsewhere,
+        first=first,
+        first_counts=counts,
+        first_greeting=greeting,
+        first_people=people,
+        first_materialized=first_materialized,
+        first_materializations=first_materializations,
+        second=second,
+        second_materializations=second_materializations,
+        third=third,
+        third_materialized=_materialized(home),
+        third_summary=_summary(home),
+    )
+
+
+@pytest.mark.timeout(900)
+def test_the_one_connection_gateway_completes_with_five_threads_allowed(three_runs: ThreeRuns):
+    result = three_runs.first
     assert result.returncode == 0, result.output[-6000:]
     assert "RUN_SUCCESS" in result.output
     assert "allows one concurrent task" in result.output  # the log says why and what to change
     assert "was removed" not in result.output
     # The warehouse is the project's own `db.duckdb`, as `sqlmesh run` in the project writes it.
-    assert not (tmp_path / "elsewhere" / "db.duckdb").exists()
-    with duckdb.connect(str(repo / "project" / "db.duckdb"), read_only=True) as con:
-        for index in range(12):
-            assert con.sql(f"select count(*) from demo.m{index:02d}").fetchone()[0] == 200
-    assert _materialized(home) == {"demo/source", *(f"demo/m{i:02d}" for i in range(12))}
+    assert not (three_runs.elsewhere / "db.duckdb").exists()
+    assert three_runs.first_counts == {f"m{index:02d}": 200 for index in range(WIDE)}
+    assert three_runs.first_materialized == FIRST_RUN_ASSETS
 
 
-@pytest.mark.timeout(600)
-def test_a_second_run_with_nothing_due_records_no_materialization(tmp_path: Path):
-    repo = write_repository(tmp_path / "repo", wide_models(2))
-    home = tmp_path / "home"
-    assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
-    first = len(_events(home, DagsterEventType.ASSET_MATERIALIZATION))
-    second = run_job(repo, home, tmp_path / "elsewhere")
+@pytest.mark.timeout(900)
+def test_relative_paths_in_project_code_resolve_in_the_project_directory(three_runs: ThreeRuns):
+    """A query's `read_csv('data/…')` and a Python model's `open('data/…')` find the project's
+    files, as when `sqlmesh run` runs in the project's directory (the run started elsewhere)."""
+    assert three_runs.first.returncode == 0, three_runs.first.output[-6000:]
+    assert three_runs.first_people == 2
+    assert three_runs.first_greeting == "hello"
+
+
+@pytest.mark.timeout(900)
+def test_a_second_run_with_nothing_due_records_no_materialization(three_runs: ThreeRuns):
+    second = three_runs.second
     assert second.returncode == 0, second.output[-6000:]
-    assert len(_events(home, DagsterEventType.ASSET_MATERIALIZATION)) == first == 3
+    assert three_runs.second_materializations == three_runs.first_materializations == len(FIRST_RUN_ASSETS)
     assert "nothing due" in second.output
 
 
-@pytest.mark.timeout(600)
-def test_a_model_not_in_the_environment_is_no_materialization_and_the_run_is_not_green(tmp_path: Path):
-    repo = write_repository(tmp_path / "repo", wide_models(1))
-    home = tmp_path / "home"
-    assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
-    (repo / "project" / "models" / "late.sql").write_text("MODEL (name demo.late, kind FULL);\nSELECT 1 AS x\n")
-    result = run_job(repo, home, tmp_path / "elsewhere")
+@pytest.mark.timeout(900)
+def test_a_model_not_in_the_environment_is_no_materialization_and_the_run_is_not_green(three_runs: ThreeRuns):
+    result = three_runs.third
     assert result.returncode != 0
     assert "RUN_FAILURE" in result.output
     assert "is not in environment 'prod'" in result.output and "proj_plan" in result.output
-    assert "demo/late" not in _materialized(home)
-    summary = _summary(home)
+    assert "demo/late" not in three_runs.third_materialized
+    summary = three_runs.third_summary
     assert summary["not_run_not_in_environment"] == 1
     assert summary["failed"] == 0
 
@@ -182,34 +262,3 @@ def _wait_for_event(home: Path, process, event_type: str, step_key: str | None =
         alive=lambda: f"the run exited ({process.returncode})" if process.poll() is not None else None,
         explain=lambda: process.stdout.read()[-4000:],
     )
-
-
-@pytest.mark.timeout(600)
-def test_relative_paths_in_project_code_resolve_in_the_project_directory(tmp_path: Path):
-    """A query's `read_csv('data/…')` and a Python model's `open('data/…')` find the project's
-    files, as when `sqlmesh run` runs in the project's directory."""
-    models = {
-        "people.sql": "MODEL (name demo.people, kind FULL);\nSELECT * FROM read_csv('data/people.csv')\n",
-        "greeting.py": """
-            import typing as t
-
-            import pandas as pd
-            from sqlmesh import ExecutionContext, model
-
-
-            @model("demo.greeting", kind="FULL", columns={"greeting": "text"})
-            def execute(context: ExecutionContext, **kwargs: t.Any) -> pd.DataFrame:
-                with open("data/greeting.txt") as handle:
-                    return pd.DataFrame({"greeting": [handle.read().strip()]})
-        """,
-    }
-    repo = write_repository(tmp_path / "repo", models)
-    data = repo / "project" / "data"
-    data.mkdir()
-    (data / "people.csv").write_text("id,name\n1,Ada\n2,Grace\n")
-    (data / "greeting.txt").write_text("hello\n")
-    result = run_job(repo, tmp_path / "home", tmp_path / "elsewhere")
-    assert result.returncode == 0, result.output[-6000:]
-    with duckdb.connect(str(repo / "project" / "db.duckdb"), read_only=True) as con:
-        assert con.sql("select count(*) from demo.people").fetchone()[0] == 2
-        assert con.sql("select greeting from demo.greeting").fetchone()[0] == "hello"

@@ -307,7 +307,45 @@ def state_intervals(
 ) -> dict[str, SnapshotIntervals]:
     """Every snapshot of the environment (models, external models, standalone audits) with its
     merged intervals, read through a SQLMesh Context opened in `cwd` (a separate process)."""
-    dumped = _state_dump(cwd, paths, environment)
+    return _intervals_of(_state_dump(cwd, paths, environment))
+
+
+@dataclass(frozen=True)
+class StateTarget:
+    """Where a `sqlmesh` user would read an environment's state from: the directory and `-p` paths."""
+
+    cwd: Path
+    paths: Sequence[str] = (".",)
+    environment: str = "prod"
+
+
+@dataclass(frozen=True)
+class StateRead:
+    intervals: dict[str, SnapshotIntervals]
+    versions: dict[str, str]  # snapshot name -> version
+
+
+def read_states(*targets: StateTarget) -> list[StateRead]:
+    """`state_intervals` and `state_versions` of several targets, read by one separate process
+    (a Context for each, opened in the target's directory, one after the other): what reading
+    them one process each would give, without starting SQLMesh once per target."""
+    spec = [{"cwd": str(t.cwd), "paths": list(t.paths or (".",)), "environment": t.environment} for t in targets]
+    result = run_command(
+        [str(VENV_BIN / "python"), str(FIDELITY_DIR / "state_dump.py"), "--targets", json.dumps(spec)],
+        REPO_ROOT,
+        clean_env(),
+    )
+    if not result.ok:
+        raise AssertionError(f"reading SQLMesh state failed:\n{result.describe()}")
+    dumps = json.loads(result.output.strip().splitlines()[-1])
+    assert len(dumps) == len(targets), dumps
+    return [
+        StateRead(_intervals_of(dumped), {name: entry["version"] for name, entry in dumped["snapshots"].items()})
+        for dumped in dumps
+    ]
+
+
+def _intervals_of(dumped: dict[str, Any]) -> dict[str, SnapshotIntervals]:
     return {
         name: SnapshotIntervals(
             fingerprint=entry["fingerprint"],
@@ -374,6 +412,15 @@ def collect_outcome(fixture: Fixture, copy: Path) -> Outcome:
         warehouse=warehouse_snapshot(copy),
         state=state_intervals(copy / fixture.native_cwd, fixture.native_paths or (".",)),
     )
+
+
+def collect_outcomes(fixture: Fixture, *copies: Path) -> list[Outcome]:
+    """`collect_outcome` of each copy, their states read by one process."""
+    states = read_states(*(StateTarget(copy / fixture.native_cwd, fixture.native_paths or (".",)) for copy in copies))
+    return [
+        Outcome(warehouse=warehouse_snapshot(copy), state=state.intervals)
+        for copy, state in zip(copies, states, strict=True)
+    ]
 
 
 def vacuity_problems(outcome: Outcome) -> list[str]:
