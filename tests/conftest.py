@@ -32,7 +32,6 @@ LONGEST_FIRST = (
     "test_bench_harness.py",
     "test_freshness.py",
     "test_automation_daemon_e2e.py",
-    "test_readme_cli.py",
     "test_dev_automation.py",
     "test_surface.py",
     "test_fidelity_sqlmesh.py",
