@@ -339,10 +339,7 @@ def read_states(*targets: StateTarget) -> list[StateRead]:
         raise AssertionError(f"reading SQLMesh state failed:\n{result.describe()}")
     dumps = json.loads(result.output.strip().splitlines()[-1])
     assert len(dumps) == len(targets), dumps
-    return [
-        StateRead(_intervals_of(dumped), {name: entry["version"] for name, entry in dumped["snapshots"].items()})
-        for dumped in dumps
-    ]
+    return [StateRead(_intervals_of(dumped), _versions_of(dumped)) for dumped in dumps]
 
 
 def _intervals_of(dumped: dict[str, Any]) -> dict[str, SnapshotIntervals]:
@@ -359,7 +356,11 @@ def _intervals_of(dumped: dict[str, Any]) -> dict[str, SnapshotIntervals]:
 
 def state_versions(cwd: Path, paths: Sequence[str] = (".",), environment: str = "prod") -> dict[str, str]:
     """Each snapshot's version in the environment (what Dagster shows as an asset's code version)."""
-    return {name: entry["version"] for name, entry in _state_dump(cwd, paths, environment)["snapshots"].items()}
+    return _versions_of(_state_dump(cwd, paths, environment))
+
+
+def _versions_of(dumped: dict[str, Any]) -> dict[str, str]:
+    return {name: entry["version"] for name, entry in dumped["snapshots"].items()}
 
 
 def _state_dump(cwd: Path, paths: Sequence[str], environment: str) -> dict[str, Any]:
@@ -408,10 +409,8 @@ class Outcome:
 
 
 def collect_outcome(fixture: Fixture, copy: Path) -> Outcome:
-    return Outcome(
-        warehouse=warehouse_snapshot(copy),
-        state=state_intervals(copy / fixture.native_cwd, fixture.native_paths or (".",)),
-    )
+    (outcome,) = collect_outcomes(fixture, copy)
+    return outcome
 
 
 def collect_outcomes(fixture: Fixture, *copies: Path) -> list[Outcome]:
