@@ -103,6 +103,40 @@ def test_the_manifest_and_translator_of_dbt_assets_come_back_as_built(tmp_path):
     assert resources.read_manifest(manifest_path)["metadata"] == manifest["metadata"]
 
 
+def test_loading_parses_in_process_and_writes_the_manifest_dbt_parse_writes(tmp_path, monkeypatch):
+    """The oracle is dbt's own CLI: `dbt parse` of an identical copy writes the same manifest
+    (every node, macro, edge and its metadata but the clocks), and loading started no dbt process."""
+    from dbt.cli.main import dbtRunner  # the seam's entry point (parsing.py)
+
+    from dagctl_dagster.dbt.manifest import open_dbt_project, prepare_manifest
+
+    ours, native = tmp_path / "ours" / "dbt_project", tmp_path / "native" / "dbt_project"
+    for copy in (ours, native):
+        shutil.copytree(EXAMPLE_DBT_PROJECT, copy, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
+    started: list[object] = []
+    original_popen = subprocess.Popen.__init__
+    monkeypatch.setattr(
+        subprocess.Popen, "__init__", lambda self, *a, **k: (started.append((a, k)), original_popen(self, *a, **k))[1]
+    )
+    written = prepare_manifest("dbt_example", open_dbt_project("dbt_example", ours, target="dev", profiles_dir=None))
+    monkeypatch.undo()
+    assert [call for call in started if "dbt" in str(call)] == [] and callable(dbtRunner)
+    command = [str(own_dbt_executable()), "parse", "--quiet", "--no-send-anonymous-usage-stats", "--target", "dev"]
+    command += ["--profiles-dir", str(native)]  # usage stats off, as dagster-dbt's `dbt parse` ran
+    subprocess.run(command, cwd=native, check=True, capture_output=True)
+
+    def comparable(manifest_path: Path, project_dir: Path) -> dict:
+        manifest = json.loads(manifest_path.read_text().replace(str(project_dir), "<project>"))
+        for clock in ("generated_at", "invocation_id", "invocation_started_at", "run_started_at"):
+            manifest["metadata"].pop(clock)
+        for section in ("nodes", "sources", "macros", "docs"):
+            for entry in manifest[section].values():
+                entry.pop("created_at", None)
+        return manifest
+
+    assert comparable(written, ours) == comparable(native / "target" / "manifest.json", native)
+
+
 def test_dbt_cores_version_and_adapter_internals_are_where_the_seam_reads_them():
     from dbt.adapters.base.impl import BaseAdapter
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager

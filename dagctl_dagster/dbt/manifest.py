@@ -5,15 +5,16 @@ dagster-dbt builds assets from ``target/manifest.json``. Where that file comes f
 - **Development and tests.** When the code location loads, :func:`prepare_manifest`
   fingerprints the project's source files (models, seeds, macros, YAML, ``profiles.yml``)
   together with the dbt version and target. If ``target/manifest.json`` was written for
-  that fingerprint it is reused; otherwise ``dbt parse`` runs once, under a file lock so
-  that processes loading at the same time parse once between them. This is
+  that fingerprint it is reused; otherwise ``dbt parse`` runs once, in this process (dbt
+  is imported already), under a file lock so that processes loading at the same time parse
+  once between them. This is
   dagster-dbt's ``DbtProject.prepare_if_dev()`` made incremental: it also protects run
   workers and ``dagster api grpc`` from a stale manifest, and costs nothing when nothing
   changed.
 - **Production images.** Prepare at build time, as dagster-dbt's
   ``dagster-dbt project prepare-and-package`` does: run ``dagctl-dagster dbt prepare`` in
   the image build, so that ``target/manifest.json`` and its fingerprint ship in the image.
-  At start-up the fingerprint matches and no dbt process runs (set the same ``env_var()``
+  At start-up the fingerprint matches and dbt does not parse (set the same ``env_var()``
   values the runtime uses, since they are part of the fingerprint).
 - ``DAGSTER_DBT_PARSE_PROJECT_ON_LOAD=1`` forces a parse at every load (the switch
   dagster-dbt's project scaffold used), e.g. when models read ``env_var()`` values that
@@ -37,6 +38,7 @@ from pathlib import Path
 from dagster_dbt import DagsterDbtCliRuntimeError, DagsterDbtError, DbtProject
 from filelock import FileLock
 
+from dagctl_dagster.dbt.internals.parsing import parse_in_process
 from dagctl_dagster.dbt.internals.resources import (
     DagctlDbtCliResource,
     dbt_core_version,
@@ -130,22 +132,35 @@ def adapter_type(manifest_path: Path) -> str | None:
 
 
 def _parse(project_name: str, dbt_project: DbtProject) -> None:
-    dbt = dbt_cli_resource(dbt_project)
-    try:
-        # dagster-dbt echoes dbt's output to stdout; its error is reported once, below.
-        with contextlib.redirect_stdout(io.StringIO()):
-            if dbt_project.has_uninstalled_deps:
-                dbt.cli(["deps", "--quiet"], target_path=dbt_project.target_path).wait()
-            dbt.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
-    except DagsterDbtCliRuntimeError as exc:
-        message = _dbt_error_message(exc)
+    if dbt_project.has_uninstalled_deps:
+        _install_deps(project_name, dbt_project)
+    target_path = Path(dbt_project.project_dir, dbt_project.target_path)
+    failure = parse_in_process(
+        Path(dbt_project.project_dir),
+        profiles_dir=Path(dbt_project.profiles_dir),
+        target=dbt_project.target,
+        target_path=target_path,
+    )
+    if failure is not None:
+        message = " ".join(failure.split())
         raise ProjectLoadError(
             project_name, f"dbt parse failed: {message}", _file_named_in(message, dbt_project.project_dir)
-        ) from exc
+        )
     if not dbt_project.manifest_path.is_file():
         raise ProjectLoadError(
             project_name, f"dbt parse wrote no manifest at {dbt_project.manifest_path}", dbt_project.project_dir
         )
+
+
+def _install_deps(project_name: str, dbt_project: DbtProject) -> None:
+    dbt = dbt_cli_resource(dbt_project)
+    try:
+        # dagster-dbt echoes dbt's output to stdout; its error is reported once, below.
+        with contextlib.redirect_stdout(io.StringIO()):
+            dbt.cli(["deps", "--quiet"], target_path=dbt_project.target_path).wait()
+    except DagsterDbtCliRuntimeError as exc:
+        message = _dbt_error_message(exc)
+        raise ProjectLoadError(project_name, f"dbt deps failed: {message}", dbt_project.project_dir) from exc
 
 
 def project_fingerprint(dbt_project: DbtProject) -> str:
