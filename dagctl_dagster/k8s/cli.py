@@ -15,7 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dagctl_dagster.k8s.manifest import PLACEHOLDER_RUN_ID, LauncherSettings
+from dagctl_dagster.extras import K8S_USERS, is_installed, missing_extra
+
+# The k8s modules (dagster-k8s, the Kubernetes client) load only when `k8s render` runs, so
+# every other command starts without them; without the extra, the command says what is missing.
+if not (is_installed("dagster_k8s") and is_installed("kubernetes")):
+    raise missing_extra("k8s", K8S_USERS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "render", help="print the Job manifest the run launcher would create for a project, as YAML"
     )
     render.add_argument("--project", required=True, help="project name from the config")
-    render.add_argument("--run-id", default=PLACEHOLDER_RUN_ID, help="run id to render the Job for")
+    render.add_argument("--run-id", default=None, help="run id to render the Job for (default: a placeholder)")
     render.add_argument("--config", default=None, help="config file (default: $DAGCTL_CONFIG or .dagctl/config.yaml)")
     render.add_argument(
         "--image", default=None, help="run image (default: the project's k8s.image, else a placeholder)"
@@ -33,14 +38,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument(
         "--namespace",
         default=None,
-        help=f"launcher namespace when the project sets none (default: {LauncherSettings.namespace})",
+        help="launcher namespace when the project sets none (default: the Dagster Helm chart's launcher namespace)",
     )
     render.set_defaults(handler=_render)
 
 
 def _render(args: argparse.Namespace) -> int:
     from dagctl_dagster.config import ConfigError, default_config_path, load_config
-    from dagctl_dagster.k8s.manifest import LiteralSecretError, manifest_yaml, render_run_job
+    from dagctl_dagster.k8s.manifest import (
+        PLACEHOLDER_RUN_ID,
+        LauncherSettings,
+        LiteralSecretError,
+        manifest_yaml,
+        render_run_job,
+    )
 
     config_path = args.config or default_config_path()
     try:
@@ -56,7 +67,7 @@ def _render(args: argparse.Namespace) -> int:
     try:
         manifest = render_run_job(
             project,
-            run_id=args.run_id,
+            run_id=args.run_id or PLACEHOLDER_RUN_ID,
             image=args.image,
             settings=settings,
             defaults=loaded.config.k8s_defaults,
