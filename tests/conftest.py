@@ -25,22 +25,39 @@ def pytest_configure(config) -> None:
     make_installs_root()
 
 
-# Modules whose tests run longest (real daemons, webservers, install matrices), started first
-# so that parallel workers do not end on one of them while the others sit idle. Each module
-# stays in one piece, so its module-scoped fixtures are made once per worker.
+# Modules by the seconds their tests took in a whole run (scripts/test.sh, longest first).
+# Each module runs whole on one worker (`--dist loadfile`), so its module-scoped fixtures are
+# made once; workers take the next module as they finish one, so starting with the longest
+# leaves short ones to even out the end. Modules not named follow in collection order.
 LONGEST_FIRST = (
-    "test_bench_harness.py",
-    "test_freshness.py",
-    "test_automation_daemon_e2e.py",
-    "test_dev_automation.py",
-    "test_surface.py",
-    "test_fidelity_sqlmesh.py",
-    "test_wheel_install.py",
-    "test_python_versions.py",
     "test_k8s_e2e.py",
+    "test_bench_harness.py",
+    "test_python_versions.py",
+    "test_fidelity_sqlmesh.py",
+    "test_claims_under_faults.py",
+    "test_freshness.py",
+    "test_sqlmesh_truth.py",
+    "test_wheel_install.py",
     "test_platform_locations.py",
+    "test_platform_runs.py",
+    "test_overlapping_runs.py",
+    "test_dev_automation.py",
+    "test_cost_dbt.py",
+    "test_sqlmesh_project_isolation.py",
+    "test_claims_cli.py",
+    "test_sqlmesh_run_faults.py",
+    "test_code_location.py",
+    "test_quiet_surface.py",
+    "test_dbt_session.py",
     "test_alerts_run_records.py",
+    "test_alerts_once.py",
+    "test_automation_daemon_e2e.py",
+    "test_config_limits.py",
+    "test_dbt_internals.py",
+    "test_dagster_adapter.py",
     "test_component.py",
+    "test_platform_location.py",
+    "test_dbt_factory.py",
 )
 
 
