@@ -105,8 +105,10 @@ def test_the_manifest_and_translator_of_dbt_assets_come_back_as_built(tmp_path):
 
 def test_loading_parses_in_process_and_writes_the_manifest_dbt_parse_writes(tmp_path, monkeypatch):
     """The oracle is dbt's own CLI: `dbt parse` of an identical copy writes the same manifest
-    (every node, macro, edge and its metadata but the clocks), and loading started no dbt process."""
+    (every node, macro, edge and its metadata but the clocks); loading started no dbt process
+    and left dbt's event loggers as it found them."""
     from dbt.cli.main import dbtRunner  # the seam's entry point (parsing.py)
+    from dbt_common.events.event_manager_client import get_event_manager
 
     from dagctl_dagster.dbt.manifest import open_dbt_project, prepare_manifest
 
@@ -118,8 +120,10 @@ def test_loading_parses_in_process_and_writes_the_manifest_dbt_parse_writes(tmp_
     monkeypatch.setattr(
         subprocess.Popen, "__init__", lambda self, *a, **k: (started.append((a, k)), original_popen(self, *a, **k))[1]
     )
+    loggers_before = list(get_event_manager().loggers)
     written = prepare_manifest("dbt_example", open_dbt_project("dbt_example", ours, target="dev", profiles_dir=None))
     monkeypatch.undo()
+    assert get_event_manager().loggers == loggers_before  # dbt's later events do not go to the parse's log
     assert [call for call in started if "dbt" in str(call)] == [] and callable(dbtRunner)
     command = [str(own_dbt_executable()), "parse", "--quiet", "--no-send-anonymous-usage-stats", "--target", "dev"]
     command += ["--profiles-dir", str(native)]  # usage stats off, as dagster-dbt's `dbt parse` ran

@@ -6,7 +6,9 @@ dbt and its adapter again first. dbt's invocations are not safe to run at the sa
 process, so one parse runs at a time; another process is kept out by the caller's file lock.
 
 dbt's console output is discarded: a failure comes back as its message, which the caller
-reports once, with the project and the file it names.
+reports once, with the project and the file it names. dbt's event loggers are put back as they
+were, so that later dbt events in this process (dagster-dbt's in-process adapter) go neither to
+the discarded console nor to the parse's log file.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 from pathlib import Path
 
 from dbt.cli.main import dbtRunner
+from dbt_common.events.event_manager_client import get_event_manager
 
 _ONE_INVOCATION_AT_A_TIME = threading.Lock()
 
@@ -38,7 +41,12 @@ def parse_in_process(project_dir: Path, *, profiles_dir: Path, target: str | Non
         *(["--target", target] if target else []),
     ]
     with _ONE_INVOCATION_AT_A_TIME, contextlib.redirect_stdout(io.StringIO()):
-        result = dbtRunner().invoke(arguments)
+        events = get_event_manager()
+        loggers, callbacks = list(events.loggers), list(events.callbacks)
+        try:
+            result = dbtRunner().invoke(arguments)
+        finally:
+            events.loggers[:], events.callbacks[:] = loggers, callbacks
     if result.success:
         return None
     return str(result.exception) if result.exception is not None else "dbt parse did not succeed"
