@@ -1,5 +1,9 @@
-"""dbt claims and one run across projects, on PostgreSQL (warehouse, Dagster storage, claims),
-through the real `dagster asset materialize` CLI."""
+"""dbt claims and one run across projects, on PostgreSQL (warehouse, Dagster storage, claims).
+
+Runs that overlap another run or are watched while they build are real `dagster asset
+materialize` processes; a run whose outcome alone is read runs in this process, as that CLI
+runs it (`dg.execute_job` of the location's asset job with its claim-aware executor): a CLI
+process of its own would only add its start and a second load of the definitions."""
 
 from __future__ import annotations
 
@@ -50,6 +54,25 @@ def finish(process: subprocess.Popen, timeout: float = 400) -> str:
     return output
 
 
+def materialize_in_process(repo: Path, keys: list[str]) -> tuple[str, str]:
+    """What `dagster asset materialize -f definitions.py --select <keys>` runs, in this process:
+    the implicit asset job of the file's ``defs``, subset to ``keys``, under the location's
+    claim-aware executor. Returns the run's id and its log messages (what the CLI prints)."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    recon_repo = ReconstructableRepository.for_file(str(repo / "definitions.py"), "defs", working_directory=str(repo))
+    with DagsterInstance.get() as instance:
+        result = dg.execute_job(
+            recon_repo.get_reconstructable_job("__ASSET_JOB"),
+            instance,
+            asset_selection=[dg.AssetKey.from_user_string(k) for k in keys],
+            raise_on_error=False,
+        )
+        output = "\n".join(entry.message for entry in instance.all_logs(result.run_id))
+    assert result.success, output[-6000:]
+    return result.run_id, output
+
+
 def run_events(instance: DagsterInstance, run_id: str) -> list[dg.EventLogEntry]:
     return list(instance.all_logs(run_id))
 
@@ -72,10 +95,11 @@ def test_a_dbt_source_on_a_sqlmesh_model_is_one_asset_and_one_run_builds_it_firs
     assert graph.get(downstream).parent_keys == {dg.AssetKey(["upstream", "orders"])}
     assert dg.AssetKey(["up", "orders"]) not in graph.get_all_asset_keys()  # no second key for it
 
-    output = finish(materialize(platform, ["upstream/orders", "marts/from_sqlmesh"]))
+    run_id, output = materialize_in_process(platform, ["upstream/orders", "marts/from_sqlmesh"])
     assert "Claimed 2 of 2 models" in output  # one batch of claims spanning both projects
     with DagsterInstance.get() as instance:
         [run] = instance.get_runs()
+        assert run.run_id == run_id
         entries = run_events(instance, run.run_id)
     order = [
         e.dagster_event.asset_key.to_user_string()
@@ -152,7 +176,7 @@ def test_a_model_paused_from_dagster_is_left_out_of_dbt_build_with_its_downstrea
 
     pause_job = load_definitions(platform / ".dagctl" / "config.yaml").resolve_job_def(PAUSE_JOB)
     run_pause_job(pause_job, project="marts", model="slow_a", action="pause", reason="INC-9", by="bob")
-    output = finish(materialize(platform, ["marts/slow_a", "marts/b", "marts/c", "marts/d"]))
+    _, output = materialize_in_process(platform, ["marts/slow_a", "marts/b", "marts/c", "marts/d"])
     assert "marts/slow_a (paused by bob since" in output and "INC-9" in output
     assert [model for model, _ in platform_repo.builds(postgres_url)] == ["c"]  # b and d are downstream
 
