@@ -1,7 +1,9 @@
-"""What each dbt node costs the warehouse: the bundled dbt example built on PostgreSQL through
-the real `dagster` CLI, each node's `warehouse_queries` compared with the server's own log, and
-built with counting off. The DuckDB side, read back through the webserver's GraphQL API as the
-UI plots it, is in test_dbt_metadata.py: it shares that module's one build and webserver.
+"""What each dbt node costs the warehouse: the bundled dbt example built on PostgreSQL, each
+node's `warehouse_queries` compared with the server's own log, and built with counting off.
+Statements are sent and counted by dbt's own process, so these builds run in the test's
+process. The DuckDB side, built through the real `dagster` CLI and read back through the
+webserver's GraphQL API as the UI plots it, is in test_dbt_metadata.py: it shares that
+module's one build and webserver.
 
 dbt marks each statement it sends for a node with its query comment (``"node_id": ...``), so
 the warehouse's log says which node sent what: DuckDB's query log (switched on by an
@@ -16,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from cost_helpers import logged_postgres
-from test_code_location import dagster, example_env
 from test_dbt_factory import PROJECT, dbt_only_repo, load_project
 from webserver import graphql_when
 
@@ -100,14 +101,28 @@ def assert_counts_match(shown: dict[str, dict[str, object]], logged: Counter[str
             assert metadata["warehouse_queries"] == logged[unique_id], (name, metadata, logged[unique_id])
 
 
-def test_postgres_node_counts_equal_the_servers_statement_log(tmp_path: Path, dagster_home: Path):
+def build_in_process(repo: Path) -> None:
+    """The dbt project's build on the test's instance (``DAGSTER_HOME``), in this process: what
+    is counted is sent by dbt's own process, whichever process runs the Dagster run."""
+    import dagster as dg
+
+    project_defs = load_project(repo)
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize(
+            project_defs.assets, resources=project_defs.resources, instance=instance, raise_on_error=False
+        )
+        assert result.success, [e.message for e in result.all_events if e.is_step_failure]
+
+
+def test_postgres_node_counts_equal_the_servers_statement_log(tmp_path: Path, dagster_home: Path, monkeypatch):
     repo = dbt_only_repo(tmp_path / "repo")
     config = repo / ".dagctl" / "config.yaml"
     config.write_text(config.read_text().replace("target: dev", "target: prod"))
+    monkeypatch.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
     with logged_postgres() as postgres:
-        env = {**example_env(repo, dagster_home), **postgres.libpq_env()}
-        run = dagster(["asset", "materialize", "-f", "definitions.py", "--select", f"group:{PROJECT}"], repo, env)
-        assert run.returncode == 0, run.stderr[-4000:]
+        for name, value in postgres.libpq_env().items():
+            monkeypatch.setenv(name, value)
+        build_in_process(repo)
         logged = by_node_id([s.text for s in postgres.statements()])
     shown = recorded(dagster_home)  # the UI's view of the same metadata: test_dbt_metadata.py
 
@@ -115,21 +130,12 @@ def test_postgres_node_counts_equal_the_servers_statement_log(tmp_path: Path, da
 
 
 def test_counting_off_leaves_dbt_nodes_without_cost(tmp_path: Path, dagster_home: Path, monkeypatch):
-    """Counting is switched in dbt's own process (from the environment it inherits), so the
-    build runs in-process here: no `dagster` CLI process of its own is needed to show it."""
-    import dagster as dg
-
+    """Counting is switched in dbt's own process (from the environment it inherits)."""
     repo = dbt_only_repo(tmp_path / "repo")
     monkeypatch.setenv(COUNT_QUERIES_ENV, "0")
     monkeypatch.setenv("DBT_EXAMPLE_DB", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
-    project_defs = load_project(repo)
-
-    with dg.DagsterInstance.get() as instance:
-        result = dg.materialize(
-            project_defs.assets, resources=project_defs.resources, instance=instance, raise_on_error=False
-        )
-        assert result.success, [e.message for e in result.all_events if e.is_step_failure]
+    build_in_process(repo)
     shown = recorded(dagster_home)
 
     assert shown and all("warehouse_queries" not in metadata for metadata in shown.values())
