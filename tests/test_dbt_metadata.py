@@ -1,5 +1,6 @@
-"""What the UI shows of a dbt asset, measured: one real `dagster` CLI run of the bundled dbt
-example (DuckDB) and one webserver for the module, read by each test through its GraphQL API.
+"""What the UI shows of a dbt asset, measured: one run of the bundled dbt example (DuckDB), as
+`dagster asset materialize` runs it (in this process: the location's asset job and executor),
+and one real webserver for the module, read by each test through its GraphQL API.
 The warehouse itself is the oracle: its tables for column names, types and row counts, its
 query log for what each node cost (test_cost_dbt.py: the same count on PostgreSQL, and off)."""
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import instance_home
-from test_code_location import dagster, example_env
+from in_process_runs import materialize_in_process
+from test_code_location import example_env
 from test_cost_dbt import assert_counts_match, by_node_id, cost_metadata
 from test_dbt_factory import PROJECT, dbt_only_repo
 from webserver import graphql_when, running_webserver
@@ -75,8 +77,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Served:
     """The example with a view added and DuckDB's query log switched on (dbt's ``on-run-start``
-    hook, written to files), built once by `dagster asset materialize`, then served once: the
-    tests only read."""
+    hook, written to files), built once, then served once: the tests only read."""
     root = tmp_path_factory.mktemp("dbt_metadata")
     repo = dbt_only_repo(root / "repo")
     project_dir = repo / "examples" / "dbt_project"
@@ -89,8 +90,11 @@ def served(tmp_path_factory) -> Served:
     )
     env = example_env(repo, instance_home(root / "dagster_home"))
 
-    run = dagster(["asset", "materialize", "-f", "definitions.py", "--select", f"group:{PROJECT}"], repo, env)
-    assert run.returncode == 0, run.stderr[-4000:]
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("DAGSTER_HOME", "DBT_EXAMPLE_DB", "SQLMESH_EXAMPLE_DB", "DAGCTL_CONFIG"):
+            patch.setenv(name, env[name])
+        patch.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
+        materialize_in_process(repo, group=PROJECT)
     with (log_dir / "duckdb_log_entries.csv").open(newline="") as entries:
         logged = by_node_id([row["message"] for row in csv.DictReader(entries) if row["type"] == "QueryLog"])
     truth = warehouse_truth(env["DBT_EXAMPLE_DB"])

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import venv_command
 from dagster import DagsterEventType, DagsterInstance
+from in_process_runs import materialize_in_process
 from projects import platform_repo
 from projects.deployment import plan_without_backfill
 from waiting import wait_for
@@ -52,25 +53,6 @@ def finish(process: subprocess.Popen, timeout: float = 400) -> str:
     output, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, output[-6000:]
     return output
-
-
-def materialize_in_process(repo: Path, keys: list[str]) -> tuple[str, str]:
-    """What `dagster asset materialize -f definitions.py --select <keys>` runs, in this process:
-    the implicit asset job of the file's ``defs``, subset to ``keys``, under the location's
-    claim-aware executor. Returns the run's id and its log messages (what the CLI prints)."""
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
-
-    recon_repo = ReconstructableRepository.for_file(str(repo / "definitions.py"), "defs", working_directory=str(repo))
-    with DagsterInstance.get() as instance:
-        result = dg.execute_job(
-            recon_repo.get_reconstructable_job("__ASSET_JOB"),
-            instance,
-            asset_selection=[dg.AssetKey.from_user_string(k) for k in keys],
-            raise_on_error=False,
-        )
-        output = "\n".join(entry.message for entry in instance.all_logs(result.run_id))
-    assert result.success, output[-6000:]
-    return result.run_id, output
 
 
 def run_events(instance: DagsterInstance, run_id: str) -> list[dg.EventLogEntry]:
