@@ -1,6 +1,9 @@
-"""What each dbt node costs the warehouse: the bundled dbt example built through the real
-`dagster` CLI, on DuckDB and on PostgreSQL, each node's `warehouse_queries` compared with the
-warehouse's own log, and read back through the webserver's GraphQL API as the UI plots it.
+"""What each dbt node costs the warehouse: the bundled dbt example built on PostgreSQL, each
+node's `warehouse_queries` compared with the server's own log, and built with counting off.
+Statements are sent and counted by dbt's own process, so these builds run in the test's
+process. The DuckDB side, built through the real `dagster` CLI and read back through the
+webserver's GraphQL API as the UI plots it, is in test_dbt_metadata.py: it shares that
+module's one build and webserver.
 
 dbt marks each statement it sends for a node with its query comment (``"node_id": ...``), so
 the warehouse's log says which node sent what: DuckDB's query log (switched on by an
@@ -9,16 +12,14 @@ the warehouse's log says which node sent what: DuckDB's query log (switched on b
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from cost_helpers import logged_postgres
-from test_code_location import dagster, example_env
-from test_dbt_factory import PROJECT, dbt_only_repo
-from webserver import graphql_when, running_webserver
+from test_dbt_factory import PROJECT, dbt_only_repo, load_project
+from webserver import graphql_when
 
 from dagctl_dagster.cost import COUNT_QUERIES_ENV
 
@@ -52,16 +53,16 @@ def by_node_id(messages: list[str]) -> Counter[str]:
     return found
 
 
-def materialized(repo: Path, env: dict[str, str]) -> dict[str, dict[str, object]]:
-    """Each asset's last materialization metadata as the webserver serves it, by model name."""
-    with running_webserver(repo, env) as port:
-        nodes = graphql_when(
-            port,
-            MATERIALIZED,
-            lambda data: data["assetNodes"] and all(n["assetMaterializations"] for n in data["assetNodes"]),
-            "the webserver to serve the dbt materializations",
-            variables={"group": PROJECT},
-        )["assetNodes"]
+def cost_metadata(port: int) -> dict[str, dict[str, object]]:
+    """Each asset's last materialization metadata as the webserver on ``port`` serves it, by
+    model name."""
+    nodes = graphql_when(
+        port,
+        MATERIALIZED,
+        lambda data: data["assetNodes"] and all(n["assetMaterializations"] for n in data["assetNodes"]),
+        "the webserver to serve the dbt materializations",
+        variables={"group": PROJECT},
+    )["assetNodes"]
     found = {}
     for node in nodes:
         entries = node["assetMaterializations"][0]["metadataEntries"]
@@ -73,7 +74,7 @@ def materialized(repo: Path, env: dict[str, str]) -> dict[str, dict[str, object]
 
 def recorded(dagster_home: Path) -> dict[str, dict[str, object]]:
     """Each dbt asset's last materialization metadata in the instance, by model name (what
-    :func:`materialized` reads through the webserver, for tests whose point is the count)."""
+    :func:`cost_metadata` reads through the webserver, for tests whose point is the count)."""
     import dagster as dg
 
     found: dict[str, dict[str, object]] = {}
@@ -100,45 +101,41 @@ def assert_counts_match(shown: dict[str, dict[str, object]], logged: Counter[str
             assert metadata["warehouse_queries"] == logged[unique_id], (name, metadata, logged[unique_id])
 
 
-def test_duckdb_node_counts_equal_duckdbs_query_log_and_reach_the_ui(tmp_path: Path, dagster_home: Path):
-    repo = dbt_only_repo(tmp_path / "repo")
-    log_dir = tmp_path / "duckdb_log"
-    project_file = repo / "examples" / "dbt_project" / "dbt_project.yml"
-    project_file.write_text(
-        project_file.read_text()
-        + f"\non-run-start:\n  - \"CALL enable_logging('QueryLog', storage='file', storage_path='{log_dir}')\"\n"
-    )
-    env = example_env(repo, dagster_home)
+def build_in_process(repo: Path) -> None:
+    """The dbt project's build on the test's instance (``DAGSTER_HOME``), in this process: what
+    is counted is sent by dbt's own process, whichever process runs the Dagster run."""
+    import dagster as dg
 
-    run = dagster(["asset", "materialize", "-f", "definitions.py", "--select", f"group:{PROJECT}"], repo, env)
-    assert run.returncode == 0, run.stderr[-4000:]
-    with (log_dir / "duckdb_log_entries.csv").open(newline="") as entries:
-        logged = by_node_id([row["message"] for row in csv.DictReader(entries) if row["type"] == "QueryLog"])
-    shown = materialized(repo, env)
-
-    assert_counts_match(shown, logged)
+    project_defs = load_project(repo)
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize(
+            project_defs.assets, resources=project_defs.resources, instance=instance, raise_on_error=False
+        )
+        assert result.success, [e.message for e in result.all_events if e.is_step_failure]
 
 
-def test_postgres_node_counts_equal_the_servers_statement_log(tmp_path: Path, dagster_home: Path):
+def test_postgres_node_counts_equal_the_servers_statement_log(tmp_path: Path, dagster_home: Path, monkeypatch):
     repo = dbt_only_repo(tmp_path / "repo")
     config = repo / ".dagctl" / "config.yaml"
     config.write_text(config.read_text().replace("target: dev", "target: prod"))
+    monkeypatch.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
     with logged_postgres() as postgres:
-        env = {**example_env(repo, dagster_home), **postgres.libpq_env()}
-        run = dagster(["asset", "materialize", "-f", "definitions.py", "--select", f"group:{PROJECT}"], repo, env)
-        assert run.returncode == 0, run.stderr[-4000:]
+        for name, value in postgres.libpq_env().items():
+            monkeypatch.setenv(name, value)
+        build_in_process(repo)
         logged = by_node_id([s.text for s in postgres.statements()])
-    shown = recorded(dagster_home)  # the UI's view of the same metadata: the DuckDB test
+    shown = recorded(dagster_home)  # the UI's view of the same metadata: test_dbt_metadata.py
 
     assert_counts_match(shown, logged)
 
 
-def test_counting_off_leaves_dbt_nodes_without_cost(tmp_path: Path, dagster_home: Path):
+def test_counting_off_leaves_dbt_nodes_without_cost(tmp_path: Path, dagster_home: Path, monkeypatch):
+    """Counting is switched in dbt's own process (from the environment it inherits)."""
     repo = dbt_only_repo(tmp_path / "repo")
-    env = {**example_env(repo, dagster_home), COUNT_QUERIES_ENV: "0"}
-
-    run = dagster(["asset", "materialize", "-f", "definitions.py", "--select", f"group:{PROJECT}"], repo, env)
-    assert run.returncode == 0, run.stderr[-4000:]
+    monkeypatch.setenv(COUNT_QUERIES_ENV, "0")
+    monkeypatch.setenv("DBT_EXAMPLE_DB", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
+    build_in_process(repo)
     shown = recorded(dagster_home)
 
     assert shown and all("warehouse_queries" not in metadata for metadata in shown.values())

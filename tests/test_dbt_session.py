@@ -42,8 +42,23 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
     return repo
 
 
+@pytest.fixture(scope="module")
+def unchanged_copy(tmp_path_factory) -> Path:
+    """One copy of the example for the tests that leave its models as they are: the first load
+    parses it, the next reuses that manifest (same files, same ``env_var()`` values)."""
+    return dbt_only_repo(tmp_path_factory.mktemp("dbt_session") / "repo")
+
+
+@pytest.fixture
+def unchanged_repo(unchanged_copy: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("DBT_EXAMPLE_DB", str(unchanged_copy.parent / "warehouse.duckdb"))
+    monkeypatch.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
+    return unchanged_copy
+
+
 @pytest.mark.timeout(300)
-def test_the_dbt_run_job_carries_a_session_the_executor_finds(repo: Path):
+def test_the_dbt_run_job_carries_a_session_the_executor_finds(unchanged_repo: Path):
+    repo = unchanged_repo
     from dagctl_dagster import load_definitions
 
     loaded = load_config(repo / ".dagctl" / "config.yaml")
@@ -54,7 +69,10 @@ def test_the_dbt_run_job_carries_a_session_the_executor_finds(repo: Path):
 
 
 @pytest.mark.timeout(300)
-def test_dbt_threads_are_the_runs_max_concurrent_from_executor_config(repo: Path, dagster_home: Path, monkeypatch):
+def test_dbt_threads_are_the_runs_max_concurrent_from_executor_config(
+    unchanged_repo: Path, dagster_home: Path, monkeypatch
+):
+    repo = unchanged_repo
     monkeypatch.setenv("MAX_CONCURRENT_MODELS", "4")
     monkeypatch.setenv("DAGCTL_TEST_CONFIG", str(repo / ".dagctl" / "config.yaml"))
     monkeypatch.setenv("DAGCTL_TEST_JOB", JOB)

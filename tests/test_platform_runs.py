@@ -1,5 +1,9 @@
-"""dbt claims and one run across projects, on PostgreSQL (warehouse, Dagster storage, claims),
-through the real `dagster asset materialize` CLI."""
+"""dbt claims and one run across projects, on PostgreSQL (warehouse, Dagster storage, claims).
+
+Runs that overlap another run or are watched while they build are real `dagster asset
+materialize` processes; a run whose outcome alone is read runs in this process, as that CLI
+runs it (`dg.execute_job` of the location's asset job with its claim-aware executor): a CLI
+process of its own would only add its start and a second load of the definitions."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import venv_command
 from dagster import DagsterEventType, DagsterInstance
+from in_process_runs import materialize_in_process
 from projects import platform_repo
 from projects.deployment import plan_without_backfill
 from waiting import wait_for
@@ -72,10 +77,11 @@ def test_a_dbt_source_on_a_sqlmesh_model_is_one_asset_and_one_run_builds_it_firs
     assert graph.get(downstream).parent_keys == {dg.AssetKey(["upstream", "orders"])}
     assert dg.AssetKey(["up", "orders"]) not in graph.get_all_asset_keys()  # no second key for it
 
-    output = finish(materialize(platform, ["upstream/orders", "marts/from_sqlmesh"]))
+    run_id, output = materialize_in_process(platform, ["upstream/orders", "marts/from_sqlmesh"])
     assert "Claimed 2 of 2 models" in output  # one batch of claims spanning both projects
     with DagsterInstance.get() as instance:
         [run] = instance.get_runs()
+        assert run.run_id == run_id
         entries = run_events(instance, run.run_id)
     order = [
         e.dagster_event.asset_key.to_user_string()
@@ -152,7 +158,7 @@ def test_a_model_paused_from_dagster_is_left_out_of_dbt_build_with_its_downstrea
 
     pause_job = load_definitions(platform / ".dagctl" / "config.yaml").resolve_job_def(PAUSE_JOB)
     run_pause_job(pause_job, project="marts", model="slow_a", action="pause", reason="INC-9", by="bob")
-    output = finish(materialize(platform, ["marts/slow_a", "marts/b", "marts/c", "marts/d"]))
+    _, output = materialize_in_process(platform, ["marts/slow_a", "marts/b", "marts/c", "marts/d"])
     assert "marts/slow_a (paused by bob since" in output and "INC-9" in output
     assert [model for model, _ in platform_repo.builds(postgres_url)] == ["c"]  # b and d are downstream
 

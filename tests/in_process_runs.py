@@ -1,0 +1,39 @@
+"""The run `dagster asset materialize -f definitions.py --select ...` starts, in the test's own
+process: the implicit asset job of the file's ``defs``, subset to the selection, under the
+location's own executor (claim-aware), through ``dg.execute_job`` as that CLI calls it. For
+tests whose point is the run (its executor, claims, what it records and the UI shows), not a
+CLI process, which would only add its start and a second load of the definitions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+import dagster as dg
+
+
+def materialize_in_process(
+    repo: Path, keys: Sequence[str] = (), *, group: str | None = None, instance: dg.DagsterInstance | None = None
+) -> tuple[str, str]:
+    """Materialize ``keys`` (user strings) and/or every asset of ``group`` on ``instance``
+    (default: ``DAGSTER_HOME``'s); the run must succeed. Returns the run's id and its log
+    messages (what the CLI prints)."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    recon_repo = ReconstructableRepository.for_file(str(repo / "definitions.py"), "defs", working_directory=str(repo))
+    selection = [dg.AssetKey.from_user_string(k) for k in keys]
+    if group is not None:
+        graph = recon_repo.get_definition().asset_graph
+        selection += [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == group]
+    assert selection, "nothing selected"
+    with nullcontext(instance) if instance else dg.DagsterInstance.get() as run_instance:
+        result = dg.execute_job(
+            recon_repo.get_reconstructable_job("__ASSET_JOB"),
+            run_instance,
+            asset_selection=selection,
+            raise_on_error=False,
+        )
+        output = "\n".join(entry.message for entry in run_instance.all_logs(result.run_id))
+    assert result.success, output[-6000:]
+    return result.run_id, output
