@@ -25,12 +25,14 @@ from conftest import venv_command
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from projects import overlap_project
 from tcp_proxy import TcpProxy
-from test_overlapping_runs import (  # noqa: F401  (overlap_repo is a fixture)
+from test_overlapping_runs import (  # noqa: F401  (overlap_repo, planned_overlap, postgres_url are fixtures)
     JOB,
     assert_every_interval_exactly_once,
     finish,
     launch,
     overlap_repo,
+    planned_overlap,
+    postgres_url,
 )
 from waiting import wait_for
 
@@ -149,7 +151,7 @@ def wait_for_claim_event(run_id_known: str, timeout: float = 180) -> str:
             return False
         return any(m.startswith("Claimed ") for m in engine_messages(other))
 
-    wait_for(claimed, "run B to claim its models", timeout=timeout, every=0.2)
+    wait_for(claimed, "run B to claim its models", timeout=timeout, every=0.5)  # each poll opens an instance
     return run_id_of_other(run_id_known)
 
 

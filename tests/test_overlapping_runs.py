@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import signal
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import venv_command
+import sqlalchemy as sa
+from conftest import instance_home, venv_command
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from projects import overlap_project
 from projects.deployment import plan_without_backfill
@@ -26,13 +31,72 @@ JOB = "overlap_run"
 KILLED_RUN_LEASE_SECONDS = 15
 
 
+@dataclass(frozen=True)
+class PlannedOverlap:
+    """The overlap project planned once per module: its repository, and its database (Dagster's
+    storage created, prod planned, the audit table) saved as ``template`` under another name."""
+
+    repo: Path
+    url: str
+    name: str
+    template: str
+
+
+def _admin(postgres_server_url: str) -> sa.Engine:
+    return sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="module")
+def planned_overlap(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlannedOverlap]:
+    """Each test used to create the database, Dagster's tables and the project, and plan prod:
+    the same state every time. SQLMesh's state names the database (its catalog), so each test's
+    copy takes the planned database's name back."""
+    root = tmp_path_factory.mktemp("planned_overlap")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    template = f"{name}_planned"
+    url = sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    admin = _admin(postgres_server_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        repo = overlap_project.create_repository(root / "repo", url)
+        DagsterInstance.from_config(str(instance_home(root / "dagster_home", url))).dispose()
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setenv("OVERLAP_PG_URL", url)
+            plan_without_backfill(repo / "overlap_project")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" RENAME TO "{template}"'))
+        yield PlannedOverlap(repo=repo, url=url, name=name, template=template)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
-def overlap_repo(tmp_path: Path, postgres_url: str, postgres_dagster_home: Path, monkeypatch) -> Path:
-    repo = overlap_project.create_repository(tmp_path / "repo", postgres_url)
+def postgres_url(planned_overlap: PlannedOverlap, postgres_server_url: str) -> Iterator[str]:
+    """A fresh copy of the planned database, under the name the plan used, dropped afterwards."""
+    admin = _admin(postgres_server_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{planned_overlap.name}" TEMPLATE "{planned_overlap.template}"'))
+        yield planned_overlap.url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{planned_overlap.name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def overlap_repo(
+    planned_overlap: PlannedOverlap, tmp_path: Path, postgres_url: str, postgres_dagster_home: Path, monkeypatch
+) -> Path:
+    """A copy of the planned repository on a copy of the planned database."""
+    repo = Path(shutil.copytree(planned_overlap.repo, tmp_path / "repo"))
     monkeypatch.setenv("OVERLAP_PG_URL", postgres_url)
     monkeypatch.delenv("MAX_CONCURRENT_MODELS", raising=False)
     monkeypatch.delenv("DAGCTL_CLAIMS_URL", raising=False)
-    plan_without_backfill(repo / "overlap_project")
     return repo
 
 

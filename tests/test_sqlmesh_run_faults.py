@@ -200,6 +200,8 @@ def test_a_failing_unit_test_stops_the_first_run_and_deploys_nothing(tmp_path: P
 
 BLOCKING_MODEL = """
 MODEL (name demo.slow, kind FULL);
+SET threads = 1;
+COPY (SELECT 1 AS started) TO '{marker}';
 SELECT count(*) AS n FROM range(1000000000000) AS a(x) WHERE x % 7 = 3
 """
 
@@ -209,10 +211,14 @@ SELECT count(*) AS n FROM range(1000000000000) AS a(x) WHERE x % 7 = 3
 @pytest.mark.parametrize("phase", ["first_plan", "model_step"])
 def test_a_run_blocked_in_the_engine_stops_on_a_signal(tmp_path: Path, signum: int, phase: str):
     """The query never ends by itself: the run must cancel it, whether the first plan's
-    backfill or a model step is running it."""
-    repo = write_repository(tmp_path / "repo", {"slow.sql": BLOCKING_MODEL})
+    backfill or a model step is running it. The model's pre-statements keep the query on one
+    DuckDB thread (the cancel is the same, the burnt CPU half) and leave a marker just before it
+    starts, so the signal comes a second into the query instead of after a guessed 3 s."""
+    marker = tmp_path / "query_started.csv"
+    repo = write_repository(tmp_path / "repo", {"slow.sql": BLOCKING_MODEL.format(marker=marker)})
     if phase == "model_step":
         plan_without_backfill(repo / "project")
+        marker.unlink(missing_ok=True)  # creating the table ran the pre-statements
     home = tmp_path / "home"
     process = start_job(repo, home, tmp_path / "elsewhere")
     try:
@@ -220,7 +226,16 @@ def test_a_run_blocked_in_the_engine_stops_on_a_signal(tmp_path: Path, signum: i
             _wait_for_event(home, process, "STEP_START", step_key="proj__demo__slow")
         else:
             _wait_for_event(home, process, "ENGINE_EVENT")  # claims taken: the plan starts next
-        time.sleep(3)  # well inside DuckDB's query by now
+        # The model's pre-statements ran: its query is next, in the same session.
+        wait_for(
+            marker.exists,
+            "the blocking query to start",
+            timeout=180,
+            every=0.1,
+            alive=lambda: f"the run exited ({process.returncode})" if process.poll() is not None else None,
+            explain=lambda: process.stdout.read()[-4000:],
+        )
+        time.sleep(1)  # well inside DuckDB's query by now
         stopped_at = time.monotonic()
         os.killpg(process.pid, signum)
         output, _ = process.communicate(timeout=90)
