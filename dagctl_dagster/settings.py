@@ -13,8 +13,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # only two functions here need Dagster: importing it costs ~0.6 s of CPU
-    # that `dagctl-dagster claims list --url ...` (which reads these settings) never needs
+if TYPE_CHECKING:  # only two functions here need Dagster; `dagctl-dagster claims list --url ...`
+    # reads these settings and starts without it
     import dagster as dg
 
 MAX_CONCURRENT_ENV = "MAX_CONCURRENT_MODELS"
