@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
 from pathlib import Path
 
 import kubernetes_validate
@@ -295,28 +294,6 @@ def test_render_console_script_works_without_a_cluster(full, tmp_path):
     manifest = yaml.safe_load(result.stdout)
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/marts:1.0"
-
-
-def test_only_k8s_render_loads_the_kubernetes_modules(full, tmp_path):
-    """Every other command starts without dagster-k8s and the Kubernetes client (a second of
-    imports); `k8s render` loads them and renders with the placeholder run id."""
-    probe = (
-        "import sys; from dagctl_dagster.cli import main; code = main(sys.argv[1:]); "
-        "print(code, sorted(m for m in ('dagster_k8s', 'kubernetes') if m in sys.modules))"
-    )
-
-    def loaded_by(*command: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60, cwd=tmp_path
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip().splitlines()[-1]
-
-    example_config = Path(__file__).parent.parent / ".dagctl" / "config.yaml"
-    assert loaded_by("validate", "--config-only", "--config", str(example_config)) == "0 []"
-    assert loaded_by("k8s", "render", "--project", "marts", "--config", str(full.path)) == (
-        "0 ['dagster_k8s', 'kubernetes']"
-    )
 
 
 DEFAULTS_CONFIG = """\
