@@ -39,17 +39,16 @@ LONGEST_FIRST = (
     "test_sqlmesh_truth.py",
     "test_wheel_install.py",
     "test_platform_locations.py",
+    "test_code_location.py",
     "test_platform_runs.py",
     "test_overlapping_runs.py",
     "test_dev_automation.py",
-    "test_cost_dbt.py",
     "test_sqlmesh_project_isolation.py",
     "test_claims_cli.py",
     "test_sqlmesh_run_faults.py",
-    "test_code_location.py",
     "test_quiet_surface.py",
     "test_dbt_session.py",
-    "test_alerts_run_records.py",
+    "test_dbt_metadata.py",
     "test_alerts_once.py",
     "test_automation_daemon_e2e.py",
     "test_config_limits.py",
@@ -58,6 +57,7 @@ LONGEST_FIRST = (
     "test_component.py",
     "test_platform_location.py",
     "test_dbt_factory.py",
+    "test_cost_dbt.py",
 )
 
 
