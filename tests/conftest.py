@@ -56,6 +56,7 @@ LONGEST_FIRST = (
     "test_dagster_adapter.py",
     "test_component.py",
     "test_platform_location.py",
+    "test_warehouse_pools.py",
     "test_dbt_factory.py",
     "test_cost_dbt.py",
 )
