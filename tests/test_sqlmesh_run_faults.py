@@ -211,7 +211,7 @@ SELECT count(*) AS n FROM range(1000000000000) AS a(x) WHERE x % 7 = 3
 @pytest.mark.parametrize("phase", ["first_plan", "model_step"])
 def test_a_run_blocked_in_the_engine_stops_on_a_signal(tmp_path: Path, signum: int, phase: str):
     """The query never ends by itself: the run must cancel it, whether the first plan's
-    backfill or a model step is running it. The model's pre-statements keep the query on one
+    backfill or a model step is running it, and says the step or plan stopped. The model's pre-statements keep the query on one
     DuckDB thread (the cancel is the same, the burnt CPU half) and leave a marker just before it
     starts, so the signal comes a second into the query instead of after a guessed 3 s."""
     marker = tmp_path / "query_started.csv"
@@ -246,7 +246,15 @@ def test_a_run_blocked_in_the_engine_stops_on_a_signal(tmp_path: Path, signum: i
     os.environ["DAGSTER_HOME"] = str(home)
     with DagsterInstance.get() as instance:
         [run] = instance.get_runs()
+        terminated = [
+            e.message for e in instance.all_logs(run.run_id) if (e.message or "").startswith("Run terminated")
+        ]
     assert run.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE), output[-4000:]
+    # The query was cancelled, not waited out: the step (or the first plan) stopped in time.
+    running = 1 if phase == "model_step" else 0
+    assert terminated == [
+        f"Run terminated: no new step started; {running} running step(s) were asked to stop and stopped; claims released."
+    ]
     claims = sqlite3.connect(home / "dagctl_claims.sqlite").execute("select count(*) from dagctl_claims").fetchone()
     assert claims == (0,)
 

@@ -268,17 +268,24 @@ class _RunExecution:
             if not launched and not machine.busy and not plan.is_complete:
                 plan.sleep_til_ready()
 
-    def _interrupt(self) -> Iterator[adapter.DagsterEvent]:
-        """The run is terminated: no new step, running ones asked to stop, claims released."""
+    def _interrupt(self, preparation_stopped: bool = True) -> Iterator[adapter.DagsterEvent]:
+        """The run is terminated: no new step, running ones asked to stop, claims released.
+
+        ``preparation_stopped``: False when the projects' preparation (SQLMesh's first plan, say)
+        was asked to stop and was still running when the wait ran out; the message says so.
+        """
         self.frameworks.interrupt()
         running = self.machine.running
         workers = self.machine.workers
         stopped = workers.wait(STOP_WAIT_SECONDS)
         yield from self.claims.release_all()
+        steps = f"{running} running step(s) were asked to stop " + (
+            "and stopped" if stopped else f"and {len(workers.running)} did not stop within {STOP_WAIT_SECONDS:.0f}s"
+        )
+        preparation = (
+            "" if preparation_stopped else f"; the projects' preparation did not stop within {STOP_WAIT_SECONDS:.0f}s"
+        )
         yield adapter.engine_event(
-            self.plan.job_context,
-            f"Run terminated: no new step started; {running} running step(s) were asked to stop "
-            + ("and stopped" if stopped else f"and {len(workers.running)} did not stop within {STOP_WAIT_SECONDS:.0f}s")
-            + "; claims released.",
+            self.plan.job_context, f"Run terminated: no new step started; {steps}{preparation}; claims released."
         )
         raise adapter.DagsterExecutionInterruptedError()

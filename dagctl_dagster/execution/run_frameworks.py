@@ -92,7 +92,7 @@ class RunFrameworks:
 
     def prepare(
         self,
-        interrupt: Callable[[], Iterator[adapter.DagsterEvent]],
+        interrupt: Callable[[bool], Iterator[adapter.DagsterEvent]],
         models_of: Callable[[str], list[str]],
         paused_of: Callable[[frozenset[str]], Mapping[str, str]],
     ) -> Iterator[adapter.DagsterEvent]:
@@ -141,7 +141,7 @@ class RunFrameworks:
             )
 
     def _prepare_one(
-        self, framework: RunFramework, setup: RunSetup, interrupt: Callable[[], Iterator[adapter.DagsterEvent]]
+        self, framework: RunFramework, setup: RunSetup, interrupt: Callable[[bool], Iterator[adapter.DagsterEvent]]
     ) -> Generator[adapter.DagsterEvent, None, Preparation]:
         outcome: list[Preparation] = []
         interrupted = threading.Event()
@@ -159,7 +159,7 @@ class RunFrameworks:
                 framework.interrupt()
                 worker.join(STOP_WAIT_SECONDS)
                 self._plan.mark_interrupted()
-                yield from interrupt()
+                yield from interrupt(not worker.is_alive())
         return outcome[0] if outcome else Preparation(error="framework preparation ended without an outcome")
 
     # -- while steps run -----------------------------------------------------------------
