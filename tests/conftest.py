@@ -111,13 +111,14 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def fresh_database(postgres_server_url: str) -> Iterator[str]:
-    """A new, empty database on ``postgres_server_url`` for the block, dropped afterwards
-    (for fixtures wider than one test, which cannot use ``postgres_url``)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+def fresh_database(postgres_server_url: str, *, name: str | None = None, template: str | None = None) -> Iterator[str]:
+    """A new database on ``postgres_server_url`` for the block, dropped afterwards (for fixtures
+    wider than one test, which cannot use ``postgres_url``): empty, or a copy of ``template``;
+    named ``name``, else a fresh name."""
+    name = name or f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     url = sa.engine.make_url(postgres_server_url).set(database=name)
     try:
         yield url.render_as_string(hide_password=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import instance_home, venv_command
+from conftest import fresh_database, instance_home, venv_command
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from projects import overlap_project
 from projects.deployment import plan_without_backfill
@@ -42,10 +42,6 @@ class PlannedOverlap:
     template: str
 
 
-def _admin(postgres_server_url: str) -> sa.Engine:
-    return sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-
-
 @pytest.fixture(scope="module")
 def planned_overlap(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlannedOverlap]:
     """Each test used to create the database, Dagster's tables and the project, and plan prod:
@@ -55,7 +51,7 @@ def planned_overlap(postgres_server_url: str, tmp_path_factory: pytest.TempPathF
     name = f"t_{uuid.uuid4().hex[:12]}"
     template = f"{name}_planned"
     url = sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    admin = _admin(postgres_server_url)
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -77,15 +73,8 @@ def planned_overlap(postgres_server_url: str, tmp_path_factory: pytest.TempPathF
 @pytest.fixture
 def postgres_url(planned_overlap: PlannedOverlap, postgres_server_url: str) -> Iterator[str]:
     """A fresh copy of the planned database, under the name the plan used, dropped afterwards."""
-    admin = _admin(postgres_server_url)
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{planned_overlap.name}" TEMPLATE "{planned_overlap.template}"'))
-        yield planned_overlap.url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{planned_overlap.name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(postgres_server_url, name=planned_overlap.name, template=planned_overlap.template) as url:
+        yield url
 
 
 @pytest.fixture
