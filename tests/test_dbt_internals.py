@@ -18,6 +18,7 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 import textwrap
 import time
 from functools import cached_property
@@ -139,6 +140,16 @@ def test_loading_parses_in_process_and_writes_the_manifest_dbt_parse_writes(tmp_
         return manifest
 
     assert comparable(written, ours) == comparable(native / "target" / "manifest.json", native)
+    # A later load finds the manifest current: it neither parses nor imports dbt's CLI.
+    warm_load = (
+        "import sys, pathlib; import dagctl_dagster.dbt.asset_factory; "
+        "from dagctl_dagster.dbt.manifest import open_dbt_project, prepare_manifest; "
+        f"path = prepare_manifest('dbt_example', open_dbt_project('dbt_example', pathlib.Path({str(ours)!r}), "
+        "target='dev', profiles_dir=None)); print(path.stat().st_mtime_ns, 'dbt.cli.main' in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", warm_load], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == [str(written.stat().st_mtime_ns), "False"]
 
 
 def test_dbt_cores_version_and_adapter_internals_are_where_the_seam_reads_them():

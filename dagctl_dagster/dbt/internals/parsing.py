@@ -18,14 +18,17 @@ import io
 import threading
 from pathlib import Path
 
-from dbt.cli.main import dbtRunner
-from dbt_common.events.event_manager_client import get_event_manager
 
 _ONE_INVOCATION_AT_A_TIME = threading.Lock()
 
 
 def parse_in_process(project_dir: Path, *, profiles_dir: Path, target: str | None, target_path: Path) -> str | None:
     """Write ``target_path/manifest.json``; None when dbt succeeded, else dbt's error message."""
+    # Imported here: dagster-dbt does not import dbt's CLI, and a load whose manifest is
+    # current never parses, so only a parse pays for it.
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.event_manager_client import get_event_manager
+
     arguments = [
         "parse",
         "--quiet",
