@@ -18,7 +18,6 @@ import io
 import threading
 from pathlib import Path
 
-
 _ONE_INVOCATION_AT_A_TIME = threading.Lock()
 
 
