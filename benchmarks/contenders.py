@@ -296,18 +296,45 @@ def run_native_sqlmesh(
     ``run_seconds`` is ``Context.run`` (native's in-run time, beside the Dagster contenders' run
     start → end) and ``evaluation_seconds`` the span of its model evaluations.
     """
+    return _native_in_run(repo, timeout_s=timeout_s, env={**os.environ, **extra_env} if extra_env else None)
+
+
+def _native_in_run(repo: GeneratedRepository, *, timeout_s: float, env: Mapping[str, str] | None) -> ProcessResult:
     result = run_timed(
         [sys.executable, str(NATIVE_IN_RUN), venv_command("sqlmesh"), "-p", str(repo.project_dir), "run"],
         label=f"native sqlmesh run (N={repo.models})",
         cwd=repo.root,
         timeout_s=timeout_s,
-        env={**os.environ, **extra_env} if extra_env else None,
+        env=env,
     )
     return dataclasses.replace(
         result,
         run_seconds=native_in_run.in_run_seconds(result.output),
         evaluation_seconds=native_in_run.evaluation_seconds(result.output),
     )
+
+
+def run_native_sqlmesh_with_step_events(
+    repo: GeneratedRepository,
+    storage: DagsterStorage,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    extra_env: Mapping[str, str] | None = None,
+) -> ProcessResult:
+    """:func:`run_native_sqlmesh` with each model evaluation followed by one Dagster step's
+    events, stored in a new instance on ``storage`` (``benchmarks.native_in_run``). Its
+    evaluation span is the least an integration with one Dagster step per model spends in its
+    run; checks that a step was recorded for every model."""
+    with storage.home() as home:
+        _create_instance_storage(home)
+        env = {**os.environ, **(extra_env or {}), native_in_run.STEP_EVENTS_HOME_ENV: str(home)}
+        result = _native_in_run(repo, timeout_s=timeout_s, env=env)
+    recorded = native_in_run.steps_recorded(result.output)
+    if recorded is None or recorded < repo.models:
+        raise ContenderFailed(
+            f"native sqlmesh run with Dagster's step events: {recorded} step(s) recorded for {repo.models} models"
+        )
+    return result
 
 
 def run_native_dbt(project_dir: Path, *, threads: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> ProcessResult:

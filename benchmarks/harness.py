@@ -357,6 +357,14 @@ FLOOR_CLAIM_RATIO = "claim-aware `bench_run` / stock Dagster, no-op assets"
 ENGINE_FLOOR = "stock Dagster's time outside the run + native's model evaluations (paired)"
 ENGINE_FLOOR_RATIO = "floor with SQLMesh (stock Dagster outside the run + native's evaluations) / native `sqlmesh run`"
 CLAIM_ENGINE_FLOOR_RATIO = "claim-aware `bench_run` / floor with SQLMesh"
+STEPS_FLOOR = (
+    "stock Dagster's time outside the run + native's model evaluations each followed by its step's events (paired)"
+)
+STEPS_FLOOR_RATIO = (
+    "floor with SQLMesh and Dagster's step events (stock Dagster outside the run + native's evaluations, "
+    "each followed by one step's four events) / native `sqlmesh run`"
+)
+CLAIM_STEPS_FLOOR_RATIO = "claim-aware `bench_run` / floor with SQLMesh and Dagster's step events"
 STEP_OVER_NATIVE = "in-run time per model, claim-aware over native's model evaluations"
 STEP_OVER_FLOOR = "in-run time per step, claim-aware over stock Dagster's floor"
 OUTSIDE_OVER_FLOOR = "run worker's time outside the run, claim-aware over stock Dagster's floor"
@@ -464,6 +472,7 @@ def _compare_sqlmesh(
     contenders: list[tuple[Series, Callable[[], float]]] = [(native.wall, native_once)]
     ours: dict[str, _Measured] = {}
     floors: dict[str, _Measured] = {}
+    with_events: dict[str, _Measured] = {}
     for storage in storages:
         suffix = _storage_suffix(storage, storages)
         claim = ours[storage.name] = _Measured.of(f"claim-aware `bench_run`{suffix}", repo.models)
@@ -471,6 +480,10 @@ def _compare_sqlmesh(
         if with_floor:
             floor = floors[storage.name] = _Measured.of(f"stock Dagster `floor_run`{suffix}", repo.models)
             contenders.append((floor.wall, _floor_once(repo, floor, storage, options)))
+            events = with_events[storage.name] = _Measured.of(
+                f"native `sqlmesh run` + Dagster's step events{suffix}", repo.models
+            )
+            contenders.append((events.wall, _with_events_once(repo, events, storage, options, verify, extra_env)))
     _alternate(contenders, reset, options.repeats, say)
     if native.in_run.samples:
         results.notes.append(
@@ -483,7 +496,10 @@ def _compare_sqlmesh(
         where = f"{shape.describe()}{', ' + storage.label if suffix else ''}"
         floor = floors.get(storage.name)
         both = _engine_floor(native, floor) if floor else None
-        reachable = ratio(both, native.wall) if both else None
+        events = with_events.get(storage.name)
+        steps = _engine_floor(events, floor, label=STEPS_FLOOR) if floor and events else None
+        lowest = steps or both
+        reachable = ratio(lowest, native.wall) if lowest else None
         results.rows.append(ratio_row(f"{measure} — {where}", claim.wall, native.wall, target, reachable))
         if claim.in_run.samples:
             results.notes.append(
@@ -491,10 +507,10 @@ def _compare_sqlmesh(
                 "start, imports and loading the definitions."
             )
         if floor:
-            _floor_rows(repo, where, native, claim, floor, both, results)
+            _floor_rows(repo, where, native, claim, floor, both, results, events=events, steps=steps)
+    measured = [native, *ours.values(), *floors.values(), *with_events.values()]
     results.notes.append(
-        f"{CPU_NOTE}, {shape.describe()}: "
-        + "; ".join(m.cpu.describe() for m in [native, *ours.values(), *floors.values()] if m.cpu.samples)
+        f"{CPU_NOTE}, {shape.describe()}: " + "; ".join(m.cpu.describe() for m in measured if m.cpu.samples)
     )
 
 
@@ -532,15 +548,27 @@ def _floor_once(repo, floor: _Measured, storage: c.DagsterStorage, options: Benc
     return once
 
 
-def _engine_floor(native: _Measured, floor: _Measured) -> Series | None:
+def _with_events_once(repo, events: _Measured, storage: c.DagsterStorage, options: BenchOptions, verify, extra_env):
+    def once() -> float:
+        result = c.run_native_sqlmesh_with_step_events(repo, storage, timeout_s=options.timeout_s, extra_env=extra_env)
+        verify(events.wall.label)
+        return events.record(result)
+
+    return once
+
+
+def _engine_floor(native: _Measured, floor: _Measured, *, label: str = ENGINE_FLOOR) -> Series | None:
     """Stock Dagster's time outside the run plus the span of native's model evaluations, paired
     by repetition: what any integration that evaluates SQLMesh's models inside a Dagster run
-    pays at least, even one that does all of SQLMesh's scheduling while Dagster starts."""
+    pays at least, even one that does all of SQLMesh's scheduling while Dagster starts.
+
+    With ``native`` the run that also stores each model's step events (:data:`STEPS_FLOOR`),
+    it is what an integration with one Dagster step per model pays at least."""
     outside = floor.outside()
     if not outside or len(outside) != len(native.evaluation.samples):
         return None
     return Series(
-        ENGINE_FLOOR,
+        label,
         native.wall.models,
         "s",
         [a + b for a, b in zip(outside, native.evaluation.samples, strict=True)],
@@ -556,7 +584,16 @@ def _paired_per_step(label: str, ours: Series, other: Series, models: int) -> Se
 
 
 def _floor_rows(
-    repo, where: str, native: _Measured, claim: _Measured, floor: _Measured, both: Series | None, results
+    repo,
+    where: str,
+    native: _Measured,
+    claim: _Measured,
+    floor: _Measured,
+    both: Series | None,
+    results,
+    *,
+    events: _Measured | None = None,
+    steps: Series | None = None,
 ) -> None:
     """Stock Dagster's floor beside native and the claim-aware run: the ratios, and the
     claim-aware run's in-run time per step and time outside the run over the floor's, paired
@@ -566,9 +603,13 @@ def _floor_rows(
 
     ``both`` (:func:`_engine_floor`) says whether a target is within reach at all: its ratio
     to the stock floor, and native's evaluations per model over the floor's in-run per step, are the
-    lowest values any integration running SQLMesh's evaluation in Dagster steps can show."""
+    lowest values any integration running SQLMesh's evaluation in Dagster steps can show.
+    ``steps`` (the same with each evaluation followed by its step's events, run ``events``)
+    is higher and still a floor for one Dagster step per model: when measured, it is the one
+    that says."""
     models = repo.models
     one_at_a_time = repo.shape.tasks == 1
+    lowest = steps or both
     results.rows.append(ratio_row(f"{FLOOR_RATIO} — {where}", floor.wall, native.wall, None))
     results.rows.append(
         ratio_row(
@@ -576,14 +617,26 @@ def _floor_rows(
             claim.wall,
             floor.wall,
             TARGET_FLOOR_RATIO if one_at_a_time else None,
-            ratio(both, floor.wall) if both else None,
+            ratio(lowest, floor.wall) if lowest else None,
         )
     )
     if both:
         results.rows.append(ratio_row(f"{ENGINE_FLOOR_RATIO} — {where}", both, native.wall, None))
         results.rows.append(ratio_row(f"{CLAIM_ENGINE_FLOOR_RATIO} — {where}", claim.wall, both, None))
-    engine_per_step = _paired_per_step(
-        "native evaluations − floor in-run, ms per model (paired)", native.evaluation, floor.in_run, models
+    if steps:
+        results.rows.append(ratio_row(f"{STEPS_FLOOR_RATIO} — {where}", steps, native.wall, None))
+        results.rows.append(ratio_row(f"{CLAIM_STEPS_FLOOR_RATIO} — {where}", claim.wall, steps, None))
+    engine_per_step = (
+        _paired_per_step(
+            "native evaluations with step events − floor in-run, ms per model (paired)",
+            events.evaluation,
+            floor.in_run,
+            models,
+        )
+        if events and steps
+        else _paired_per_step(
+            "native evaluations − floor in-run, ms per model (paired)", native.evaluation, floor.in_run, models
+        )
     )
     over_native = _paired_per_step(
         "claim-aware in-run − native evaluations, ms per model (paired)", claim.in_run, native.evaluation, models

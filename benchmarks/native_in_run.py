@@ -8,11 +8,20 @@ its run; the evaluation span is the part no integration of SQLMesh's evaluation 
 clocks are added: no other code of the CLI changes.
 
     python benchmarks/native_in_run.py .venv/bin/sqlmesh -p project run
+
+With ``DAGCTL_BENCH_STEP_EVENTS_HOME`` set to a ``DAGSTER_HOME``, each model evaluation is also
+followed, in its own thread, by what a Dagster step of that model stores at least: its
+STEP_START, STEP_OUTPUT, ASSET_MATERIALIZATION and STEP_SUCCESS (a real stock-Dagster step's
+events, with a model step's metadata, under the model's own step and asset key), written to
+that instance's event log the way the claim-aware run writes them (connections held open).
+The evaluation span then holds SQLMesh's evaluations plus the least event-log work of one
+Dagster step per model: the floor of any integration whose steps are models.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import threading
 import time
@@ -21,6 +30,8 @@ from typing import Any
 
 RUN_MARKER = "bench: native Context.run seconds="
 EVALUATION_MARKER = "bench: native evaluation span seconds="
+STEP_EVENTS_MARKER = "bench: Dagster steps recorded="
+STEP_EVENTS_HOME_ENV = "DAGCTL_BENCH_STEP_EVENTS_HOME"
 
 
 def in_run_seconds(output: str) -> float | None:
@@ -31,6 +42,12 @@ def in_run_seconds(output: str) -> float | None:
 def evaluation_seconds(output: str) -> float | None:
     """The span of the model evaluations this wrapper printed into ``output``, if any ran."""
     return _last_value(output, EVALUATION_MARKER)
+
+
+def steps_recorded(output: str) -> int | None:
+    """How many models' step events this wrapper stored, when asked to (``STEP_EVENTS_HOME_ENV``)."""
+    value = _last_value(output, STEP_EVENTS_MARKER)
+    return None if value is None else int(value)
 
 
 def _last_value(output: str, marker: str) -> float | None:
@@ -65,6 +82,63 @@ class _Span:
         return None if self.first is None or self.last is None else self.last - self.first
 
 
+class _StepEvents:
+    """Stores one Dagster step's events after each model evaluation, in the evaluating thread."""
+
+    def __init__(self, home: str) -> None:
+        import contextlib
+        import uuid
+
+        import dagster as dg
+
+        from benchmarks.event_batch_probe import _step_events
+        from dagctl_dagster.execution.dagster_adapter import storage_connections_held_open
+
+        (self._template,) = _step_events(1)
+        self._instance = dg.DagsterInstance.from_config(home)
+        self._run_id = str(uuid.uuid4())
+        self._instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id=self._run_id))
+        self._held_open = contextlib.ExitStack()
+        self._held_open.enter_context(storage_connections_held_open(self._instance, max_connections=8))
+        self.recorded = 0
+        self._lock = threading.Lock()
+
+    def after(self, evaluate: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(evaluate)
+        def evaluated_then_recorded(scheduler: Any, snapshot: Any, *args: Any, **kwargs: Any) -> Any:
+            result = evaluate(scheduler, snapshot, *args, **kwargs)
+            self._record(snapshot.name)
+            return result
+
+        return evaluated_then_recorded
+
+    def _record(self, model_name: str) -> None:
+        import dagster as dg
+
+        parts = [part.strip('"') for part in model_name.split(".")][-2:]
+        step_key = "__".join(parts)
+        storage = self._instance.event_log_storage
+        for entry in self._template:
+            event = entry.dagster_event._replace(step_key=step_key)
+            data = event.event_specific_data
+            if event.event_type_value == "ASSET_MATERIALIZATION":
+                materialization = data.materialization._replace(asset_key=dg.AssetKey(parts))
+                event = event._replace(event_specific_data=data._replace(materialization=materialization))
+            elif event.event_type_value == "STEP_OUTPUT":
+                handle = data.step_output_handle._replace(step_key=step_key)
+                event = event._replace(event_specific_data=data._replace(step_output_handle=handle))
+            storage.store_event(
+                entry._replace(run_id=self._run_id, step_key=step_key, timestamp=time.time(), dagster_event=event)
+            )
+        with self._lock:
+            self.recorded += 1
+
+    def close(self) -> None:
+        self._held_open.close()
+        self._instance.dispose()
+        print(f"{STEP_EVENTS_MARKER}{self.recorded}", file=sys.stderr, flush=True)
+
+
 def _timed(run: Callable[..., Any], evaluations: _Span) -> Callable[..., Any]:
     @functools.wraps(run)
     def timed(*args: Any, **kwargs: Any) -> Any:
@@ -85,11 +159,18 @@ def main() -> int:
     from sqlmesh.core.scheduler import Scheduler
 
     evaluations = _Span()
-    Scheduler.evaluate = evaluations.around(Scheduler.evaluate)  # type: ignore[method-assign]
+    home = os.environ.get(STEP_EVENTS_HOME_ENV)
+    steps = _StepEvents(home) if home else None
+    evaluate = steps.after(Scheduler.evaluate) if steps else Scheduler.evaluate
+    Scheduler.evaluate = evaluations.around(evaluate)  # type: ignore[method-assign]
     GenericContext.run = _timed(GenericContext.run, evaluations)  # type: ignore[method-assign]
     program, *arguments = sys.argv[1:]
     sys.argv = [program, *arguments]
-    return cli()
+    try:
+        return cli()
+    finally:
+        if steps:
+            steps.close()
 
 
 if __name__ == "__main__":

@@ -536,6 +536,7 @@ class RunSection:
     repo: GeneratedRepository
     native: list[c.ProcessResult]
     dagster: dict[str, list[tuple[dict, c.ProcessResult]]]  # job name → (the call's keywords, its result)
+    with_step_events: list[c.ProcessResult]  # native runs that also stored each model's step events
 
 
 @pytest.fixture(scope="module")
@@ -559,7 +560,9 @@ def run_section(tmp_path_factory) -> RunSection:
     repos: list[GeneratedRepository] = []
     native: list[c.ProcessResult] = []
     dagster: dict[str, list[tuple[dict, c.ProcessResult]]] = {}
+    with_step_events: list[c.ProcessResult] = []
     run_native_sqlmesh, run_dagster_job = c.run_native_sqlmesh, c.run_dagster_job
+    run_with_step_events = c.run_native_sqlmesh_with_step_events
 
     def native_and_keep(repo, **kwargs):
         result = run_native_sqlmesh(repo, **kwargs)
@@ -577,13 +580,19 @@ def run_section(tmp_path_factory) -> RunSection:
         dagster.setdefault(kwargs.get("job", JOB_NAME), []).append((kwargs, result))
         return result
 
+    def with_step_events_and_keep(repo, storage, **kwargs):
+        result = run_with_step_events(repo, storage, **kwargs)
+        with_step_events.append(result)
+        return result
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(c, "run_native_sqlmesh", native_and_keep)
         patch.setattr(c, "run_dagster_job", job_and_keep)
+        patch.setattr(c, "run_native_sqlmesh_with_step_events", with_step_events_and_keep)
         results = run_benchmarks(options, progress=lambda _: None)
     (repo,) = set(repos)
     rows = {row.measure.split(" — ")[0]: row for row in results.rows}
-    return RunSection(rows=rows, repo=repo, native=native, dagster=dagster)
+    return RunSection(rows=rows, repo=repo, native=native, dagster=dagster, with_step_events=with_step_events)
 
 
 @pytest.mark.timeout(600)
@@ -592,20 +601,58 @@ def test_the_run_section_measures_the_floor_with_sqlmesh_beside_each_shape(run_s
     floor with SQLMesh: its ratios say which targets any integration could reach at that shape."""
     from benchmarks.harness import (
         CLAIM_ENGINE_FLOOR_RATIO,
+        CLAIM_STEPS_FLOOR_RATIO,
         ENGINE_FLOOR_RATIO,
         FLOOR_CLAIM_RATIO,
         RUN_RATIO,
         STEP_OVER_FLOOR,
         STEP_OVER_NATIVE,
+        STEPS_FLOOR_RATIO,
     )
 
     rows = run_section.rows
     floor_with_sqlmesh = rows[ENGINE_FLOOR_RATIO]
     assert floor_with_sqlmesh.value > 0 and "native's model evaluations" in floor_with_sqlmesh.detail
     assert rows[CLAIM_ENGINE_FLOOR_RATIO].value > 0 and STEP_OVER_NATIVE in rows
-    # The targets' rows carry the floor's value of the same measure.
+    # Beside it, the floor whose evaluations are each followed by one Dagster step's events:
+    # the lowest an integration with one step per model can show, so the targets' rows carry it.
+    floor_with_steps = rows[STEPS_FLOOR_RATIO]
+    assert floor_with_steps.value > 0 and "each followed by its step's events" in floor_with_steps.detail
+    assert rows[CLAIM_STEPS_FLOOR_RATIO].value > 0
     assert rows[FLOOR_CLAIM_RATIO].floor is not None and rows[STEP_OVER_FLOOR].floor is not None
-    assert rows[RUN_RATIO].floor == pytest.approx(floor_with_sqlmesh.value)
+    assert rows[RUN_RATIO].floor == pytest.approx(floor_with_steps.value)
+    (events_run,) = run_section.with_step_events
+    assert events_run.evaluation_seconds is not None and "Run finished for environment 'prod'" in events_run.output
+
+
+@pytest.mark.timeout(600)
+def test_the_floor_with_step_events_stores_one_steps_events_per_model(run_section, tmp_path):
+    """``native_in_run`` with a Dagster home: the unchanged ``sqlmesh run``, and after each
+    model's evaluation its step's four events under that model's step and asset key."""
+    import dagster as dg
+
+    from benchmarks.native_in_run import STEP_EVENTS_HOME_ENV, steps_recorded
+
+    repo = run_section.repo
+    c.DuckDBState(repo).restore()
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    result = c.run_native_sqlmesh(repo, extra_env={STEP_EVENTS_HOME_ENV: str(tmp_path)})
+    c.verify_duckdb_warehouse(repo, label="native with step events")
+    assert steps_recorded(result.output) == repo.models
+
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    try:
+        (run,) = instance.get_runs()
+        stored = [entry.dagster_event for entry in instance.all_logs(run.run_id) if entry.dagster_event]
+        models = [tuple(name.split(".")) for name in repo.model_names()]
+        assert sorted(instance.get_asset_keys()) == sorted(dg.AssetKey(list(model)) for model in models)
+        by_step: dict[str, list[str]] = {}
+        for event in stored:
+            by_step.setdefault(event.step_key, []).append(event.event_type_value)
+        four = ["STEP_START", "STEP_OUTPUT", "ASSET_MATERIALIZATION", "STEP_SUCCESS"]
+        assert by_step == {"__".join(model): four for model in models}
+    finally:
+        instance.dispose()
 
 
 @pytest.mark.timeout(600)
