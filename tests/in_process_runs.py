@@ -6,6 +6,7 @@ CLI process, which would only add its start and a second load of the definitions
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -37,3 +38,20 @@ def materialize_in_process(
         output = "\n".join(entry.message for entry in run_instance.all_logs(result.run_id))
     assert result.success, output[-6000:]
     return result.run_id, output
+
+
+def execute_job_in_process(
+    definitions: Path, job: str, instance: dg.DagsterInstance, *, run_config: dict | None = None
+) -> tuple[bool, str]:
+    """The run `dagster job execute -f definitions.py -j job` starts, in the test's own process:
+    the definitions loaded afresh from the file, the job under its own executor (claim-aware),
+    through ``dg.execute_job`` as that CLI calls it. Returns whether the run succeeded and its
+    log messages (what the CLI prints), the run's failure included. Started where the caller
+    is (the CLI's working directory is where it is started)."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    recon_repo = ReconstructableRepository.for_file(str(definitions), "defs", working_directory=os.getcwd())
+    result = dg.execute_job(
+        recon_repo.get_reconstructable_job(job), instance, run_config=run_config, raise_on_error=False
+    )
+    return result.success, "\n".join(entry.message for entry in instance.all_logs(result.run_id))

@@ -1,7 +1,11 @@
 """Issue 27 on SQLMesh: what a run reports is what SQLMesh did, no more, no less.
 
-Each test goes through the real `dagster` CLI on a project `sqlmesh init` could have written
-(DuckDB, one concurrent task), and reads what Dagster recorded.
+Each test runs a Dagster job on a project `sqlmesh init` could have written (DuckDB, one
+concurrent task), beside the real `sqlmesh` CLI on a copy of it, and reads what Dagster recorded.
+Runs whose point is what they record run in the test's process (`run_in_process`: the run
+`dagster job execute` starts, from another directory); a failing plan job and `dagster asset
+materialize` go through the real `dagster` CLI, whose output and exit code they read
+(tests/test_fidelity_sqlmesh.py runs `<project>_run` through the CLI on every fixture).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from fidelity.harness import (
     run_command,
     warehouse_snapshot,
 )
+from in_process_runs import execute_job_in_process
 from projects.deployment import plan_without_backfill
-from projects.sqlmesh_repo import JobRun, run_job, write_repository
+from projects.sqlmesh_repo import JOB, JobRun, write_repository
 from test_pause_models import MODELS as PAUSE_MODELS
 
 from dagctl_dagster.execution.executor import RUN_SUMMARY_MESSAGE
@@ -64,6 +69,31 @@ def models_cli(repo: Path, home: Path, *args: str) -> tuple[int, str]:
         else:
             os.environ["DAGSTER_HOME"] = previous
     return code, stderr.getvalue()
+
+
+def run_in_process(repo: Path, home: Path, cwd: Path, job: str = JOB, run_config: dict | None = None) -> JobRun:
+    """The run `run_job` starts (`dagster job execute -j <project>_run`, from ``cwd``, with
+    ``home`` as `$DAGSTER_HOME`), or of another ``job``, in this process: its exit code (0 or 1)
+    and log messages."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    cwd.mkdir(parents=True, exist_ok=True)
+    saved = {name: os.environ.get(name) for name in ("DAGSTER_HOME", "MAX_CONCURRENT_MODELS")}
+    previous_cwd = os.getcwd()
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ.pop("MAX_CONCURRENT_MODELS", None)
+    os.chdir(cwd)
+    try:
+        with DagsterInstance.get() as instance:
+            ok, output = execute_job_in_process(repo / "definitions.py", job, instance, run_config=run_config)
+    finally:
+        os.chdir(previous_cwd)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return JobRun(0 if ok else 1, output)
 
 
 def both_states(ours: Path, native: Path) -> tuple[dict[str, SnapshotIntervals], dict[str, SnapshotIntervals]]:
@@ -113,7 +143,7 @@ METADATA_MODELS = {
 def test_plan_evaluated_models_get_their_plan_time_and_rebuilt_tables_their_row_count(tmp_path: Path):
     repo = write_repository(tmp_path / "repo", METADATA_MODELS)
     home = tmp_path / "home"
-    first = run_job(repo, home, tmp_path / "elsewhere")
+    first = run_in_process(repo, home, tmp_path / "elsewhere")
     assert first.returncode == 0, first.output[-6000:]
     evaluated = _materializations(home)
     assert set(evaluated) == {"demo/numbers", "demo/evens", "demo/daily"}
@@ -127,7 +157,7 @@ def test_plan_evaluated_models_get_their_plan_time_and_rebuilt_tables_their_row_
     # An incremental batch adds rows to a table holding others: no number rather than a wrong one.
     assert ROW_COUNT_KEY not in evaluated["demo/daily"][0]
 
-    second = run_job(repo, home, tmp_path / "elsewhere")
+    second = run_in_process(repo, home, tmp_path / "elsewhere")
     assert second.returncode == 0, second.output[-6000:]
     assert "snapshots, nothing due" in second.output
     assert "with 0 due batches" not in second.output
@@ -138,7 +168,7 @@ def test_a_run_evaluating_a_full_model_reports_its_row_count(tmp_path: Path):
     repo = write_repository(tmp_path / "repo", METADATA_MODELS)
     plan_without_backfill(repo / "project")
     home = tmp_path / "home"
-    result = run_job(repo, home, tmp_path / "elsewhere")
+    result = run_in_process(repo, home, tmp_path / "elsewhere")
     assert result.returncode == 0, result.output[-6000:]
     assert "3 due batches in 3 snapshots" in result.output
     evaluated = _materializations(home)
@@ -179,7 +209,9 @@ def test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_n
     shutil.copytree(repo / "project", native)
     home = tmp_path / "home"
 
-    run, native_plan = side_by_side(lambda: run_job(repo, home, tmp_path / "elsewhere"), lambda: _native_plan(native))
+    run, native_plan = side_by_side(
+        lambda: run_in_process(repo, home, tmp_path / "elsewhere"), lambda: _native_plan(native)
+    )
 
     assert native_plan.returncode != 0 and "Plan application failed" in native_plan.output
     assert run.returncode != 0
@@ -218,7 +250,7 @@ def test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_n
     for project in (repo / "project", native):
         (project / "models" / "boom.sql").write_text("MODEL (name retail.boom, kind FULL);\nSELECT 1 AS x\n")
     fixed, native_fixed = side_by_side(
-        lambda: run_job(repo, home, tmp_path / "elsewhere"), lambda: _native_plan(native)
+        lambda: run_in_process(repo, home, tmp_path / "elsewhere"), lambda: _native_plan(native)
     )
     assert native_fixed.returncode == 0
     assert fixed.returncode == 0, fixed.output[-6000:]
@@ -293,7 +325,7 @@ def test_a_model_paused_before_the_first_run_is_left_out_of_the_first_plan_until
             repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-9", "--by", "bo"
         )
         assert code == 0, stderr
-        return run_job(repo, home, tmp_path / "elsewhere")
+        return run_in_process(repo, home, tmp_path / "elsewhere")
 
     def natively() -> None:
         # Natively: the plan without the paused model and its downstream, then one that adds them
@@ -314,7 +346,7 @@ def test_a_model_paused_before_the_first_run_is_left_out_of_the_first_plan_until
 
     def resume_then_run() -> JobRun:
         assert models_cli(repo, home, "resume", "--project", "proj", "demo.paused")[0] == 0
-        return run_job(repo, home, tmp_path / "elsewhere")
+        return run_in_process(repo, home, tmp_path / "elsewhere")
 
     second, _ = side_by_side(resume_then_run, lambda: _native(native, "run"))
 
@@ -339,6 +371,11 @@ def _plan_job(repo: Path, home: Path, cwd: Path) -> CommandResult:
     )
 
 
+def _plan_job_in_process(repo: Path, home: Path, cwd: Path) -> JobRun:
+    """`_plan_job`'s run, in this process (for what it records, not what the CLI prints)."""
+    return run_in_process(repo, home, cwd, "proj_plan", {"ops": {"proj_plan_op": {"config": {"auto_apply": True}}}})
+
+
 def _plan_output(home: Path) -> dict:
     [output] = [e for e in _events(home, DagsterEventType.STEP_OUTPUT) if e.step_key == "proj_plan_op"][:1]
     return {k: v.value for k, v in output.dagster_event.event_specific_data.metadata.items()}
@@ -352,7 +389,7 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
     home = tmp_path / "home"
 
     def run_then_pause() -> None:
-        assert run_job(repo, home, tmp_path / "elsewhere").returncode == 0
+        assert run_in_process(repo, home, tmp_path / "elsewhere").returncode == 0
         assert models_cli(repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-3")[0] == 0
 
     side_by_side(run_then_pause, lambda: _native(native, "plan", "--auto-apply", "--no-prompts"))
@@ -364,11 +401,11 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
             "MODEL (name demo.independent, kind FULL);\nSELECT id + 1 AS id FROM demo.source\n"
         )
     held, _ = side_by_side(
-        lambda: _plan_job(repo, home, tmp_path / "elsewhere"),
+        lambda: _plan_job_in_process(repo, home, tmp_path / "elsewhere"),
         lambda: _native(native, "plan", "--auto-apply", "--no-prompts", "--select-model", "^(demo.paused+)"),
     )
 
-    assert held.ok, held.describe()
+    assert held.returncode == 0, held.output[-6000:]
     assert _plan_output(home)["held_out_paused"] == ["demo.after_paused", "demo.paused"]
     assert warehouse_snapshot(repo / "project") == warehouse_snapshot(native)
     ours, theirs = both_states(repo / "project", native)
@@ -384,11 +421,11 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
             "MODEL (name demo.source, kind FULL);\nSELECT range AS id, 1 AS one FROM range(7)\n"
         )
     evaluated, _ = side_by_side(
-        lambda: _plan_job(repo, home, tmp_path / "elsewhere"),
+        lambda: _plan_job_in_process(repo, home, tmp_path / "elsewhere"),
         lambda: _native(native, "plan", "--auto-apply", "--no-prompts"),
     )
 
-    assert evaluated.ok, evaluated.describe()
+    assert evaluated.returncode == 0, evaluated.output[-6000:]
     output = _plan_output(home)
     assert output["held_out_paused"] == [] and output["evaluated_despite_pause"] == ["demo.after_paused", "demo.paused"]
     [paused] = _materializations(home)["demo/paused"][-1:]

@@ -166,8 +166,9 @@ def run_native(fixture: Fixture, copy: Path, log_dir: Path) -> list[CommandResul
     return _run_steps(steps, copy / fixture.native_cwd, clean_env(), log_dir / "native")
 
 
-def run_dagster(fixture: Fixture, copy: Path, work_dir: Path) -> list[CommandResult]:
-    """Each job through `dagster job execute`, started from another directory, then each again."""
+def run_dagster(fixture: Fixture, copy: Path, work_dir: Path, rounds: int = 2) -> list[CommandResult]:
+    """Each job through `dagster job execute`, started from another directory, then each again
+    (``rounds`` times in all)."""
     definitions = copy / "definitions.py"
     config_path = (copy / ".dagctl" / "config.yaml").resolve()
     definitions.write_text(
@@ -179,7 +180,7 @@ def run_dagster(fixture: Fixture, copy: Path, work_dir: Path) -> list[CommandRes
     elsewhere = elsewhere_dir(work_dir)
     elsewhere.mkdir(parents=True, exist_ok=True)
     execute = [str(VENV_BIN / "dagster"), "job", "execute", "-f", str(definitions)]
-    steps = [[*execute, "-j", job] for job in fixture.jobs] * 2
+    steps = [[*execute, "-j", job] for job in fixture.jobs] * rounds
     return _run_steps(steps, elsewhere, clean_env(DAGSTER_HOME=str(home)), work_dir / "dagster", "RUN_SUCCESS")
 
 
