@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from cost_helpers import logged_postgres
-from test_dbt_factory import PROJECT, dbt_only_repo, load_project
+from in_process_runs import materialize_in_process
+from test_dbt_factory import PROJECT, dbt_only_repo
 from webserver import graphql_when
 
 from dagctl_dagster.cost import COUNT_QUERIES_ENV
@@ -101,19 +102,6 @@ def assert_counts_match(shown: dict[str, dict[str, object]], logged: Counter[str
             assert metadata["warehouse_queries"] == logged[unique_id], (name, metadata, logged[unique_id])
 
 
-def build_in_process(repo: Path) -> None:
-    """The dbt project's build on the test's instance (``DAGSTER_HOME``), in this process: what
-    is counted is sent by dbt's own process, whichever process runs the Dagster run."""
-    import dagster as dg
-
-    project_defs = load_project(repo)
-    with dg.DagsterInstance.get() as instance:
-        result = dg.materialize(
-            project_defs.assets, resources=project_defs.resources, instance=instance, raise_on_error=False
-        )
-        assert result.success, [e.message for e in result.all_events if e.is_step_failure]
-
-
 def test_postgres_node_counts_equal_the_servers_statement_log(tmp_path: Path, dagster_home: Path, monkeypatch):
     repo = dbt_only_repo(tmp_path / "repo")
     config = repo / ".dagctl" / "config.yaml"
@@ -122,7 +110,7 @@ def test_postgres_node_counts_equal_the_servers_statement_log(tmp_path: Path, da
     with logged_postgres() as postgres:
         for name, value in postgres.libpq_env().items():
             monkeypatch.setenv(name, value)
-        build_in_process(repo)
+        materialize_in_process(repo, group=PROJECT)  # dbt's own process sends what is counted
         logged = by_node_id([s.text for s in postgres.statements()])
     shown = recorded(dagster_home)  # the UI's view of the same metadata: test_dbt_metadata.py
 
@@ -135,7 +123,7 @@ def test_counting_off_leaves_dbt_nodes_without_cost(tmp_path: Path, dagster_home
     monkeypatch.setenv(COUNT_QUERIES_ENV, "0")
     monkeypatch.setenv("DBT_EXAMPLE_DB", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.delenv("DAGSTER_DBT_PARSE_PROJECT_ON_LOAD", raising=False)
-    build_in_process(repo)
+    materialize_in_process(repo, group=PROJECT)  # dbt's own process sends what is counted
     shown = recorded(dagster_home)
 
     assert shown and all("warehouse_queries" not in metadata for metadata in shown.values())
