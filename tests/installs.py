@@ -29,6 +29,8 @@ INSTALL_TIMEOUT_S = 600
 
 
 INSTALLS_ENV = "DAGCTL_TEST_INSTALLS"
+# Set beside INSTALLS_ENV when this session made the directory (and so deletes what is in it).
+OWNED_ENV = "DAGCTL_TEST_INSTALLS_OWNED"
 
 
 def make_installs_root() -> None:
@@ -39,6 +41,7 @@ def make_installs_root() -> None:
     if INSTALLS_ENV not in os.environ:  # set by hand: kept after the session, to look into
         _made.append(tempfile.mkdtemp(prefix="dagctl-installs-"))
         os.environ[INSTALLS_ENV] = _made[0]
+        os.environ[OWNED_ENV] = "1"
 
 
 def remove_installs_root() -> None:
@@ -54,6 +57,16 @@ def shared_dir(name: str) -> Path:
     path = Path(os.environ[INSTALLS_ENV]) / name
     path.mkdir(exist_ok=True)
     return path
+
+
+def discard_shared_dir(name: str) -> None:
+    """Delete ``shared_dir(name)`` once the one test module using it is done.
+
+    A venv is some 50,000 files: deleted here, on the worker, beside the other workers'
+    tests, rather than by :func:`remove_installs_root` at the session's end, when nothing
+    else runs. Kept when the directory was set by hand (INSTALLS_ENV), to look into."""
+    if os.environ.get(OWNED_ENV) == "1":
+        shutil.rmtree(Path(os.environ[INSTALLS_ENV]) / name, ignore_errors=True)
 
 
 @contextmanager

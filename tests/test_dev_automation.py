@@ -136,7 +136,10 @@ def test_dev_starts_with_automation_off_launches_nothing_and_re_executes_the_rea
         # stamp its schema twice).
         graphql_when(port, RUNS, lambda data: "runsOrError" in data, "dg dev's webserver", every=0.5)
         # The README's line, as typed in a second terminal at the repository root; DAGSTER_HOME
-        # is the instance dev.sh uses in this test.
+        # is the instance dev.sh uses in this test, and the config and warehouses are dev.sh's
+        # too: both terminals share one environment, as a user's do. (A DBT_EXAMPLE_DB of its
+        # own would also change the dbt manifest's fingerprint: the launch's code server and
+        # then the run worker would each parse the dbt project again.)
         assignment, *command = readme_launch_command()
         assert assignment.startswith("DAGSTER_HOME=")
         env = dict(os.environ)
@@ -144,6 +147,7 @@ def test_dev_starts_with_automation_off_launches_nothing_and_re_executes_the_rea
             DAGSTER_HOME=str(tmp_path / "dagster_home"),
             DAGCTL_CONFIG=str(example_repo / ".dagctl" / "config.yaml"),
             SQLMESH_EXAMPLE_DB=str(tmp_path / "sqlmesh_warehouse.duckdb"),
+            DBT_EXAMPLE_DB=str(tmp_path / "dbt_warehouse.duckdb"),
         )
         launch = subprocess.Popen(
             command,

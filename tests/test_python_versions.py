@@ -9,12 +9,13 @@ with what to install; it is never skipped.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 from conftest import REPO_ROOT, copy_repository, instance_home
-from installs import NO_BYTECODE_ENV, interpreter, once, run, shared_dir, uv
+from installs import NO_BYTECODE_ENV, discard_shared_dir, interpreter, once, run, shared_dir, uv
 from test_code_location import SQLMESH_MODELS, dbt_models
 
 # The suite itself runs on 3.11 (.venv); these are the other interpreters requires-python admits.
@@ -34,10 +35,17 @@ def sync(venv: Path, python: str) -> None:
     run([uv(), "sync", "--frozen", "--quiet", "--python", python], cwd=REPO_ROOT, env=env)
 
 
+@pytest.fixture(scope="module")
+def venvs_root() -> Iterator[Path]:
+    """Both venvs; deleted when this module is done with them."""
+    yield shared_dir("python-versions")
+    discard_shared_dir("python-versions")
+
+
 @pytest.fixture(scope="module", params=VERSIONS)
-def venv(request) -> Path:
+def venv(request, venvs_root: Path) -> Path:
     python = interpreter(request.param)
-    path = once(shared_dir("python-versions") / f"py{request.param}", lambda p: sync(p, python))
+    path = once(venvs_root / f"py{request.param}", lambda p: sync(p, python))
     reported = run([str(path / "bin" / "python"), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
     assert reported.stdout.strip() == request.param
     return path
