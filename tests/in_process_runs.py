@@ -7,8 +7,8 @@ CLI process, which would only add its start and a second load of the definitions
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import dagster as dg
@@ -55,3 +55,19 @@ def execute_job_in_process(
         recon_repo.get_reconstructable_job(job), instance, run_config=run_config, raise_on_error=False
     )
     return result.success, "\n".join(entry.message for entry in instance.all_logs(result.run_id))
+
+
+@contextmanager
+def started_like_the_cli(cwd: Path, env: Mapping[str, str]) -> Iterator[None]:
+    """This process in ``cwd`` with exactly ``env``, as a CLI command started there with that
+    environment; both put back afterwards."""
+    previous_env, previous_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(previous_cwd)
+        os.environ.clear()
+        os.environ.update(previous_env)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -39,7 +37,7 @@ from fidelity.harness import (
     vacuity_problems,
     warehouse_snapshot,
 )
-from in_process_runs import execute_job_in_process
+from in_process_runs import execute_job_in_process, started_like_the_cli
 
 NATIVE_STEPS = 3  # plan, run, run
 
@@ -107,21 +105,6 @@ class NativeOutcomes:
 @pytest.fixture(scope="module")
 def natives() -> NativeOutcomes:
     return NativeOutcomes()
-
-
-@contextmanager
-def started_like_the_cli(cwd: Path, env: dict[str, str]) -> Iterator[None]:
-    """This process in ``cwd`` with exactly ``env`` (what `run_dagster` gives its commands)."""
-    previous_env, previous_cwd = dict(os.environ), os.getcwd()
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
-    try:
-        yield
-    finally:
-        os.chdir(previous_cwd)
-        os.environ.clear()
-        os.environ.update(previous_env)
 
 
 def dagster_run(fixture: Fixture, work: Path) -> tuple[str | None, Path | None, list[str]]:

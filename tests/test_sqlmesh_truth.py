@@ -32,7 +32,7 @@ from fidelity.harness import (
     run_command,
     warehouse_snapshot,
 )
-from in_process_runs import execute_job_in_process
+from in_process_runs import execute_job_in_process, started_like_the_cli
 from projects.deployment import plan_without_backfill
 from projects.sqlmesh_repo import JOB, JobRun, write_repository
 from test_pause_models import MODELS as PAUSE_MODELS
@@ -78,21 +78,9 @@ def run_in_process(repo: Path, home: Path, cwd: Path, job: str = JOB, run_config
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     cwd.mkdir(parents=True, exist_ok=True)
-    saved = {name: os.environ.get(name) for name in ("DAGSTER_HOME", "MAX_CONCURRENT_MODELS")}
-    previous_cwd = os.getcwd()
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ.pop("MAX_CONCURRENT_MODELS", None)
-    os.chdir(cwd)
-    try:
-        with DagsterInstance.get() as instance:
-            ok, output = execute_job_in_process(repo / "definitions.py", job, instance, run_config=run_config)
-    finally:
-        os.chdir(previous_cwd)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    env = {name: value for name, value in os.environ.items() if name != "MAX_CONCURRENT_MODELS"}
+    with started_like_the_cli(cwd, {**env, "DAGSTER_HOME": str(home)}), DagsterInstance.get() as instance:
+        ok, output = execute_job_in_process(repo / "definitions.py", job, instance, run_config=run_config)
     return JobRun(0 if ok else 1, output)
 
 
