@@ -44,11 +44,16 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 
-def side_by_side(ours: Callable[[], A], native: Callable[[], B]) -> tuple[A, B]:
+def side_by_side(ours: Callable[[], A], native: Callable[[dict[str, str]], B]) -> tuple[A, B]:
     """The Dagster side and the native side at once: each on its own copy of the project (its
-    own DuckDB warehouse and state), in its own processes, so neither sees the other."""
+    own DuckDB warehouse and state), in its own processes, so neither sees the other.
+
+    The native side gets its environment read here, first: the Dagster side runs in this
+    process and replaces its environment meanwhile (``started_like_the_cli``), which another
+    thread must not be reading."""
+    env = clean_env()
     with ThreadPoolExecutor(1) as pool:
-        theirs = pool.submit(native)
+        theirs = pool.submit(native, env)
         return ours(), theirs.result()
 
 
@@ -57,17 +62,10 @@ def models_cli(repo: Path, home: Path, *args: str) -> tuple[int, str]:
     in this process (tests/test_pause_models.py runs the command itself); its code and stderr."""
     from dagctl_dagster.cli import main
 
-    previous = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
     stderr = io.StringIO()
-    try:
+    with started_like_the_cli(Path.cwd(), {**os.environ, "DAGSTER_HOME": str(home)}):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
             code = main(["models", *args, "--config", str(repo / ".dagctl" / "config.yaml")])
-    finally:
-        if previous is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = previous
     return code, stderr.getvalue()
 
 
@@ -180,8 +178,8 @@ FAILING_PLAN_MODELS = {
 }
 
 
-def _native_plan(project: Path) -> CommandResult:
-    return run_command([str(VENV_BIN / "sqlmesh"), "plan", "--auto-apply", "--no-prompts"], project, clean_env())
+def _native_plan(project: Path, env: dict[str, str]) -> CommandResult:
+    return run_command([str(VENV_BIN / "sqlmesh"), "plan", "--auto-apply", "--no-prompts"], project, env)
 
 
 def _step_messages(home: Path, event_type: DagsterEventType) -> dict[str, str]:
@@ -198,7 +196,7 @@ def test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_n
     home = tmp_path / "home"
 
     run, native_plan = side_by_side(
-        lambda: run_in_process(repo, home, tmp_path / "elsewhere"), lambda: _native_plan(native)
+        lambda: run_in_process(repo, home, tmp_path / "elsewhere"), lambda env: _native_plan(native, env)
     )
 
     assert native_plan.returncode != 0 and "Plan application failed" in native_plan.output
@@ -238,7 +236,7 @@ def test_a_failed_first_plan_fails_the_model_it_failed_on_and_says_the_rest_is_n
     for project in (repo / "project", native):
         (project / "models" / "boom.sql").write_text("MODEL (name retail.boom, kind FULL);\nSELECT 1 AS x\n")
     fixed, native_fixed = side_by_side(
-        lambda: run_in_process(repo, home, tmp_path / "elsewhere"), lambda: _native_plan(native)
+        lambda: run_in_process(repo, home, tmp_path / "elsewhere"), lambda env: _native_plan(native, env)
     )
     assert native_fixed.returncode == 0
     assert fixed.returncode == 0, fixed.output[-6000:]
@@ -293,8 +291,8 @@ def test_a_failed_first_plan_on_a_model_outside_the_selection_fails_the_selected
     )
 
 
-def _native(project: Path, *args: str) -> CommandResult:
-    result = run_command([str(VENV_BIN / "sqlmesh"), *args], project, clean_env())
+def _native(project: Path, *args: str, env: dict[str, str] | None = None) -> CommandResult:
+    result = run_command([str(VENV_BIN / "sqlmesh"), *args], project, clean_env() if env is None else env)
     assert result.ok, result.describe()
     return result
 
@@ -315,11 +313,13 @@ def test_a_model_paused_before_the_first_run_is_left_out_of_the_first_plan_until
         assert code == 0, stderr
         return run_in_process(repo, home, tmp_path / "elsewhere")
 
-    def natively() -> None:
+    def natively(env: dict[str, str]) -> None:
         # Natively: the plan without the paused model and its downstream, then one that adds them
         # unevaluated, as the run's first plan does.
-        _native(native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--select-model", "^(demo.paused+)")
-        _native(native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--skip-backfill", "--no-gaps")
+        _native(
+            native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--select-model", "^(demo.paused+)", env=env
+        )
+        _native(native, "plan", "--auto-apply", "--no-prompts", "--skip-tests", "--skip-backfill", "--no-gaps", env=env)
 
     first, _ = side_by_side(pause_then_run, natively)
     assert first.returncode == 0, first.output[-6000:]
@@ -336,7 +336,7 @@ def test_a_model_paused_before_the_first_run_is_left_out_of_the_first_plan_until
         assert models_cli(repo, home, "resume", "--project", "proj", "demo.paused")[0] == 0
         return run_in_process(repo, home, tmp_path / "elsewhere")
 
-    second, _ = side_by_side(resume_then_run, lambda: _native(native, "run"))
+    second, _ = side_by_side(resume_then_run, lambda env: _native(native, "run", env=env))
 
     assert second.returncode == 0, second.output[-6000:]
     materialized = _materializations(home)
@@ -380,7 +380,7 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
         assert run_in_process(repo, home, tmp_path / "elsewhere").returncode == 0
         assert models_cli(repo, home, "pause", "--project", "proj", "demo.paused", "--reason", "INC-3")[0] == 0
 
-    side_by_side(run_then_pause, lambda: _native(native, "plan", "--auto-apply", "--no-prompts"))
+    side_by_side(run_then_pause, lambda env: _native(native, "plan", "--auto-apply", "--no-prompts", env=env))
 
     # The paused model edited, beside an edit elsewhere: the plan leaves it as deployed.
     for project in (repo / "project", native):
@@ -390,7 +390,9 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
         )
     held, _ = side_by_side(
         lambda: _plan_job_in_process(repo, home, tmp_path / "elsewhere"),
-        lambda: _native(native, "plan", "--auto-apply", "--no-prompts", "--select-model", "^(demo.paused+)"),
+        lambda env: _native(
+            native, "plan", "--auto-apply", "--no-prompts", "--select-model", "^(demo.paused+)", env=env
+        ),
     )
 
     assert held.returncode == 0, held.output[-6000:]
@@ -410,7 +412,7 @@ def test_the_plan_job_leaves_paused_models_as_deployed_or_says_it_could_not(tmp_
         )
     evaluated, _ = side_by_side(
         lambda: _plan_job_in_process(repo, home, tmp_path / "elsewhere"),
-        lambda: _native(native, "plan", "--auto-apply", "--no-prompts"),
+        lambda env: _native(native, "plan", "--auto-apply", "--no-prompts", env=env),
     )
 
     assert evaluated.returncode == 0, evaluated.output[-6000:]
