@@ -1,4 +1,4 @@
-"""How many rows a model's table holds after an evaluation, where that is known without counting.
+"""How many rows a model's table holds after an evaluation, where that is known without scanning the table.
 
 Only models whose evaluation rebuilds the whole table (kinds ``FULL`` and ``SEED``) have one:
 the rows SQLMesh's execution tracker counted as written by that evaluation (engines whose
