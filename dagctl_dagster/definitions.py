@@ -141,15 +141,21 @@ def _configure_process_before_load() -> None:
     - Dagster's SQLite event log storage keeps its connections open, if this process has a
       SQLite instance (:func:`~dagctl_dagster.execution.dagster_adapter.keep_sqlite_event_connections_open`):
       ``dagster job execute`` creates its run right after this load, one event per asset;
+    - Dagster's PostgreSQL instances create runs on one connection, if this process has a
+      PostgreSQL instance (:func:`~dagctl_dagster.execution.dagster_adapter.pool_postgres_event_connections_while_creating_runs`);
     - after the projects are built (:func:`_configure_process_after_load`): the JSON log
       handler a ``dagster.yaml`` may name (``python_logs``) learns which model each op runs.
     """
-    from dagctl_dagster.execution.dagster_adapter import keep_sqlite_event_connections_open
+    from dagctl_dagster.execution.dagster_adapter import (
+        keep_sqlite_event_connections_open,
+        pool_postgres_event_connections_while_creating_runs,
+    )
     from dagctl_dagster.quiet import print_expected_errors_without_traceback, silence_known_warnings
 
     silence_known_warnings()
     print_expected_errors_without_traceback()
     keep_sqlite_event_connections_open()
+    pool_postgres_event_connections_while_creating_runs()
 
 
 def _configure_process_after_load(models_by_op: dict[str, str]) -> None:

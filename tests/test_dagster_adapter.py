@@ -230,8 +230,10 @@ def test_wiping_a_sqlite_instance_with_kept_connections_loses_no_later_event(dag
         assert _engine_events(reopened, after.run_id) == ["after wipe"]
 
 
-def test_a_code_location_load_patches_sqlite_storage_only_where_it_is_already_imported(tmp_path):
-    """A code server's load must not import SQLAlchemy for it; a CLI process with an instance is patched."""
+def test_a_code_location_load_patches_storages_only_where_they_are_already_imported(tmp_path, postgres_url):
+    """A code server's load must not import SQLAlchemy for it; a CLI process with an instance
+    is patched for that instance's storage: SQLite keeps its connections, PostgreSQL creates
+    runs on one connection."""
     import subprocess
     import sys
 
@@ -242,20 +244,32 @@ def test_a_code_location_load_patches_sqlite_storage_only_where_it_is_already_im
         "import sys; from dagctl_dagster import load_definitions\n"
         "{setup}"
         "load_definitions('.dagctl/config.yaml')\n"
+        "import dagster as dg\n"
         "from dagctl_dagster.execution import dagster_adapter as a\n"
         "module = sys.modules.get(a.SQLITE_EVENT_LOG_MODULE)\n"
-        "print(module is not None, bool(module and getattr(module.SqliteEventLogStorage, '_dagctl_kept_open', False)))\n"
+        "print(module is not None, bool(module and getattr(module.SqliteEventLogStorage, '_dagctl_kept_open', False)),"
+        " a.POSTGRES_EVENT_LOG_MODULE in sys.modules, getattr(dg.DagsterInstance, a._POOLED_RUN_CREATION_ATTR, False))\n"
     )
-    home = instance_home(tmp_path / "home")
-    instance_first = f"import dagster as dg; dg.DagsterInstance.from_config({str(home)!r}).get_runs()\n"
+    instance_first = "import dagster as dg; dg.DagsterInstance.from_config({home!r}).get_runs()\n"
+    setups = {
+        "code server": "",
+        "CLI with a SQLite instance": instance_first.format(home=str(instance_home(tmp_path / "home"))),
+        "CLI with a PostgreSQL instance": instance_first.format(
+            home=str(instance_home(tmp_path / "pg_home", postgres_url))
+        ),
+    }
     outputs = {}
-    for name, setup in {"code server": "", "CLI with an instance": instance_first}.items():
+    for name, setup in setups.items():
         completed = subprocess.run(
             [sys.executable, "-c", probe.format(setup=setup)], cwd=repo, capture_output=True, text=True, timeout=240
         )
         assert completed.returncode == 0, completed.stderr[-2000:]
         outputs[name] = completed.stdout.strip().splitlines()[-1]
-    assert outputs == {"code server": "False False", "CLI with an instance": "True True"}
+    assert outputs == {
+        "code server": "False False False False",
+        "CLI with a SQLite instance": "True True False False",
+        "CLI with a PostgreSQL instance": "True True True True",
+    }
 
 
 def test_postgres_storage_gets_pooled_connections_for_the_run(tmp_path, monkeypatch, postgres_url):
@@ -272,6 +286,66 @@ def test_postgres_storage_gets_pooled_connections_for_the_run(tmp_path, monkeypa
             _write_events_from_threads(instance, run, count=30, threads=5)
         messages = _engine_events(instance, run.run_id)
     assert sorted(messages) == sorted(f"event {i}" for i in range(30))
+
+
+def _job_of_assets(count: int) -> dg.JobDefinition:
+    def no_op(name: str) -> dg.AssetsDefinition:
+        @dg.asset(name=name)
+        def _asset() -> None:
+            return None
+
+        return _asset
+
+    return dg.Definitions(
+        assets=[no_op(f"a{i}") for i in range(count)], jobs=[dg.define_asset_job("all")]
+    ).resolve_job_def("all")
+
+
+def _connections_opened_by(block) -> int:
+    """New database connections any SQLAlchemy pool of this process opened while ``block`` ran."""
+    import sqlalchemy as sa
+
+    opened: list[object] = []
+
+    def count(dbapi_connection, _record) -> None:
+        opened.append(dbapi_connection)
+
+    sa.event.listen(sa.pool.Pool, "connect", count)
+    try:
+        block()
+    finally:
+        sa.event.remove(sa.pool.Pool, "connect", count)
+    return len(opened)
+
+
+def test_postgres_run_creation_writes_its_planned_events_on_one_connection_and_keeps_none(
+    postgres_dagster_home, postgres_url
+):
+    """Creating a run of 40 assets: not two new server connections per planned event; every
+    event stored; afterwards the storage connects per call again and holds no connection."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    assert adapter.pool_postgres_event_connections_while_creating_runs(force=True)
+    job = _job_of_assets(40)
+    with DagsterInstance.get() as instance:
+        created = []
+        opened = _connections_opened_by(lambda: created.append(instance.create_run_for_job(job)))
+        planned = instance.get_records_for_run(
+            created[0].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        ).records
+        assert isinstance(instance.event_log_storage._engine.pool, NullPool)
+    assert len(planned) == 40
+    assert opened < 10, f"{opened} connections for 40 planned events"
+    probe = sa.create_engine(postgres_url, poolclass=NullPool)
+    with probe.connect() as connection:
+        others = connection.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    probe.dispose()
+    assert others == 0
 
 
 def test_check_verdicts_are_those_evaluated_on_the_latest_materialization(dagster_home):

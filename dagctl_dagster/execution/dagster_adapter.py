@@ -11,6 +11,7 @@ test and adjusting this file, nothing else.
 from __future__ import annotations
 
 import collections
+import functools
 import sys
 import threading
 import warnings
@@ -84,6 +85,7 @@ __all__ = [
     "step_tags",
     "event_log_schema_remembered",
     "keep_sqlite_event_connections_open",
+    "pool_postgres_event_connections_while_creating_runs",
     "latest_check_results",
     "storage_connections_held_open",
     "CheckVerdict",
@@ -608,6 +610,71 @@ def _sync_wal_at_checkpoints(dbapi_connection: Any, _record: Any) -> None:
 def _dispose_kept_engines(storage: Any) -> None:
     for engine in storage.__dict__.pop(_KEPT_ENGINES_ATTR, {}).values():
         engine.dispose()
+
+
+POSTGRES_EVENT_LOG_MODULE = "dagster_postgres.event_log.event_log"
+_RUN_CREATING_METHODS = ("create_run", "create_run_for_job")
+_POOLED_RUN_CREATION_ATTR = "_dagctl_pooled_run_creation"
+_pooled_run_creation_install_lock = threading.Lock()
+
+
+def pool_postgres_event_connections_while_creating_runs(*, force: bool = False) -> bool:
+    """Make every ``DagsterInstance`` of this process create its runs on one PostgreSQL connection.
+
+    Creating a run writes one planned event per asset (and per check), and Dagster's
+    PostgreSQL event log storage opens two new server connections for each
+    (benchmarks/RESULTS.md, issue 30): over a thousand for a 500-model job, in the process
+    that creates the run (``dagster job execute``, ``dagster asset materialize``). While an
+    instance creates a run, its event log storage borrows the pooled engine the webserver
+    uses (:func:`event_connections_pooled`); the connection is closed when the run exists,
+    so no process holds one between runs.
+
+    Without ``force`` it only patches when Dagster's PostgreSQL storage module is already
+    imported (this process has a PostgreSQL instance), as
+    :func:`keep_sqlite_event_connections_open`. Idempotent; returns whether the patch is in place.
+    """
+    if not force and POSTGRES_EVENT_LOG_MODULE not in sys.modules:
+        return False
+    with _pooled_run_creation_install_lock:
+        if getattr(dg.DagsterInstance, _POOLED_RUN_CREATION_ATTR, False):
+            return True
+        for name in _RUN_CREATING_METHODS:
+            setattr(dg.DagsterInstance, name, _creating_on_pooled_connections(getattr(dg.DagsterInstance, name)))
+        setattr(dg.DagsterInstance, _POOLED_RUN_CREATION_ATTR, True)
+    return True
+
+
+def _creating_on_pooled_connections(create: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(create)
+    def creating(self: dg.DagsterInstance, *args: Any, **kwargs: Any) -> Any:
+        with event_connections_pooled(self.event_log_storage):
+            return create(self, *args, **kwargs)
+
+    return creating
+
+
+@contextmanager
+def event_connections_pooled(storage: Any) -> Iterator[None]:
+    """While the block runs, a PostgreSQL event log storage that connects per call reuses one
+    connection (the webserver's pooled engine, no statement timeout); afterwards it connects
+    per call again and the pooled connection is closed. Any other storage: unchanged."""
+    from sqlalchemy.pool import NullPool
+
+    module = sys.modules.get(POSTGRES_EVENT_LOG_MODULE)
+    if module is None or not isinstance(storage, module.PostgresEventLogStorage):
+        yield
+        return
+    per_call_engine = storage._engine
+    if not isinstance(per_call_engine.pool, NullPool):  # already pooled: a run worker, the webserver
+        yield
+        return
+    storage.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=-1)
+    pooled_engine = storage._engine
+    try:
+        yield
+    finally:
+        storage._engine = per_call_engine
+        pooled_engine.dispose()
 
 
 def step_skipped(step_context: StepExecutionContext, message: str) -> list[DagsterEvent]:
