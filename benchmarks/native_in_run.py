@@ -3,9 +3,10 @@ it, the span of SQLMesh's model evaluations (first ``Scheduler.evaluate`` start 
 
 The claim-aware run's in-run time comes from Dagster's run record (run start → end); this is
 the same split for native ``sqlmesh run``. ``Context.run`` also holds SQLMesh's scheduling
-(state reads, missing intervals, batches), which an integration can do while Dagster starts
-its run; the evaluation span is the part no integration of SQLMesh's evaluation avoids. Only
-clocks are added: no other code of the CLI changes.
+(state reads, missing intervals, batches); the evaluation span is the part no integration of
+SQLMesh's evaluation avoids, even one that could do the scheduling while Dagster starts its run
+(docs/benchmarks.md says why the floor the targets carry takes the whole ``Context.run``).
+Only clocks are added: no other code of the CLI changes.
 
     python benchmarks/native_in_run.py .venv/bin/sqlmesh -p project run
 

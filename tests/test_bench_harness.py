@@ -618,7 +618,9 @@ def test_the_run_section_measures_the_floor_with_sqlmesh_beside_each_shape(run_s
         CLAIM_ENGINE_FLOOR_RATIO,
         CLAIM_STEPS_FLOOR_RATIO,
         ENGINE_FLOOR_RATIO,
+        CLAIM_RUN_FLOOR_RATIO,
         FLOOR_CLAIM_RATIO,
+        RUN_FLOOR_RATIO,
         RUN_RATIO,
         STEP_OVER_FLOOR,
         STEP_OVER_NATIVE,
@@ -629,15 +631,20 @@ def test_the_run_section_measures_the_floor_with_sqlmesh_beside_each_shape(run_s
     floor_with_sqlmesh = rows[ENGINE_FLOOR_RATIO]
     assert floor_with_sqlmesh.value > 0 and "native's model evaluations" in floor_with_sqlmesh.detail
     assert rows[CLAIM_ENGINE_FLOOR_RATIO].value > 0 and STEP_OVER_NATIVE in rows
-    # Beside it, the floor whose evaluations are each followed by one Dagster step's events:
-    # the lowest an integration with one step per model can show, so the targets' rows carry it.
+    # Beside it, the floor whose evaluations are each followed by one Dagster step's events,
+    # and the same run's whole Context.run (SQLMesh's scheduling too): the lowest an
+    # integration with one step per model can show, so the targets' rows carry it.
     floor_with_steps = rows[STEPS_FLOOR_RATIO]
     assert floor_with_steps.value > 0 and "each followed by its step's events" in floor_with_steps.detail
     assert rows[CLAIM_STEPS_FLOOR_RATIO].value > 0
+    floor_with_run = rows[RUN_FLOOR_RATIO]
+    assert floor_with_run.value >= floor_with_steps.value and "whole `Context.run`" in floor_with_run.detail
+    assert rows[CLAIM_RUN_FLOOR_RATIO].value > 0
     assert rows[FLOOR_CLAIM_RATIO].floor is not None and rows[STEP_OVER_FLOOR].floor is not None
-    assert rows[RUN_RATIO].floor == pytest.approx(floor_with_steps.value)
+    assert rows[RUN_RATIO].floor == pytest.approx(floor_with_run.value)
     (events_run,) = run_section.with_step_events
     assert events_run.evaluation_seconds is not None and "Run finished for environment 'prod'" in events_run.output
+    assert events_run.run_seconds is not None and events_run.run_seconds >= events_run.evaluation_seconds
 
 
 @pytest.mark.timeout(600)
