@@ -48,6 +48,7 @@ class ProcessResult:
     output: str
     run_seconds: float | None = None  # in-run time: Dagster run start → end (run record), native `Context.run`
     evaluation_seconds: float | None = None  # native: first model evaluation's start → last one's end
+    sqlmesh_import_seconds: float | None = None  # native with step events: SQLMesh's import after Dagster's
     # User + system CPU seconds of the process and the children it waited for (``wait4``):
     # steadier than wall time on a shared machine, since other work does not add to it.
     cpu_seconds: float = 0.0
@@ -311,6 +312,7 @@ def _native_in_run(repo: GeneratedRepository, *, timeout_s: float, env: Mapping[
         result,
         run_seconds=native_in_run.in_run_seconds(result.output),
         evaluation_seconds=native_in_run.evaluation_seconds(result.output),
+        sqlmesh_import_seconds=native_in_run.sqlmesh_import_seconds(result.output),
     )
 
 
