@@ -678,18 +678,15 @@ def _floor_rows(
             ratio(lowest, floor.wall) if lowest else None,
         )
     )
-    if both:
-        results.rows.append(ratio_row(f"{ENGINE_FLOOR_RATIO} — {where}", both, native.wall, None))
-        results.rows.append(ratio_row(f"{CLAIM_ENGINE_FLOOR_RATIO} — {where}", claim.wall, both, None))
-    if steps:
-        results.rows.append(ratio_row(f"{STEPS_FLOOR_RATIO} — {where}", steps, native.wall, None))
-        results.rows.append(ratio_row(f"{CLAIM_STEPS_FLOOR_RATIO} — {where}", claim.wall, steps, None))
-    if scheduled:
-        results.rows.append(ratio_row(f"{RUN_FLOOR_RATIO} — {where}", scheduled, native.wall, None))
-        results.rows.append(ratio_row(f"{CLAIM_RUN_FLOOR_RATIO} — {where}", claim.wall, scheduled, None))
-    if started:
-        results.rows.append(ratio_row(f"{STARTED_FLOOR_RATIO} — {where}", started, native.wall, None))
-        results.rows.append(ratio_row(f"{CLAIM_STARTED_FLOOR_RATIO} — {where}", claim.wall, started, None))
+    for engine_floor, over_native, claim_over in (
+        (both, ENGINE_FLOOR_RATIO, CLAIM_ENGINE_FLOOR_RATIO),
+        (steps, STEPS_FLOOR_RATIO, CLAIM_STEPS_FLOOR_RATIO),
+        (scheduled, RUN_FLOOR_RATIO, CLAIM_RUN_FLOOR_RATIO),
+        (started, STARTED_FLOOR_RATIO, CLAIM_STARTED_FLOOR_RATIO),
+    ):
+        if engine_floor:
+            results.rows.append(ratio_row(f"{over_native} — {where}", engine_floor, native.wall, None))
+            results.rows.append(ratio_row(f"{claim_over} — {where}", claim.wall, engine_floor, None))
     if events and started:
         engine_per_step = _paired_per_step(
             "SQLMesh's import and native `Context.run` with step events − floor in-run, ms per model (paired)",
