@@ -718,11 +718,15 @@ def _referenced(kind: str, namespace: str, ref: dict[str, Any], lookup: ObjectLo
 
 
 def process_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs. A zombie (killed, not yet reaped by whoever inherited it:
+    a pod's grandchild goes to init when its group is killed) has stopped."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
+    state = stat.rpartition(")")[2].split()[0]
+    return state != "Z"
 
 
 def _env_value(
