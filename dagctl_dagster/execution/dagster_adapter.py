@@ -626,7 +626,7 @@ def pool_postgres_event_connections_while_creating_runs(*, force: bool = False) 
     (benchmarks/RESULTS.md, issue 30): over a thousand for a 500-model job, in the process
     that creates the run (``dagster job execute``, ``dagster asset materialize``). While an
     instance creates a run, its event log storage borrows the pooled engine the webserver
-    uses (:func:`event_connections_pooled`); the connection is closed when the run exists,
+    uses (:func:`_event_connections_pooled`); the connection is closed when the run exists,
     so no process holds one between runs.
 
     Without ``force`` it only patches when Dagster's PostgreSQL storage module is already
@@ -647,14 +647,14 @@ def pool_postgres_event_connections_while_creating_runs(*, force: bool = False) 
 def _creating_on_pooled_connections(create: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(create)
     def creating(self: dg.DagsterInstance, *args: Any, **kwargs: Any) -> Any:
-        with event_connections_pooled(self.event_log_storage):
+        with _event_connections_pooled(self.event_log_storage):
             return create(self, *args, **kwargs)
 
     return creating
 
 
 @contextmanager
-def event_connections_pooled(storage: Any) -> Iterator[None]:
+def _event_connections_pooled(storage: Any) -> Iterator[None]:
     """While the block runs, a PostgreSQL event log storage that connects per call reuses one
     connection (the webserver's pooled engine, no statement timeout); afterwards it connects
     per call again and the pooled connection is closed. Any other storage: unchanged."""
