@@ -544,7 +544,6 @@ def _compare_sqlmesh(
                 floor,
                 both,
                 results,
-                events=events,
                 steps=steps,
                 scheduled=scheduled,
                 started=started,
@@ -647,7 +646,6 @@ def _floor_rows(
     both: Series | None,
     results,
     *,
-    events: _Measured | None = None,
     steps: Series | None = None,
     scheduled: Series | None = None,
     started: Series | None = None,
@@ -661,7 +659,7 @@ def _floor_rows(
     ``both`` (:func:`_engine_floor`) says whether a target is within reach at all: its ratio
     to the stock floor, and native's evaluations per model over the floor's in-run per step, are the
     lowest values any integration running SQLMesh's evaluation in Dagster steps can show.
-    ``steps`` (the same with each evaluation followed by its step's events, run ``events``)
+    ``steps`` (the same with each evaluation followed by its step's events)
     is higher and still a floor for one Dagster step per model. ``scheduled`` (the same run's
     whole ``Context.run``, SQLMesh's scheduling included) is higher again, and ``started`` (with
     SQLMesh's import too) the highest: when measured, it is the one that says."""
@@ -687,36 +685,13 @@ def _floor_rows(
         if engine_floor:
             results.rows.append(ratio_row(f"{over_native} — {where}", engine_floor, native.wall, None))
             results.rows.append(ratio_row(f"{claim_over} — {where}", claim.wall, engine_floor, None))
-    if events and started:
-        engine_per_step = _paired_per_step(
-            "SQLMesh's import and native `Context.run` with step events − floor in-run, ms per model (paired)",
-            Series(
-                "",
-                models,
-                "s",
-                [a + b for a, b in zip(events.in_run.samples, events.sqlmesh_import.samples, strict=True)],
-            ),
-            floor.in_run,
-            models,
-        )
-    elif events and scheduled:
-        engine_per_step = _paired_per_step(
-            "native `Context.run` with step events − floor in-run, ms per model (paired)",
-            events.in_run,
-            floor.in_run,
-            models,
-        )
-    elif events and steps:
-        engine_per_step = _paired_per_step(
-            "native evaluations with step events − floor in-run, ms per model (paired)",
-            events.evaluation,
-            floor.in_run,
-            models,
-        )
-    else:
-        engine_per_step = _paired_per_step(
-            "native evaluations − floor in-run, ms per model (paired)", native.evaluation, floor.in_run, models
-        )
+    # The highest floor over the stock floor, paired: its outside-the-run parts cancel, leaving
+    # its in-run part (native's evaluations, events, scheduling, import) over the floor's in-run.
+    engine_per_step = (
+        _paired_per_step("highest measured floor − stock floor, ms per model (paired)", lowest, floor.wall, models)
+        if lowest
+        else None
+    )
     over_native = _paired_per_step(
         "claim-aware in-run − native evaluations, ms per model (paired)", claim.in_run, native.evaluation, models
     )
